@@ -1,0 +1,621 @@
+//! The `ModelRoute` resource: which models a workload may call, through which backends.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{BackendName, ByteSize, Duration, MicroUsd, ModelName, Ratio};
+
+/// What a workload may call and how: models, backends, strategy, limits, retries, cache, budget.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "ModelRoute",
+    doc = "Which models a workload may call, through which providers, at what rate and for how much money.",
+    plural = "modelroutes",
+    shortname = "mr",
+    category = "sluice",
+    namespaced,
+    status = "ModelRouteStatus",
+    printcolumn = r#"{"name":"Models","type":"string","jsonPath":".spec.models"}"#,
+    printcolumn = r#"{"name":"Strategy","type":"string","jsonPath":".spec.strategy"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"In Sync","type":"integer","jsonPath":".status.sidecars.inSync"}"#,
+    printcolumn = r#"{"name":"Cost","type":"string","jsonPath":".status.usage.costUSD"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.backends.all(b, self.backends.exists_one(c, c.name == b.name))").message("backend names must be unique").field_path(".backends"),
+    validation = Rule::new("!has(self.rules) || self.rules.all(r, r.backends.all(n, self.backends.exists(b, b.name == n)))").message("every backend a rule names must be one of spec.backends").field_path(".rules"),
+    validation = Rule::new("self.models.all(m, self.models.exists_one(n, n == m))").message("model names must be unique").field_path(".models")
+)]
+pub struct ModelRouteSpec {
+    /// Names a client may send as `model`; each resolves to the backends below.
+    #[schemars(length(min = 1, max = 64))]
+    pub models: Vec<ModelName>,
+    /// Pods whose sidecars get this route; omitted means every injected pod in the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    /// How a backend is chosen among the candidates.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// The upstreams that can serve this route.
+    #[schemars(length(min = 1, max = 32))]
+    pub backends: Vec<Backend>,
+    /// Content-based routing: the first rule whose `when` matches narrows the backends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub rules: Vec<RoutingRule>,
+    /// Retries and backoff across attempts.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// When a failing backend is taken out of rotation.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
+    /// Limits for the route across all of its sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Limits per user (`x-sluice-user` header or the body's `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_user: Option<PerUserLimit>,
+    /// Exact-match response cache for deterministic requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CachePolicy>,
+    /// The Budget (same namespace) this route spends from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_ref: Option<LocalRef>,
+}
+
+/// How a backend is chosen among the candidates.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// An ordered fallback chain by `priority`.
+    #[default]
+    Priority,
+    /// Smooth weighted choice by `weight`, then the rest as fallbacks.
+    Weighted,
+    /// Lowest peak-EWMA latency times in-flight requests, power of two choices.
+    LeastLatency,
+    /// Cheapest healthy backend for this request's estimated tokens.
+    LeastCost,
+}
+
+/// One upstream that can serve the route.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.provider != 'openai-compatible' || has(self.baseUrl)").message("openai-compatible backends need a baseUrl"),
+    validation = Rule::new("!(self.provider in ['openai', 'anthropic', 'gemini']) || has(self.credentialsRef)").message("openai, anthropic and gemini backends need a credentialsRef"),
+    validation = Rule::new("!has(self.simulator) || self.provider == 'simulator'").message("simulator settings are only allowed with provider simulator")
+)]
+pub struct Backend {
+    /// Unique name of this backend within the route.
+    pub name: BackendName,
+    /// Which wire protocol the upstream speaks.
+    pub provider: Provider,
+    /// API root as the provider's own SDK takes it; defaulted for the named providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub base_url: Option<String>,
+    /// The upstream's own model name.
+    pub model: ModelName,
+    /// The Secret key that holds the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<SecretKeyRef>,
+    /// Relative share for the weighted strategy.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub weight: u32,
+    /// Order for the priority strategy: lower is tried first.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000))]
+    pub priority: u32,
+    /// Prices per million tokens, for cost accounting and least-cost routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    /// Limits for this backend in this sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<BackendLimits>,
+    /// Connect, first-byte and total timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Behaviour of the built-in simulator (provider `simulator` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator: Option<SimulatorSpec>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// The wire protocol a backend speaks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// OpenAI's API.
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API.
+    Gemini,
+    /// Any server speaking OpenAI's API (DeepSeek, vLLM, Ollama, aggregators).
+    OpenaiCompatible,
+    /// Sluice's built-in simulated model: no key, no network.
+    Simulator,
+}
+
+impl Provider {
+    /// The API root used when `baseUrl` is omitted; `None` when one is required or meaningless.
+    pub const fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Self::Openai => Some("https://api.openai.com/v1"),
+            Self::Anthropic => Some("https://api.anthropic.com"),
+            Self::Gemini => Some("https://generativelanguage.googleapis.com"),
+            Self::OpenaiCompatible | Self::Simulator => None,
+        }
+    }
+
+    /// Whether calls need an API key.
+    pub const fn needs_credentials(self) -> bool {
+        matches!(self, Self::Openai | Self::Anthropic | Self::Gemini)
+    }
+}
+
+/// A key in a Secret of the route's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A reference to another object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LocalRef {
+    /// The object's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Prices in US dollars per million tokens.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pricing {
+    /// Per million prompt tokens.
+    pub input_per_m_tok: MicroUsd,
+    /// Per million completion tokens.
+    pub output_per_m_tok: MicroUsd,
+    /// Per million prompt tokens served from the provider's cache; defaults to the input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_m_tok: Option<MicroUsd>,
+}
+
+/// Limits for one backend in one sidecar.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendLimits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: Option<u32>,
+    /// Prompt plus completion tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u32>,
+    /// Requests in flight at once; more wait in a bounded priority queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
+}
+
+/// Per-attempt time bounds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// To establish a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect: Duration,
+    /// From sending the request to the first byte of the answer.
+    #[serde(default = "default_first_byte_timeout")]
+    pub first_byte: Duration,
+    /// For the whole request, all attempts included.
+    #[serde(default = "default_total_timeout")]
+    pub total: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_first_byte_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_total_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: default_connect_timeout(),
+            first_byte: default_first_byte_timeout(),
+            total: default_total_timeout(),
+        }
+    }
+}
+
+/// Behaviour of the built-in simulator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulatorSpec {
+    /// Delay before the first token.
+    #[serde(default = "default_sim_ttft")]
+    pub time_to_first_token: Duration,
+    /// Delay between tokens.
+    #[serde(default = "default_sim_per_token")]
+    pub per_token: Duration,
+    /// Completion length in tokens (capped by the request's `max_tokens`).
+    #[serde(default = "default_sim_output_tokens")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub output_tokens: u32,
+    /// Fraction of requests that fail.
+    #[serde(default)]
+    pub error_rate: Ratio,
+    /// How a simulated failure looks.
+    #[serde(default)]
+    pub error_kind: SimulatedError,
+    /// Seed for deterministic text and failures; omitted means a random seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Length of embedding vectors.
+    #[serde(default = "default_sim_dimensions")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub embedding_dimensions: u32,
+}
+
+fn default_sim_ttft() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_sim_per_token() -> Duration {
+    Duration::from_millis(5)
+}
+fn default_sim_output_tokens() -> u32 {
+    64
+}
+fn default_sim_dimensions() -> u32 {
+    16
+}
+
+impl Default for SimulatorSpec {
+    fn default() -> Self {
+        Self {
+            time_to_first_token: default_sim_ttft(),
+            per_token: default_sim_per_token(),
+            output_tokens: default_sim_output_tokens(),
+            error_rate: Ratio::ZERO,
+            error_kind: SimulatedError::default(),
+            seed: None,
+            embedding_dimensions: default_sim_dimensions(),
+        }
+    }
+}
+
+/// How a simulated failure looks to the caller.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimulatedError {
+    /// HTTP 500 with an OpenAI-shaped error.
+    #[default]
+    ServerError,
+    /// HTTP 429 with `Retry-After: 1`.
+    RateLimited,
+    /// HTTP 529, the provider is overloaded.
+    Overloaded,
+}
+
+/// A content-based routing rule: when `when` matches, only `backends` are candidates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingRule {
+    /// Conditions that must all hold; an empty `when` matches every request.
+    #[serde(default)]
+    pub when: RuleMatch,
+    /// The backends this rule narrows to.
+    #[schemars(length(min = 1, max = 32))]
+    pub backends: Vec<BackendName>,
+}
+
+/// Conditions of a routing rule; every given one must hold.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleMatch {
+    /// The prompt has at least this many tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_prompt_tokens: Option<u32>,
+    /// The prompt has at most this many tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u32>,
+    /// The last user message contains one of these words (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub any_keyword: Vec<String>,
+    /// A request header has this exact value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+    /// The request does (true) or does not (false) declare tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_tools: Option<bool>,
+    /// The request does (true) or does not (false) contain images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_images: Option<bool>,
+}
+
+/// A request header and the value it must have.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct HeaderMatch {
+    /// Header name, case-insensitive.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
+    pub name: String,
+    /// Exact value.
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// Retries across attempts and backends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included.
+    #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1, max = 10))]
+    pub attempts: u32,
+    /// Exponential backoff with full jitter between attempts.
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// Which failures are retried.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<RetryOn>,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_retry_on() -> Vec<RetryOn> {
+    vec![RetryOn::ConnectError, RetryOn::Timeout, RetryOn::TooManyRequests, RetryOn::ServerError]
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: default_attempts(), backoff: Backoff::default(), on: default_retry_on() }
+    }
+}
+
+/// Exponential backoff bounds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Backoff {
+    /// The first delay.
+    #[serde(default = "default_backoff_base")]
+    pub base: Duration,
+    /// The largest delay.
+    #[serde(default = "default_backoff_max")]
+    pub max: Duration,
+}
+
+fn default_backoff_base() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { base: default_backoff_base(), max: default_backoff_max() }
+    }
+}
+
+/// A class of failure that may be retried.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RetryOn {
+    /// The connection could not be made.
+    #[serde(rename = "connect-error")]
+    ConnectError,
+    /// No first byte within `timeouts.firstByte`.
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// HTTP 429.
+    #[serde(rename = "429")]
+    TooManyRequests,
+    /// HTTP 500, 502, 503, 504 and 529.
+    #[serde(rename = "5xx")]
+    ServerError,
+}
+
+/// When a failing backend is taken out of rotation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the circuit.
+    #[serde(default = "default_consecutive_failures")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub consecutive_failures: u32,
+    /// How long an open circuit stays open before one trial request.
+    #[serde(default = "default_open_for")]
+    pub open_for: Duration,
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_open_for() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self { consecutive_failures: default_consecutive_failures(), open_for: default_open_for() }
+    }
+}
+
+/// Request and token rates for a route across all of its sidecars.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: Option<u32>,
+    /// Prompt plus completion tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u32>,
+}
+
+/// Limits applied to each user separately.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PerUserLimit {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: Option<u32>,
+    /// Prompt plus completion tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u32>,
+    /// Requests per day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_day: Option<u32>,
+}
+
+/// The exact-match response cache.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CachePolicy {
+    /// How long an answer stays.
+    #[serde(default = "default_cache_ttl")]
+    pub ttl: Duration,
+    /// Bound on the bytes held.
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: ByteSize,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_cache_bytes() -> ByteSize {
+    ByteSize::new(64 << 20)
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self { ttl: default_cache_ttl(), max_bytes: default_cache_bytes() }
+    }
+}
+
+/// What the operator observed of a route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRouteStatus {
+    /// The generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted`, `ResolvedRefs` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Version of the config last pushed for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<String>,
+    /// How many selected sidecars run the current version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecars: Option<SidecarCounts>,
+    /// Usage summed over every sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<RouteUsage>,
+    /// Health and traffic per backend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendStatus>,
+}
+
+/// Sidecars selected by a route, and those that acked its current version.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarCounts {
+    /// Selected sidecars.
+    pub desired: u32,
+    /// Sidecars running the current version.
+    pub in_sync: u32,
+}
+
+/// Usage of a route, summed over every sidecar.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteUsage {
+    /// Requests served.
+    pub requests: u64,
+    /// Requests that ended in an error.
+    pub errors: u64,
+    /// Attempts moved to another backend.
+    pub failovers: u64,
+    /// Requests answered from the cache.
+    pub cache_hits: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Money spent.
+    #[serde(rename = "costUSD")]
+    pub cost_usd: MicroUsd,
+}
+
+/// Health and traffic of one backend.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendStatus {
+    /// The backend's name.
+    pub name: BackendName,
+    /// Whether its circuit admits traffic in most sidecars.
+    pub healthy: bool,
+    /// Circuit state in most sidecars.
+    pub circuit: CircuitState,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Median latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<u64>,
+}
+
+/// A circuit breaker's state.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CircuitState {
+    /// Traffic flows.
+    #[default]
+    Closed,
+    /// Traffic is refused until `openFor` passes.
+    Open,
+    /// One trial request is allowed.
+    HalfOpen,
+}
+
+/// Labels of the route's backends by name, for lookups.
+pub type BackendsByName<'a> = BTreeMap<&'a str, &'a Backend>;
+
+impl ModelRouteSpec {
+    /// The route's backends indexed by name.
+    pub fn backends_by_name(&self) -> BackendsByName<'_> {
+        self.backends.iter().map(|b| (b.name.as_str(), b)).collect()
+    }
+}

@@ -1,0 +1,98 @@
+//! Usage reports: what a sidecar sends the operator, applied exactly once per `(pod, sequence)`.
+
+use std::{fmt, ops};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BackendName, MicroUsd, ModelName, ObjectKey};
+
+/// A count of tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tokens(pub u64);
+
+impl ops::Add for Tokens {
+    type Output = Self;
+    fn add(self, rhs: Self) -> Self {
+        Self(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl ops::AddAssign for Tokens {
+    fn add_assign(&mut self, rhs: Self) {
+        *self = *self + rhs;
+    }
+}
+
+impl fmt::Display for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Answered by a backend.
+    Ok,
+    /// Every allowed attempt failed upstream.
+    UpstreamError,
+    /// Refused by a rate limit.
+    RateLimited,
+    /// Refused by a budget.
+    BudgetRefused,
+    /// Answered from the cache.
+    CacheHit,
+}
+
+/// Usage added since the previous report, for one route × backend × model × user × outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDelta {
+    /// The route.
+    pub route: ObjectKey,
+    /// The backend that served (or last failed).
+    pub backend: BackendName,
+    /// The upstream model.
+    pub model: ModelName,
+    /// The user, when the client named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// How the requests ended.
+    pub outcome: Outcome,
+    /// Requests.
+    pub requests: u64,
+    /// Prompt tokens, cached ones included.
+    pub input_tokens: Tokens,
+    /// Prompt tokens served from the provider's cache.
+    pub cached_input_tokens: Tokens,
+    /// Completion tokens.
+    pub output_tokens: Tokens,
+    /// Money spent.
+    pub cost: MicroUsd,
+    /// Attempts moved to another backend.
+    pub failovers: u64,
+    /// Whether any token count here was estimated locally rather than reported by the provider.
+    pub estimated: bool,
+}
+
+/// A batch of deltas from one sidecar; the operator applies each `(podUid, sequence)` once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    /// The reporting pod.
+    pub pod_uid: String,
+    /// Increases by one per report from this pod.
+    pub sequence: u64,
+    /// The deltas.
+    pub deltas: Vec<UsageDelta>,
+}
+
+/// The operator's answer: every report up to `sequence` is persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageAck {
+    /// The highest persisted sequence.
+    pub sequence: u64,
+}
