@@ -54,7 +54,10 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let binary = SUFFIXES[..3].iter().rev();
-        match binary.into_iter().find(|(_, unit)| self.0 != 0 && self.0 % unit == 0) {
+        match binary
+            .into_iter()
+            .find(|(_, unit)| self.0 != 0 && self.0.is_multiple_of(*unit))
+        {
             Some((suffix, unit)) => write!(f, "{}{suffix}", self.0 / unit),
             None => write!(f, "{}", self.0),
         }

@@ -62,11 +62,17 @@ mod tests {
     #[test]
     fn refuses_negative_imprecise_and_malformed() {
         assert!(matches!(parse_millionths("-1.00"), Err(DecimalError::Negative(_))));
-        assert!(matches!(parse_millionths("0.0000001"), Err(DecimalError::TooPrecise(_))));
+        assert!(matches!(
+            parse_millionths("0.0000001"),
+            Err(DecimalError::TooPrecise(_))
+        ));
         for bad in ["", ".5", "5.", "1e3", "1,5", "abc"] {
             assert!(matches!(parse_millionths(bad), Err(DecimalError::Syntax(_))), "{bad}");
         }
-        assert!(matches!(parse_millionths("99999999999999999999"), Err(DecimalError::Overflow(_))));
+        assert!(matches!(
+            parse_millionths("99999999999999999999"),
+            Err(DecimalError::Overflow(_))
+        ));
     }
 
     #[test]

@@ -111,7 +111,11 @@ fn typed<T: DeserializeOwned>(index: usize, kind: &str, doc: serde_json::Value) 
 }
 
 fn invalid<K: ResourceExt>(kind: &'static str, object: &K, source: Invalid) -> ManifestError {
-    let name = format!("{}/{}", object.namespace().unwrap_or_else(|| "default".into()), object.name_any());
+    let name = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_else(|| "default".into()),
+        object.name_any()
+    );
     ManifestError::Invalid { kind, name, source }
 }
 

@@ -383,19 +383,28 @@ pub struct RetryPolicy {
     pub backoff: Backoff,
     /// Which failures are retried.
     #[serde(default = "default_retry_on")]
-    pub on: Vec<RetryOn>,
+    pub retry_on: Vec<RetryOn>,
 }
 
 fn default_attempts() -> u32 {
     3
 }
 fn default_retry_on() -> Vec<RetryOn> {
-    vec![RetryOn::ConnectError, RetryOn::Timeout, RetryOn::TooManyRequests, RetryOn::ServerError]
+    vec![
+        RetryOn::ConnectError,
+        RetryOn::Timeout,
+        RetryOn::TooManyRequests,
+        RetryOn::ServerError,
+    ]
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { attempts: default_attempts(), backoff: Backoff::default(), on: default_retry_on() }
+        Self {
+            attempts: default_attempts(),
+            backoff: Backoff::default(),
+            retry_on: default_retry_on(),
+        }
     }
 }
 
@@ -419,7 +428,10 @@ fn default_backoff_max() -> Duration {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: default_backoff_base(), max: default_backoff_max() }
+        Self {
+            base: default_backoff_base(),
+            max: default_backoff_max(),
+        }
     }
 }
 
@@ -462,7 +474,10 @@ fn default_open_for() -> Duration {
 
 impl Default for CircuitBreaker {
     fn default() -> Self {
-        Self { consecutive_failures: default_consecutive_failures(), open_for: default_open_for() }
+        Self {
+            consecutive_failures: default_consecutive_failures(),
+            open_for: default_open_for(),
+        }
     }
 }
 
@@ -519,7 +534,10 @@ fn default_cache_bytes() -> ByteSize {
 
 impl Default for CachePolicy {
     fn default() -> Self {
-        Self { ttl: default_cache_ttl(), max_bytes: default_cache_bytes() }
+        Self {
+            ttl: default_cache_ttl(),
+            max_bytes: default_cache_bytes(),
+        }
     }
 }
 

@@ -90,6 +90,7 @@ impl JsonSchema for MicroUsd {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

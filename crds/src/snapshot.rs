@@ -121,13 +121,20 @@ impl ConfigSnapshot {
             routes: &'a [RouteConfig],
             budgets: &'a [BudgetConfig],
         }
-        let content = Content { routes: &routes, budgets: &budgets };
+        let content = Content {
+            routes: &routes,
+            budgets: &budgets,
+        };
         let mut hasher = Sha256::new();
         // Serializing plain data to a Vec cannot fail; an empty digest input would still version it.
         if let Ok(bytes) = serde_json::to_vec(&content) {
             hasher.update(bytes);
         }
         let version = ConfigVersion(format!("sha256:{:x}", hasher.finalize()));
-        Self { version, routes, budgets }
+        Self {
+            version,
+            routes,
+            budgets,
+        }
     }
 }

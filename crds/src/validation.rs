@@ -44,11 +44,18 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn finish(self) -> Result<(), Invalid> {
-        if self.0.is_empty() { Ok(()) } else { Err(Invalid(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid(self.0))
+        }
     }
 }
 
@@ -61,7 +68,10 @@ pub fn validate_model_route(spec: &ModelRouteSpec) -> Result<(), Invalid> {
     let mut seen_models = BTreeMap::new();
     for (i, m) in spec.models.iter().enumerate() {
         if let Some(first) = seen_models.insert(m.as_str(), i) {
-            errors.add(format!("spec.models[{i}]"), format!("duplicate model {m:?} (also spec.models[{first}])"));
+            errors.add(
+                format!("spec.models[{i}]"),
+                format!("duplicate model {:?} (also spec.models[{first}])", m.as_str()),
+            );
         }
     }
     if spec.backends.is_empty() {
@@ -72,13 +82,19 @@ pub fn validate_model_route(spec: &ModelRouteSpec) -> Result<(), Invalid> {
         if let Some(first) = seen_backends.insert(backend.name.as_str(), i) {
             errors.add(
                 format!("spec.backends[{i}].name"),
-                format!("duplicate backend name {:?} (also spec.backends[{first}].name)", backend.name.as_str()),
+                format!(
+                    "duplicate backend name {:?} (also spec.backends[{first}].name)",
+                    backend.name.as_str()
+                ),
             );
         }
         validate_backend(&mut errors, i, backend);
     }
     if spec.strategy == Strategy::Weighted && spec.backends.iter().all(|b| b.weight == 0) {
-        errors.add("spec.backends", "strategy weighted needs at least one backend with weight above 0");
+        errors.add(
+            "spec.backends",
+            "strategy weighted needs at least one backend with weight above 0",
+        );
     }
     for (i, rule) in spec.rules.iter().enumerate() {
         validate_rule(&mut errors, i, rule, &seen_backends);
@@ -92,6 +108,19 @@ pub fn validate_model_route(spec: &ModelRouteSpec) -> Result<(), Invalid> {
     if spec.circuit_breaker.consecutive_failures == 0 {
         errors.add("spec.circuitBreaker.consecutiveFailures", "must be at least 1");
     }
+    let rate = spec.rate_limit.unwrap_or_default();
+    let user = spec.per_user.unwrap_or_default();
+    for (field, value) in [
+        ("rateLimit.requestsPerMinute", rate.requests_per_minute),
+        ("rateLimit.tokensPerMinute", rate.tokens_per_minute),
+        ("perUser.requestsPerMinute", user.requests_per_minute),
+        ("perUser.tokensPerMinute", user.tokens_per_minute),
+        ("perUser.requestsPerDay", user.requests_per_day),
+    ] {
+        if value == Some(0) {
+            errors.add(format!("spec.{field}"), "must be at least 1; omit it for no limit");
+        }
+    }
     errors.finish()
 }
 
@@ -104,12 +133,18 @@ fn validate_backend(errors: &mut Errors, i: usize, backend: &Backend) {
             }
         }
         None if backend.provider.default_base_url().is_none() && backend.provider != crate::Provider::Simulator => {
-            errors.add(at("baseUrl"), "provider openai-compatible needs a baseUrl such as https://api.deepseek.com/v1");
+            errors.add(
+                at("baseUrl"),
+                "provider openai-compatible needs a baseUrl such as https://api.deepseek.com/v1",
+            );
         }
         None => {}
     }
     if backend.provider.needs_credentials() && backend.credentials_ref.is_none() {
-        errors.add(at("credentialsRef"), "this provider needs an API key: set credentialsRef {name, key}");
+        errors.add(
+            at("credentialsRef"),
+            "this provider needs an API key: set credentialsRef {name, key}",
+        );
     }
     if backend.simulator.is_some() && backend.provider != crate::Provider::Simulator {
         errors.add(at("simulator"), "only allowed with provider simulator");
@@ -130,7 +165,10 @@ fn validate_backend(errors: &mut Errors, i: usize, backend: &Backend) {
             ("maxConcurrency", limits.max_concurrency),
         ] {
             if value == Some(0) {
-                errors.add(at(&format!("limits.{field}")), "must be at least 1; omit it for no limit");
+                errors.add(
+                    at(&format!("limits.{field}")),
+                    "must be at least 1; omit it for no limit",
+                );
             }
         }
     }
@@ -151,7 +189,10 @@ fn validate_rule(errors: &mut Errors, i: usize, rule: &RoutingRule, backends: &B
     if let (Some(min), Some(max)) = (rule.when.min_prompt_tokens, rule.when.max_prompt_tokens)
         && min > max
     {
-        errors.add(format!("spec.rules[{i}].when.minPromptTokens"), "must not exceed maxPromptTokens");
+        errors.add(
+            format!("spec.rules[{i}].when.minPromptTokens"),
+            "must not exceed maxPromptTokens",
+        );
     }
 }
 
@@ -177,18 +218,33 @@ fn check_base_url(url: &str) -> Result<(), String> {
 pub fn validate_budget(spec: &BudgetSpec) -> Result<(), Invalid> {
     let mut errors = Errors::default();
     if jiff::tz::TimeZone::get(&spec.time_zone).is_err() {
-        errors.add("spec.timeZone", format!("{:?} is not an IANA time zone such as UTC or Europe/Berlin", spec.time_zone));
+        errors.add(
+            "spec.timeZone",
+            format!(
+                "{:?} is not an IANA time zone such as UTC or Europe/Berlin",
+                spec.time_zone
+            ),
+        );
     }
     if spec.enforcement == Enforcement::Downgrade && spec.downgrade_to.is_empty() {
-        errors.add("spec.downgradeTo", "enforcement downgrade needs at least one backend name here");
+        errors.add(
+            "spec.downgradeTo",
+            "enforcement downgrade needs at least one backend name here",
+        );
     }
     let mut seen = BTreeMap::new();
     for (i, t) in spec.alert_thresholds.iter().enumerate() {
         if !(1..=1000).contains(t) {
-            errors.add(format!("spec.alertThresholds[{i}]"), "must be a percentage from 1 to 1000");
+            errors.add(
+                format!("spec.alertThresholds[{i}]"),
+                "must be a percentage from 1 to 1000",
+            );
         }
         if let Some(first) = seen.insert(*t, i) {
-            errors.add(format!("spec.alertThresholds[{i}]"), format!("duplicate threshold {t} (also spec.alertThresholds[{first}])"));
+            errors.add(
+                format!("spec.alertThresholds[{i}]"),
+                format!("duplicate threshold {t} (also spec.alertThresholds[{first}])"),
+            );
         }
     }
     errors.finish()
@@ -198,7 +254,10 @@ pub fn validate_budget(spec: &BudgetSpec) -> Result<(), Invalid> {
 pub fn validate_references(route: &ModelRouteSpec, budget: Option<&BudgetSpec>) -> Result<(), Invalid> {
     let mut errors = Errors::default();
     match (&route.budget_ref, budget) {
-        (Some(r), None) => errors.add("spec.budgetRef.name", format!("Budget {:?} does not exist in this namespace", r.name)),
+        (Some(r), None) => errors.add(
+            "spec.budgetRef.name",
+            format!("Budget {:?} does not exist in this namespace", r.name),
+        ),
         (Some(_), Some(budget)) if budget.enforcement == Enforcement::Downgrade => {
             let names = route.backends_by_name();
             if !budget.downgrade_to.iter().any(|n| names.contains_key(n.as_str())) {
