@@ -1,1 +1,21 @@
-//! placeholder
+//! The Sluice sidecar: an OpenAI-compatible gateway on loopback that routes each model call
+//! to a provider, under the routes, limits and budgets of its config.
+//!
+//! The modules follow the request path: [`listener`] accepts and dispatches, [`request`]
+//! parses, [`route`] resolves the model, [`failover`] runs the attempts, [`providers`] speak
+//! each upstream's protocol, [`accounting`] counts usage and cost. [`config`] holds the active
+//! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes.
+
+pub mod accounting;
+pub mod admin;
+pub mod config;
+pub mod endpoints;
+pub mod error;
+pub mod failover;
+pub mod listener;
+pub mod manifests;
+pub mod providers;
+pub mod request;
+pub mod response;
+pub mod route;
+pub mod sse;

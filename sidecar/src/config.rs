@@ -1,0 +1,128 @@
+//! The active configuration: compiled once per snapshot, swapped atomically, read lock-free.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use serde::Serialize;
+use sluice_crds::{BudgetSpec, ConfigSnapshot, ConfigVersion, MicroUsd, ModelRouteSpec, ObjectKey, Strategy};
+
+use crate::route::{ClientCache, CompileError, RouteTable};
+
+/// One compiled config version.
+#[derive(Debug)]
+pub struct ActiveConfig {
+    /// The snapshot's version.
+    pub version: ConfigVersion,
+    /// Routes by model.
+    pub routes: RouteTable,
+    /// The `/config` document, rendered once, without secrets.
+    pub view: Bytes,
+}
+
+/// Holds the active config; requests take a cheap snapshot of it.
+#[derive(Debug, Default)]
+pub struct ConfigStore {
+    active: ArcSwapOption<ActiveConfig>,
+    clients: ClientCache,
+}
+
+/// `/config`: what is running, with every credential left out.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigView<'a> {
+    version: &'a ConfigVersion,
+    routes: Vec<RouteView<'a>>,
+    budgets: Vec<BudgetView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RouteView<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    /// Backends whose API key was resolved; the keys themselves are never shown.
+    credentials_resolved: Vec<&'a str>,
+    spec: &'a ModelRouteSpec,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BudgetView<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    allowance_usd: MicroUsd,
+    spec: &'a BudgetSpec,
+}
+
+impl ConfigStore {
+    /// The active config, if one is loaded.
+    pub fn current(&self) -> Option<Arc<ActiveConfig>> {
+        self.active.load_full()
+    }
+
+    /// Compiles and activates a snapshot; on error the running config stays.
+    /// Returns `false` when this version is already active.
+    pub fn apply(&self, snapshot: &ConfigSnapshot) -> Result<bool, CompileError> {
+        if self
+            .active
+            .load()
+            .as_ref()
+            .is_some_and(|a| a.version == snapshot.version)
+        {
+            return Ok(false);
+        }
+        let routes = RouteTable::compile(snapshot, &self.clients)?;
+        for route in &snapshot.routes {
+            if route.spec.strategy != Strategy::Priority {
+                tracing::warn!(route = %route.key, strategy = ?route.spec.strategy,
+                    "this sidecar version orders backends by priority only; the strategy is not applied yet");
+            }
+        }
+        let view = render_view(snapshot);
+        self.active.store(Some(Arc::new(ActiveConfig {
+            version: snapshot.version.clone(),
+            routes,
+            view,
+        })));
+        Ok(true)
+    }
+}
+
+fn render_view(snapshot: &ConfigSnapshot) -> Bytes {
+    fn key(k: &ObjectKey) -> (&str, &str) {
+        (k.namespace.as_str(), k.name.as_str())
+    }
+    let view = ConfigView {
+        version: &snapshot.version,
+        routes: snapshot
+            .routes
+            .iter()
+            .map(|r| {
+                let (namespace, name) = key(&r.key);
+                let credentials_resolved = r.credentials.keys().map(|b| b.as_str()).collect();
+                RouteView {
+                    namespace,
+                    name,
+                    credentials_resolved,
+                    spec: &r.spec,
+                }
+            })
+            .collect(),
+        budgets: snapshot
+            .budgets
+            .iter()
+            .map(|b| {
+                let (namespace, name) = key(&b.key);
+                BudgetView {
+                    namespace,
+                    name,
+                    allowance_usd: b.allowance,
+                    spec: &b.spec,
+                }
+            })
+            .collect(),
+    };
+    // Plain data always serializes; an empty document would only hide the view, never a secret.
+    Bytes::from(serde_json::to_vec_pretty(&view).unwrap_or_default())
+}

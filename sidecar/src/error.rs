@@ -1,0 +1,203 @@
+//! The sidecar's error contract: every refusal is OpenAI-shaped with an honest status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use crate::{
+    providers::ProviderError,
+    response::{self, Response},
+};
+
+/// Why a request was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; `param` names the offending field when known.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// The JSON field at fault.
+        param: Option<String>,
+    },
+    /// No route of this pod serves the model.
+    #[error("model {model:?} is not served here; available models: {}", available.join(", "))]
+    ModelNotFound {
+        /// The model the client asked for.
+        model: String,
+        /// Every model this pod may use.
+        available: Vec<String>,
+    },
+    /// The body exceeds the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// No such endpoint.
+    #[error("no endpoint {method} {path}")]
+    UnknownEndpoint {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The endpoint exists for another method.
+    #[error("{path} does not accept {method}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// No configuration has been loaded yet.
+    #[error("no configuration loaded yet")]
+    NotReady,
+    /// The backend that serves this model cannot serve this kind of request.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Every allowed attempt failed upstream.
+    #[error(transparent)]
+    Upstream(#[from] ProviderError),
+}
+
+impl ApiError {
+    /// A 400 naming the field at fault.
+    pub fn bad_request(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
+    }
+
+    /// The HTTP response for this error; the one place errors meet status codes.
+    pub fn into_response(self) -> Response {
+        let message = self.to_string();
+        let (status, kind, code, param, retry_after) = match &self {
+            Self::BadRequest { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                param.clone(),
+                None,
+            ),
+            Self::ModelNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model".into()),
+                None,
+            ),
+            Self::BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                Some("request_too_large"),
+                None,
+                None,
+            ),
+            Self::UnknownEndpoint { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("unknown_url"),
+                None,
+                None,
+            ),
+            Self::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                Some("method_not_allowed"),
+                None,
+                None,
+            ),
+            Self::NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                Some("not_ready"),
+                None,
+                None,
+            ),
+            Self::Unsupported(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("unsupported_for_backend"),
+                None,
+                None,
+            ),
+            Self::Upstream(e) => return upstream_response(e),
+        };
+        let body = error_body(&message, kind, code, param.as_deref());
+        let mut resp = response::json(status, body);
+        if let Some(after) = retry_after {
+            set_retry_after(&mut resp, after);
+        }
+        resp
+    }
+}
+
+/// Maps the last upstream failure to what the client sees.
+fn upstream_response(e: &ProviderError) -> Response {
+    let message = e.to_string();
+    match e {
+        // The client's own fault upstream (bad request, bad key, unknown model): returned as such.
+        ProviderError::Status { status, body, .. } if is_client_fault(*status) => {
+            let body = if is_openai_error(body) {
+                body.clone()
+            } else {
+                error_body(&message, "invalid_request_error", Some("upstream_client_error"), None)
+            };
+            response::json(*status, body)
+        }
+        ProviderError::Status {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after,
+            ..
+        } => {
+            let body = error_body(&message, "rate_limit_error", Some("upstream_rate_limited"), None);
+            let mut resp = response::json(StatusCode::TOO_MANY_REQUESTS, body);
+            set_retry_after(&mut resp, retry_after.unwrap_or(Duration::from_secs(1)));
+            resp
+        }
+        ProviderError::Status { .. } | ProviderError::Interrupted(_) => response::json(
+            StatusCode::BAD_GATEWAY,
+            error_body(&message, "upstream_error", Some("upstream_error"), None),
+        ),
+        ProviderError::InvalidResponse(_) => response::json(
+            StatusCode::BAD_GATEWAY,
+            error_body(&message, "upstream_error", Some("upstream_invalid_response"), None),
+        ),
+        ProviderError::Connect(_) => response::json(
+            StatusCode::BAD_GATEWAY,
+            error_body(&message, "upstream_error", Some("upstream_unreachable"), None),
+        ),
+        ProviderError::Timeout(_) => response::json(
+            StatusCode::GATEWAY_TIMEOUT,
+            error_body(&message, "timeout", Some("upstream_timeout"), None),
+        ),
+    }
+}
+
+/// A 4xx that is the client's fault: not retried, passed back as such.
+pub fn is_client_fault(status: StatusCode) -> bool {
+    status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::REQUEST_TIMEOUT
+}
+
+fn is_openai_error(body: &Bytes) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("error").is_some_and(serde_json::Value::is_object))
+}
+
+/// `{"error": {"message", "type", "code", "param"}}` as bytes.
+pub fn error_body(message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> Bytes {
+    let value = json!({"error": {"message": message, "type": kind, "code": code, "param": param}});
+    Bytes::from(value.to_string())
+}
+
+fn set_retry_after(resp: &mut Response, after: Duration) {
+    // Round up: a client that waits the advertised time must find capacity.
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+}

@@ -1,0 +1,151 @@
+//! The HTTP listeners: accept connections, bound request bodies, dispatch to endpoints,
+//! and drain in-flight requests on shutdown.
+
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::ConfigStore,
+    endpoints::{chat, embeddings, models},
+    error::ApiError,
+    response::Response,
+};
+
+/// Default bound on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 << 20;
+
+/// What the API listener needs to serve a request.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The active configuration.
+    pub config: Arc<ConfigStore>,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Serves connections on `listener` until `shutdown` fires, then lets in-flight requests
+/// (streams included) finish for up to `grace`.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: CancellationToken, grace: Duration)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that trickles its headers (slowloris) is cut off instead of holding a task forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
+    }
+}
+
+/// Routes one API request to its endpoint; every failure becomes the OpenAI error shape.
+pub async fn api(req: Request<Incoming>, state: Arc<ApiState>) -> Response {
+    dispatch(req, &state).await.unwrap_or_else(ApiError::into_response)
+}
+
+async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, ApiError> {
+    let path = req.uri().path();
+    // SDKs configured with a base URL without `/v1` call the bare paths; accept both.
+    let endpoint = path.strip_prefix("/v1").unwrap_or(path);
+    let method = req.method().clone();
+    match (endpoint, &method) {
+        ("/chat/completions", &Method::POST) => {
+            let body = read_body(req, state.max_body_bytes).await?;
+            let config = active(state)?;
+            chat::handle(&config, &body).await
+        }
+        ("/embeddings", &Method::POST) => {
+            let body = read_body(req, state.max_body_bytes).await?;
+            let config = active(state)?;
+            embeddings::handle(&config, &body).await
+        }
+        ("/models", &Method::GET) => {
+            let config = active(state)?;
+            Ok(models::handle(&config))
+        }
+        ("/chat/completions" | "/embeddings" | "/models", _) => Err(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.to_owned(),
+        }),
+        _ => Err(ApiError::UnknownEndpoint {
+            method: method.to_string(),
+            path: path.to_owned(),
+        }),
+    }
+}
+
+fn active(state: &ApiState) -> Result<Arc<crate::config::ActiveConfig>, ApiError> {
+    state.config.current().ok_or(ApiError::NotReady)
+}
+
+/// Reads a request body, refusing one over `limit` bytes before or while reading it.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        drain(req.into_body()).await;
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
+        Err(e) => Err(ApiError::bad_request(
+            format!("could not read the request body: {e}"),
+            None,
+        )),
+    }
+}
+
+/// Reads and discards a refused body for a moment, so that a client still writing it gets to
+/// read the 413 instead of a broken pipe; bounded in bytes and time, after which hyper closes.
+async fn drain(body: Incoming) {
+    const MAX_DRAIN_BYTES: usize = 64 << 20;
+    let discard = Limited::new(body, MAX_DRAIN_BYTES).collect();
+    let _ = tokio::time::timeout(Duration::from_secs(5), discard).await;
+}

@@ -1,0 +1,291 @@
+//! Upstream providers: one module per wire protocol behind one closed enum.
+
+pub mod openai;
+pub mod simulator;
+
+use std::{pin::Pin, time::Duration};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::StatusCode;
+use sluice_crds::{ApiKey, Backend, ModelName, Provider};
+use tokio::time::Instant;
+
+use crate::{
+    accounting::Usage,
+    request::{ChatRequest, EmbeddingsRequest},
+    sse::{SseDecoder, SseEvent},
+};
+
+/// The largest upstream answer or single stream event the sidecar reads.
+pub const MAX_UPSTREAM_BODY: usize = 64 << 20;
+/// The largest upstream error body the sidecar keeps.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// A provider this build cannot call yet.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("provider {0:?} is not available in this version of the sidecar; use openai, openai-compatible or simulator")]
+pub struct UnsupportedProvider(pub Provider);
+
+/// A configured upstream, ready to call.
+#[derive(Debug)]
+pub enum Upstream {
+    /// OpenAI and OpenAI-compatible servers.
+    OpenAi(openai::OpenAi),
+    /// The built-in simulator.
+    Simulator(simulator::Simulator),
+}
+
+/// A chat call to one backend.
+#[derive(Debug)]
+pub struct ChatCall<'a> {
+    /// The client's request.
+    pub request: &'a ChatRequest,
+    /// The backend's model name.
+    pub model: &'a ModelName,
+    /// When the whole request must be over.
+    pub deadline: Instant,
+}
+
+/// An embeddings call to one backend.
+#[derive(Debug)]
+pub struct EmbeddingsCall<'a> {
+    /// The client's request.
+    pub request: &'a EmbeddingsRequest,
+    /// The backend's model name.
+    pub model: &'a ModelName,
+    /// When the whole request must be over.
+    pub deadline: Instant,
+}
+
+/// A whole answer in OpenAI's format.
+#[derive(Debug)]
+pub struct Complete {
+    /// The body to send to the client.
+    pub body: Bytes,
+    /// Usage from the answer, if it had any.
+    pub usage: Option<Usage>,
+}
+
+/// What an upstream answered to a chat request.
+pub enum Reply {
+    /// A whole JSON document.
+    Complete(Complete),
+    /// Chunks of a streamed answer, as they arrive.
+    Stream(ChunkStream),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Complete(c) => c.fmt(f),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// A streamed answer: OpenAI `chat.completion.chunk` payloads and usage, ending or failing.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// One item of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// A JSON payload to forward as one `data:` event.
+    Data(Bytes),
+    /// Usage reported by the upstream, for accounting; not forwarded by itself.
+    Usage(Usage),
+}
+
+/// Which wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// No answer before `timeouts.firstByte`.
+    FirstByte,
+    /// The request outlived `timeouts.total`.
+    Total,
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// No connection could be made.
+    #[error("could not connect to the upstream: {0}")]
+    Connect(String),
+    /// A timeout ran out.
+    #[error("the upstream did not answer in time ({})", match .0 { TimeoutPhase::FirstByte => "first byte", TimeoutPhase::Total => "total" })]
+    Timeout(TimeoutPhase),
+    /// The upstream answered with an error status.
+    #[error("the upstream answered {status}{}", upstream_message(body))]
+    Status {
+        /// The upstream's status.
+        status: StatusCode,
+        /// Its `Retry-After`, if any.
+        retry_after: Option<Duration>,
+        /// Its body, bounded.
+        body: Bytes,
+    },
+    /// The upstream answered something that is not its protocol.
+    #[error("the upstream answered an invalid response: {0}")]
+    InvalidResponse(String),
+    /// The connection broke or the stream ended early.
+    #[error("the upstream connection broke off: {0}")]
+    Interrupted(String),
+}
+
+/// `: <message>` from an OpenAI- or Anthropic-shaped error body, when there is one.
+fn upstream_message(body: &Bytes) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(|m| format!(": {m}"))
+        })
+        .unwrap_or_default()
+}
+
+impl Upstream {
+    /// Builds the upstream for a backend; `client` is the shared connection pool for its timeouts.
+    pub fn new(
+        backend: &Backend,
+        api_key: Option<ApiKey>,
+        client: reqwest::Client,
+    ) -> Result<Self, UnsupportedProvider> {
+        let base_url = || {
+            backend
+                .base_url
+                .as_deref()
+                .or(backend.provider.default_base_url())
+                .unwrap_or_default()
+        };
+        match backend.provider {
+            Provider::Simulator => Ok(Self::Simulator(simulator::Simulator::new(
+                backend.simulator.clone().unwrap_or_default(),
+            ))),
+            Provider::Openai | Provider::OpenaiCompatible => {
+                Ok(Self::OpenAi(openai::OpenAi::new(base_url(), api_key, client)))
+            }
+            Provider::Anthropic | Provider::Gemini => Err(UnsupportedProvider(backend.provider)),
+        }
+    }
+
+    /// Sends a chat request; returns once the answer (or its first stream event) is known.
+    pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
+        match self {
+            Self::OpenAi(p) => p.chat(call).await,
+            Self::Simulator(p) => p.chat(call).await,
+        }
+    }
+
+    /// Sends an embeddings request.
+    pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
+        match self {
+            Self::OpenAi(p) => p.embeddings(call).await,
+            Self::Simulator(p) => p.embeddings(call).await,
+        }
+    }
+}
+
+/// Classifies a reqwest failure.
+fn transport_error(e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout(TimeoutPhase::FirstByte)
+    } else if e.is_connect() {
+        ProviderError::Connect(error_chain(e))
+    } else {
+        ProviderError::Interrupted(error_chain(e))
+    }
+}
+
+/// The error with its causes, which carry the useful part (e.g. "connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Turns a non-success upstream response into an error, keeping a bounded body.
+async fn error_from_response(resp: reqwest::Response, deadline: Instant) -> ProviderError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = read_body(resp, MAX_ERROR_BODY, deadline).await.unwrap_or_default();
+    ProviderError::Status {
+        status,
+        retry_after,
+        body,
+    }
+}
+
+/// Reads a whole body, refusing one larger than `limit` or slower than the deadline.
+async fn read_body(mut resp: reqwest::Response, limit: usize, deadline: Instant) -> Result<Bytes, ProviderError> {
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))?
+            .map_err(|e| ProviderError::Interrupted(error_chain(&e)))?;
+        let Some(chunk) = chunk else { return Ok(out.freeze()) };
+        if out.len() + chunk.len() > limit {
+            return Err(ProviderError::InvalidResponse(format!(
+                "answer larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+}
+
+/// The upstream's events, decoded as they arrive, bounded in size and by the deadline.
+/// The stream ends after the event for which `is_last` holds; ending earlier is an error.
+fn sse_events(
+    resp: reqwest::Response,
+    deadline: Instant,
+    is_last: fn(&SseEvent) -> bool,
+) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+    struct State {
+        body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+        decoder: SseDecoder,
+        finished: bool,
+    }
+    let state = State {
+        body: Box::pin(resp.bytes_stream()),
+        decoder: SseDecoder::new(MAX_UPSTREAM_BODY),
+        finished: false,
+    };
+    futures::stream::unfold(state, move |mut s| async move {
+        if s.finished {
+            return None;
+        }
+        loop {
+            if let Some(event) = s.decoder.next_event() {
+                let item = event.map_err(|e| ProviderError::InvalidResponse(e.to_string()));
+                s.finished = item.as_ref().map_or(true, is_last);
+                return Some((item, s));
+            }
+            let next = tokio::time::timeout_at(deadline, s.body.next()).await;
+            let failure = match next {
+                Err(_) => ProviderError::Timeout(TimeoutPhase::Total),
+                Ok(Some(Ok(bytes))) => {
+                    s.decoder.push(&bytes);
+                    continue;
+                }
+                Ok(Some(Err(e))) => ProviderError::Interrupted(error_chain(&e)),
+                Ok(None) if s.decoder.has_partial() => {
+                    ProviderError::Interrupted("the connection closed in the middle of an event".into())
+                }
+                Ok(None) => ProviderError::Interrupted("the stream ended before its final event".into()),
+            };
+            s.finished = true;
+            return Some((Err(failure), s));
+        }
+    })
+}

@@ -1,0 +1,206 @@
+//! OpenAI and OpenAI-compatible upstreams: the body passes through with `model` rewritten.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use sluice_crds::ApiKey;
+
+use super::{
+    ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent, error_from_response,
+    read_body, sse_events, transport_error,
+};
+use crate::{accounting::Usage, request::StreamOptions, sse::SseEvent};
+
+/// An OpenAI-protocol upstream at one API root.
+#[derive(Debug)]
+pub struct OpenAi {
+    client: reqwest::Client,
+    chat_url: String,
+    embeddings_url: String,
+    api_key: Option<ApiKey>,
+}
+
+impl OpenAi {
+    /// An upstream at `base_url` (e.g. `https://api.openai.com/v1`).
+    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+        let base = base_url.trim_end_matches('/');
+        Self {
+            client,
+            chat_url: format!("{base}/chat/completions"),
+            embeddings_url: format!("{base}/embeddings"),
+            api_key,
+        }
+    }
+
+    /// Sends a chat completion, streaming or not.
+    pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
+        let mut body = call.request.clone();
+        body.model = call.model.to_string();
+        let client_wants_usage = call.request.wants_stream_usage();
+        if call.request.is_stream() {
+            // Always ask for usage so streams are accounted; the client gets it only if it asked.
+            body.stream_options
+                .get_or_insert_with(StreamOptions::default)
+                .include_usage = Some(true);
+        }
+        let resp = self.send(&self.chat_url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, call.deadline).await);
+        }
+        if !call.request.is_stream() {
+            return complete(resp, call.deadline).await.map(Reply::Complete);
+        }
+        let events = sse_events(resp, call.deadline, |e| e.data == "[DONE]");
+        let chunks = events
+            .filter_map(move |event| async move { to_stream_events(event, client_wants_usage) })
+            .flat_map(futures::stream::iter);
+        Ok(Reply::Stream(Box::pin(chunks)))
+    }
+
+    /// Sends an embeddings request.
+    pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
+        let mut body = call.request.clone();
+        body.model = call.model.to_string();
+        let resp = self.send(&self.embeddings_url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, call.deadline).await);
+        }
+        complete(resp, call.deadline).await
+    }
+
+    async fn send(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self.client.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        request.send().await.map_err(|e| transport_error(&e))
+    }
+}
+
+/// Reads a whole JSON answer and its usage.
+async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
+    let body = read_body(resp, MAX_UPSTREAM_BODY, deadline).await?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ProviderError::InvalidResponse(format!("the body is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ProviderError::InvalidResponse("the body is not a JSON object".into()));
+    }
+    let usage = value.get("usage").and_then(Usage::from_openai);
+    Ok(Complete { body, usage })
+}
+
+/// Maps one upstream event to what goes on: `None` at `[DONE]`, usage split out, and the
+/// `usage` field removed from chunks when the client did not ask for it.
+fn to_stream_events(
+    event: Result<SseEvent, ProviderError>,
+    client_wants_usage: bool,
+) -> Option<Vec<Result<StreamEvent, ProviderError>>> {
+    let event = match event {
+        Ok(e) if e.data == "[DONE]" => return None,
+        Ok(e) => e,
+        Err(e) => return Some(vec![Err(e)]),
+    };
+    let mut chunk: Value = match serde_json::from_str(&event.data) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        Ok(_) | Err(_) => {
+            return Some(vec![Err(ProviderError::InvalidResponse(
+                "a stream event is not a JSON object".into(),
+            ))]);
+        }
+    };
+    if let Some(error) = chunk.get("error") {
+        let body = Bytes::from(serde_json::json!({ "error": error }).to_string());
+        let status = http::StatusCode::BAD_GATEWAY;
+        return Some(vec![Err(ProviderError::Status {
+            status,
+            retry_after: None,
+            body,
+        })]);
+    }
+    let usage = chunk.get("usage").and_then(Usage::from_openai);
+    let usage_only = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let mut out = Vec::with_capacity(2);
+    if let Some(u) = usage {
+        out.push(Ok(StreamEvent::Usage(u)));
+    }
+    let forward = if client_wants_usage {
+        Some(Bytes::from(event.data))
+    } else if usage.is_some() && usage_only {
+        None
+    } else if let Some(map) = chunk.as_object_mut().filter(|m| m.contains_key("usage")) {
+        map.remove("usage");
+        Some(Bytes::from(chunk.to_string()))
+    } else {
+        Some(Bytes::from(event.data))
+    };
+    out.extend(forward.map(|b| Ok(StreamEvent::Data(b))));
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_crds::Tokens;
+
+    fn event(data: &str) -> Result<SseEvent, ProviderError> {
+        Ok(SseEvent {
+            event: None,
+            data: data.into(),
+        })
+    }
+
+    fn data_of(items: &[Result<StreamEvent, ProviderError>]) -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Ok(StreamEvent::Data(b)) => Some(String::from_utf8(b.to_vec()).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strips_usage_the_client_did_not_ask_for() {
+        let chunk = r#"{"id":"1","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}"#;
+        let out = to_stream_events(event(chunk), false).unwrap();
+        assert_eq!(
+            data_of(&out),
+            vec![r#"{"id":"1","choices":[{"index":0,"delta":{"content":"hi"}}]}"#]
+        );
+    }
+
+    #[test]
+    fn drops_the_usage_chunk_but_keeps_its_counts() {
+        let chunk = r#"{"id":"1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
+        let out = to_stream_events(event(chunk), false).unwrap();
+        assert!(data_of(&out).is_empty());
+        assert!(matches!(
+            out[0],
+            Ok(StreamEvent::Usage(Usage {
+                input: Tokens(5),
+                output: Tokens(7),
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn forwards_the_usage_chunk_verbatim_when_asked() {
+        let chunk = r#"{"id":"1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
+        let out = to_stream_events(event(chunk), true).unwrap();
+        assert_eq!(data_of(&out), vec![chunk]);
+    }
+
+    #[test]
+    fn ends_at_done_and_fails_on_garbage() {
+        assert!(to_stream_events(event("[DONE]"), false).is_none());
+        let out = to_stream_events(event("{not json"), false).unwrap();
+        assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))));
+    }
+
+    #[test]
+    fn turns_an_error_event_into_an_error() {
+        let out = to_stream_events(event(r#"{"error":{"message":"overloaded"}}"#), false).unwrap();
+        assert!(matches!(&out[0], Err(ProviderError::Status { .. })));
+    }
+}

@@ -1,0 +1,199 @@
+//! The route table: which route serves a model, and its backends ready to call.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use sluice_crds::{
+    BackendName, ConfigSnapshot, ModelName, ObjectKey, Pricing, Provider, RouteConfig, Timeouts,
+    validation::{Invalid, validate_model_route},
+};
+
+use crate::{
+    error::ApiError,
+    providers::{UnsupportedProvider, Upstream},
+};
+
+/// Every route of the active config, indexed by the model names clients send.
+#[derive(Debug)]
+pub struct RouteTable {
+    by_model: HashMap<String, Arc<Route>>,
+    models: Vec<String>,
+}
+
+/// One route, ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    /// The resource it came from.
+    pub key: ObjectKey,
+    /// Its backends in the order the strategy tries them.
+    pub backends: Vec<Arc<BackendRuntime>>,
+}
+
+/// One backend, ready to call.
+#[derive(Debug)]
+pub struct BackendRuntime {
+    /// Its name within the route.
+    pub name: BackendName,
+    /// Which protocol it speaks.
+    pub provider: Provider,
+    /// The upstream's model name.
+    pub model: ModelName,
+    /// The client that calls it.
+    pub upstream: Upstream,
+    /// Its time bounds.
+    pub timeouts: Timeouts,
+    /// Its prices, when known.
+    pub pricing: Option<Pricing>,
+}
+
+/// Why a snapshot could not become the active config.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Two routes claim one model name.
+    #[error(
+        "model {model:?} is claimed by both ModelRoute {first} and ModelRoute {second}: each model may belong to one route"
+    )]
+    ModelClaimedTwice {
+        /// The contested name.
+        model: String,
+        /// The route that claimed it first.
+        first: ObjectKey,
+        /// The route that claimed it again.
+        second: ObjectKey,
+    },
+    /// A route breaks a rule.
+    #[error("ModelRoute {route}: {source}")]
+    Invalid {
+        /// The route.
+        route: ObjectKey,
+        /// What is wrong.
+        source: Invalid,
+    },
+    /// A backend needs an API key that the snapshot lacks.
+    #[error("ModelRoute {route}: backend {backend}: no API key resolved for its credentialsRef")]
+    MissingCredentials {
+        /// The route.
+        route: ObjectKey,
+        /// The backend.
+        backend: BackendName,
+    },
+    /// A backend's provider is not available in this build.
+    #[error("ModelRoute {route}: backend {backend}: {source}")]
+    Unsupported {
+        /// The route.
+        route: ObjectKey,
+        /// The backend.
+        backend: BackendName,
+        /// Which provider.
+        source: UnsupportedProvider,
+    },
+    /// The HTTP client could not be built (TLS roots unavailable).
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Connection pools shared across config versions, one per connect timeout, so a reload keeps
+/// warm connections.
+#[derive(Debug, Default)]
+pub struct ClientCache(Mutex<BTreeMap<std::time::Duration, reqwest::Client>>);
+
+impl ClientCache {
+    fn get(&self, timeouts: &Timeouts) -> Result<reqwest::Client, CompileError> {
+        let connect = timeouts.connect.get();
+        let mut clients = self
+            .0
+            .lock()
+            .map_err(|_| CompileError::Client("client cache poisoned".into()))?;
+        if let Some(client) = clients.get(&connect) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // An API key must never follow a redirect to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| CompileError::Client(e.to_string()))?;
+        clients.insert(connect, client.clone());
+        Ok(client)
+    }
+}
+
+impl RouteTable {
+    /// Builds the table from a snapshot, refusing it whole if any route is unusable.
+    pub fn compile(snapshot: &ConfigSnapshot, clients: &ClientCache) -> Result<Self, CompileError> {
+        let mut by_model: HashMap<String, Arc<Route>> = HashMap::new();
+        for config in &snapshot.routes {
+            let route = Arc::new(compile_route(config, clients)?);
+            for model in &config.spec.models {
+                if let Some(first) = by_model.insert(model.to_string(), route.clone()) {
+                    return Err(CompileError::ModelClaimedTwice {
+                        model: model.to_string(),
+                        first: first.key.clone(),
+                        second: config.key.clone(),
+                    });
+                }
+            }
+        }
+        let mut models: Vec<String> = by_model.keys().cloned().collect();
+        models.sort();
+        Ok(Self { by_model, models })
+    }
+
+    /// The route serving `model`, or 404 naming the models that exist.
+    pub fn resolve(&self, model: &str) -> Result<&Arc<Route>, ApiError> {
+        self.by_model.get(model).ok_or_else(|| ApiError::ModelNotFound {
+            model: model.to_owned(),
+            available: self.models.clone(),
+        })
+    }
+
+    /// Every model name this pod may use, sorted.
+    pub fn models(&self) -> &[String] {
+        &self.models
+    }
+}
+
+fn compile_route(config: &RouteConfig, clients: &ClientCache) -> Result<Route, CompileError> {
+    let spec = &config.spec;
+    validate_model_route(spec).map_err(|source| CompileError::Invalid {
+        route: config.key.clone(),
+        source,
+    })?;
+    let mut backends = Vec::with_capacity(spec.backends.len());
+    for backend in &spec.backends {
+        let api_key = config.credentials.get(&backend.name).cloned();
+        if backend.credentials_ref.is_some() && api_key.is_none() {
+            return Err(CompileError::MissingCredentials {
+                route: config.key.clone(),
+                backend: backend.name.clone(),
+            });
+        }
+        let upstream = Upstream::new(backend, api_key, clients.get(&backend.timeouts)?).map_err(|source| {
+            CompileError::Unsupported {
+                route: config.key.clone(),
+                backend: backend.name.clone(),
+                source,
+            }
+        })?;
+        backends.push(Arc::new(BackendRuntime {
+            name: backend.name.clone(),
+            provider: backend.provider,
+            model: backend.model.clone(),
+            upstream,
+            timeouts: backend.timeouts,
+            pricing: backend.pricing,
+        }));
+    }
+    // Priority order (stable, so equal priorities keep their written order). The other
+    // strategies reorder per request; until they exist every route runs as `priority`.
+    let mut order: Vec<(u32, Arc<BackendRuntime>)> = spec.backends.iter().map(|b| b.priority).zip(backends).collect();
+    order.sort_by_key(|(priority, _)| *priority);
+    Ok(Route {
+        key: config.key.clone(),
+        backends: order.into_iter().map(|(_, b)| b).collect(),
+    })
+}
