@@ -1,0 +1,196 @@
+"""Fixtures: the real sidecar binary in local mode, with one route over the built-in simulator
+and routes over ``sluice-test-upstream`` (an OpenAI-compatible upstream whose behaviour the
+backend's ``model`` chooses; see tests/support/upstream.rs).
+
+Binaries come from ``$SLUICE_SIDECAR_BIN`` and ``$SLUICE_TEST_UPSTREAM_BIN``, else
+``target/debug/`` of the repository (``$CARGO_TARGET_DIR`` if set). Nothing is built here:
+run ``cargo build -p sluice-sidecar -p sluice-tests --bins`` first (the test command does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "team-a"
+SECRET = "sk-test-secret-123"
+# A bound on start-up, never a target.
+READY_WITHIN_S = 20.0
+
+# Route name (also its model alias) -> the upstream behaviour its backend's model selects.
+UPSTREAM_ROUTES = {
+    "chat": "mock-ok",
+    "embed": "mock-ok",
+    "slow": "mock-slow-stream",
+    "fails-400": "mock-400",
+}
+SIMULATOR_MODEL = "sim"
+SIMULATOR_OUTPUT_TOKENS = 8
+SIMULATOR_DIMENSIONS = 16
+
+
+def _binary(env: str, name: str) -> Path:
+    explicit = os.environ.get(env)
+    if explicit:
+        path = Path(explicit)
+    else:
+        target = os.environ.get("CARGO_TARGET_DIR")
+        path = (REPO / target if target else REPO / "target") / "debug" / name
+    if not path.is_file():
+        pytest.fail(
+            f"{path} not found: run `cargo build -p sluice-sidecar -p sluice-tests --bins` first, or set ${env}",
+            pytrace=False,
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Upstream:
+    base_url: str
+    origin: str
+
+    def requests(self) -> list[dict]:
+        """Every request the upstream received: method, path, headers (lower-case), JSON body."""
+        with urllib.request.urlopen(f"{self.origin}/_requests", timeout=5) as response:
+            return json.load(response)
+
+
+@dataclass
+class Sidecar:
+    base_url: str
+    admin_url: str
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    binary = _binary("SLUICE_TEST_UPSTREAM_BIN", "sluice-test-upstream")
+    process = subprocess.Popen(
+        [str(binary), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        first = process.stdout.readline().strip() if process.stdout else ""
+        if not first.startswith("listening on "):
+            pytest.fail(f"sluice-test-upstream printed {first!r} instead of 'listening on ADDR'", pytrace=False)
+        origin = "http://" + first.removeprefix("listening on ")
+        yield Upstream(base_url=f"{origin}/v1", origin=origin)
+    finally:
+        _stop(process)
+
+
+def _manifest(upstream_base_url: str) -> str:
+    docs = [
+        f"""apiVersion: v1
+kind: Secret
+metadata: {{name: upstream, namespace: {NAMESPACE}}}
+stringData: {{apiKey: {SECRET}}}
+""",
+        f"""apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: simulated, namespace: {NAMESPACE}}}
+spec:
+  models: [{SIMULATOR_MODEL}]
+  backends:
+  - name: sim
+    provider: simulator
+    model: sim-1
+    simulator:
+      timeToFirstToken: 20ms
+      perToken: 30ms
+      outputTokens: {SIMULATOR_OUTPUT_TOKENS}
+      seed: 7
+      embeddingDimensions: {SIMULATOR_DIMENSIONS}
+""",
+    ]
+    for name, model in UPSTREAM_ROUTES.items():
+        docs.append(
+            f"""apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  models: [{name}]
+  retry: {{attempts: 1}}
+  backends:
+  - name: mock
+    provider: openai-compatible
+    baseUrl: {upstream_base_url}
+    model: {model}
+    credentialsRef: {{name: upstream, key: apiKey}}
+"""
+        )
+    return "---\n".join(docs)
+
+
+@pytest.fixture(scope="session")
+def sidecar(upstream, tmp_path_factory):
+    binary = _binary("SLUICE_SIDECAR_BIN", "sluice-sidecar")
+    manifests = tmp_path_factory.mktemp("manifests")
+    (manifests / "routes.yaml").write_text(_manifest(upstream.base_url))
+    log = tmp_path_factory.mktemp("logs") / "sidecar.log"
+    port, admin_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--admin-listen",
+                f"127.0.0.1:{admin_port}",
+                "--manifests",
+                str(manifests),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        admin = f"http://127.0.0.1:{admin_port}"
+        deadline = time.monotonic() + READY_WITHIN_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"sidecar exited with {process.returncode}:\n{log.read_text()}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{admin}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"sidecar not ready within {READY_WITHIN_S}s:\n{log.read_text()}", pytrace=False)
+            time.sleep(0.025)
+        yield Sidecar(base_url=f"http://127.0.0.1:{port}/v1", admin_url=admin, log=log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def client(sidecar) -> openai.OpenAI:
+    return openai.OpenAI(base_url=sidecar.base_url, api_key="unused", max_retries=0, timeout=20.0)
