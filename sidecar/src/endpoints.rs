@@ -1,4 +1,5 @@
-//! The OpenAI-compatible endpoints.
+//! The HTTP endpoints: each translates its API's request into the pipeline's and the
+//! pipeline's answer back into its API's format.
 
 pub mod chat;
 pub mod embeddings;
@@ -7,7 +8,7 @@ mod sse_body;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::{failover::Failed, response::Response, route::Route};
+use crate::{accounting::Served, pipeline::Refused, response::Response};
 
 /// `x-sluice-route`: the `namespace/name` of the route that served.
 pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-sluice-route");
@@ -19,23 +20,34 @@ pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-sluice-attemp
 pub const COST_HEADER: HeaderName = HeaderName::from_static("x-sluice-cost-usd");
 
 /// Sets the headers that say who served a request.
-fn set_served_by(resp: &mut Response, route: &Route, backend: Option<&str>, attempts: u32) {
+pub fn set_served_by(resp: &mut Response, served: &Served) {
+    set_headers(
+        resp,
+        Some(&served.route.to_string()),
+        Some(served.backend.name.as_str()),
+        served.attempts,
+    );
+}
+
+/// The error response for a refused request, with who tried.
+pub fn refused_response(refused: Refused) -> Response {
+    let route = refused.route.as_ref().map(|r| r.key.to_string());
+    let backend = refused.backend.as_ref().map(|b| b.name.to_string());
+    let attempts = refused.attempts;
+    let mut resp = refused.error.into_response();
+    if route.is_some() {
+        set_headers(&mut resp, route.as_deref(), backend.as_deref(), attempts);
+    }
+    resp
+}
+
+fn set_headers(resp: &mut Response, route: Option<&str>, backend: Option<&str>, attempts: u32) {
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::try_from(route.key.to_string()) {
+    if let Some(v) = route.and_then(|r| HeaderValue::try_from(r).ok()) {
         headers.insert(ROUTE_HEADER, v);
     }
     if let Some(v) = backend.and_then(|b| HeaderValue::try_from(b).ok()) {
         headers.insert(BACKEND_HEADER, v);
     }
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
-}
-
-/// The error response for a request that failed upstream, with who failed.
-fn failed_response(route: &Route, failed: Failed) -> Response {
-    let backend = failed.backend.as_ref().map(|b| b.name.to_string());
-    tracing::warn!(target: "sluice::access", route = %route.key, backend = backend.as_deref().unwrap_or("-"),
-        attempts = failed.attempts, error = %failed.error, "request failed upstream");
-    let mut resp = crate::error::ApiError::Upstream(failed.error).into_response();
-    set_served_by(&mut resp, route, backend.as_deref(), failed.attempts);
-    resp
 }

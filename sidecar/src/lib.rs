@@ -2,7 +2,7 @@
 //! to a provider, under the routes, limits and budgets of its config.
 //!
 //! The modules follow the request path: [`listener`] accepts and dispatches, [`request`]
-//! parses, [`route`] resolves the model, [`failover`] runs the attempts, [`providers`] speak
+//! parses, [`route`] resolves the model, [`pipeline`] runs the stages in order, [`failover`] runs the attempts, [`providers`] speak
 //! each upstream's protocol, [`accounting`] counts usage and cost. [`config`] holds the active
 //! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes.
 
@@ -14,6 +14,7 @@ pub mod error;
 pub mod failover;
 pub mod listener;
 pub mod manifests;
+pub mod pipeline;
 pub mod providers;
 pub mod request;
 pub mod response;

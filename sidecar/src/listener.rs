@@ -93,14 +93,14 @@ async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, 
     let method = req.method().clone();
     match (endpoint, &method) {
         ("/chat/completions", &Method::POST) => {
-            let body = read_body(req, state.max_body_bytes).await?;
+            let (parts, body) = read_body(req, state.max_body_bytes).await?;
             let config = active(state)?;
-            chat::handle(&config, &body).await
+            Ok(chat::handle(&config, &parts.headers, &body).await)
         }
         ("/embeddings", &Method::POST) => {
-            let body = read_body(req, state.max_body_bytes).await?;
+            let (parts, body) = read_body(req, state.max_body_bytes).await?;
             let config = active(state)?;
-            embeddings::handle(&config, &body).await
+            Ok(embeddings::handle(&config, &parts.headers, &body).await)
         }
         ("/models", &Method::GET) => {
             let config = active(state)?;
@@ -122,7 +122,7 @@ fn active(state: &ApiState) -> Result<Arc<crate::config::ActiveConfig>, ApiError
 }
 
 /// Reads a request body, refusing one over `limit` bytes before or while reading it.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<(http::request::Parts, Bytes), ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -132,8 +132,9 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
         drain(req.into_body()).await;
         return Err(ApiError::BodyTooLarge { limit });
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
         Err(e) => Err(ApiError::bad_request(
             format!("could not read the request body: {e}"),
