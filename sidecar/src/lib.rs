@@ -8,6 +8,7 @@
 
 pub mod accounting;
 pub mod admin;
+pub mod budget;
 pub mod config;
 pub mod endpoints;
 pub mod error;

@@ -1,0 +1,314 @@
+//! Budgets in the sidecar: reserve the worst case before a call, settle the real cost after,
+//! so concurrent requests can never jointly spend more than the allowance.
+//!
+//! The allowance is the interface to the operator: alone (local mode) a sidecar's allowance is
+//! the whole limit; in a cluster the operator grants each sidecar a slice and tops it up.
+
+pub mod period;
+pub mod state_file;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use jiff::{Timestamp, tz::TimeZone};
+use sluice_crds::{BudgetConfig, BudgetSpec, Enforcement, MicroUsd, ObjectKey};
+
+use self::period::Window;
+
+/// One budget's account in this sidecar.
+#[derive(Debug)]
+pub struct Account {
+    key: ObjectKey,
+    state: Mutex<AccountState>,
+}
+
+#[derive(Debug, Clone)]
+struct AccountState {
+    spec: BudgetSpec,
+    tz: TimeZone,
+    window: Window,
+    /// Money this sidecar may spend in the current period.
+    allowance: MicroUsd,
+    /// Settled spend in the current period.
+    spent: MicroUsd,
+    /// Held by requests in flight.
+    reserved: MicroUsd,
+}
+
+/// What a budget says about one request.
+#[derive(Debug)]
+pub enum Admission {
+    /// Within the allowance: the worst case is held until the request settles.
+    Reserved(Reservation),
+    /// Over the limit with `soft` enforcement: serve, but the request is flagged.
+    OverSoftLimit,
+    /// Over the limit with `downgrade` enforcement: serve from these backends only.
+    Downgrade(Vec<sluice_crds::BackendName>),
+}
+
+/// A hard budget refused the request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("budget {budget} is exhausted ({spent} of {limit} USD spent){}", resets_at.map(|t| format!("; it resets at {t}")).unwrap_or_default())]
+pub struct Exhausted {
+    /// `namespace/name` of the budget.
+    pub budget: ObjectKey,
+    /// Spent in this period, in this sidecar's view.
+    pub spent: MicroUsd,
+    /// The period's limit (this sidecar's allowance).
+    pub limit: MicroUsd,
+    /// When the period ends, if it does.
+    pub resets_at: Option<Timestamp>,
+}
+
+/// Money held for a request in flight; released when dropped unsettled.
+#[derive(Debug)]
+pub struct Reservation {
+    account: Arc<Account>,
+    amount: MicroUsd,
+}
+
+/// A budget's figures at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    /// `namespace/name`.
+    pub budget: String,
+    /// The configured limit.
+    #[serde(rename = "limitUSD")]
+    pub limit: MicroUsd,
+    /// This sidecar's allowance for the period.
+    #[serde(rename = "allowanceUSD")]
+    pub allowance: MicroUsd,
+    /// Settled spend in the period.
+    #[serde(rename = "spentUSD")]
+    pub spent: MicroUsd,
+    /// Held by requests in flight.
+    #[serde(rename = "reservedUSD")]
+    pub reserved: MicroUsd,
+    /// What is left of the allowance.
+    #[serde(rename = "remainingUSD")]
+    pub remaining: MicroUsd,
+    /// Start of the period (RFC 3339).
+    pub period_start: String,
+    /// When it resets, if it does.
+    pub resets_at: Option<String>,
+    /// hard, soft or downgrade.
+    pub enforcement: Enforcement,
+}
+
+impl Account {
+    fn lock(&self) -> MutexGuard<'_, AccountState> {
+        // A panic while holding this lock leaves plain numbers behind; they stay usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The budget's name.
+    pub fn key(&self) -> &ObjectKey {
+        &self.key
+    }
+
+    /// Decides whether a request whose worst case costs `worst_case` may run.
+    pub fn admit(self: &Arc<Self>, worst_case: MicroUsd, now: Timestamp) -> Result<Admission, Exhausted> {
+        let mut state = self.lock();
+        state.roll(now);
+        let committed = state.spent.saturating_add(state.reserved);
+        if committed.saturating_add(worst_case) <= state.allowance {
+            state.reserved = state.reserved.saturating_add(worst_case);
+            return Ok(Admission::Reserved(Reservation {
+                account: self.clone(),
+                amount: worst_case,
+            }));
+        }
+        match state.spec.enforcement {
+            Enforcement::Soft => Ok(Admission::OverSoftLimit),
+            Enforcement::Downgrade => Ok(Admission::Downgrade(state.spec.downgrade_to.clone())),
+            Enforcement::Hard => Err(Exhausted {
+                budget: self.key.clone(),
+                spent: state.spent,
+                limit: state.allowance,
+                resets_at: state.window.end,
+            }),
+        }
+    }
+
+    /// Adds spend that ran without a reservation (soft or downgraded requests).
+    pub fn charge(&self, cost: MicroUsd, now: Timestamp) {
+        let mut state = self.lock();
+        state.roll(now);
+        state.spent = state.spent.saturating_add(cost);
+    }
+
+    /// Money still available for new reservations.
+    pub fn available(&self, now: Timestamp) -> MicroUsd {
+        let mut state = self.lock();
+        state.roll(now);
+        state
+            .allowance
+            .saturating_sub(state.spent.saturating_add(state.reserved))
+    }
+
+    /// Sets this sidecar's allowance for the current period (the operator's grant).
+    pub fn set_allowance(&self, allowance: MicroUsd) {
+        self.lock().allowance = allowance;
+    }
+
+    /// Restores spend recorded for the period starting at `period_start` (from the state file);
+    /// spend of another period is stale and ignored.
+    pub fn restore(&self, period_start: Timestamp, spent: MicroUsd, now: Timestamp) -> bool {
+        let mut state = self.lock();
+        state.roll(now);
+        if state.window.start != period_start {
+            return false;
+        }
+        state.spent = state.spent.max(spent);
+        true
+    }
+
+    /// The figures as of `now`.
+    pub fn view(&self, now: Timestamp) -> AccountView {
+        let mut state = self.lock();
+        state.roll(now);
+        let tz = state.tz.clone();
+        AccountView {
+            budget: self.key.to_string(),
+            limit: state.spec.limit_usd,
+            allowance: state.allowance,
+            spent: state.spent,
+            reserved: state.reserved,
+            remaining: state
+                .allowance
+                .saturating_sub(state.spent.saturating_add(state.reserved)),
+            period_start: state.window.start.to_zoned(tz.clone()).to_string(),
+            resets_at: state.window.end.map(|t| t.to_zoned(tz).to_string()),
+            enforcement: state.spec.enforcement,
+        }
+    }
+
+    /// Spend of the current period, for the state file.
+    pub(crate) fn spent_in_period(&self, now: Timestamp) -> (Timestamp, MicroUsd) {
+        let mut state = self.lock();
+        state.roll(now);
+        (state.window.start, state.spent)
+    }
+}
+
+impl AccountState {
+    /// Starts a new period when `now` has left the current one.
+    fn roll(&mut self, now: Timestamp) {
+        if self.window.contains(now) {
+            return;
+        }
+        if let Ok(window) = period::window(self.spec.period, &self.tz, now) {
+            self.window = window;
+            self.spent = MicroUsd::ZERO;
+            // Requests in flight settle into the new period; their holds carry over.
+        }
+    }
+}
+
+impl Reservation {
+    /// The amount held.
+    pub fn amount(&self) -> MicroUsd {
+        self.amount
+    }
+
+    /// The account it holds money in.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// Replaces the hold by the real cost. A request that straddles a period boundary is
+    /// billed to the period in which it settles.
+    pub fn settle(mut self, cost: MicroUsd, now: Timestamp) {
+        let amount = std::mem::replace(&mut self.amount, MicroUsd::ZERO);
+        let mut state = self.account.lock();
+        state.reserved = state.reserved.saturating_sub(amount);
+        state.roll(now);
+        state.spent = state.spent.saturating_add(cost);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.amount > MicroUsd::ZERO {
+            let mut state = self.account.lock();
+            state.reserved = state.reserved.saturating_sub(self.amount);
+        }
+    }
+}
+
+/// Every budget of the active config, kept across reloads so spend and holds survive them.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    accounts: Mutex<HashMap<ObjectKey, Arc<Account>>>,
+}
+
+/// A budget's time zone is unknown (validation should have refused it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("budget {0}: unknown time zone {1:?}")]
+pub struct UnknownTimeZone(pub ObjectKey, pub String);
+
+impl Budgets {
+    /// Brings the accounts in line with a config: new budgets open, changed specs apply,
+    /// removed budgets close. Spend of a kept budget stays.
+    pub fn apply(&self, configs: &[BudgetConfig], now: Timestamp) -> Result<(), UnknownTimeZone> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = HashMap::with_capacity(configs.len());
+        for config in configs {
+            let tz = TimeZone::get(&config.spec.time_zone)
+                .map_err(|_| UnknownTimeZone(config.key.clone(), config.spec.time_zone.clone()))?;
+            let window = period::window(config.spec.period, &tz, now)
+                .map_err(|_| UnknownTimeZone(config.key.clone(), config.spec.time_zone.clone()))?;
+            let account = match accounts.get(&config.key) {
+                Some(existing) => {
+                    let mut state = existing.lock();
+                    let period_changed = state.spec.period != config.spec.period || state.tz != tz;
+                    state.spec = config.spec.clone();
+                    state.allowance = config.allowance;
+                    if period_changed {
+                        state.tz = tz;
+                        state.window = window;
+                    }
+                    drop(state);
+                    existing.clone()
+                }
+                None => Arc::new(Account {
+                    key: config.key.clone(),
+                    state: Mutex::new(AccountState {
+                        spec: config.spec.clone(),
+                        tz,
+                        window,
+                        allowance: config.allowance,
+                        spent: MicroUsd::ZERO,
+                        reserved: MicroUsd::ZERO,
+                    }),
+                }),
+            };
+            next.insert(config.key.clone(), account);
+        }
+        *accounts = next;
+        Ok(())
+    }
+
+    /// The account of a budget.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Account>> {
+        self.accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// Every account, sorted by name.
+    pub fn all(&self) -> Vec<Arc<Account>> {
+        let accounts = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all: Vec<_> = accounts.values().cloned().collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+//! Local mode keeps each budget's spend in a small file, so a restart does not forget it.
+//! Written atomically (temporary file, fsync, rename, fsync of the directory) every flush
+//! interval and at shutdown: a crash loses at most one interval of spend.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sluice_crds::{MicroUsd, ObjectKey};
+use tokio_util::sync::CancellationToken;
+
+use super::Budgets;
+
+/// The file's content.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StateFile {
+    /// Spend of each budget's current period, by `namespace/name`.
+    budgets: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    period_start: Timestamp,
+    #[serde(rename = "spentUSD")]
+    spent: MicroUsd,
+}
+
+/// The state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not ours.
+    #[error("{}: not a Sluice state file: {source}", path.display())]
+    Format {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        source: serde_json::Error,
+    },
+}
+
+/// Restores the spend recorded in `path` into `budgets`; a missing file is an empty one.
+/// Returns how many budgets got their spend back.
+pub fn restore(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<usize, StateError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let file: StateFile = serde_json::from_slice(&text).map_err(|source| StateError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut restored = 0;
+    for account in budgets.all() {
+        if let Some(entry) = file.budgets.get(&account.key().to_string())
+            && account.restore(entry.period_start, entry.spent, now)
+        {
+            restored += 1;
+        }
+    }
+    Ok(restored)
+}
+
+/// Reads the file without a live config, for `sluice-sidecar status`.
+pub fn read(path: &Path) -> Result<BTreeMap<ObjectKey, (Timestamp, MicroUsd)>, StateError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let file: StateFile = serde_json::from_slice(&text).map_err(|source| StateError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(file
+        .budgets
+        .into_iter()
+        .filter_map(|(key, e)| {
+            let (namespace, name) = key.split_once('/')?;
+            Some((
+                ObjectKey {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                },
+                (e.period_start, e.spent),
+            ))
+        })
+        .collect())
+}
+
+/// Writes every budget's current spend to `path`, atomically and durably.
+pub fn write(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = StateFile {
+        budgets: budgets
+            .all()
+            .iter()
+            .map(|a| {
+                let (period_start, spent) = a.spent_in_period(now);
+                (a.key().to_string(), Entry { period_start, spent })
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(|source| StateError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension("tmp");
+    let mut out = std::fs::File::create(&tmp).map_err(io)?;
+    out.write_all(&bytes).map_err(io)?;
+    out.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    // The rename itself is durable only once the directory is synced.
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
+/// Flushes every `interval` until `shutdown`, then once more.
+pub async fn flush_until(path: PathBuf, budgets: Arc<Budgets>, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        flush(&path, &budgets).await;
+    }
+    flush(&path, &budgets).await;
+}
+
+async fn flush(path: &Path, budgets: &Arc<Budgets>) {
+    let (path, budgets) = (path.to_owned(), budgets.clone());
+    let result = tokio::task::spawn_blocking(move || write(&path, &budgets, Timestamp::now())).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "could not save budget spend"),
+        Err(e) => tracing::error!(error = %e, "budget flush task failed"),
+    }
+}
