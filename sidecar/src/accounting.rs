@@ -1,4 +1,7 @@
-//! Usage and cost of one answer.
+//! Usage and cost of one answer, and where finished requests are counted.
+
+pub mod ledger;
+pub mod recorder;
 
 use std::{
     pin::Pin,

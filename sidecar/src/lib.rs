@@ -15,6 +15,7 @@ pub mod error;
 pub mod failover;
 pub mod listener;
 pub mod manifests;
+pub mod metrics;
 pub mod pipeline;
 pub mod providers;
 pub mod request;

@@ -1,0 +1,167 @@
+//! Usage not yet reported to the operator, summed per route × backend × model × user × outcome.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+};
+
+use sluice_crds::{BackendName, MicroUsd, ModelName, ObjectKey, Outcome, UsageDelta};
+
+use super::Usage;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    route: ObjectKey,
+    backend: BackendName,
+    model: ModelName,
+    user: Option<String>,
+    outcome: Outcome,
+}
+
+/// One finished request, as the ledger counts it.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    /// The route.
+    pub route: &'a ObjectKey,
+    /// The backend that answered or failed last.
+    pub backend: &'a BackendName,
+    /// The upstream model.
+    pub model: &'a ModelName,
+    /// The user, when named.
+    pub user: Option<&'a str>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Tokens used.
+    pub usage: Usage,
+    /// Money spent.
+    pub cost: MicroUsd,
+    /// Attempts moved to another backend.
+    pub failovers: u32,
+}
+
+/// Deltas accumulated since the last [`UsageLedger::take`].
+#[derive(Debug, Default)]
+pub struct UsageLedger {
+    pending: Mutex<HashMap<Key, UsageDelta>>,
+}
+
+impl UsageLedger {
+    /// Adds one request.
+    pub fn add(&self, entry: &Entry<'_>) {
+        self.merge(UsageDelta {
+            route: entry.route.clone(),
+            backend: entry.backend.clone(),
+            model: entry.model.clone(),
+            user: entry.user.map(str::to_owned),
+            outcome: entry.outcome,
+            requests: 1,
+            input_tokens: entry.usage.input,
+            cached_input_tokens: entry.usage.cached_input,
+            output_tokens: entry.usage.output,
+            cost: entry.cost,
+            failovers: u64::from(entry.failovers),
+            estimated: entry.usage.estimated,
+        });
+    }
+
+    /// Everything added since the last call, leaving the ledger empty.
+    pub fn take(&self) -> Vec<UsageDelta> {
+        let drained = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut deltas: Vec<UsageDelta> = drained.into_values().collect();
+        deltas.sort_by(|a, b| {
+            (&a.route, &a.backend, &a.model, &a.user, a.outcome)
+                .cmp(&(&b.route, &b.backend, &b.model, &b.user, b.outcome))
+        });
+        deltas
+    }
+
+    /// Puts deltas back (a report that could not be handed over).
+    pub fn restore(&self, deltas: Vec<UsageDelta>) {
+        for delta in deltas {
+            self.merge(delta);
+        }
+    }
+
+    fn merge(&self, delta: UsageDelta) {
+        let key = Key {
+            route: delta.route.clone(),
+            backend: delta.backend.clone(),
+            model: delta.model.clone(),
+            user: delta.user.clone(),
+            outcome: delta.outcome,
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        match pending.get_mut(&key) {
+            Some(sum) => {
+                sum.requests += delta.requests;
+                sum.input_tokens += delta.input_tokens;
+                sum.cached_input_tokens += delta.cached_input_tokens;
+                sum.output_tokens += delta.output_tokens;
+                sum.cost += delta.cost;
+                sum.failovers += delta.failovers;
+                sum.estimated |= delta.estimated;
+            }
+            None => {
+                pending.insert(key, delta);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_crds::Tokens;
+
+    #[test]
+    fn sums_requests_per_key_and_empties_on_take() {
+        let ledger = UsageLedger::default();
+        let route = ObjectKey {
+            namespace: "a".into(),
+            name: "chat".into(),
+        };
+        let backend = BackendName::try_from("openai").unwrap();
+        let model = ModelName::try_from("gpt-4.1").unwrap();
+        let usage = Usage {
+            input: Tokens(10),
+            cached_input: Tokens(2),
+            output: Tokens(5),
+            estimated: false,
+        };
+        let entry = Entry {
+            route: &route,
+            backend: &backend,
+            model: &model,
+            user: Some("ann"),
+            outcome: Outcome::Ok,
+            usage,
+            cost: MicroUsd::new(7),
+            failovers: 1,
+        };
+        ledger.add(&entry);
+        ledger.add(&Entry {
+            usage: Usage {
+                estimated: true,
+                ..usage
+            },
+            ..entry.clone()
+        });
+        ledger.add(&Entry {
+            user: Some("bob"),
+            ..entry.clone()
+        });
+        let deltas = ledger.take();
+        assert_eq!(deltas.len(), 2);
+        let ann = &deltas[0];
+        assert_eq!(
+            (ann.requests, ann.input_tokens, ann.output_tokens),
+            (2, Tokens(20), Tokens(10))
+        );
+        assert_eq!((ann.cost, ann.failovers, ann.estimated), (MicroUsd::new(14), 2, true));
+        assert!(ledger.take().is_empty());
+        ledger.restore(deltas);
+        let again = ledger.take();
+        assert_eq!(again[0].requests, 2);
+        assert_eq!(again[0].cost, MicroUsd::new(14));
+    }
+}

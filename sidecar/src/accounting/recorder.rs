@@ -1,0 +1,135 @@
+//! Where a finished request is counted: metrics, the usage ledger and the access log.
+
+use std::time::Duration;
+
+use sluice_crds::{MicroUsd, ObjectKey, Outcome};
+
+use super::{
+    Usage,
+    ledger::{Entry, UsageLedger},
+};
+use crate::{
+    metrics::{LatencyLabels, Metrics, RequestLabels, TokenLabels},
+    route::BackendRuntime,
+};
+
+/// Counts finished requests.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Usage not yet reported to the operator.
+    pub ledger: UsageLedger,
+    /// Whether the `user` label is filled (it has unbounded cardinality, so it is opt-in).
+    pub user_labels: bool,
+}
+
+/// Everything known of a request when it ends.
+#[derive(Debug)]
+pub struct Finished<'a> {
+    /// `chat`, `embeddings` or `messages`.
+    pub endpoint: &'static str,
+    /// The route.
+    pub route: &'a ObjectKey,
+    /// The backend that answered or failed last, if any was tried.
+    pub backend: Option<&'a BackendRuntime>,
+    /// The user, when the client named one.
+    pub user: Option<&'a str>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Tokens used, when known.
+    pub usage: Option<Usage>,
+    /// Money spent.
+    pub cost: MicroUsd,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Arrival to the last byte.
+    pub duration: Duration,
+    /// Arrival to the first streamed chunk.
+    pub time_to_first_token: Option<Duration>,
+    /// Whether the answer was streamed.
+    pub streamed: bool,
+    /// The final error, for the log.
+    pub error: Option<String>,
+}
+
+impl Recorder {
+    /// Counts one finished request everywhere it is counted.
+    pub fn record(&self, f: &Finished<'_>) {
+        let usage = f.usage.unwrap_or_default();
+        let route = f.route.to_string();
+        let (backend, model) = f
+            .backend
+            .map(|b| (b.name.to_string(), b.model.to_string()))
+            .unwrap_or_default();
+        let user = if self.user_labels {
+            f.user.unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        };
+        let labels = RequestLabels {
+            route: route.clone(),
+            backend: backend.clone(),
+            model: model.clone(),
+            outcome: f.outcome.into(),
+            user: user.clone(),
+        };
+        let m = &self.metrics;
+        m.requests.get_or_create(&labels).inc();
+        m.spend.get_or_create(&labels).inc_by(f.cost.micros());
+        let failovers = u64::from(f.attempts.saturating_sub(1));
+        if failovers > 0 {
+            m.failovers.get_or_create(&labels).inc_by(failovers);
+        }
+        if let Some(backend_runtime) = f.backend {
+            let latency = LatencyLabels {
+                gen_ai_operation_name: f.endpoint,
+                route: route.clone(),
+                backend: backend.clone(),
+                gen_ai_request_model: model.clone(),
+            };
+            m.duration.get_or_create(&latency).observe(f.duration.as_secs_f64());
+            if let Some(ttft) = f.time_to_first_token {
+                m.time_to_first_token
+                    .get_or_create(&latency)
+                    .observe(ttft.as_secs_f64());
+            }
+            if f.usage.is_some() {
+                for (kind, count) in [
+                    ("input", usage.input),
+                    ("output", usage.output),
+                    ("cached_input", usage.cached_input),
+                ] {
+                    let labels = TokenLabels {
+                        route: route.clone(),
+                        backend: backend.clone(),
+                        gen_ai_request_model: model.clone(),
+                        gen_ai_token_type: kind,
+                        user: user.clone(),
+                    };
+                    m.tokens.get_or_create(&labels).inc_by(count.0);
+                    if kind != "cached_input" {
+                        m.token_usage.get_or_create(&labels).observe(count.0 as f64);
+                    }
+                }
+            }
+            self.ledger.add(&Entry {
+                route: f.route,
+                backend: &backend_runtime.name,
+                model: &backend_runtime.model,
+                user: f.user,
+                outcome: f.outcome,
+                usage,
+                cost: f.cost,
+                failovers: f.attempts.saturating_sub(1),
+            });
+        }
+        tracing::info!(target: "sluice::access", endpoint = f.endpoint, route = %f.route, backend, model,
+            user = f.user.unwrap_or_default(), outcome = ?f.outcome, attempts = f.attempts, stream = f.streamed,
+            latency_ms = f.duration.as_millis() as u64,
+            ttft_ms = f.time_to_first_token.map(|t| t.as_millis() as u64),
+            input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0, output_tokens = usage.output.0,
+            usage_estimated = usage.estimated, cost_usd = %f.cost, error = f.error.as_deref().unwrap_or_default(),
+            "request finished");
+    }
+}
