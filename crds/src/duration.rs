@@ -1,9 +1,6 @@
 //! `Duration`: a span written the way Kubernetes users write them (`250ms`, `30s`, `5m`).
 
-use std::{borrow::Cow, fmt, str::FromStr, time};
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use std::{fmt, str::FromStr, time};
 
 /// The schema pattern the API server enforces; `FromStr` accepts exactly this language.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
@@ -109,32 +106,11 @@ impl fmt::Display for Duration {
     }
 }
 
-impl Serialize for Duration {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Cow::<str>::deserialize(deserializer)?;
-        raw.parse().map_err(de::Error::custom)
-    }
-}
-
-impl JsonSchema for Duration {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-            "description": "A duration such as 250ms, 30s, 5m or 1h30m.",
-        })
-    }
-}
+crate::string_form::string_form!(Duration, "Duration", {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "description": "A duration such as 250ms, 30s, 5m or 1h30m.",
+});
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ mod money;
 mod names;
 mod ratio;
 mod snapshot;
+mod string_form;
 mod usage;
 pub mod validation;
 

@@ -1,9 +1,6 @@
 //! `MicroUsd`: money as an integer count of micro-dollars.
 
-use std::{borrow::Cow, fmt, ops, str::FromStr};
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use std::{fmt, ops, str::FromStr};
 
 use crate::decimal::{self, DECIMAL_PATTERN, DecimalError};
 
@@ -62,32 +59,11 @@ impl fmt::Display for MicroUsd {
     }
 }
 
-impl Serialize for MicroUsd {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MicroUsd {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Cow::<str>::deserialize(deserializer)?;
-        raw.parse().map_err(de::Error::custom)
-    }
-}
-
-impl JsonSchema for MicroUsd {
-    fn schema_name() -> Cow<'static, str> {
-        "MicroUsd".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": DECIMAL_PATTERN,
-            "description": "US dollars as a decimal string, e.g. \"12.50\"; at most 6 decimal places.",
-        })
-    }
-}
+crate::string_form::string_form!(MicroUsd, "MicroUsd", {
+    "type": "string",
+    "pattern": DECIMAL_PATTERN,
+    "description": "US dollars as a decimal string, e.g. \"12.50\"; at most 6 decimal places.",
+});
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -1,9 +1,6 @@
 //! `Ratio`: a probability in `[0, 1]` written as a decimal string (`"0.05"`).
 
-use std::{borrow::Cow, fmt, str::FromStr};
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use std::{fmt, str::FromStr};
 
 use crate::decimal::{self, DecimalError};
 
@@ -52,32 +49,11 @@ impl fmt::Display for Ratio {
     }
 }
 
-impl Serialize for Ratio {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ratio {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Cow::<str>::deserialize(deserializer)?;
-        raw.parse().map_err(de::Error::custom)
-    }
-}
-
-impl JsonSchema for Ratio {
-    fn schema_name() -> Cow<'static, str> {
-        "Ratio".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$",
-            "description": "A fraction between 0 and 1 as a decimal string, e.g. \"0.05\".",
-        })
-    }
-}
+crate::string_form::string_form!(Ratio, "Ratio", {
+    "type": "string",
+    "pattern": r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$",
+    "description": "A fraction between 0 and 1 as a decimal string, e.g. \"0.05\".",
+});
 
 #[cfg(test)]
 mod tests {

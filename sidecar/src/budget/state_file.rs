@@ -57,20 +57,7 @@ pub enum StateError {
 /// Restores the spend recorded in `path` into `budgets`; a missing file is an empty one.
 /// Returns how many budgets got their spend back.
 pub fn restore(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<usize, StateError> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => {
-            return Err(StateError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    let file: StateFile = serde_json::from_slice(&text).map_err(|source| StateError::Format {
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = read_file(path)?;
     let mut restored = 0;
     for account in budgets.all() {
         if let Some(entry) = file.budgets.get(&account.key().to_string())
@@ -84,21 +71,7 @@ pub fn restore(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<usize, 
 
 /// Reads the file without a live config, for `sluice-sidecar status`.
 pub fn read(path: &Path) -> Result<BTreeMap<ObjectKey, (Timestamp, MicroUsd)>, StateError> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(StateError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    let file: StateFile = serde_json::from_slice(&text).map_err(|source| StateError::Format {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(file
+    Ok(read_file(path)?
         .budgets
         .into_iter()
         .filter_map(|(key, e)| {
@@ -112,6 +85,21 @@ pub fn read(path: &Path) -> Result<BTreeMap<ObjectKey, (Timestamp, MicroUsd)>, S
             ))
         })
         .collect())
+}
+
+/// The file's content; a missing file is an empty one.
+fn read_file(path: &Path) -> Result<StateFile, StateError> {
+    match std::fs::read(path) {
+        Ok(text) => serde_json::from_slice(&text).map_err(|source| StateError::Format {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
+        Err(source) => Err(StateError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Writes every budget's current spend to `path`, atomically and durably.
