@@ -7,7 +7,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use sluice_crds::{BudgetSpec, ConfigSnapshot, ConfigVersion, MicroUsd, ModelRouteSpec, ObjectKey, Strategy};
 
-use crate::route::{ClientCache, CompileError, RouteTable};
+use crate::{
+    accounting::recorder::Recorder,
+    budget::Budgets,
+    route::{ClientCache, CompileError, RouteTable},
+};
 
 /// One compiled config version.
 #[derive(Debug)]
@@ -18,6 +22,10 @@ pub struct ActiveConfig {
     pub routes: RouteTable,
     /// The `/config` document, rendered once, without secrets.
     pub view: Bytes,
+    /// Budget accounts; they outlive config versions.
+    pub budgets: Arc<Budgets>,
+    /// Where finished requests are counted; it outlives config versions.
+    pub recorder: Arc<Recorder>,
 }
 
 /// Holds the active config; requests take a cheap snapshot of it.
@@ -25,6 +33,8 @@ pub struct ActiveConfig {
 pub struct ConfigStore {
     active: ArcSwapOption<ActiveConfig>,
     clients: ClientCache,
+    budgets: Arc<Budgets>,
+    recorder: Arc<Recorder>,
 }
 
 /// `/config`: what is running, with every credential left out.
@@ -56,6 +66,24 @@ struct BudgetView<'a> {
 }
 
 impl ConfigStore {
+    /// A store counting into `recorder`.
+    pub fn new(recorder: Recorder) -> Self {
+        Self {
+            recorder: Arc::new(recorder),
+            ..Self::default()
+        }
+    }
+
+    /// Budget accounts, kept across config versions.
+    pub fn budgets(&self) -> &Arc<Budgets> {
+        &self.budgets
+    }
+
+    /// Metrics and the usage ledger, kept across config versions.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
     /// The active config, if one is loaded.
     pub fn current(&self) -> Option<Arc<ActiveConfig>> {
         self.active.load_full()
@@ -73,6 +101,7 @@ impl ConfigStore {
             return Ok(false);
         }
         let routes = RouteTable::compile(snapshot, &self.clients)?;
+        self.budgets.apply(&snapshot.budgets, jiff::Timestamp::now())?;
         for route in &snapshot.routes {
             if route.spec.strategy != Strategy::Priority {
                 tracing::warn!(route = %route.key, strategy = ?route.spec.strategy,
@@ -84,6 +113,8 @@ impl ConfigStore {
             version: snapshot.version.clone(),
             routes,
             view,
+            budgets: self.budgets.clone(),
+            recorder: self.recorder.clone(),
         })));
         Ok(true)
     }

@@ -89,6 +89,9 @@ pub enum CompileError {
         /// Which provider.
         source: UnsupportedProvider,
     },
+    /// A budget cannot be placed in time.
+    #[error(transparent)]
+    Budget(#[from] crate::budget::UnknownTimeZone),
     /// The HTTP client could not be built (TLS roots unavailable).
     #[error("building the HTTP client: {0}")]
     Client(String),
