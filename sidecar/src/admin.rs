@@ -1,4 +1,4 @@
-//! The admin listener: probes and the active config, never a secret.
+//! The admin listener: probes, metrics, budgets and the active config, never a secret.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::{
     response::{self, Response},
 };
 
-/// Serves `/healthz`, `/readyz` and `/config`.
+/// Serves `/healthz`, `/readyz`, `/config`, `/metrics` and `/budgets`.
 pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Response {
     let path = req.uri().path();
     if req.method() != Method::GET {
@@ -39,6 +39,15 @@ pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Respons
                 ),
             ),
         },
+        "/metrics" => match config.recorder().metrics.encode(config.budgets()) {
+            Ok(text) => response::typed(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text),
+            Err(_) => response::text(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n"),
+        },
+        "/budgets" => {
+            let now = jiff::Timestamp::now();
+            let views: Vec<_> = config.budgets().all().iter().map(|a| a.view(now)).collect();
+            response::json(StatusCode::OK, serde_json::to_vec_pretty(&views).unwrap_or_default())
+        }
         _ => ApiError::UnknownEndpoint {
             method: "GET".into(),
             path: path.to_owned(),

@@ -180,8 +180,8 @@ impl Account {
             remaining: state
                 .allowance
                 .saturating_sub(state.spent.saturating_add(state.reserved)),
-            period_start: state.window.start.to_zoned(tz.clone()).to_string(),
-            resets_at: state.window.end.map(|t| t.to_zoned(tz).to_string()),
+            period_start: rfc3339(state.window.start, &tz),
+            resets_at: state.window.end.map(|t| rfc3339(t, &tz)),
             enforcement: state.spec.enforcement,
         }
     }
@@ -308,6 +308,11 @@ impl Budgets {
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
     }
+}
+
+/// An instant as RFC 3339 with the zone's offset, e.g. `2026-11-01T00:00:00+01:00`.
+fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 #[cfg(test)]

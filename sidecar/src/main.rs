@@ -1,11 +1,19 @@
 //! `sluice-sidecar`: the binary's edge — flags, logging, listeners, signals.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_sidecar::{
+    accounting::recorder::Recorder,
     admin,
+    budget::{Budgets, state_file},
     config::ConfigStore,
     listener::{self, ApiState, DEFAULT_MAX_BODY_BYTES},
     manifests,
@@ -15,34 +23,68 @@ use tokio_util::sync::CancellationToken;
 
 /// The Sluice sidecar: an OpenAI- and Anthropic-compatible LLM gateway on loopback.
 #[derive(Debug, Parser)]
-#[command(name = "sluice-sidecar", version)]
-struct Options {
+#[command(name = "sluice-sidecar", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeOptions,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print each budget's spend, remaining money and reset time from the local state.
+    Status(StatusOptions),
+}
+
+#[derive(Debug, Args)]
+struct ServeOptions {
     /// Address of the API listener.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
-    /// Address of the admin listener (probes, config).
+    /// Address of the admin listener (probes, config, metrics).
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:4001")]
     admin_listen: SocketAddr,
     /// Directory of ModelRoute, Budget and Secret YAML files (local mode).
-    #[arg(
-        long,
-        env = "SLUICE_MANIFESTS",
-        conflicts_with = "control_plane",
-        required_unless_present = "control_plane"
-    )]
+    #[arg(long, env = "SLUICE_MANIFESTS", conflicts_with = "control_plane")]
     manifests: Option<PathBuf>,
     /// URL of the operator's control server (cluster mode).
     #[arg(long, env = "SLUICE_CONTROL_PLANE")]
     control_plane: Option<String>,
+    #[command(flatten)]
+    state: StateOptions,
+    /// How often local mode saves budget spend; a crash loses at most this much.
+    #[arg(long, env = "SLUICE_STATE_FLUSH_INTERVAL", default_value = "1s")]
+    state_flush_interval: sluice_crds::Duration,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// How long in-flight requests may run after SIGTERM.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "30s")]
     shutdown_grace: sluice_crds::Duration,
+    /// Label metrics by user (`x-sluice-user` or the body's `user`); unbounded cardinality.
+    #[arg(long, env = "SLUICE_METRICS_USER_LABEL")]
+    metrics_user_label: bool,
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+struct StateOptions {
+    /// Directory for state kept across restarts (budget spend in local mode). Default:
+    /// `$XDG_STATE_HOME/sluice`, else `~/.local/state/sluice`.
+    #[arg(long, env = "SLUICE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StatusOptions {
+    /// Directory of the manifests the sidecar runs with.
+    #[arg(long, env = "SLUICE_MANIFESTS")]
+    manifests: PathBuf,
+    #[command(flatten)]
+    state: StateOptions,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,24 +107,105 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+impl StateOptions {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .context("no --state-dir given and neither XDG_STATE_HOME nor HOME is set")?;
+        Ok(base.join("sluice"))
+    }
+
+    /// One state file per manifests directory, so sidecars on one machine do not share spend.
+    fn budget_file(&self, manifests: &Path) -> anyhow::Result<PathBuf> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(manifests.as_os_str().as_encoded_bytes());
+        let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Ok(self.dir()?.join(format!("budgets-{tag}.json")))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Status(options)) => status(&options),
+        None => serve(cli.serve),
+    }
+}
+
+/// `sluice-sidecar status`: the budgets of a manifests directory and their saved spend.
+fn status(options: &StatusOptions) -> anyhow::Result<()> {
+    let dir = options
+        .manifests
+        .canonicalize()
+        .with_context(|| format!("--manifests {}", options.manifests.display()))?;
+    let loaded = manifests::load(&dir, &|name| std::env::var(name).ok())?;
+    let budgets = Budgets::default();
+    let now = jiff::Timestamp::now();
+    budgets.apply(&loaded.snapshot.budgets, now)?;
+    let file = options.state.budget_file(&dir)?;
+    state_file::restore(&file, &budgets, now)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<32} {:>14} {:>14} {:>14} {:<12} {:<30} {:<30}",
+        "BUDGET", "LIMIT", "SPENT", "REMAINING", "ENFORCEMENT", "PERIOD START", "RESETS AT"
+    )?;
+    for account in budgets.all() {
+        let v = account.view(now);
+        let enforcement = format!("{:?}", v.enforcement).to_lowercase();
+        writeln!(
+            out,
+            "{:<32} {:>14} {:>14} {:>14} {:<12} {:<30} {:<30}",
+            v.budget,
+            v.limit.to_string(),
+            v.spent.to_string(),
+            v.remaining.to_string(),
+            enforcement,
+            v.period_start,
+            v.resets_at.as_deref().unwrap_or("never"),
+        )?;
+    }
+    writeln!(out, "(state file: {})", file.display())?;
+    Ok(())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let options = Options::parse();
+async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     init_logging(options.log_format);
     if let Some(url) = &options.control_plane {
         bail!("--control-plane {url}: cluster mode is not available in this version; run with --manifests DIR");
     }
-    let store = Arc::new(ConfigStore::default());
-    let _watcher = match &options.manifests {
-        Some(dir) => {
-            let dir = dir
-                .canonicalize()
-                .with_context(|| format!("--manifests {}", dir.display()))?;
-            manifests::reload(&dir, &store);
-            Some(manifests::watch(dir.clone(), store.clone()).with_context(|| format!("watching {}", dir.display()))?)
-        }
-        None => None,
+    let Some(manifest_dir) = &options.manifests else {
+        bail!("give --manifests DIR (local mode) or --control-plane URL (cluster mode)");
     };
+    let recorder = Recorder {
+        user_labels: options.metrics_user_label,
+        ..Recorder::default()
+    };
+    let store = Arc::new(ConfigStore::new(recorder));
+    let shutdown = CancellationToken::new();
+
+    let dir = manifest_dir
+        .canonicalize()
+        .with_context(|| format!("--manifests {}", manifest_dir.display()))?;
+    manifests::reload(&dir, &store);
+    let _watcher =
+        manifests::watch(dir.clone(), store.clone()).with_context(|| format!("watching {}", dir.display()))?;
+    let state_file = options.state.budget_file(&dir)?;
+    match state_file::restore(&state_file, store.budgets(), jiff::Timestamp::now()) {
+        Ok(n) => tracing::info!(file = %state_file.display(), budgets = n, "budget spend restored"),
+        Err(e) => bail!("{e}; move the file away to start from zero spend"),
+    }
+    let flusher = tokio::spawn(state_file::flush_until(
+        state_file,
+        store.budgets().clone(),
+        options.state_flush_interval.get(),
+        shutdown.clone(),
+    ));
 
     let api_listener = TcpListener::bind(options.listen)
         .await
@@ -92,7 +215,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", options.admin_listen))?;
     tracing::info!(api = %api_listener.local_addr()?, admin = %admin_listener.local_addr()?, "listening");
 
-    let shutdown = CancellationToken::new();
     let grace: Duration = options.shutdown_grace.get();
     let state = Arc::new(ApiState {
         config: store.clone(),
@@ -104,9 +226,10 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
         grace,
     ));
+    let admin_store = store.clone();
     let admin = tokio::spawn(listener::serve(
         admin_listener,
-        move |req| admin::handle(req, store.clone()),
+        move |req| admin::handle(req, admin_store.clone()),
         shutdown.clone(),
         Duration::from_secs(1),
     ));
@@ -117,6 +240,8 @@ async fn main() -> anyhow::Result<()> {
     let (api, admin) = tokio::join!(api, admin);
     api.context("API listener")?;
     admin.context("admin listener")?;
+    // Last: requests drained above have settled their spend.
+    flusher.await.context("budget flusher")?;
     Ok(())
 }
 

@@ -11,24 +11,23 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 /// A sidecar response.
 pub type Response = http::Response<Body>;
 
-/// A complete JSON response.
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
+/// A complete response of the given content type.
+pub fn typed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
     let mut resp = http::Response::new(Full::new(body.into()).boxed_unsync());
     *resp.status_mut() = status;
     resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+/// A complete JSON response.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    typed(status, "application/json", body)
 }
 
 /// A plain-text response, for probes.
 pub fn text(status: StatusCode, body: &'static str) -> Response {
-    let mut resp = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    typed(status, "text/plain; charset=utf-8", body)
 }
 
 /// A streaming `text/event-stream` response over the given body.
