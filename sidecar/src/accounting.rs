@@ -3,21 +3,13 @@
 pub mod ledger;
 pub mod recorder;
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
-use futures::Stream;
 use serde_json::Value;
 use sluice_crds::{MicroUsd, ObjectKey, Pricing, Tokens};
 use tokio::time::Instant;
 
-use crate::{
-    providers::{ChunkStream, ProviderError, StreamEvent},
-    route::BackendRuntime,
-};
+use crate::route::BackendRuntime;
 
 /// Tokens one answer used, as the provider reported them or as estimated here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,73 +65,17 @@ pub struct Served {
     pub started: Instant,
     /// Which endpoint: `chat`, `embeddings`, `messages`.
     pub endpoint: &'static str,
+    /// Whether the answer came from the cache (`x-sluice-cache`).
+    pub cache: crate::cache::CacheStatus,
 }
 
 impl Served {
-    /// The cost of `usage` at this backend's prices, if it has any.
+    /// The cost of `usage` at this backend's prices, if it has any; a cache hit costs nothing.
     pub fn cost(&self, usage: Option<Usage>) -> Option<MicroUsd> {
+        if self.cache == crate::cache::CacheStatus::Hit {
+            return usage.map(|_| MicroUsd::ZERO);
+        }
         usage.zip(self.backend.pricing.as_ref()).map(|(u, p)| u.cost(p))
-    }
-
-    /// Records a finished request: the access log line.
-    pub fn record(&self, usage: Option<Usage>, streamed: bool, error: Option<&ProviderError>) {
-        let u = usage.unwrap_or_default();
-        let cost = self.cost(usage);
-        tracing::info!(target: "sluice::access", endpoint = self.endpoint, route = %self.route,
-            backend = %self.backend.name, model = %self.backend.model, attempts = self.attempts, stream = streamed,
-            latency_ms = self.started.elapsed().as_millis() as u64, input_tokens = u.input.0,
-            cached_input_tokens = u.cached_input.0, output_tokens = u.output.0,
-            usage_reported = usage.is_some(), cost_usd = %cost.map(|c| c.to_string()).unwrap_or_default(),
-            error = error.map(ToString::to_string).unwrap_or_default(), "request served");
-    }
-}
-
-/// Wraps a streamed answer so that its usage is recorded once when it ends, fails, or is
-/// dropped because the client went away.
-pub fn metered(stream: ChunkStream, served: Served) -> ChunkStream {
-    Box::pin(Metered {
-        stream,
-        served,
-        usage: None,
-        done: false,
-    })
-}
-
-struct Metered {
-    stream: ChunkStream,
-    served: Served,
-    usage: Option<Usage>,
-    done: bool,
-}
-
-impl Metered {
-    fn finish(&mut self, error: Option<&ProviderError>) {
-        if !self.done {
-            self.done = true;
-            self.served.record(self.usage, true, error);
-        }
-    }
-}
-
-impl Stream for Metered {
-    type Item = Result<StreamEvent, ProviderError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(self.stream.as_mut().poll_next(cx));
-        match &item {
-            Some(Ok(StreamEvent::Usage(u))) => self.usage = Some(*u),
-            Some(Ok(StreamEvent::Data(_))) => {}
-            Some(Err(e)) => self.finish(Some(e)),
-            None => self.finish(None),
-        }
-        Poll::Ready(item)
-    }
-}
-
-impl Drop for Metered {
-    fn drop(&mut self) {
-        let gone = ProviderError::Interrupted("the client disconnected".into());
-        self.finish(Some(&gone));
     }
 }
 

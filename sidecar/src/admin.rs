@@ -28,7 +28,7 @@ pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Respons
             None => response::text(StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded yet\n"),
         },
         "/config" => match config.current() {
-            Some(active) => response::json(StatusCode::OK, active.view.clone()),
+            Some(active) => response::json(StatusCode::OK, active.view()),
             None => response::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 error_body(

@@ -62,6 +62,34 @@ pub struct Exhausted {
     pub resets_at: Option<Timestamp>,
 }
 
+impl Exhausted {
+    /// How long until the period resets; `None` for a budget that never resets.
+    pub fn retry_after(&self, now: Timestamp) -> Option<std::time::Duration> {
+        let end = self.resets_at?;
+        let secs = end.as_second().saturating_sub(now.as_second()).max(1);
+        Some(std::time::Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
+/// What a request owes its budget until it ends.
+#[derive(Debug)]
+pub enum BudgetHold {
+    /// The worst case is reserved; settling replaces it by the real cost.
+    Reserved(Reservation),
+    /// Served over the limit (soft or downgraded): the real cost is added when known.
+    Unreserved(Arc<Account>),
+}
+
+impl BudgetHold {
+    /// Charges the real cost.
+    pub fn settle(self, cost: MicroUsd, now: Timestamp) {
+        match self {
+            Self::Reserved(r) => r.settle(cost, now),
+            Self::Unreserved(account) => account.charge(cost, now),
+        }
+    }
+}
+
 /// Money held for a request in flight; released when dropped unsettled.
 #[derive(Debug)]
 pub struct Reservation {

@@ -1,16 +1,20 @@
 //! The active configuration: compiled once per snapshot, swapped atomically, read lock-free.
 
+mod state_view;
+
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use serde::Serialize;
-use sluice_crds::{BudgetSpec, ConfigSnapshot, ConfigVersion, MicroUsd, ModelRouteSpec, ObjectKey, Strategy};
+use serde_json::Value;
+use sluice_crds::{BudgetSpec, ConfigSnapshot, ConfigVersion, MicroUsd, ModelRouteSpec, ObjectKey};
+use tokio::time::Instant;
 
 use crate::{
     accounting::recorder::Recorder,
     budget::Budgets,
-    route::{ClientCache, CompileError, RouteTable},
+    route::{ClientCache, CompileError, RouteTable, state::StateRegistry},
 };
 
 /// One compiled config version.
@@ -20,12 +24,26 @@ pub struct ActiveConfig {
     pub version: ConfigVersion,
     /// Routes by model.
     pub routes: RouteTable,
-    /// The `/config` document, rendered once, without secrets.
-    pub view: Bytes,
+    /// The static part of `/config`, rendered once, without secrets.
+    spec_view: Value,
     /// Budget accounts; they outlive config versions.
     pub budgets: Arc<Budgets>,
     /// Where finished requests are counted; it outlives config versions.
     pub recorder: Arc<Recorder>,
+}
+
+impl ActiveConfig {
+    /// The `/config` document: the config as loaded, without secrets, and under `state` the
+    /// live circuits, limiter levels, latency estimates and caches.
+    pub fn view(&self) -> Bytes {
+        let mut doc = self.spec_view.clone();
+        if let Value::Object(map) = &mut doc {
+            let state = serde_json::to_value(state_view::StateView::of(&self.routes, Instant::now()));
+            map.insert("state".into(), state.unwrap_or(Value::Null));
+        }
+        // Plain data always serializes; an empty document would only hide the view, never a secret.
+        Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default())
+    }
 }
 
 /// Holds the active config; requests take a cheap snapshot of it.
@@ -33,6 +51,8 @@ pub struct ActiveConfig {
 pub struct ConfigStore {
     active: ArcSwapOption<ActiveConfig>,
     clients: ClientCache,
+    /// Circuits, buckets and caches, handed from each version to the next.
+    states: StateRegistry,
     budgets: Arc<Budgets>,
     recorder: Arc<Recorder>,
 }
@@ -100,27 +120,26 @@ impl ConfigStore {
         {
             return Ok(false);
         }
-        let routes = RouteTable::compile(snapshot, &self.clients)?;
+        let mut pending = self.states.begin();
+        let routes = RouteTable::compile(snapshot, &self.clients, &self.states, &mut pending)?;
         self.budgets.apply(&snapshot.budgets, jiff::Timestamp::now())?;
-        for route in &snapshot.routes {
-            if route.spec.strategy != Strategy::Priority {
-                tracing::warn!(route = %route.key, strategy = ?route.spec.strategy,
-                    "this sidecar version orders backends by priority only; the strategy is not applied yet");
-            }
+        for route in routes.routes() {
+            tracing::debug!(route = %route.key, strategy = ?route.strategy, tokenizer = route.tokenizer.name(),
+                "route compiled");
         }
-        let view = render_view(snapshot);
         self.active.store(Some(Arc::new(ActiveConfig {
             version: snapshot.version.clone(),
             routes,
-            view,
+            spec_view: render_view(snapshot),
             budgets: self.budgets.clone(),
             recorder: self.recorder.clone(),
         })));
+        self.states.commit(pending);
         Ok(true)
     }
 }
 
-fn render_view(snapshot: &ConfigSnapshot) -> Bytes {
+fn render_view(snapshot: &ConfigSnapshot) -> Value {
     fn key(k: &ObjectKey) -> (&str, &str) {
         (k.namespace.as_str(), k.name.as_str())
     }
@@ -155,5 +174,5 @@ fn render_view(snapshot: &ConfigSnapshot) -> Bytes {
             .collect(),
     };
     // Plain data always serializes; an empty document would only hide the view, never a secret.
-    Bytes::from(serde_json::to_vec_pretty(&view).unwrap_or_default())
+    serde_json::to_value(&view).unwrap_or(Value::Null)
 }

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod embeddings;
+pub mod messages;
 pub mod models;
 mod sse_body;
 
@@ -16,6 +17,8 @@ pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-sluice-route");
 pub const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-sluice-backend");
 /// `x-sluice-attempts`: attempts made.
 pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-sluice-attempts");
+/// `x-sluice-cache`: `hit`, `miss` or `bypass`.
+pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-sluice-cache");
 /// `x-sluice-cost-usd`: what a non-streamed answer cost.
 pub const COST_HEADER: HeaderName = HeaderName::from_static("x-sluice-cost-usd");
 
@@ -27,6 +30,8 @@ pub fn set_served_by(resp: &mut Response, served: &Served) {
         Some(served.backend.name.as_str()),
         served.attempts,
     );
+    resp.headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(served.cache.as_str()));
 }
 
 /// The error response for a refused request, with who tried.

@@ -58,6 +58,23 @@ pub enum ApiError {
     /// The backend that serves this model cannot serve this kind of request.
     #[error("{0}")]
     Unsupported(String),
+    /// A rate limit of the route, the user or every candidate backend is spent for now.
+    #[error("rate limit reached: {limit}; retry in {}s", retry_after_secs(*retry_after))]
+    RateLimited {
+        /// Which limit, in words.
+        limit: String,
+        /// How long until the request would pass.
+        retry_after: Duration,
+    },
+    /// A hard budget is spent for this period.
+    #[error("{0}")]
+    BudgetExceeded(#[from] crate::budget::Exhausted),
+    /// No backend can take the request: every circuit is open, or none survives the filters.
+    #[error("no backend available: {reason}")]
+    NoBackendAvailable {
+        /// Why, naming the filter or the open circuits.
+        reason: String,
+    },
     /// Every allowed attempt failed upstream.
     #[error(transparent)]
     Upstream(#[from] ProviderError),
@@ -125,6 +142,27 @@ impl ApiError {
                 None,
                 None,
             ),
+            Self::RateLimited { retry_after, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("rate_limited"),
+                None,
+                Some(*retry_after),
+            ),
+            Self::BudgetExceeded(e) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("budget_exceeded"),
+                None,
+                e.retry_after(jiff::Timestamp::now()),
+            ),
+            Self::NoBackendAvailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                Some("no_backend_available"),
+                None,
+                None,
+            ),
             Self::Upstream(e) => return upstream_response(e),
         };
         let body = error_body(&message, kind, code, param.as_deref());
@@ -175,6 +213,11 @@ fn upstream_response(e: &ProviderError) -> Response {
             StatusCode::GATEWAY_TIMEOUT,
             error_body(&message, "timeout", Some("upstream_timeout"), None),
         ),
+        // The backend cannot serve what was asked (embeddings from Anthropic, say): the client's to change.
+        ProviderError::Unsupported(_) => response::json(
+            StatusCode::BAD_REQUEST,
+            error_body(&message, "invalid_request_error", Some("unsupported_for_backend"), None),
+        ),
     }
 }
 
@@ -196,8 +239,11 @@ pub fn error_body(message: &str, kind: &str, code: Option<&str>, param: Option<&
 }
 
 fn set_retry_after(resp: &mut Response, after: Duration) {
-    // Round up: a client that waits the advertised time must find capacity.
-    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
     resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
+}
+
+/// Whole seconds, rounded up: a client that waits the advertised time must find capacity.
+fn retry_after_secs(after: Duration) -> u64 {
+    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
 }

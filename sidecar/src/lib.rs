@@ -2,17 +2,22 @@
 //! to a provider, under the routes, limits and budgets of its config.
 //!
 //! The modules follow the request path: [`listener`] accepts and dispatches, [`request`]
-//! parses, [`route`] resolves the model, [`pipeline`] runs the stages in order, [`failover`] runs the attempts, [`providers`] speak
+//! parses, [`route`] resolves the model and orders its backends, [`limits`] admits, [`cache`]
+//! answers repeats, [`pipeline`] runs the stages in order, [`failover`] runs the attempts under
+//! each backend's [`circuit`], [`providers`] speak
 //! each upstream's protocol, [`accounting`] counts usage and cost. [`config`] holds the active
 //! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes.
 
 pub mod accounting;
 pub mod admin;
 pub mod budget;
+pub mod cache;
+pub mod circuit;
 pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod failover;
+pub mod limits;
 pub mod listener;
 pub mod manifests;
 pub mod metrics;
@@ -22,3 +27,4 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod sse;
+pub mod tokenizer;

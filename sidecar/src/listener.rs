@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::ConfigStore,
-    endpoints::{chat, embeddings, models},
+    endpoints::{chat, embeddings, messages, models},
     error::ApiError,
     response::Response,
 };
@@ -102,11 +102,20 @@ async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, 
             let config = active(state)?;
             Ok(embeddings::handle(&config, &parts.headers, &body).await)
         }
+        ("/messages", &Method::POST) => {
+            // Anthropic's SDKs expect Anthropic-shaped errors, the listener's own refusals included.
+            let served = async {
+                let (parts, body) = read_body(req, state.max_body_bytes).await?;
+                let config = active(state)?;
+                Ok(messages::handle(&config, &parts.headers, &body).await)
+            };
+            Ok(messages::with_anthropic_errors(served.await).await)
+        }
         ("/models", &Method::GET) => {
             let config = active(state)?;
             Ok(models::handle(&config))
         }
-        ("/chat/completions" | "/embeddings" | "/models", _) => Err(ApiError::MethodNotAllowed {
+        ("/chat/completions" | "/embeddings" | "/messages" | "/models", _) => Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
             path: path.to_owned(),
         }),

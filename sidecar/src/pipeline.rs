@@ -1,20 +1,45 @@
 //! The request path after parsing, shared by every API a request can arrive by: resolve the
-//! route, pick and call backends, meter the answer. Endpoints only translate in and out.
+//! route, pick candidates (rules, request constraints, strategy), admit (limits), look up the
+//! cache, run the attempts, meter the answer. Endpoints only translate in and out.
 
-use std::sync::Arc;
+pub mod asks;
+mod tap;
+
+use std::{sync::Arc, time::Duration};
 
 use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::{
-    accounting::{self, Served},
+    accounting::{
+        Served, Usage,
+        recorder::{Finished, Recorder},
+    },
+    budget::{Admission, BudgetHold},
+    cache::{self, CacheStatus, Lookup},
     config::ActiveConfig,
     error::ApiError,
-    failover,
+    failover::{self, Attempts},
+    limits::{ANONYMOUS, Charge},
     providers::{ChatCall, Complete, EmbeddingsCall, Reply},
     request::{ChatRequest, EmbeddingsRequest},
-    route::{BackendRuntime, Route},
+    route::{
+        BackendRuntime, Route,
+        facts::{Body, Facts},
+        plan::Plan,
+    },
 };
+use asks::Asks;
+use sluice_crds::{MicroUsd, Outcome, Pricing, Tokens};
+use tap::{End, Holds};
+
+/// The request's time bound when no candidate says otherwise (the spec's default `total`).
+const DEFAULT_TOTAL: Duration = Duration::from_secs(600);
+
+/// Completion tokens a budget reserves for a request that sets no `max_tokens`: a cap, so one
+/// open-ended request cannot hold a whole small budget. An answer longer than this can spend
+/// past the reservation; the difference is bounded by what the model returns.
+pub const WORST_CASE_OUTPUT_TOKENS: u64 = 4096;
 
 /// A chat request served: the answer (a stream is metered and has yielded its first event).
 #[derive(Debug)]
@@ -58,86 +83,271 @@ impl From<ApiError> for Refused {
     }
 }
 
+/// A request past admission: its route, candidates, bounds and charge.
+struct Admitted<'a> {
+    route: Arc<Route>,
+    asks: Asks,
+    facts: Facts<'a>,
+    plan: Plan,
+    started: Instant,
+    deadline: Instant,
+    charge: Charge,
+    budget: Option<BudgetHold>,
+}
+
+impl Admitted<'_> {
+    fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            route: &self.route,
+            candidates: &self.plan.candidates,
+            deadline: self.deadline,
+            priority: self.asks.priority,
+            tokens: self.backend_tokens(),
+        }
+    }
+
+    /// Tokens to charge backend token buckets: counted only if some candidate has such a bucket.
+    fn backend_tokens(&self) -> u64 {
+        if self.plan.candidates.iter().any(|b| b.state.limits.counts_tokens()) {
+            self.facts.estimated_tokens()
+        } else {
+            0
+        }
+    }
+
+    fn served(
+        &self,
+        backend: Arc<BackendRuntime>,
+        attempts: u32,
+        endpoint: &'static str,
+        cache: CacheStatus,
+    ) -> Served {
+        Served {
+            route: self.route.key.clone(),
+            backend,
+            attempts,
+            started: self.started,
+            endpoint,
+            cache,
+        }
+    }
+
+    fn refused(&self, failed: failover::Failed) -> Refused {
+        Refused { error: failed.error, route: Some(self.route.clone()), backend: failed.backend, attempts: failed.attempts }
+    }
+
+    /// What the request holds until its answer ends.
+    fn holds(self, served: Served, recorder: &Arc<Recorder>, guard: Option<failover::Guard>) -> Holds {
+        Holds {
+            guard,
+            charge: Some(self.charge),
+            recording: None,
+            budget: self.budget,
+            served,
+            recorder: recorder.clone(),
+            user: self.asks.user,
+            prompt_tokens: self.facts.prompt_tokens(),
+        }
+    }
+}
+
+/// Counts a request that got no answer: refused by a limit or a budget, or failed upstream.
+fn record_refusal(recorder: &Recorder, refused: &Refused, endpoint: &'static str, user: Option<&str>, started: Instant) {
+    let Some(route) = &refused.route else { return };
+    let outcome = match &refused.error {
+        ApiError::RateLimited { .. } => Outcome::RateLimited,
+        ApiError::BudgetExceeded(_) => Outcome::BudgetRefused,
+        _ => Outcome::UpstreamError,
+    };
+    tracing::warn!(target: "sluice::access", route = %route.key, error = %refused.error, "request refused");
+    recorder.record(&Finished {
+        endpoint,
+        route: &route.key,
+        backend: refused.backend.as_deref(),
+        user,
+        outcome,
+        usage: None,
+        cost: MicroUsd::ZERO,
+        attempts: refused.attempts,
+        duration: started.elapsed(),
+        time_to_first_token: None,
+        streamed: false,
+        error: Some(refused.error.to_string()),
+    });
+}
+
+/// The most a request can cost on any of its candidates: prompt tokens plus the completion
+/// cap (or [`WORST_CASE_OUTPUT_TOKENS`]) at the dearest prices.
+fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> MicroUsd {
+    let output = match facts.body() {
+        Body::Chat(r) => r.completion_cap().map_or(WORST_CASE_OUTPUT_TOKENS, u64::from),
+        Body::Embeddings(_) => 0,
+    };
+    let usage = Usage { input: Tokens(facts.prompt_tokens()), cached_input: Tokens(0), output: Tokens(output), estimated: true };
+    candidates
+        .iter()
+        .filter_map(|b| b.pricing.as_ref())
+        .map(|p: &Pricing| usage.cost(p))
+        .max()
+        .unwrap_or(MicroUsd::ZERO)
+}
+
+/// Resolves the route, plans the candidates and admits the request under the route's limits.
+fn admit<'a>(
+    config: &ActiveConfig,
+    model: &str,
+    body: Body<'a>,
+    headers: &'a HeaderMap,
+    body_user: Option<&str>,
+) -> Result<Admitted<'a>, Refused> {
+    let started = Instant::now();
+    let route = config.routes.resolve(model)?.clone();
+    let refuse = |error: ApiError| Refused {
+        error,
+        route: Some(route.clone()),
+        backend: None,
+        attempts: 0,
+    };
+    let asks = Asks::read(headers, body_user).map_err(refuse)?;
+    let facts = Facts::new(body, headers, route.tokenizer);
+    let plan = route
+        .plan(&facts, asks.constraints, started)
+        .map_err(|e| refuse(ApiError::NoBackendAvailable { reason: e.to_string() }))?;
+    let mut plan = plan;
+    let budget = match route.budget.as_ref().and_then(|key| config.budgets.get(key)) {
+        None => None,
+        Some(account) => match account.admit(worst_case_cost(&facts, &plan.candidates), jiff::Timestamp::now()) {
+            Ok(Admission::Reserved(reservation)) => Some(BudgetHold::Reserved(reservation)),
+            Ok(Admission::OverSoftLimit) => {
+                tracing::warn!(route = %route.key, budget = %account.key(), "soft budget exceeded; serving");
+                Some(BudgetHold::Unreserved(account))
+            }
+            Ok(Admission::Downgrade(allowed)) => {
+                plan.candidates.retain(|b| allowed.contains(&b.name));
+                if plan.candidates.is_empty() {
+                    let reason = format!("budget {} is spent and downgrades to backends this request cannot use", account.key());
+                    return Err(refuse(ApiError::NoBackendAvailable { reason }));
+                }
+                Some(BudgetHold::Unreserved(account))
+            }
+            Err(exhausted) => return Err(refuse(ApiError::BudgetExceeded(exhausted))),
+        },
+    };
+    let total = plan.candidates.first().map_or(DEFAULT_TOTAL, |b| b.timeouts.total.get());
+    let limits = &route.state.limits;
+    let tokens = if limits.counts_tokens() { facts.estimated_tokens() } else { 0 };
+    let user = asks.user.as_deref().unwrap_or(ANONYMOUS);
+    let charge = limits
+        .admit(user, tokens, Instant::now())
+        .map_err(|r| refuse(ApiError::RateLimited { limit: r.limit, retry_after: r.retry_after }))?;
+    Ok(Admitted { route: route.clone(), asks, facts, plan, started, deadline: started + total, charge, budget })
+}
+
 /// Serves a chat request through its route.
 pub async fn chat(
     config: &ActiveConfig,
     request: &ChatRequest,
-    _headers: &HeaderMap,
+    headers: &HeaderMap,
     endpoint: &'static str,
 ) -> Result<ChatServed, Refused> {
     let started = Instant::now();
-    let route = config.routes.resolve(&request.model)?.clone();
-    let attempt = failover::serve(&route, started, |backend, deadline| async move {
-        backend
-            .upstream
-            .chat(&ChatCall {
-                request,
-                model: &backend.model,
-                deadline,
-            })
-            .await
+    let user = request.user.as_deref();
+    let admitted = admit(config, &request.model, Body::Chat(request), headers, user)
+        .inspect_err(|refused| record_refusal(&config.recorder, refused, endpoint, user, started))?;
+    let (status, fill) = match &admitted.route.state.cache {
+        Some(cache) if !admitted.asks.bypass_cache && cache::key::is_deterministic(request) => {
+            let key = cache::key::key(&admitted.route.key, request);
+            match cache.lookup(key, admitted.deadline).await {
+                Lookup::Hit(entry) => match replay(&admitted.route, request, &entry) {
+                    Some((backend, reply)) => {
+                        let served = admitted.served(backend, 0, endpoint, CacheStatus::Hit);
+                        let holds = admitted.holds(served.clone(), &config.recorder, None);
+                        return Ok(ChatServed { served, reply: settle_or_tap(reply, holds, entry.usage) });
+                    }
+                    None => (CacheStatus::Miss, None),
+                },
+                Lookup::Miss(fill) => (CacheStatus::Miss, Some(fill)),
+            }
+        }
+        _ => (CacheStatus::Bypass, None),
+    };
+    let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
+        backend.upstream.chat(&ChatCall { request, model: &backend.model, deadline }).await
     })
     .await;
-    let ok = attempt.map_err(|failed| refused(&route, failed))?;
-    let served = Served {
-        route: route.key.clone(),
-        backend: ok.backend,
-        attempts: ok.attempts,
-        started,
-        endpoint,
+    let ok = match attempt {
+        Ok(ok) => ok,
+        Err(failed) => {
+            let refused = admitted.refused(failed);
+            record_refusal(&config.recorder, &refused, endpoint, admitted.asks.user.as_deref(), started);
+            return Err(refused);
+        }
     };
+    let served = admitted.served(ok.backend.clone(), ok.attempts, endpoint, status);
+    let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard));
     let reply = match ok.reply {
         Reply::Complete(complete) => {
-            served.record(complete.usage, false, None);
-            Reply::Complete(complete)
+            if let Some(fill) = fill {
+                fill.complete(ok.backend.name.clone(), complete.body.clone(), complete.usage);
+            }
+            let usage = complete.usage;
+            settle_or_tap(Reply::Complete(complete), holds, usage)
         }
-        Reply::Stream(stream) => Reply::Stream(accounting::metered(stream, served.clone())),
+        Reply::Stream(stream) => {
+            holds.recording = fill.map(|f| f.record(ok.backend.name.clone()));
+            settle_or_tap(Reply::Stream(stream), holds, None)
+        }
     };
     Ok(ChatServed { served, reply })
 }
 
-/// Serves an embeddings request through its route.
+/// Settles a whole answer now, or a stream when it ends.
+fn settle_or_tap(reply: Reply, holds: Holds, usage: Option<Usage>) -> Reply {
+    match reply {
+        Reply::Complete(complete) => {
+            holds.settle(usage, End::Complete, 0, None);
+            Reply::Complete(complete)
+        }
+        Reply::Stream(stream) => Reply::Stream(tap::tap(stream, holds)),
+    }
+}
+
+/// A cached entry in the form the client asked for, and the backend that gave it (if the
+/// route still has it: the headers name it); `None` if it cannot be read.
+fn replay(route: &Route, request: &ChatRequest, entry: &cache::Entry) -> Option<(Arc<BackendRuntime>, Reply)> {
+    let backend = route.backends.iter().find(|b| b.name == entry.backend).or_else(|| route.backends.first())?.clone();
+    let reply = if request.is_stream() {
+        Reply::Stream(cache::replay::stream(entry, request.wants_stream_usage())?)
+    } else {
+        Reply::Complete(Complete { body: cache::replay::complete(entry)?, usage: entry.usage })
+    };
+    Some((backend, reply))
+}
+
+/// Serves an embeddings request through its route (never cached: see DESIGN §5.6, which
+/// caches chat answers that asked for determinism).
 pub async fn embeddings(
     config: &ActiveConfig,
     request: &EmbeddingsRequest,
-    _headers: &HeaderMap,
+    headers: &HeaderMap,
 ) -> Result<EmbeddingsServed, Refused> {
     let started = Instant::now();
-    let route = config.routes.resolve(&request.model)?.clone();
-    let attempt = failover::serve(&route, started, |backend, deadline| async move {
-        backend
-            .upstream
-            .embeddings(&EmbeddingsCall {
-                request,
-                model: &backend.model,
-                deadline,
-            })
-            .await
+    let user = request.user.as_deref();
+    let admitted = admit(config, &request.model, Body::Embeddings(request), headers, user)
+        .inspect_err(|refused| record_refusal(&config.recorder, refused, "embeddings", user, started))?;
+    let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
+        backend.upstream.embeddings(&EmbeddingsCall { request, model: &backend.model, deadline }).await
     })
     .await;
-    let ok = attempt.map_err(|failed| refused(&route, failed))?;
-    let served = Served {
-        route: route.key.clone(),
-        backend: ok.backend,
-        attempts: ok.attempts,
-        started,
-        endpoint: "embeddings",
+    let ok = match attempt {
+        Ok(ok) => ok,
+        Err(failed) => {
+            let refused = admitted.refused(failed);
+            record_refusal(&config.recorder, &refused, "embeddings", admitted.asks.user.as_deref(), started);
+            return Err(refused);
+        }
     };
-    served.record(ok.reply.usage, false, None);
-    Ok(EmbeddingsServed {
-        served,
-        reply: ok.reply,
-    })
-}
-
-fn refused(route: &Arc<Route>, failed: failover::Failed) -> Refused {
-    let backend = failed.backend.as_ref().map(|b| b.name.as_str()).unwrap_or("-");
-    tracing::warn!(target: "sluice::access", route = %route.key, backend, attempts = failed.attempts,
-        error = %failed.error, "request failed upstream");
-    Refused {
-        error: ApiError::Upstream(failed.error),
-        route: Some(route.clone()),
-        backend: failed.backend,
-        attempts: failed.attempts,
-    }
+    let served = admitted.served(ok.backend.clone(), ok.attempts, "embeddings", CacheStatus::Bypass);
+    admitted.holds(served.clone(), &config.recorder, Some(ok.guard)).settle(ok.reply.usage, End::Complete, 0, None);
+    Ok(EmbeddingsServed { served, reply: ok.reply })
 }

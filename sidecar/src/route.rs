@@ -1,4 +1,16 @@
 //! The route table: which route serves a model, and its backends ready to call.
+//!
+//! A [`Route`] is immutable once compiled; what changes while it serves (circuits, buckets,
+//! latency, caches) lives in [`state`] and is carried over to the next config version.
+
+pub mod facts;
+pub mod latency;
+pub mod plan;
+pub mod rules;
+pub mod state;
+pub mod strategy;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -6,14 +18,17 @@ use std::{
 };
 
 use sluice_crds::{
-    BackendName, ConfigSnapshot, ModelName, ObjectKey, Pricing, Provider, RouteConfig, Timeouts,
+    BackendName, CircuitBreaker, ConfigSnapshot, ModelName, ObjectKey, Pricing, Provider, RetryPolicy, RouteConfig,
+    Strategy, Timeouts,
     validation::{Invalid, validate_model_route},
 };
 
 use crate::{
     error::ApiError,
     providers::{UnsupportedProvider, Upstream},
+    tokenizer::Tokenizer,
 };
+use state::{BackendState, Pending, RouteState, StateRegistry};
 
 /// Every route of the active config, indexed by the model names clients send.
 #[derive(Debug)]
@@ -27,8 +42,22 @@ pub struct RouteTable {
 pub struct Route {
     /// The resource it came from.
     pub key: ObjectKey,
-    /// Its backends in the order the strategy tries them.
+    /// Its backends by priority (stable: equal priorities keep their written order).
     pub backends: Vec<Arc<BackendRuntime>>,
+    /// How a backend is chosen among the candidates.
+    pub strategy: Strategy,
+    /// Content rules, in order.
+    pub rules: Vec<rules::Rule>,
+    /// Attempts and backoff.
+    pub retry: RetryPolicy,
+    /// When a backend's circuit opens.
+    pub circuit_breaker: CircuitBreaker,
+    /// How prompt tokens are counted: the primary backend's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Limits, strategy counters and cache, carried across config versions.
+    pub state: RouteState,
+    /// The Budget this route spends from.
+    pub budget: Option<ObjectKey>,
 }
 
 /// One backend, ready to call.
@@ -46,6 +75,14 @@ pub struct BackendRuntime {
     pub timeouts: Timeouts,
     /// Its prices, when known.
     pub pricing: Option<Pricing>,
+    /// Its share for the weighted strategy.
+    pub weight: u32,
+    /// Its place in the priority order: lower first.
+    pub priority: u32,
+    /// Its position in `spec.backends`.
+    pub index: usize,
+    /// Circuit, limits and latency, carried across config versions.
+    pub state: Arc<BackendState>,
 }
 
 /// Why a snapshot could not become the active config.
@@ -92,6 +129,14 @@ pub enum CompileError {
     /// A budget cannot be placed in time.
     #[error(transparent)]
     Budget(#[from] crate::budget::UnknownTimeZone),
+    /// A rule cannot be compiled.
+    #[error("ModelRoute {route}: {source}")]
+    Rule {
+        /// The route.
+        route: ObjectKey,
+        /// What is wrong.
+        source: rules::BadHeader,
+    },
     /// The HTTP client could not be built (TLS roots unavailable).
     #[error("building the HTTP client: {0}")]
     Client(String),
@@ -126,11 +171,17 @@ impl ClientCache {
 }
 
 impl RouteTable {
-    /// Builds the table from a snapshot, refusing it whole if any route is unusable.
-    pub fn compile(snapshot: &ConfigSnapshot, clients: &ClientCache) -> Result<Self, CompileError> {
+    /// Builds the table from a snapshot, refusing it whole if any route is unusable. Runtime
+    /// state is taken over from `states` where unchanged and gathered into `pending`.
+    pub fn compile(
+        snapshot: &ConfigSnapshot,
+        clients: &ClientCache,
+        states: &StateRegistry,
+        pending: &mut Pending,
+    ) -> Result<Self, CompileError> {
         let mut by_model: HashMap<String, Arc<Route>> = HashMap::new();
         for config in &snapshot.routes {
-            let route = Arc::new(compile_route(config, clients)?);
+            let route = Arc::new(compile_route(config, clients, states, pending)?);
             for model in &config.spec.models {
                 if let Some(first) = by_model.insert(model.to_string(), route.clone()) {
                     return Err(CompileError::ModelClaimedTwice {
@@ -158,16 +209,38 @@ impl RouteTable {
     pub fn models(&self) -> &[String] {
         &self.models
     }
+
+    /// Every route once, in model-name order of its first model.
+    pub fn routes(&self) -> Vec<Arc<Route>> {
+        let mut seen: Vec<Arc<Route>> = Vec::new();
+        for model in &self.models {
+            if let Some(route) = self.by_model.get(model)
+                && !seen.iter().any(|r| Arc::ptr_eq(r, route))
+            {
+                seen.push(route.clone());
+            }
+        }
+        seen
+    }
 }
 
-fn compile_route(config: &RouteConfig, clients: &ClientCache) -> Result<Route, CompileError> {
+fn compile_route(
+    config: &RouteConfig,
+    clients: &ClientCache,
+    states: &StateRegistry,
+    pending: &mut Pending,
+) -> Result<Route, CompileError> {
     let spec = &config.spec;
     validate_model_route(spec).map_err(|source| CompileError::Invalid {
         route: config.key.clone(),
         source,
     })?;
+    let rules = rules::Rule::compile_all(&spec.rules).map_err(|source| CompileError::Rule {
+        route: config.key.clone(),
+        source,
+    })?;
     let mut backends = Vec::with_capacity(spec.backends.len());
-    for backend in &spec.backends {
+    for (index, backend) in spec.backends.iter().enumerate() {
         let api_key = config.credentials.get(&backend.name).cloned();
         if backend.credentials_ref.is_some() && api_key.is_none() {
             return Err(CompileError::MissingCredentials {
@@ -189,14 +262,27 @@ fn compile_route(config: &RouteConfig, clients: &ClientCache) -> Result<Route, C
             upstream,
             timeouts: backend.timeouts,
             pricing: backend.pricing,
+            weight: backend.weight,
+            priority: backend.priority,
+            index,
+            state: states.backend(pending, &config.key, backend),
         }));
     }
-    // Priority order (stable, so equal priorities keep their written order). The other
-    // strategies reorder per request; until they exist every route runs as `priority`.
-    let mut order: Vec<(u32, Arc<BackendRuntime>)> = spec.backends.iter().map(|b| b.priority).zip(backends).collect();
-    order.sort_by_key(|(priority, _)| *priority);
+    // Priority order, stable so equal priorities keep their written order; the strategy
+    // reorders per request.
+    backends.sort_by_key(|b| b.priority);
+    let tokenizer = backends.first().map_or(Tokenizer::Estimate, |b| {
+        Tokenizer::for_backend(b.provider, b.model.as_str())
+    });
     Ok(Route {
         key: config.key.clone(),
-        backends: order.into_iter().map(|(_, b)| b).collect(),
+        backends,
+        strategy: spec.strategy,
+        rules,
+        retry: spec.retry.clone(),
+        circuit_breaker: spec.circuit_breaker,
+        tokenizer,
+        state: states.route(pending, config),
+        budget: spec.budget_ref.as_ref().map(|b| ObjectKey { namespace: config.key.namespace.clone(), name: b.name.clone() }),
     })
 }

@@ -9,6 +9,7 @@ run ``cargo build -p sluice-sidecar -p sluice-tests --bins`` first (the test com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -147,12 +148,11 @@ spec:
     return "---\n".join(docs)
 
 
-@pytest.fixture(scope="session")
-def sidecar(upstream, tmp_path_factory):
+@contextlib.contextmanager
+def running_sidecar(manifests: Path, workdir: Path):
+    """Runs the real sidecar on `manifests` until the block ends; its log and state stay in `workdir`."""
     binary = _binary("SLUICE_SIDECAR_BIN", "sluice-sidecar")
-    manifests = tmp_path_factory.mktemp("manifests")
-    (manifests / "routes.yaml").write_text(_manifest(upstream.base_url))
-    log = tmp_path_factory.mktemp("logs") / "sidecar.log"
+    log = workdir / "sidecar.log"
     port, admin_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     with log.open("w") as log_file:
@@ -165,6 +165,8 @@ def sidecar(upstream, tmp_path_factory):
                 f"127.0.0.1:{admin_port}",
                 "--manifests",
                 str(manifests),
+                "--state-dir",
+                str(workdir / "state"),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -191,6 +193,129 @@ def sidecar(upstream, tmp_path_factory):
         _stop(process)
 
 
+@pytest.fixture(scope="session")
+def sidecar(upstream, tmp_path_factory):
+    manifests = tmp_path_factory.mktemp("manifests")
+    (manifests / "routes.yaml").write_text(_manifest(upstream.base_url))
+    with running_sidecar(manifests, tmp_path_factory.mktemp("sidecar")) as running:
+        yield running
+
+
 @pytest.fixture
 def client(sidecar) -> openai.OpenAI:
     return openai.OpenAI(base_url=sidecar.base_url, api_key="unused", max_retries=0, timeout=20.0)
+
+
+# --- Anthropic and Gemini backends, and the Anthropic Messages API (tests/support/{anthropic,gemini}_upstream.rs)
+
+# Route name (also its model alias) -> (provider, upstream model). Each provider's upstream is its own
+# `sluice-test-upstream --protocol …` process; the openai-compatible routes use the `upstream` fixture.
+PROVIDER_ROUTES = {
+    "claude": ("anthropic", "mock-ok"),
+    "claude-tool": ("anthropic", "mock-tool"),
+    "claude-cut": ("anthropic", "mock-cut-stream"),
+    "claude-error-event": ("anthropic", "mock-error-event"),
+    "claude-429": ("anthropic", "mock-429"),
+    "gemini": ("gemini", "mock-ok"),
+    "gemini-tool": ("gemini", "mock-tool"),
+    "gemini-cut": ("gemini", "mock-cut-stream"),
+    "gemini-blocked": ("gemini", "mock-blocked"),
+    "compat": ("openai-compatible", "mock-ok"),
+    "compat-tool": ("openai-compatible", "mock-tool"),
+    "compat-cut": ("openai-compatible", "mock-cut-stream"),
+    "compat-429": ("openai-compatible", "mock-429"),
+}
+PROVIDERS_SIMULATOR_MODEL = "sim"
+
+
+@contextlib.contextmanager
+def _upstream_process(protocol: str):
+    """Runs `sluice-test-upstream --protocol PROTOCOL`; yields its origin, `http://127.0.0.1:PORT`."""
+    binary = _binary("SLUICE_TEST_UPSTREAM_BIN", "sluice-test-upstream")
+    process = subprocess.Popen(
+        [str(binary), "--listen", "127.0.0.1:0", "--protocol", protocol],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline().strip() if process.stdout else ""
+        if not first.startswith("listening on "):
+            pytest.fail(f"sluice-test-upstream printed {first!r} instead of 'listening on ADDR'", pytrace=False)
+        yield "http://" + first.removeprefix("listening on ")
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def anthropic_upstream():
+    """The in-test Anthropic upstream; its `base_url` is the API root Anthropic's SDK takes."""
+    with _upstream_process("anthropic") as origin:
+        yield Upstream(base_url=origin, origin=origin)
+
+
+@pytest.fixture(scope="session")
+def gemini_upstream():
+    """The in-test Gemini upstream; its `base_url` is the API root Google's SDK takes."""
+    with _upstream_process("gemini") as origin:
+        yield Upstream(base_url=origin, origin=origin)
+
+
+@pytest.fixture(scope="session")
+def providers_sidecar(upstream, anthropic_upstream, gemini_upstream, tmp_path_factory):
+    """A sidecar whose routes (PROVIDER_ROUTES) reach every provider, plus the simulator."""
+    base_urls = {
+        "anthropic": anthropic_upstream.base_url,
+        "gemini": gemini_upstream.base_url,
+        "openai-compatible": upstream.base_url,
+    }
+    docs = [
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: upstream, namespace: {NAMESPACE}}}\n"
+        f"stringData: {{apiKey: {SECRET}}}\n",
+        f"""apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: {PROVIDERS_SIMULATOR_MODEL}, namespace: {NAMESPACE}}}
+spec:
+  models: [{PROVIDERS_SIMULATOR_MODEL}]
+  backends:
+  - name: sim
+    provider: simulator
+    model: sim-1
+    simulator: {{timeToFirstToken: 5ms, perToken: 5ms, outputTokens: {SIMULATOR_OUTPUT_TOKENS}, seed: 7}}
+""",
+    ]
+    for name, (provider, model) in PROVIDER_ROUTES.items():
+        docs.append(
+            f"""apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
+spec:
+  models: [{name}]
+  retry: {{attempts: 1}}
+  backends:
+  - name: {provider}
+    provider: {provider}
+    baseUrl: {base_urls[provider]}
+    model: {model}
+    credentialsRef: {{name: upstream, key: apiKey}}
+"""
+        )
+    manifests = tmp_path_factory.mktemp("provider-manifests")
+    (manifests / "routes.yaml").write_text("---\n".join(docs))
+    with running_sidecar(manifests, tmp_path_factory.mktemp("providers-sidecar")) as running:
+        yield running
+
+
+@pytest.fixture
+def providers_client(providers_sidecar) -> openai.OpenAI:
+    """The openai SDK pointed at the providers sidecar."""
+    return openai.OpenAI(base_url=providers_sidecar.base_url, api_key="unused", max_retries=0, timeout=20.0)
+
+
+@pytest.fixture
+def anthropic_client(providers_sidecar):
+    """The official anthropic SDK pointed at the providers sidecar (its root: the SDK adds /v1/messages)."""
+    import anthropic
+
+    root = providers_sidecar.base_url.removesuffix("/v1")
+    return anthropic.Anthropic(base_url=root, api_key="unused", max_retries=0, timeout=20.0)

@@ -1,4 +1,7 @@
 //! Support for cross-process tests.
+pub mod anthropic_upstream;
 pub mod cluster;
+pub mod gemini_upstream;
+pub mod mock_server;
 pub mod sidecar;
 pub mod upstream;

@@ -15,7 +15,14 @@
 //! | `mock-cut-stream` | the first [`CUT_AFTER_CHUNKS`] chunks, then the TCP connection drops (no `[DONE]`) |
 //! | `mock-slow-stream` | like `mock-ok`, one chunk every [`SLOW_CHUNK_INTERVAL`] |
 //! | `mock-stall` | accepts the request and never answers |
+//! | `mock-tool` | a tool call, then an answer from its result (see [`crate::mock_server::openai_tool_answer`]) |
+//! | `mock-ok-*` (e.g. `mock-ok-a`) | like `mock-ok`: distinct names for distinct backends |
 //! | anything else | 404 `model_not_found` |
+//!
+//! A test can also steer a model from Rust: [`Upstream::script`] queues behaviours its next
+//! requests follow (then the name's behaviour again), [`Upstream::set_delay`] delays every
+//! answer, [`Upstream::set_usage`] changes the usage it reports, and [`Upstream::hold`] keeps
+//! its requests waiting until [`Upstream::release`] lets them go one by one.
 //!
 //! Streams follow OpenAI's format: `chat.completion.chunk` objects in `data: `
 //! lines, `data: [DONE]` last; with `stream_options.include_usage` every chunk
@@ -25,7 +32,7 @@
 //! body) as a JSON array; `DELETE /_requests` forgets them. [`Upstream::requests`]
 //! gives the same to Rust tests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,6 +51,7 @@ use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The `created` timestamp of every answer.
@@ -99,7 +107,42 @@ pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    controls: Arc<Mutex<Controls>>,
     server: JoinHandle<()>,
+}
+
+/// How tests steer each model beyond what its name says.
+#[derive(Debug, Default)]
+struct Controls {
+    /// Behaviours the next requests follow, in order.
+    scripts: HashMap<String, VecDeque<Behaviour>>,
+    /// Time before each answer.
+    delays: HashMap<String, Duration>,
+    /// `(prompt_tokens, completion_tokens)` reported instead of the defaults.
+    usage: HashMap<String, (u64, u64)>,
+    /// Requests wait for a permit of this semaphore before answering.
+    held: HashMap<String, Arc<Semaphore>>,
+}
+
+/// What the upstream does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// A normal answer.
+    Ok,
+    /// This status with an OpenAI error body (429 carries `Retry-After: 2`).
+    Fail(StatusCode),
+    /// 429 with `Retry-After` of this many seconds.
+    RateLimitedFor(u64),
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// A stream (or body) that breaks off part-way.
+    CutStream,
+    /// A stream with a pause between chunks.
+    SlowStream,
+    /// Never answers.
+    Stall,
+    /// 404 `model_not_found`.
+    UnknownModel,
 }
 
 impl Upstream {
@@ -115,8 +158,14 @@ impl Upstream {
             .with_context(|| format!("binding the upstream to {addr}"))?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let server = tokio::spawn(serve(listener, Arc::clone(&requests)));
-        Ok(Self { addr, requests, server })
+        let controls = Arc::new(Mutex::new(Controls::default()));
+        let server = tokio::spawn(serve(listener, Arc::clone(&requests), Arc::clone(&controls)));
+        Ok(Self {
+            addr,
+            requests,
+            controls,
+            server,
+        })
     }
 
     /// The API root to put in a backend's `baseUrl`: `http://127.0.0.1:PORT/v1`.
@@ -128,6 +177,47 @@ impl Upstream {
     pub async fn requests(&self) -> Vec<RecordedRequest> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
+
+    /// How many requests for `model` (the body's `model`, as the sidecar sent it) arrived.
+    pub async fn count(&self, model: &str) -> usize {
+        self.requests
+            .lock()
+            .map(|r| r.iter().filter(|q| q.body["model"] == model).count())
+            .unwrap_or_default()
+    }
+
+    /// The next requests for `model` behave as `behaviours` say, one each, in order.
+    pub fn script(&self, model: &str, behaviours: impl IntoIterator<Item = Behaviour>) {
+        self.control(|c| c.scripts.entry(model.to_owned()).or_default().extend(behaviours));
+    }
+
+    /// Every answer for `model` waits `delay` first.
+    pub fn set_delay(&self, model: &str, delay: Duration) {
+        self.control(|c| c.delays.insert(model.to_owned(), delay));
+    }
+
+    /// Answers for `model` report this usage.
+    pub fn set_usage(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) {
+        self.control(|c| c.usage.insert(model.to_owned(), (prompt_tokens, completion_tokens)));
+    }
+
+    /// Requests for `model` arriving from now on wait (already recorded) until released.
+    pub fn hold(&self, model: &str) {
+        self.control(|c| c.held.insert(model.to_owned(), Arc::new(Semaphore::new(0))));
+    }
+
+    /// Lets `n` held requests for `model` answer, in arrival order.
+    pub fn release(&self, model: &str, n: usize) {
+        self.control(|c| {
+            if let Some(gate) = c.held.get(model) {
+                gate.add_permits(n);
+            }
+        });
+    }
+
+    fn control<T>(&self, f: impl FnOnce(&mut Controls) -> T) -> Option<T> {
+        self.controls.lock().ok().map(|mut c| f(&mut c))
+    }
 }
 
 impl Drop for Upstream {
@@ -137,15 +227,16 @@ impl Drop for Upstream {
     }
 }
 
-async fn serve(listener: TcpListener, requests: Arc<Mutex<Vec<RecordedRequest>>>) {
+async fn serve(listener: TcpListener, requests: Arc<Mutex<Vec<RecordedRequest>>>, controls: Arc<Mutex<Controls>>) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
         let requests = Arc::clone(&requests);
+        let controls = Arc::clone(&controls);
         connections.spawn(async move {
-            let service = service_fn(move |request| handle(request, Arc::clone(&requests)));
+            let service = service_fn(move |request| handle(request, Arc::clone(&requests), Arc::clone(&controls)));
             // A connection that ends in error (a dropped stream, a client that went away) is expected here.
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(socket), service)
@@ -161,6 +252,7 @@ type Body = BoxBody<Bytes, std::io::Error>;
 async fn handle(
     request: Request<Incoming>,
     log: Arc<Mutex<Vec<RecordedRequest>>>,
+    controls: Arc<Mutex<Controls>>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = request.into_parts();
     let path = parts
@@ -231,9 +323,10 @@ async fn handle(
         Err(_) => 0,
     };
 
+    let steer = steer(&controls, body.get("model").and_then(Value::as_str).unwrap_or_default()).await;
     let response = match (&parts.method, parts.uri.path()) {
-        (&Method::POST, "/v1/chat/completions") => chat(&body, sequence).await,
-        (&Method::POST, "/v1/embeddings") => embeddings(&body).await,
+        (&Method::POST, "/v1/chat/completions") => chat(&body, sequence, steer).await,
+        (&Method::POST, "/v1/embeddings") => embeddings(&body, steer.behaviour).await,
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("Unknown request URL: {} {path}", parts.method),
@@ -245,20 +338,41 @@ async fn handle(
     Ok(response)
 }
 
-/// What a model name asks the upstream to do.
-enum Behaviour {
-    Ok,
-    Fail(StatusCode),
-    Garbage,
-    CutStream,
-    SlowStream,
-    Stall,
-    UnknownModel,
+/// What the controls say for one request, after its hold and delay were served.
+#[derive(Clone, Copy)]
+struct Steer {
+    behaviour: Behaviour,
+    usage: Option<(u64, u64)>,
+}
+
+async fn steer(controls: &Mutex<Controls>, model: &str) -> Steer {
+    let (scripted, delay, usage, gate) = match controls.lock() {
+        Ok(mut c) => (
+            c.scripts.get_mut(model).and_then(VecDeque::pop_front),
+            c.delays.get(model).copied(),
+            c.usage.get(model).copied(),
+            c.held.get(model).cloned(),
+        ),
+        Err(_) => (None, None, None, None),
+    };
+    if let Some(gate) = gate
+        && let Ok(permit) = gate.acquire().await
+    {
+        permit.forget();
+    }
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    Steer {
+        behaviour: scripted.unwrap_or_else(|| behaviour(model)),
+        usage,
+    }
 }
 
 fn behaviour(model: &str) -> Behaviour {
     match model {
         "mock-ok" => Behaviour::Ok,
+        m if m.starts_with("mock-ok-") => Behaviour::Ok,
         "mock-400" => Behaviour::Fail(StatusCode::BAD_REQUEST),
         "mock-401" => Behaviour::Fail(StatusCode::UNAUTHORIZED),
         "mock-429" => Behaviour::Fail(StatusCode::TOO_MANY_REQUESTS),
@@ -272,7 +386,7 @@ fn behaviour(model: &str) -> Behaviour {
     }
 }
 
-async fn chat(body: &Value, sequence: usize) -> Response<Body> {
+async fn chat(body: &Value, sequence: usize, steer: Steer) -> Response<Body> {
     let Some(model) = body.get("model").and_then(Value::as_str) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -285,10 +399,26 @@ async fn chat(body: &Value, sequence: usize) -> Response<Body> {
     let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
     let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
     let id = format!("chatcmpl-mock-{sequence}");
-    match behaviour(model) {
-        Behaviour::Ok | Behaviour::SlowStream if !streamed => json_response(StatusCode::OK, &completion(&id, model)),
+    if model == "mock-tool" {
+        return crate::mock_server::openai_tool_answer(body, &id, sequence, streamed, include_usage);
+    }
+    let with_usage = |mut v: Value| {
+        if let (Some((prompt, completion)), Some(usage)) = (steer.usage, v.get_mut("usage").filter(|u| u.is_object())) {
+            usage["prompt_tokens"] = json!(prompt);
+            usage["completion_tokens"] = json!(completion);
+            usage["total_tokens"] = json!(prompt + completion);
+        }
+        v
+    };
+    match steer.behaviour {
+        Behaviour::Ok | Behaviour::SlowStream if !streamed => {
+            json_response(StatusCode::OK, &with_usage(completion(&id, model)))
+        }
         Behaviour::Ok => sse(steps(
-            completion_chunks(&id, model, include_usage),
+            completion_chunks(&id, model, include_usage)
+                .into_iter()
+                .map(with_usage)
+                .collect(),
             Duration::ZERO,
             true,
         )),
@@ -328,12 +458,13 @@ async fn chat(body: &Value, sequence: usize) -> Response<Body> {
             r#"{"id": "chatcmpl-garbage", "object": "chat.completion", "choices": ["#,
         ),
         Behaviour::Fail(status) => failure(status),
+        Behaviour::RateLimitedFor(secs) => rate_limited_for(secs),
         Behaviour::Stall => std::future::pending().await,
         Behaviour::UnknownModel => model_not_found(model),
     }
 }
 
-async fn embeddings(body: &Value) -> Response<Body> {
+async fn embeddings(body: &Value, behaviour: Behaviour) -> Response<Body> {
     let Some(model) = body.get("model").and_then(Value::as_str) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -343,9 +474,10 @@ async fn embeddings(body: &Value) -> Response<Body> {
             None,
         );
     };
-    match behaviour(model) {
+    match behaviour {
         Behaviour::Ok | Behaviour::SlowStream | Behaviour::CutStream => {}
         Behaviour::Fail(status) => return failure(status),
+        Behaviour::RateLimitedFor(secs) => return rate_limited_for(secs),
         Behaviour::Garbage => {
             return raw_response(StatusCode::OK, "application/json", r#"{"object": "list", "data": ["#);
         }
@@ -540,6 +672,14 @@ fn failure(status: StatusCode) -> Response<Body> {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+fn rate_limited_for(secs: u64) -> Response<Body> {
+    let mut response = failure(StatusCode::TOO_MANY_REQUESTS);
+    if let Ok(value) = header::HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }

@@ -1,9 +1,12 @@
 //! Upstream providers: one module per wire protocol behind one closed enum.
 
+pub mod anthropic;
+pub mod format;
+pub mod gemini;
 pub mod openai;
 pub mod simulator;
 
-use std::{pin::Pin, time::Duration};
+use std::{collections::VecDeque, pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -24,7 +27,7 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// A provider this build cannot call yet.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("provider {0:?} is not available in this version of the sidecar; use openai, openai-compatible or simulator")]
+#[error("provider {0:?} is not available in this version of the sidecar")]
 pub struct UnsupportedProvider(pub Provider);
 
 /// A configured upstream, ready to call.
@@ -32,6 +35,10 @@ pub struct UnsupportedProvider(pub Provider);
 pub enum Upstream {
     /// OpenAI and OpenAI-compatible servers.
     OpenAi(openai::OpenAi),
+    /// Anthropic's Messages API.
+    Anthropic(anthropic::Anthropic),
+    /// Google's Gemini API.
+    Gemini(gemini::Gemini),
     /// The built-in simulator.
     Simulator(simulator::Simulator),
 }
@@ -130,6 +137,10 @@ pub enum ProviderError {
     /// The connection broke or the stream ended early.
     #[error("the upstream connection broke off: {0}")]
     Interrupted(String),
+    /// The backend cannot serve this request as asked (an API its provider lacks, a part its
+    /// format cannot carry); the client's to change, not retried.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// `: <message>` from an OpenAI- or Anthropic-shaped error body, when there is one.
@@ -165,7 +176,8 @@ impl Upstream {
             Provider::Openai | Provider::OpenaiCompatible => {
                 Ok(Self::OpenAi(openai::OpenAi::new(base_url(), api_key, client)))
             }
-            Provider::Anthropic | Provider::Gemini => Err(UnsupportedProvider(backend.provider)),
+            Provider::Anthropic => Ok(Self::Anthropic(anthropic::Anthropic::new(base_url(), api_key, client))),
+            Provider::Gemini => Ok(Self::Gemini(gemini::Gemini::new(base_url(), api_key, client))),
         }
     }
 
@@ -173,6 +185,8 @@ impl Upstream {
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.chat(call).await,
+            Self::Anthropic(p) => p.chat(call).await,
+            Self::Gemini(p) => p.chat(call).await,
             Self::Simulator(p) => p.chat(call).await,
         }
     }
@@ -181,6 +195,8 @@ impl Upstream {
     pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
         match self {
             Self::OpenAi(p) => p.embeddings(call).await,
+            Self::Anthropic(p) => p.embeddings(call).await,
+            Self::Gemini(p) => p.embeddings(call).await,
             Self::Simulator(p) => p.embeddings(call).await,
         }
     }
@@ -251,6 +267,23 @@ fn sse_events(
     deadline: Instant,
     is_last: fn(&SseEvent) -> bool,
 ) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+    decoded_events(resp, deadline, Some(is_last))
+}
+
+/// Like [`sse_events`] for upstreams without a final event (Gemini): the stream ends when the
+/// connection closes cleanly, and the provider's translator judges whether the answer was whole.
+fn sse_events_until_close(
+    resp: reqwest::Response,
+    deadline: Instant,
+) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+    decoded_events(resp, deadline, None)
+}
+
+fn decoded_events(
+    resp: reqwest::Response,
+    deadline: Instant,
+    is_last: Option<fn(&SseEvent) -> bool>,
+) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
     struct State {
         body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
         decoder: SseDecoder,
@@ -268,7 +301,7 @@ fn sse_events(
         loop {
             if let Some(event) = s.decoder.next_event() {
                 let item = event.map_err(|e| ProviderError::InvalidResponse(e.to_string()));
-                s.finished = item.as_ref().map_or(true, is_last);
+                s.finished = item.as_ref().map_or(true, |e| is_last.is_some_and(|last| last(e)));
                 return Some((item, s));
             }
             let next = tokio::time::timeout_at(deadline, s.body.next()).await;
@@ -282,10 +315,65 @@ fn sse_events(
                 Ok(None) if s.decoder.has_partial() => {
                     ProviderError::Interrupted("the connection closed in the middle of an event".into())
                 }
+                Ok(None) if is_last.is_none() => return None,
                 Ok(None) => ProviderError::Interrupted("the stream ended before its final event".into()),
             };
             s.finished = true;
             return Some((Err(failure), s));
         }
     })
+}
+
+/// A provider's translation of its upstream's stream events into the internal chunks.
+trait StreamTranslator: Send + 'static {
+    /// What one upstream event becomes; an error ends the stream.
+    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError>;
+    /// What the upstream's clean end becomes; an error when the answer was not whole.
+    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
+}
+
+/// The chunk stream of a translated upstream stream: the translator's items in order, ending
+/// after the first error.
+fn translate_stream<S, T>(events: S, translator: T) -> ChunkStream
+where
+    S: Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static,
+    T: StreamTranslator,
+{
+    struct State<S, T> {
+        events: Pin<Box<S>>,
+        translator: T,
+        pending: VecDeque<StreamEvent>,
+        done: bool,
+    }
+    let state = State {
+        events: Box::pin(events),
+        translator,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(item) = s.pending.pop_front() {
+                return Some((Ok(item), s));
+            }
+            if s.done {
+                return None;
+            }
+            let produced = match s.events.next().await {
+                Some(Ok(event)) => s.translator.event(event),
+                Some(Err(e)) => Err(e),
+                None => {
+                    s.done = true;
+                    s.translator.end()
+                }
+            };
+            match produced {
+                Ok(items) => s.pending.extend(items),
+                Err(e) => {
+                    s.done = true;
+                    return Some((Err(e), s));
+                }
+            }
+        }
+    }))
 }

@@ -1,0 +1,155 @@
+//! Anthropic upstreams (the Messages API): OpenAI requests are translated to Anthropic's format
+//! and the answers, streamed or whole, back to OpenAI's. Anthropic has no embeddings API.
+
+pub mod stream;
+pub mod translate;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use sluice_crds::ApiKey;
+
+use super::{
+    ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, error_from_response,
+    format::Untranslatable, read_body, sse_events, translate_stream, transport_error,
+};
+use crate::{error::error_body, sse::SseEvent};
+
+/// The API version every request names; the format this module speaks.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// An Anthropic upstream at one API root.
+#[derive(Debug)]
+pub struct Anthropic {
+    client: reqwest::Client,
+    messages_url: String,
+    api_key: Option<ApiKey>,
+}
+
+impl Anthropic {
+    /// An upstream at `base_url` (e.g. `https://api.anthropic.com`), where `/v1/messages` is.
+    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+        Self {
+            client,
+            messages_url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+            api_key,
+        }
+    }
+
+    /// Sends a chat request as a Messages request, streaming or not.
+    pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
+        let body = translate::openai_to_anthropic(call.request, call.model.as_str()).map_err(unsupported)?;
+        let resp = self.send(&body).await?;
+        if !resp.status().is_success() {
+            return Err(normalize(error_from_response(resp, call.deadline).await));
+        }
+        let created = now();
+        if !call.request.is_stream() {
+            let bytes = read_body(resp, MAX_UPSTREAM_BODY, call.deadline).await?;
+            let message: wire::MessagesResponse = serde_json::from_slice(&bytes)
+                .map_err(|e| ProviderError::InvalidResponse(format!("the body is not an anthropic message: {e}")))?;
+            let completion = translate::anthropic_to_openai(message, created);
+            let usage = completion.usage.as_ref().map(|u| u.to_usage());
+            let body = serde_json::to_vec(&completion)
+                .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
+            return Ok(Reply::Complete(Complete {
+                body: Bytes::from(body),
+                usage,
+            }));
+        }
+        let events = sse_events(resp, call.deadline, is_last);
+        let translator = stream::Translator::new(call.request.wants_stream_usage(), created);
+        Ok(Reply::Stream(translate_stream(events, translator)))
+    }
+
+    /// Anthropic has no embeddings API: a clear refusal instead of a confusing upstream 404.
+    pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "model {:?} is served by an anthropic backend, and Anthropic has no embeddings API; \
+             route embeddings models to an openai, openai-compatible, gemini or simulator backend",
+            call.request.model
+        )))
+    }
+
+    async fn send(&self, body: &wire::MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self
+            .client
+            .post(&self.messages_url)
+            .header("anthropic-version", API_VERSION)
+            .json(body);
+        if let Some(key) = &self.api_key {
+            let mut value = HeaderValue::from_str(key.expose())
+                .map_err(|_| ProviderError::Connect("the API key is not a valid HTTP header value".into()))?;
+            value.set_sensitive(true);
+            request = request.header("x-api-key", value);
+        }
+        request.send().await.map_err(|e| transport_error(&e))
+    }
+}
+
+/// Anthropic names every event; the stream is over at `message_stop` or an `error`.
+fn is_last(event: &SseEvent) -> bool {
+    matches!(event.event.as_deref(), Some("message_stop" | "error"))
+}
+
+/// A request Anthropic cannot take, as the 400 the client gets.
+fn unsupported(e: Untranslatable) -> ProviderError {
+    ProviderError::Unsupported(format!("this request cannot be sent to an anthropic backend: {e}"))
+}
+
+/// An upstream error status with its body rewritten into OpenAI's error shape, so a client of
+/// the OpenAI surface cannot tell which provider refused: the message stays, Anthropic's error
+/// type becomes the `code`.
+pub(crate) fn upstream_error(status: u16, kind: &str, message: &str) -> ProviderError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    ProviderError::Status {
+        status,
+        retry_after: None,
+        body: openai_error_body(status, kind, message),
+    }
+}
+
+fn openai_error_body(status: StatusCode, kind: &str, message: &str) -> Bytes {
+    let openai_kind = if crate::error::is_client_fault(status) {
+        "invalid_request_error"
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        "rate_limit_error"
+    } else {
+        "upstream_error"
+    };
+    error_body(message, openai_kind, Some(kind), None)
+}
+
+/// Rewrites an Anthropic error body into OpenAI's shape, keeping status and `Retry-After`.
+fn normalize(error: ProviderError) -> ProviderError {
+    let ProviderError::Status {
+        status,
+        retry_after,
+        body,
+    } = error
+    else {
+        return error;
+    };
+    let (kind, message) = match serde_json::from_slice::<wire::ErrorBody>(&body) {
+        Ok(parsed) => (parsed.error.kind, parsed.error.message),
+        // Not Anthropic's shape (a proxy's page, say): keep a bounded excerpt as the message.
+        Err(_) => (
+            wire::error_type_for(status.as_u16()).to_owned(),
+            String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+        ),
+    };
+    ProviderError::Status {
+        status,
+        retry_after,
+        body: openai_error_body(status, &kind, &message),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

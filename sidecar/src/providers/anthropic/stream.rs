@@ -1,0 +1,213 @@
+//! Anthropic's event stream as OpenAI chunks: a small state machine fed one event at a time.
+//!
+//! `message_start` gives the id, model and input usage; each `content_block_start` of a tool
+//! call opens an OpenAI tool call (index, id, name) whose `input_json_delta`s become argument
+//! deltas; `message_delta` gives the finish reason and the final counts; `message_stop` ends the
+//! answer with the usage. The role chunk waits for the first content, so an `error` event that
+//! follows `message_start` (Anthropic's overloads often do) still fails the attempt before the
+//! client has seen a byte.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::Map;
+
+use super::{
+    translate::{finish_reason, openai_id, usage_to_openai},
+    upstream_error,
+    wire::{BlockDelta, ContentBlock, Event, StopReason, Usage},
+};
+use crate::{
+    providers::{
+        ProviderError, StreamEvent, StreamTranslator,
+        format::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
+    },
+    sse::SseEvent,
+};
+
+/// The translation of one streamed answer.
+#[derive(Debug)]
+pub struct Translator {
+    wants_usage: bool,
+    created: u64,
+    id: String,
+    model: String,
+    usage: Usage,
+    /// OpenAI tool-call index by Anthropic content-block index.
+    tools: HashMap<u32, u32>,
+    /// Whether the role chunk went out.
+    started: bool,
+}
+
+impl Translator {
+    /// A translator for an answer made at `created`; `wants_usage` as the client asked.
+    pub fn new(wants_usage: bool, created: u64) -> Self {
+        Self {
+            wants_usage,
+            created,
+            id: String::new(),
+            model: String::new(),
+            usage: Usage::default(),
+            tools: HashMap::new(),
+            started: false,
+        }
+    }
+
+    fn chunk(&self, delta: Delta, finish: Option<&str>) -> StreamEvent {
+        let chunk = ChatChunk::delta(&self.id, self.created, &self.model, 0, delta, finish.map(str::to_owned));
+        StreamEvent::Data(Bytes::from(chunk.to_json(self.wants_usage)))
+    }
+
+    /// A content chunk, preceded by the role chunk the first time.
+    fn content(&mut self, delta: Delta, finish: Option<&str>) -> Vec<StreamEvent> {
+        let mut out = Vec::with_capacity(2);
+        if !self.started {
+            self.started = true;
+            let role = Delta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+                ..Delta::default()
+            };
+            out.push(self.chunk(role, None));
+        }
+        out.push(self.chunk(delta, finish));
+        out
+    }
+
+    fn text(&mut self, text: String) -> Vec<StreamEvent> {
+        if text.is_empty() {
+            return Vec::new();
+        }
+        self.content(
+            Delta {
+                content: Some(text),
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    fn tool_delta(&mut self, tool: ToolCallDelta) -> Vec<StreamEvent> {
+        self.content(
+            Delta {
+                tool_calls: vec![tool],
+                ..Delta::default()
+            },
+            None,
+        )
+    }
+
+    fn on(&mut self, event: Event) -> Result<Vec<StreamEvent>, ProviderError> {
+        Ok(match event {
+            Event::MessageStart { message } => {
+                self.id = openai_id(&message.id);
+                self.model = message.model;
+                self.usage = message.usage;
+                Vec::new()
+            }
+            Event::ContentBlockStart { index, content_block } => match content_block {
+                ContentBlock::Text(block) => self.text(block.text),
+                ContentBlock::ToolUse(call) => {
+                    let tool_index = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
+                    self.tools.insert(index, tool_index);
+                    // The input streams as JSON text next; a non-empty start input is already whole.
+                    let arguments = match call.input.as_object() {
+                        Some(map) if map.is_empty() => String::new(),
+                        None if call.input.is_null() => String::new(),
+                        _ => call.input.to_string(),
+                    };
+                    self.tool_delta(ToolCallDelta {
+                        index: tool_index,
+                        id: Some(call.id),
+                        kind: Some("function".into()),
+                        function: Some(FunctionDelta {
+                            name: Some(call.name),
+                            arguments: Some(arguments),
+                        }),
+                        rest: Map::new(),
+                    })
+                }
+                ContentBlock::Thinking(block) if !block.thinking.is_empty() => self.content(
+                    Delta {
+                        reasoning_content: Some(block.thinking),
+                        ..Delta::default()
+                    },
+                    None,
+                ),
+                _ => Vec::new(),
+            },
+            Event::ContentBlockDelta { index, delta } => match delta {
+                BlockDelta::TextDelta { text } => self.text(text),
+                BlockDelta::InputJsonDelta { partial_json } if partial_json.is_empty() => Vec::new(),
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    let tool_index = *self.tools.get(&index).ok_or_else(|| {
+                        ProviderError::InvalidResponse(format!(
+                            "input_json_delta for content block {index}, which is not a tool_use block"
+                        ))
+                    })?;
+                    self.tool_delta(ToolCallDelta {
+                        index: tool_index,
+                        function: Some(FunctionDelta {
+                            name: None,
+                            arguments: Some(partial_json),
+                        }),
+                        ..ToolCallDelta::default()
+                    })
+                }
+                BlockDelta::ThinkingDelta { thinking } if !thinking.is_empty() => self.content(
+                    Delta {
+                        reasoning_content: Some(thinking),
+                        ..Delta::default()
+                    },
+                    None,
+                ),
+                _ => Vec::new(),
+            },
+            Event::MessageDelta { delta, usage } => {
+                self.usage.output_tokens = usage.output_tokens;
+                // Counts on a message_delta are cumulative; absent ones keep message_start's.
+                if let Some(n) = usage.input_tokens {
+                    self.usage.input_tokens = n;
+                }
+                if let Some(n) = usage.cache_creation_input_tokens {
+                    self.usage.cache_creation_input_tokens = Some(n);
+                }
+                if let Some(n) = usage.cache_read_input_tokens {
+                    self.usage.cache_read_input_tokens = Some(n);
+                }
+                let finish = finish_reason(Some(delta.stop_reason.unwrap_or(StopReason::EndTurn)));
+                self.content(Delta::default(), Some(finish))
+            }
+            Event::MessageStop => {
+                let usage = usage_to_openai(&self.usage);
+                let mut out = vec![StreamEvent::Usage(usage.to_usage())];
+                if self.wants_usage {
+                    let chunk = ChatChunk::usage(&self.id, self.created, &self.model, usage);
+                    out.push(StreamEvent::Data(Bytes::from(chunk.to_json(true))));
+                }
+                out
+            }
+            Event::Error { error } => {
+                return Err(upstream_error(
+                    super::wire::status_for(&error.kind),
+                    &error.kind,
+                    &error.message,
+                ));
+            }
+            Event::ContentBlockStop { .. } | Event::Ping | Event::Unknown => Vec::new(),
+        })
+    }
+}
+
+impl StreamTranslator for Translator {
+    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError> {
+        let parsed: Event = serde_json::from_str(&event.data)
+            .map_err(|e| ProviderError::InvalidResponse(format!("an anthropic stream event is not valid: {e}")))?;
+        self.on(parsed)
+    }
+
+    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
+        // The event stream only ends cleanly after `message_stop`, which said everything.
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,314 @@
+//! Wire-format tests against fixtures in Anthropic's real formats (`../fixtures/anthropic/`):
+//! each asserts the exact translation, both ways.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{
+    normalize,
+    stream::Translator,
+    translate::{
+        DEFAULT_MAX_TOKENS, anthropic_request_to_openai, anthropic_to_openai, openai_response_to_anthropic,
+        openai_to_anthropic,
+    },
+    wire::{MessagesRequest, MessagesResponse},
+};
+use crate::{
+    providers::{ProviderError, StreamEvent, StreamTranslator, format::ChatCompletion},
+    request::parse_chat,
+    sse::{SseDecoder, SseEvent},
+};
+
+const CREATED: u64 = 1_700_000_000;
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+/// The events of an SSE transcript.
+fn sse_events(transcript: &str) -> Vec<SseEvent> {
+    let mut decoder = SseDecoder::new(1 << 20);
+    decoder.push(transcript.as_bytes());
+    std::iter::from_fn(|| decoder.next_event())
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Runs a transcript through the stream translator: the chunks as JSON, the usage, the error.
+fn translate_transcript(
+    transcript: &str,
+    wants_usage: bool,
+) -> (Vec<Value>, Vec<crate::accounting::Usage>, Option<ProviderError>) {
+    let mut translator = Translator::new(wants_usage, CREATED);
+    let (mut chunks, mut usage) = (Vec::new(), Vec::new());
+    let mut results: Vec<_> = sse_events(transcript)
+        .into_iter()
+        .map(|e| translator.event(e))
+        .collect();
+    results.push(translator.end());
+    for result in results {
+        match result {
+            Ok(items) => {
+                for item in items {
+                    match item {
+                        StreamEvent::Data(bytes) => chunks.push(serde_json::from_slice(&bytes).unwrap()),
+                        StreamEvent::Usage(u) => usage.push(u),
+                    }
+                }
+            }
+            Err(e) => return (chunks, usage, Some(e)),
+        }
+    }
+    (chunks, usage, None)
+}
+
+#[test]
+fn openai_request_becomes_the_anthropic_request_with_system_tools_images_and_merged_tool_results() {
+    let request = parse_chat(include_str!("../fixtures/anthropic/openai_request.json").as_bytes()).unwrap();
+
+    let translated = openai_to_anthropic(&request, "claude-sonnet-4-5").unwrap();
+
+    assert_eq!(
+        serde_json::to_value(&translated).unwrap(),
+        json_of(include_str!("../fixtures/anthropic/anthropic_request.json"))
+    );
+}
+
+#[test]
+fn a_request_without_a_cap_gets_the_default_max_tokens_and_a_plain_system_string() {
+    let request = parse_chat(
+        br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_completion_tokens":null}"#,
+    )
+    .unwrap();
+
+    let translated = serde_json::to_value(openai_to_anthropic(&request, "claude").unwrap()).unwrap();
+
+    assert_eq!(
+        translated,
+        json!({"model": "claude", "max_tokens": DEFAULT_MAX_TOKENS, "system": "Be brief.",
+               "messages": [{"role": "user", "content": "hi"}]})
+    );
+}
+
+#[test]
+fn requests_anthropic_cannot_take_are_refused_with_the_reason() {
+    for (body, reason) in [
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}"#,
+            "n must be 1",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA==","format":"wav"}}]}]}"#,
+            "audio",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{not json"}}]}]}"#,
+            "not JSON",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]}"#,
+            "http(s) URL",
+        ),
+    ] {
+        let request = parse_chat(body.as_bytes()).unwrap();
+        let error = openai_to_anthropic(&request, "claude").unwrap_err();
+        assert!(error.0.contains(reason), "{body}: {error}");
+    }
+}
+
+#[test]
+fn a_tool_use_message_becomes_a_completion_with_tool_calls_reasoning_and_cache_usage() {
+    let message: MessagesResponse =
+        serde_json::from_str(include_str!("../fixtures/anthropic/message_tool_use.json")).unwrap();
+
+    let completion = anthropic_to_openai(message, CREATED);
+
+    assert_eq!(
+        serde_json::to_value(&completion).unwrap(),
+        json_of(include_str!("../fixtures/anthropic/message_tool_use_openai.json"))
+    );
+    let usage = completion.usage.unwrap().to_usage();
+    assert_eq!((usage.input.0, usage.cached_input.0, usage.output.0), (3484, 2048, 87));
+}
+
+#[test]
+fn stop_reasons_map_to_finish_reasons() {
+    let base: Value = json_of(include_str!("../fixtures/anthropic/message_max_tokens.json"));
+    for (stop, finish) in [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("model_context_window_exceeded", "length"),
+        ("pause_turn", "stop"),
+        ("some_future_reason", "stop"),
+    ] {
+        let mut message = base.clone();
+        message["stop_reason"] = json!(stop);
+        let message: MessagesResponse = serde_json::from_value(message).unwrap();
+        let completion = anthropic_to_openai(message, CREATED);
+        assert_eq!(completion.choices[0].finish_reason.as_deref(), Some(finish), "{stop}");
+    }
+}
+
+#[test]
+fn a_streamed_tool_use_becomes_chunks_with_argument_deltas_finish_and_usage() {
+    let (chunks, usage, error) = translate_transcript(include_str!("../fixtures/anthropic/stream_tool_use.sse"), true);
+
+    assert!(error.is_none(), "{error:?}");
+    let expected: Vec<Value> = include_str!("../fixtures/anthropic/stream_tool_use_openai.jsonl")
+        .lines()
+        .map(json_of)
+        .collect();
+    assert_eq!(chunks, expected);
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        (usage[0].input.0, usage[0].cached_input.0, usage[0].output.0),
+        (768, 256, 41)
+    );
+}
+
+#[test]
+fn a_streamed_answer_leaves_usage_out_of_the_chunks_unless_asked() {
+    let (chunks, usage, _) = translate_transcript(include_str!("../fixtures/anthropic/stream_tool_use.sse"), false);
+
+    assert_eq!(chunks.len(), 7, "no usage chunk");
+    assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    assert_eq!(usage.len(), 1, "usage is still metered");
+}
+
+#[test]
+fn an_overloaded_error_event_fails_the_stream_before_any_chunk_with_529() {
+    let (chunks, _, error) = translate_transcript(include_str!("../fixtures/anthropic/stream_overloaded.sse"), false);
+
+    assert!(chunks.is_empty(), "the role chunk waits for content: {chunks:?}");
+    match error {
+        Some(ProviderError::Status { status, body, .. }) => {
+            assert_eq!(status.as_u16(), 529);
+            assert_eq!(
+                json_of(std::str::from_utf8(&body).unwrap()),
+                json!({"error": {"message": "Overloaded", "type": "upstream_error", "code": "overloaded_error", "param": null}})
+            );
+        }
+        other => panic!("expected a 529, got {other:?}"),
+    }
+}
+
+#[test]
+fn upstream_error_bodies_take_openai_shape_keeping_status_and_retry_after() {
+    let raw = ProviderError::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: Some(std::time::Duration::from_secs(7)),
+        body: include_str!("../fixtures/anthropic/error_rate_limit.json").into(),
+    };
+
+    match normalize(raw) {
+        ProviderError::Status {
+            status,
+            retry_after,
+            body,
+        } => {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(retry_after, Some(std::time::Duration::from_secs(7)));
+            assert_eq!(
+                json_of(std::str::from_utf8(&body).unwrap()),
+                json!({"error": {"message": "Number of request tokens has exceeded your per-minute rate limit",
+                    "type": "rate_limit_error", "code": "rate_limit_error", "param": null}})
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_inbound_messages_request_becomes_the_openai_request() {
+    let request: MessagesRequest =
+        serde_json::from_str(include_str!("../fixtures/anthropic/inbound_request.json")).unwrap();
+    assert!(
+        request.rest.contains_key("thinking"),
+        "unknown fields are kept when parsed"
+    );
+
+    let translated = anthropic_request_to_openai(request).unwrap();
+
+    assert_eq!(
+        serde_json::to_value(&translated).unwrap(),
+        json_of(include_str!("../fixtures/anthropic/inbound_request_openai.json"))
+    );
+}
+
+#[test]
+fn an_openai_completion_becomes_the_anthropic_message() {
+    let completion: ChatCompletion =
+        serde_json::from_str(include_str!("../fixtures/anthropic/inbound_completion.json")).unwrap();
+
+    let message = openai_response_to_anthropic(completion);
+
+    assert_eq!(
+        serde_json::to_value(&message).unwrap(),
+        json_of(include_str!("../fixtures/anthropic/inbound_message.json"))
+    );
+}
+
+#[test]
+fn a_message_survives_the_round_trip_through_the_openai_format() {
+    let original: MessagesResponse =
+        serde_json::from_str(include_str!("../fixtures/anthropic/message_tool_use.json")).unwrap();
+
+    let back = openai_response_to_anthropic(anthropic_to_openai(original.clone(), CREATED));
+
+    assert_eq!(back.id, original.id);
+    assert_eq!(back.model, original.model);
+    assert_eq!(back.stop_reason, original.stop_reason);
+    assert_eq!(
+        back.content[1..],
+        original.content[1..],
+        "text and tool calls unchanged"
+    );
+    assert_eq!(
+        (back.usage.input_tokens, back.usage.output_tokens),
+        (original.usage.input_tokens, original.usage.output_tokens)
+    );
+    assert_eq!(
+        back.usage.cache_read_input_tokens,
+        original.usage.cache_read_input_tokens
+    );
+    assert_eq!(
+        back.usage.cache_creation_input_tokens,
+        original.usage.cache_creation_input_tokens
+    );
+}
+
+#[test]
+fn inbound_requests_that_cannot_be_translated_are_refused() {
+    for (body, reason) in [
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": []}),
+            "at least one message",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]}),
+            "at least 1",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+            "server tools",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "url", "url": "https://x/doc.pdf"}}]}]}),
+            "inline",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+                {"type": "search_result", "source": "x", "title": "t", "content": []}]}]}),
+            "cannot translate",
+        ),
+    ] {
+        let request: MessagesRequest = serde_json::from_value(body.clone()).unwrap();
+        let error = anthropic_request_to_openai(request).unwrap_err();
+        assert!(error.0.contains(reason), "{body}: {error}");
+    }
+}

@@ -1,0 +1,719 @@
+//! OpenAI's chat format ⇄ Anthropic's Messages format, both ways, as pure functions.
+//!
+//! The `anthropic` provider sends OpenAI requests as Anthropic ones ([`openai_to_anthropic`]) and
+//! reads the answers back ([`anthropic_to_openai`]); the `/v1/messages` endpoint does the opposite
+//! ([`anthropic_request_to_openai`], [`openai_response_to_anthropic`]). The pieces both directions
+//! need (stop reasons, usage, images, tools) are written once here.
+//!
+//! Decisions a client may notice:
+//! - `max_tokens` is required by Anthropic; a request without a cap gets [`DEFAULT_MAX_TOKENS`].
+//! - OpenAI's temperature runs to 2, Anthropic's to 1: higher values are sent as 1.
+//! - `cache_control` on text parts and tools crosses in both directions (the convention OpenRouter
+//!   and LiteLLM use), so prompt caching works through the OpenAI surface; strict OpenAI servers
+//!   may refuse the unknown key.
+//! - Thinking blocks become `reasoning_content` (and back); their signatures do not survive.
+//! - `cache_creation_input_tokens` travels as `usage.prompt_tokens_details.cache_creation_tokens`.
+//! - OpenAI fields without an Anthropic counterpart (`seed`, `response_format`, `logprobs`,
+//!   penalties) are not sent; `n` above 1 is refused.
+
+use serde_json::{Map, Value, json};
+
+use super::wire::{
+    self, Content, ContentBlock, Message, MessagesRequest, MessagesResponse, Source, SourceBlock, StopReason,
+    TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
+};
+use crate::{
+    providers::format::{
+        self, AssistantMessage, ChatCompletion, Choice, CompletionUsage, ContentPart, FilePart, FunctionCall,
+        FunctionDefinition, ImageUrl, PromptTokensDetails, Tool, ToolCall, ToolChoice, Untranslatable,
+    },
+    request::{ChatMessage, ChatRequest, Role, StreamOptions},
+};
+
+/// `max_tokens` sent to Anthropic when the client set no cap: Anthropic requires one, and 4096 is
+/// what every current Claude model can produce.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// The `cache_control` key carried between the two formats.
+const CACHE_CONTROL: &str = "cache_control";
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI → Anthropic
+
+/// An OpenAI chat request as an Anthropic Messages request for `model`.
+pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<MessagesRequest, Untranslatable> {
+    if request.rest.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(Untranslatable(
+            "anthropic backends answer one choice: n must be 1".into(),
+        ));
+    }
+    let mut system = Vec::new();
+    let mut messages: Vec<Message> = Vec::new();
+    for message in &request.messages {
+        match message.role {
+            Role::System | Role::Developer => {
+                for part in format::content_parts(&message.content)? {
+                    match part {
+                        ContentPart::Text { text, rest } => system.push(text_block(text, &rest)),
+                        _ => return Err(Untranslatable("system messages may only hold text".into())),
+                    }
+                }
+            }
+            Role::User => {
+                let content = match &message.content {
+                    Value::String(text) => Content::Text(text.clone()),
+                    other => Content::Blocks(user_blocks(other)?),
+                };
+                push_turn(&mut messages, wire::Role::User, content);
+            }
+            Role::Assistant => push_turn(&mut messages, wire::Role::Assistant, assistant_content(message)?),
+            Role::Tool => {
+                let tool_use_id = format::tool_call_id(message)
+                    .ok_or_else(|| Untranslatable("a tool message lacks its tool_call_id".into()))?;
+                let content = match &message.content {
+                    Value::String(text) => Content::Text(text.clone()),
+                    other => Content::Blocks(
+                        format::content_parts(other)?
+                            .into_iter()
+                            .map(|part| match part {
+                                ContentPart::Text { text, rest } => Ok(text_block(text, &rest)),
+                                _ => Err(Untranslatable("tool messages may only hold text".into())),
+                            })
+                            .collect::<Result<_, _>>()?,
+                    ),
+                };
+                let result = ContentBlock::ToolResult(ToolResultBlock {
+                    tool_use_id: tool_use_id.to_owned(),
+                    content: Some(content),
+                    is_error: None,
+                    rest: Map::new(),
+                });
+                push_turn(&mut messages, wire::Role::User, Content::Blocks(vec![result]));
+            }
+            Role::Function => {
+                return Err(Untranslatable(
+                    "legacy function messages cannot be sent to an anthropic backend; use tool messages".into(),
+                ));
+            }
+        }
+    }
+    let tools = format::tools(&request.rest)?;
+    let parallel = request.rest.get("parallel_tool_calls").and_then(Value::as_bool);
+    let tool_choice = match request.rest.get("tool_choice") {
+        Some(choice) if !choice.is_null() => Some(ToolChoice::parse(choice)?),
+        _ => None,
+    };
+    let rest_f64 = |key: &str| request.rest.get(key).and_then(Value::as_f64);
+    Ok(MessagesRequest {
+        model: model.to_owned(),
+        messages,
+        max_tokens: request.completion_cap().unwrap_or(DEFAULT_MAX_TOKENS),
+        system: system_content(system),
+        stop_sequences: format::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
+        stream: request.is_stream().then_some(true),
+        temperature: rest_f64("temperature").map(|t| t.min(1.0)),
+        top_p: rest_f64("top_p"),
+        top_k: request
+            .rest
+            .get("top_k")
+            .and_then(Value::as_u64)
+            .and_then(|k| u32::try_from(k).ok()),
+        tools: (!tools.is_empty()).then(|| tools.iter().map(tool_to_anthropic).collect()),
+        tool_choice: anthropic_tool_choice(tool_choice, parallel),
+        metadata: request.user.as_ref().map(|user| wire::Metadata {
+            user_id: Some(user.clone()),
+            rest: Map::new(),
+        }),
+        rest: Map::new(),
+    })
+}
+
+/// System blocks as Anthropic takes them: one plain text as a string, otherwise blocks.
+fn system_content(mut blocks: Vec<ContentBlock>) -> Option<Content> {
+    match blocks.as_mut_slice() {
+        [] => None,
+        [ContentBlock::Text(TextBlock { text, rest })] if rest.is_empty() => Some(Content::Text(std::mem::take(text))),
+        _ => Some(Content::Blocks(blocks)),
+    }
+}
+
+/// Appends a turn, merging it into the previous one of the same role: Anthropic wants every tool
+/// result of a step in the one user turn that follows the tool calls.
+fn push_turn(messages: &mut Vec<Message>, role: wire::Role, content: Content) {
+    match messages.last_mut() {
+        Some(last) if last.role == role => {
+            let previous = std::mem::replace(&mut last.content, Content::Blocks(Vec::new()));
+            let mut blocks = previous.into_blocks();
+            blocks.extend(content.into_blocks());
+            last.content = Content::Blocks(blocks);
+        }
+        _ => messages.push(Message { role, content }),
+    }
+}
+
+/// A text block keeping only the `cache_control` of an OpenAI text part.
+fn text_block(text: String, rest: &Map<String, Value>) -> ContentBlock {
+    ContentBlock::Text(TextBlock {
+        text,
+        rest: only_cache_control(rest),
+    })
+}
+
+fn only_cache_control(rest: &Map<String, Value>) -> Map<String, Value> {
+    rest.get(CACHE_CONTROL)
+        .map(|c| Map::from_iter([(CACHE_CONTROL.to_owned(), c.clone())]))
+        .unwrap_or_default()
+}
+
+fn user_blocks(content: &Value) -> Result<Vec<ContentBlock>, Untranslatable> {
+    format::content_parts(content)?
+        .into_iter()
+        .map(|part| match part {
+            ContentPart::Text { text, rest } => Ok(text_block(text, &rest)),
+            ContentPart::ImageUrl { image_url } => Ok(ContentBlock::Image(SourceBlock {
+                source: image_source(&image_url.url)?,
+                rest: Map::new(),
+            })),
+            ContentPart::File { file } => file_block(&file),
+            ContentPart::InputAudio { .. } => Err(Untranslatable("anthropic backends do not accept audio".into())),
+            ContentPart::Unknown => Err(Untranslatable(
+                "a content part type anthropic backends do not accept (use text, image_url or file)".into(),
+            )),
+        })
+        .collect()
+}
+
+/// An image URL as an Anthropic image source: `data:` URLs inline, `http(s)` URLs by reference.
+fn image_source(url: &str) -> Result<Source, Untranslatable> {
+    if let Some((media_type, data)) = format::parse_data_url(url) {
+        return Ok(Source::Base64 {
+            media_type: media_type.to_owned(),
+            data: data.to_owned(),
+        });
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(Source::Url { url: url.to_owned() });
+    }
+    Err(Untranslatable(
+        "an image_url must be an http(s) URL or a base64 data: URL".into(),
+    ))
+}
+
+fn file_block(file: &FilePart) -> Result<ContentBlock, Untranslatable> {
+    let (media_type, data) = file
+        .file_data
+        .as_deref()
+        .and_then(format::parse_data_url)
+        .ok_or_else(|| Untranslatable("anthropic backends take files as base64 data: URLs in file_data".into()))?;
+    let mut rest = Map::new();
+    if let Some(name) = &file.filename {
+        rest.insert("title".into(), Value::from(name.clone()));
+    }
+    Ok(ContentBlock::Document(SourceBlock {
+        source: Source::Base64 {
+            media_type: media_type.to_owned(),
+            data: data.to_owned(),
+        },
+        rest,
+    }))
+}
+
+fn assistant_content(message: &ChatMessage) -> Result<Content, Untranslatable> {
+    let calls = format::tool_calls(message)?;
+    if let (Value::String(text), true) = (&message.content, calls.is_empty()) {
+        return Ok(Content::Text(text.clone()));
+    }
+    let mut blocks = Vec::new();
+    let text = format::content_text(&message.content)?;
+    if !text.is_empty() {
+        blocks.push(ContentBlock::text(text));
+    }
+    for call in calls {
+        let input = if call.function.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(&call.function.arguments)
+                .map_err(|e| Untranslatable(format!("the arguments of tool call {} are not JSON: {e}", call.id)))?
+        };
+        blocks.push(ContentBlock::ToolUse(ToolUseBlock {
+            id: call.id,
+            name: call.function.name,
+            input,
+            rest: Map::new(),
+        }));
+    }
+    Ok(Content::Blocks(blocks))
+}
+
+fn tool_to_anthropic(tool: &Tool) -> wire::Tool {
+    wire::Tool {
+        name: tool.function.name.clone(),
+        description: tool.function.description.clone(),
+        // Anthropic requires a schema; a function without parameters takes an empty object.
+        input_schema: Some(
+            tool.function
+                .parameters
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        ),
+        rest: only_cache_control(&tool.rest),
+    }
+}
+
+fn anthropic_tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<wire::ToolChoice> {
+    let disable_parallel_tool_use = (parallel == Some(false)).then_some(true);
+    match choice {
+        None if disable_parallel_tool_use.is_some() => Some(wire::ToolChoice::Auto {
+            disable_parallel_tool_use,
+        }),
+        None => None,
+        Some(ToolChoice::Auto) => Some(wire::ToolChoice::Auto {
+            disable_parallel_tool_use,
+        }),
+        Some(ToolChoice::Required) => Some(wire::ToolChoice::Any {
+            disable_parallel_tool_use,
+        }),
+        Some(ToolChoice::Function(name)) => Some(wire::ToolChoice::Tool {
+            name,
+            disable_parallel_tool_use,
+        }),
+        Some(ToolChoice::None) => Some(wire::ToolChoice::None),
+    }
+}
+
+/// An Anthropic message as an OpenAI `chat.completion` made at `created`.
+pub fn anthropic_to_openai(response: MessagesResponse, created: u64) -> ChatCompletion {
+    let mut text: Option<String> = None;
+    let mut reasoning: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for block in response.content {
+        match block {
+            ContentBlock::Text(t) => text.get_or_insert_with(String::new).push_str(&t.text),
+            ContentBlock::Thinking(t) => reasoning.get_or_insert_with(String::new).push_str(&t.thinking),
+            ContentBlock::ToolUse(call) => tool_calls.push(ToolCall {
+                id: call.id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: call.name,
+                    arguments: arguments_text(&call.input),
+                },
+                rest: Map::new(),
+            }),
+            // Encrypted reasoning and server-side blocks have no OpenAI counterpart.
+            _ => {}
+        }
+    }
+    if text.is_none() && tool_calls.is_empty() {
+        text = Some(String::new());
+    }
+    ChatCompletion {
+        id: openai_id(&response.id),
+        object: "chat.completion".into(),
+        created,
+        model: response.model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content: text,
+                reasoning_content: reasoning,
+                tool_calls,
+                rest: Map::new(),
+            },
+            logprobs: None,
+            finish_reason: Some(finish_reason(response.stop_reason).into()),
+            rest: Map::new(),
+        }],
+        usage: Some(usage_to_openai(&response.usage)),
+        rest: Map::new(),
+    }
+}
+
+/// A tool call's input as OpenAI's argument text.
+pub fn arguments_text(input: &Value) -> String {
+    match input {
+        Value::Null => "{}".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The OpenAI id of an Anthropic message.
+pub fn openai_id(anthropic_id: &str) -> String {
+    format!("chatcmpl-{anthropic_id}")
+}
+
+/// OpenAI's `finish_reason` for an Anthropic stop reason.
+pub fn finish_reason(stop: Option<StopReason>) -> &'static str {
+    match stop {
+        Some(StopReason::MaxTokens | StopReason::ModelContextWindowExceeded) => "length",
+        Some(StopReason::ToolUse) => "tool_calls",
+        Some(StopReason::Refusal) => "content_filter",
+        Some(StopReason::EndTurn | StopReason::StopSequence | StopReason::PauseTurn | StopReason::Other) | None => {
+            "stop"
+        }
+    }
+}
+
+/// Anthropic usage as OpenAI's: prompt tokens include both cached parts.
+pub fn usage_to_openai(usage: &wire::Usage) -> CompletionUsage {
+    let read = usage.cache_read_input_tokens.unwrap_or(0);
+    let write = usage.cache_creation_input_tokens.unwrap_or(0);
+    let prompt = usage.input_tokens + read + write;
+    CompletionUsage {
+        prompt_tokens: prompt,
+        completion_tokens: usage.output_tokens,
+        total_tokens: prompt + usage.output_tokens,
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: read,
+            cache_creation_tokens: (write > 0).then_some(write),
+            rest: Map::new(),
+        }),
+        completion_tokens_details: None,
+        rest: Map::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic → OpenAI (the `/v1/messages` endpoint)
+
+/// An Anthropic Messages request as the OpenAI chat request the pipeline serves.
+///
+/// Fields without an OpenAI counterpart (`thinking`, `service_tier`, …) are dropped; a block
+/// that cannot be expressed (a document by URL, a server tool) is refused.
+pub fn anthropic_request_to_openai(request: MessagesRequest) -> Result<ChatRequest, Untranslatable> {
+    if request.messages.is_empty() {
+        return Err(Untranslatable("messages must contain at least one message".into()));
+    }
+    if request.max_tokens == 0 {
+        return Err(Untranslatable("max_tokens must be at least 1".into()));
+    }
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    if let Some(system) = request.system {
+        messages.push(chat_message(Role::System, system_to_openai(system)?, Map::new()));
+    }
+    for message in request.messages {
+        match message.role {
+            wire::Role::User => user_to_openai(message.content, &mut messages)?,
+            wire::Role::Assistant => messages.push(assistant_to_openai(message.content)?),
+        }
+    }
+    let mut rest = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            rest.insert(key.to_owned(), v);
+        }
+    };
+    put("temperature", request.temperature.map(Value::from));
+    put("top_p", request.top_p.map(Value::from));
+    put("top_k", request.top_k.map(Value::from));
+    put("stop", request.stop_sequences.map(Value::from));
+    if let Some(tools) = request.tools {
+        let tools: Vec<Tool> = tools.into_iter().map(tool_to_openai).collect::<Result<_, _>>()?;
+        put("tools", Some(serde_json::to_value(tools).unwrap_or_default()));
+    }
+    if let Some(choice) = request.tool_choice {
+        let (choice, parallel) = openai_tool_choice(choice);
+        put("tool_choice", Some(choice.to_value()));
+        put("parallel_tool_calls", parallel.map(Value::from));
+    }
+    let stream = request.stream == Some(true);
+    Ok(ChatRequest {
+        model: request.model,
+        messages,
+        stream: stream.then_some(true),
+        // The endpoint reports usage in `message_delta`, so it always asks for it.
+        stream_options: stream.then(|| StreamOptions {
+            include_usage: Some(true),
+            rest: Map::new(),
+        }),
+        max_tokens: None,
+        // OpenAI's reasoning models refuse `max_tokens`; `max_completion_tokens` works everywhere it matters.
+        max_completion_tokens: Some(request.max_tokens),
+        user: request.metadata.and_then(|m| m.user_id),
+        rest,
+    })
+}
+
+fn chat_message(role: Role, content: Value, rest: Map<String, Value>) -> ChatMessage {
+    ChatMessage { role, content, rest }
+}
+
+fn system_to_openai(system: Content) -> Result<Value, Untranslatable> {
+    match system {
+        Content::Text(text) => Ok(Value::String(text)),
+        Content::Blocks(blocks) => {
+            let parts = blocks
+                .into_iter()
+                .map(|block| match block {
+                    ContentBlock::Text(t) => Ok(text_part(t)),
+                    _ => Err(Untranslatable("system blocks must be text".into())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(serde_json::to_value(parts).unwrap_or_default())
+        }
+    }
+}
+
+/// A text part keeping only the `cache_control` of an Anthropic text block.
+fn text_part(block: TextBlock) -> ContentPart {
+    ContentPart::Text {
+        rest: only_cache_control(&block.rest),
+        text: block.text,
+    }
+}
+
+/// A user turn: its tool results become tool messages (OpenAI wants them right after the
+/// assistant's calls), the rest one user message after them.
+fn user_to_openai(content: Content, out: &mut Vec<ChatMessage>) -> Result<(), Untranslatable> {
+    let blocks = match content {
+        Content::Text(text) => {
+            out.push(chat_message(Role::User, Value::String(text), Map::new()));
+            return Ok(());
+        }
+        Content::Blocks(blocks) => blocks,
+    };
+    let mut parts = Vec::new();
+    for block in blocks {
+        match block {
+            ContentBlock::ToolResult(result) => {
+                let mut text_parts = Vec::new();
+                let content = match result.content {
+                    None => Value::String(String::new()),
+                    Some(Content::Text(text)) => Value::String(text),
+                    Some(Content::Blocks(inner)) => {
+                        for block in inner {
+                            match block {
+                                ContentBlock::Text(t) => text_parts.push(text_part(t)),
+                                // OpenAI tool messages hold text only: images go to the user message.
+                                other => parts.push(part_to_openai(other)?),
+                            }
+                        }
+                        serde_json::to_value(&text_parts).unwrap_or_default()
+                    }
+                };
+                let rest = Map::from_iter([("tool_call_id".to_owned(), Value::from(result.tool_use_id))]);
+                out.push(chat_message(Role::Tool, content, rest));
+            }
+            other => parts.push(part_to_openai(other)?),
+        }
+    }
+    if !parts.is_empty() {
+        out.push(chat_message(
+            Role::User,
+            serde_json::to_value(parts).unwrap_or_default(),
+            Map::new(),
+        ));
+    }
+    Ok(())
+}
+
+fn part_to_openai(block: ContentBlock) -> Result<ContentPart, Untranslatable> {
+    match block {
+        ContentBlock::Text(t) => Ok(text_part(t)),
+        ContentBlock::Image(SourceBlock { source, .. }) => {
+            let url = match source {
+                Source::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+                Source::Url { url } => url,
+                Source::Text { .. } | Source::Unsupported => {
+                    return Err(Untranslatable("images must have a base64 or url source".into()));
+                }
+            };
+            Ok(ContentPart::ImageUrl {
+                image_url: ImageUrl { url, detail: None },
+            })
+        }
+        ContentBlock::Document(SourceBlock { source, rest }) => match source {
+            Source::Base64 { media_type, data } => Ok(ContentPart::File {
+                file: FilePart {
+                    file_data: Some(format!("data:{media_type};base64,{data}")),
+                    file_id: None,
+                    filename: rest.get("title").and_then(Value::as_str).map(str::to_owned),
+                },
+            }),
+            Source::Text { data, .. } => Ok(ContentPart::Text {
+                text: data,
+                rest: Map::new(),
+            }),
+            Source::Url { .. } | Source::Unsupported => Err(Untranslatable(
+                "documents must be sent inline (base64 or text source) through this gateway".into(),
+            )),
+        },
+        ContentBlock::ToolUse(_) => Err(Untranslatable("tool_use blocks belong in assistant turns".into())),
+        ContentBlock::ToolResult(_) => Err(Untranslatable("tool results cannot be nested".into())),
+        ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_) => {
+            Err(Untranslatable("thinking blocks belong in assistant turns".into()))
+        }
+        ContentBlock::Unsupported => Err(Untranslatable(
+            "a content block type this gateway cannot translate (use text, image, document, tool_use, tool_result)"
+                .into(),
+        )),
+    }
+}
+
+fn assistant_to_openai(content: Content) -> Result<ChatMessage, Untranslatable> {
+    let blocks = match content {
+        Content::Text(text) => return Ok(chat_message(Role::Assistant, Value::String(text), Map::new())),
+        Content::Blocks(blocks) => blocks,
+    };
+    let mut text: Option<String> = None;
+    let mut calls = Vec::new();
+    for block in blocks {
+        match block {
+            ContentBlock::Text(t) => text.get_or_insert_with(String::new).push_str(&t.text),
+            ContentBlock::ToolUse(call) => calls.push(ToolCall {
+                id: call.id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: call.name,
+                    arguments: arguments_text(&call.input),
+                },
+                rest: Map::new(),
+            }),
+            // Earlier reasoning is not part of an OpenAI conversation.
+            ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_) => {}
+            _ => {
+                return Err(Untranslatable(
+                    "assistant turns may hold text, tool_use and thinking blocks".into(),
+                ));
+            }
+        }
+    }
+    let mut rest = Map::new();
+    if !calls.is_empty() {
+        rest.insert("tool_calls".into(), serde_json::to_value(calls).unwrap_or_default());
+    }
+    Ok(chat_message(
+        Role::Assistant,
+        text.map_or(Value::Null, Value::String),
+        rest,
+    ))
+}
+
+fn tool_to_openai(tool: wire::Tool) -> Result<Tool, Untranslatable> {
+    let Some(parameters) = tool.input_schema else {
+        return Err(Untranslatable(format!(
+            "tool {:?} has no input_schema: Anthropic server tools cannot be served through this gateway",
+            tool.name
+        )));
+    };
+    Ok(Tool {
+        kind: "function".into(),
+        function: FunctionDefinition {
+            name: tool.name,
+            description: tool.description,
+            parameters: Some(parameters),
+            rest: Map::new(),
+        },
+        rest: only_cache_control(&tool.rest),
+    })
+}
+
+fn openai_tool_choice(choice: wire::ToolChoice) -> (ToolChoice, Option<bool>) {
+    let parallel = |disable: Option<bool>| disable.filter(|d| *d).map(|_| false);
+    match choice {
+        wire::ToolChoice::Auto {
+            disable_parallel_tool_use,
+        } => (ToolChoice::Auto, parallel(disable_parallel_tool_use)),
+        wire::ToolChoice::Any {
+            disable_parallel_tool_use,
+        } => (ToolChoice::Required, parallel(disable_parallel_tool_use)),
+        wire::ToolChoice::Tool {
+            name,
+            disable_parallel_tool_use,
+        } => (ToolChoice::Function(name), parallel(disable_parallel_tool_use)),
+        wire::ToolChoice::None => (ToolChoice::None, None),
+    }
+}
+
+/// An OpenAI `chat.completion` (its first choice) as an Anthropic message.
+pub fn openai_response_to_anthropic(completion: ChatCompletion) -> MessagesResponse {
+    let mut content = Vec::new();
+    let mut stop = None;
+    if let Some(choice) = completion.choices.into_iter().next() {
+        let message = choice.message;
+        if let Some(thinking) = message.reasoning_content.filter(|t| !t.is_empty()) {
+            content.push(ContentBlock::Thinking(ThinkingBlock {
+                thinking,
+                signature: String::new(),
+            }));
+        }
+        if let Some(text) = message.content.filter(|t| !t.is_empty()) {
+            content.push(ContentBlock::text(text));
+        }
+        for call in message.tool_calls {
+            content.push(ContentBlock::ToolUse(ToolUseBlock {
+                id: call.id,
+                name: call.function.name,
+                input: tool_input(&call.function.arguments),
+                rest: Map::new(),
+            }));
+        }
+        stop = choice.finish_reason.as_deref().map(stop_reason);
+    }
+    MessagesResponse {
+        id: anthropic_id(&completion.id),
+        kind: "message".into(),
+        role: "assistant".into(),
+        model: completion.model,
+        content,
+        stop_reason: Some(stop.unwrap_or(StopReason::EndTurn)),
+        stop_sequence: None,
+        usage: completion
+            .usage
+            .as_ref()
+            .map(usage_to_anthropic)
+            .unwrap_or_else(zero_usage),
+        rest: Map::new(),
+    }
+}
+
+/// A tool call's argument text as Anthropic's `input` object; text that is not a JSON object
+/// (a model's malformed output) becomes an empty input rather than an invalid message.
+pub fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => json!({}),
+    }
+}
+
+/// The Anthropic id of an OpenAI answer: `msg_…`, undoing [`openai_id`].
+pub fn anthropic_id(openai_id: &str) -> String {
+    let id = openai_id.strip_prefix("chatcmpl-").unwrap_or(openai_id);
+    if id.starts_with("msg_") {
+        id.to_owned()
+    } else {
+        format!("msg_{id}")
+    }
+}
+
+/// Anthropic's stop reason for an OpenAI `finish_reason`.
+pub fn stop_reason(finish: &str) -> StopReason {
+    match finish {
+        "length" => StopReason::MaxTokens,
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        "content_filter" => StopReason::Refusal,
+        _ => StopReason::EndTurn,
+    }
+}
+
+/// OpenAI usage as Anthropic's: input tokens exclude both cached parts.
+pub fn usage_to_anthropic(usage: &CompletionUsage) -> wire::Usage {
+    let read = usage.cached();
+    let write = usage.cache_creation();
+    wire::Usage {
+        input_tokens: usage.prompt_tokens.saturating_sub(read + write),
+        output_tokens: usage.completion_tokens,
+        cache_creation_input_tokens: Some(write),
+        cache_read_input_tokens: Some(read),
+        rest: Map::new(),
+    }
+}
+
+/// Usage when the answer reported none.
+pub fn zero_usage() -> wire::Usage {
+    wire::Usage {
+        cache_creation_input_tokens: Some(0),
+        cache_read_input_tokens: Some(0),
+        ..wire::Usage::default()
+    }
+}

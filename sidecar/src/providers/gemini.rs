@@ -1,0 +1,224 @@
+//! Google Gemini upstreams: `generateContent`, `streamGenerateContent?alt=sse`, and embeddings by
+//! `embedContent` (one text) or `batchEmbedContents` (several). OpenAI requests are translated to
+//! Gemini's format and the answers back.
+
+pub mod stream;
+pub mod translate;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use sluice_crds::ApiKey;
+use tokio::time::Instant;
+
+use super::{
+    ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, error_from_response,
+    format::Untranslatable, read_body, sse_events_until_close, translate_stream, transport_error,
+};
+use crate::{
+    accounting::{Usage, estimate_tokens},
+    error::error_body,
+};
+
+/// A Gemini upstream at one API root.
+#[derive(Debug)]
+pub struct Gemini {
+    client: reqwest::Client,
+    models_url: String,
+    api_key: Option<ApiKey>,
+}
+
+impl Gemini {
+    /// An upstream at `base_url` (e.g. `https://generativelanguage.googleapis.com`), where
+    /// `/v1beta/models/…` is.
+    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+        Self {
+            client,
+            models_url: format!("{}/v1beta/models", base_url.trim_end_matches('/')),
+            api_key,
+        }
+    }
+
+    /// Sends a chat request as `generateContent` or, streamed, `streamGenerateContent`.
+    pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
+        let body = translate::openai_to_gemini(call.request).map_err(unsupported)?;
+        let model = model_id(call.model.as_str());
+        let created = now();
+        let fallback_id = fallback_id();
+        if !call.request.is_stream() {
+            let url = format!("{}/{model}:generateContent", self.models_url);
+            let answer: wire::GenerateContentResponse = self.call(&url, &body, call.deadline).await?;
+            let completion = translate::gemini_to_openai(answer, model, created, &fallback_id)?;
+            let usage = completion.usage.as_ref().map(|u| u.to_usage());
+            let body = serde_json::to_vec(&completion)
+                .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
+            return Ok(Reply::Complete(Complete {
+                body: Bytes::from(body),
+                usage,
+            }));
+        }
+        let url = format!("{}/{model}:streamGenerateContent?alt=sse", self.models_url);
+        let resp = self.send(&url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(normalize(error_from_response(resp, call.deadline).await));
+        }
+        let events = sse_events_until_close(resp, call.deadline);
+        let translator = stream::Translator::new(call.request.wants_stream_usage(), created, model, &fallback_id);
+        Ok(Reply::Stream(translate_stream(events, translator)))
+    }
+
+    /// Embeds by `embedContent` or `batchEmbedContents`. Gemini reports no token counts for
+    /// embeddings, so usage is estimated from the texts.
+    pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
+        let model = model_id(call.model.as_str());
+        let request = translate::openai_embeddings_to_gemini(call.request, model).map_err(unsupported)?;
+        let vectors = match &request {
+            translate::EmbedRequest::One(body) => {
+                let url = format!("{}/{model}:embedContent", self.models_url);
+                let answer: wire::EmbedContentResponse = self.call(&url, body, call.deadline).await?;
+                vec![answer.embedding]
+            }
+            translate::EmbedRequest::Batch(body) => {
+                let url = format!("{}/{model}:batchEmbedContents", self.models_url);
+                let answer: wire::BatchEmbedContentsResponse = self.call(&url, body, call.deadline).await?;
+                answer.embeddings
+            }
+        };
+        let chars = call.request.input.texts().iter().map(|t| t.chars().count()).sum();
+        let usage = Usage {
+            input: estimate_tokens(chars),
+            estimated: true,
+            ..Usage::default()
+        };
+        let base64 = call.request.rest.get("encoding_format").and_then(|f| f.as_str()) == Some("base64");
+        let body = translate::gemini_embeddings_to_openai(vectors, call.model.as_str(), base64, usage.input.0);
+        Ok(Complete {
+            body,
+            usage: Some(usage),
+        })
+    }
+
+    /// Sends a request and reads its whole JSON answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &impl serde::Serialize,
+        deadline: Instant,
+    ) -> Result<T, ProviderError> {
+        let resp = self.send(url, body).await?;
+        if !resp.status().is_success() {
+            return Err(normalize(error_from_response(resp, deadline).await));
+        }
+        let bytes = read_body(resp, MAX_UPSTREAM_BODY, deadline).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::InvalidResponse(format!("the body is not a gemini answer: {e}")))
+    }
+
+    async fn send(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self.client.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            let mut value = HeaderValue::from_str(key.expose())
+                .map_err(|_| ProviderError::Connect("the API key is not a valid HTTP header value".into()))?;
+            value.set_sensitive(true);
+            request = request.header("x-goog-api-key", value);
+        }
+        request.send().await.map_err(|e| transport_error(&e))
+    }
+}
+
+/// The model id in a URL: Gemini's own names may carry a `models/` prefix.
+fn model_id(model: &str) -> &str {
+    model.strip_prefix("models/").unwrap_or(model)
+}
+
+/// An id for an answer that carries no `responseId`: unique within this process.
+fn fallback_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("gemini-{nanos:x}-{n}")
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A request Gemini cannot take, as the 400 the client gets.
+fn unsupported(e: Untranslatable) -> ProviderError {
+    ProviderError::Unsupported(format!("this request cannot be sent to a gemini backend: {e}"))
+}
+
+/// A Google error as the sidecar's: the status from its `code`, the body in OpenAI's shape
+/// (Google's status name, lower-cased, as the `code`), a `RetryInfo` delay as `Retry-After`.
+pub(crate) fn upstream_error(error: &wire::ErrorObject, retry_after: Option<Duration>) -> ProviderError {
+    let status = StatusCode::from_u16(error.code)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let kind = if crate::error::is_client_fault(status) {
+        "invalid_request_error"
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        "rate_limit_error"
+    } else {
+        "upstream_error"
+    };
+    let code = (!error.status.is_empty()).then(|| error.status.to_ascii_lowercase());
+    ProviderError::Status {
+        status,
+        retry_after: retry_after.or_else(|| retry_delay(&error.details)),
+        body: error_body(&error.message, kind, code.as_deref(), None),
+    }
+}
+
+/// `retryDelay` of a `google.rpc.RetryInfo` detail (`"30s"`, `"1.5s"`).
+fn retry_delay(details: &[serde_json::Value]) -> Option<Duration> {
+    details
+        .iter()
+        .filter(|d| {
+            d.get("@type")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+        })
+        .find_map(|d| d.get("retryDelay")?.as_str()?.strip_suffix('s')?.parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Rewrites a Google error body (an object, or an array of one) into OpenAI's shape, keeping the
+/// HTTP status and `Retry-After`.
+fn normalize(error: ProviderError) -> ProviderError {
+    let ProviderError::Status {
+        status,
+        retry_after,
+        body,
+    } = error
+    else {
+        return error;
+    };
+    let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(mut items)) => items.pop(),
+        other => other.ok(),
+    };
+    let parsed = value
+        .filter(serde_json::Value::is_object)
+        .and_then(|v| serde_json::from_value::<wire::ErrorBody>(v).ok())
+        .map(|b| b.error);
+    let mut error = parsed.unwrap_or_else(|| wire::ErrorObject {
+        code: status.as_u16(),
+        message: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+        status: String::new(),
+        details: Vec::new(),
+    });
+    // The HTTP status is the authority; the body's code only repeats it.
+    error.code = status.as_u16();
+    upstream_error(&error, retry_after)
+}

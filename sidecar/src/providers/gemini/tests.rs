@@ -1,0 +1,342 @@
+//! Wire-format tests against fixtures in Gemini's real formats (`../fixtures/gemini/`): each
+//! asserts the exact translation.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{
+    normalize,
+    stream::Translator,
+    translate::{
+        EmbedRequest, gemini_embeddings_to_openai, gemini_to_openai, openai_embeddings_to_gemini, openai_to_gemini,
+    },
+    wire::{BatchEmbedContentsResponse, GenerateContentResponse},
+};
+use crate::{
+    accounting::Usage,
+    providers::{ProviderError, StreamEvent, StreamTranslator},
+    request::{parse_chat, parse_embeddings},
+    sse::SseDecoder,
+};
+
+const CREATED: u64 = 1_700_000_000;
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+/// Runs an SSE transcript through the stream translator, then its clean end: the chunks as
+/// JSON, the metered usage, and the error that ended it, if one did.
+fn translate_transcript(transcript: &str, wants_usage: bool) -> (Vec<Value>, Vec<Usage>, Option<ProviderError>) {
+    let mut decoder = SseDecoder::new(1 << 20);
+    decoder.push(transcript.as_bytes());
+    let mut translator = Translator::new(wants_usage, CREATED, "gemini-2.5-flash", "fallback");
+    let mut results: Vec<_> = std::iter::from_fn(|| decoder.next_event())
+        .map(|e| translator.event(e.unwrap()))
+        .collect();
+    results.push(translator.end());
+    let (mut chunks, mut usage) = (Vec::new(), Vec::new());
+    for result in results {
+        match result {
+            Ok(items) => {
+                for item in items {
+                    match item {
+                        StreamEvent::Data(bytes) => chunks.push(serde_json::from_slice(&bytes).unwrap()),
+                        StreamEvent::Usage(u) => usage.push(u),
+                    }
+                }
+            }
+            Err(e) => return (chunks, usage, Some(e)),
+        }
+    }
+    (chunks, usage, None)
+}
+
+fn status_and_body(error: ProviderError) -> (StatusCode, Option<Duration>, Value) {
+    match error {
+        ProviderError::Status {
+            status,
+            retry_after,
+            body,
+        } => (status, retry_after, serde_json::from_slice(&body).unwrap()),
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+#[test]
+fn openai_request_becomes_the_gemini_request_with_roles_functions_images_and_config() {
+    let request = parse_chat(include_str!("../fixtures/gemini/openai_request.json").as_bytes()).unwrap();
+
+    let translated = openai_to_gemini(&request).unwrap();
+
+    assert_eq!(
+        serde_json::to_value(&translated).unwrap(),
+        json_of(include_str!("../fixtures/gemini/gemini_request.json"))
+    );
+}
+
+#[test]
+fn tool_choice_modes_map_to_function_calling_modes() {
+    for (choice, config) in [
+        (json!("auto"), json!({"mode": "AUTO"})),
+        (json!("none"), json!({"mode": "NONE"})),
+        (json!("required"), json!({"mode": "ANY"})),
+    ] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": choice});
+        let request = parse_chat(body.to_string().as_bytes()).unwrap();
+        let translated = serde_json::to_value(openai_to_gemini(&request).unwrap()).unwrap();
+        assert_eq!(translated["toolConfig"]["functionCallingConfig"], config, "{choice}");
+    }
+}
+
+#[test]
+fn a_tool_message_for_an_unknown_call_is_refused() {
+    let request = parse_chat(
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"tool","tool_call_id":"call_x","content":"42"}]}"#,
+    )
+    .unwrap();
+
+    let error = openai_to_gemini(&request).unwrap_err();
+
+    assert!(error.0.contains("call_x"), "{error}");
+}
+
+#[test]
+fn a_function_call_answer_becomes_tool_calls_with_ids_signatures_reasoning_and_usage() {
+    let answer: GenerateContentResponse =
+        serde_json::from_str(include_str!("../fixtures/gemini/response_function_call.json")).unwrap();
+
+    let completion = gemini_to_openai(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+
+    assert_eq!(
+        serde_json::to_value(&completion).unwrap(),
+        json_of(include_str!("../fixtures/gemini/response_function_call_openai.json"))
+    );
+}
+
+#[test]
+fn a_signature_from_an_answer_goes_back_with_its_call() {
+    let answer: GenerateContentResponse =
+        serde_json::from_str(include_str!("../fixtures/gemini/response_function_call.json")).unwrap();
+    let completion = gemini_to_openai(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+    let message = serde_json::to_value(&completion.choices[0].message).unwrap();
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": "weather?"},
+        message,
+        {"role": "tool", "tool_call_id": "call_mZ1oaKe9Ld6jz7IPn7rXkQg_0", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_mZ1oaKe9Ld6jz7IPn7rXkQg_1", "content": "rain"}
+    ]});
+    let request = parse_chat(body.to_string().as_bytes()).unwrap();
+
+    let translated = serde_json::to_value(openai_to_gemini(&request).unwrap()).unwrap();
+
+    let model_turn = &translated["contents"][1];
+    assert_eq!(model_turn["parts"][0], json!({"text": "Let me look that up."}));
+    assert_eq!(model_turn["parts"][1]["thoughtSignature"], "CiQB0e2Kb7sig");
+    assert!(model_turn["parts"][2].get("thoughtSignature").is_none());
+    assert_eq!(
+        translated["contents"][2]["parts"][1],
+        json!({"functionResponse": {"name": "get_weather", "response": {"result": "rain"}}})
+    );
+}
+
+#[test]
+fn an_answer_stopped_for_safety_finishes_with_content_filter() {
+    let answer: GenerateContentResponse =
+        serde_json::from_str(include_str!("../fixtures/gemini/response_safety.json")).unwrap();
+
+    let completion = gemini_to_openai(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+
+    assert_eq!(completion.choices[0].finish_reason.as_deref(), Some("content_filter"));
+    assert_eq!(completion.choices[0].message.content.as_deref(), Some(""));
+}
+
+#[test]
+fn a_blocked_prompt_is_a_400_content_filter_error() {
+    let answer: GenerateContentResponse =
+        serde_json::from_str(include_str!("../fixtures/gemini/prompt_blocked.json")).unwrap();
+
+    let (status, _, body) = status_and_body(gemini_to_openai(answer, "m", CREATED, "f").unwrap_err());
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "content_filter");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"].as_str().unwrap().contains("SAFETY"));
+}
+
+#[test]
+fn finish_reasons_map_to_openai() {
+    for (reason, finish) in [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("OTHER", "stop"),
+    ] {
+        let answer: GenerateContentResponse = serde_json::from_value(json!({
+            "candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"}, "finishReason": reason, "index": 0}]
+        }))
+        .unwrap();
+        let completion = gemini_to_openai(answer, "m", CREATED, "f").unwrap();
+        assert_eq!(completion.choices[0].finish_reason.as_deref(), Some(finish), "{reason}");
+        assert_eq!(
+            completion.id, "chatcmpl-f",
+            "without a responseId the fallback names the answer"
+        );
+    }
+}
+
+#[test]
+fn a_streamed_function_call_becomes_chunks_with_the_whole_call_finish_and_usage() {
+    let (chunks, usage, error) =
+        translate_transcript(include_str!("../fixtures/gemini/stream_function_call.sse"), true);
+
+    assert!(error.is_none(), "{error:?}");
+    let expected: Vec<Value> = include_str!("../fixtures/gemini/stream_function_call_openai.jsonl")
+        .lines()
+        .map(json_of)
+        .collect();
+    assert_eq!(chunks, expected);
+    assert_eq!(
+        usage
+            .iter()
+            .map(|u| (u.input.0, u.cached_input.0, u.output.0))
+            .collect::<Vec<_>>(),
+        [(40, 0, 30)]
+    );
+}
+
+#[test]
+fn a_stream_stopped_for_safety_ends_with_content_filter() {
+    let (chunks, _, error) = translate_transcript(include_str!("../fixtures/gemini/stream_safety.sse"), false);
+
+    assert!(error.is_none(), "{error:?}");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Here is how to");
+}
+
+#[test]
+fn a_stream_that_closes_before_a_finish_reason_is_interrupted() {
+    let transcript = include_str!("../fixtures/gemini/stream_function_call.sse");
+    let first_two: String = transcript.split_inclusive("\r\n\r\n").take(2).collect();
+
+    let (chunks, usage, error) = translate_transcript(&first_two, false);
+
+    assert_eq!(chunks.len(), 3, "role and two text chunks reached the client");
+    assert!(usage.is_empty());
+    assert!(matches!(error, Some(ProviderError::Interrupted(_))), "{error:?}");
+}
+
+#[test]
+fn an_error_event_mid_stream_fails_with_its_status() {
+    let (chunks, _, error) = translate_transcript(include_str!("../fixtures/gemini/stream_error.sse"), false);
+
+    assert_eq!(chunks.len(), 2);
+    let (status, _, body) = status_and_body(error.unwrap());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "unavailable");
+}
+
+#[test]
+fn a_blocked_prompt_fails_the_stream_before_any_chunk() {
+    let blocked = format!(
+        "data: {}\r\n\r\n",
+        include_str!("../fixtures/gemini/prompt_blocked.json").trim()
+    );
+
+    let (chunks, _, error) = translate_transcript(&blocked, false);
+
+    assert!(chunks.is_empty());
+    assert_eq!(status_and_body(error.unwrap()).0, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn google_errors_take_openai_shape_with_the_retry_delay() {
+    let raw = ProviderError::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: None,
+        body: include_str!("../fixtures/gemini/error_resource_exhausted.json").into(),
+    };
+
+    let (status, retry_after, body) = status_and_body(normalize(raw));
+
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after, Some(Duration::from_secs(37)));
+    assert_eq!(
+        body,
+        json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "rate_limit_error", "code": "resource_exhausted", "param": null}})
+    );
+}
+
+#[test]
+fn a_google_error_in_an_array_is_read_too() {
+    let raw = ProviderError::Status {
+        status: StatusCode::BAD_REQUEST,
+        retry_after: None,
+        body: r#"[{"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}]"#.into(),
+    };
+
+    let (status, _, body) = status_and_body(normalize(raw));
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"error": {"message": "API key not valid.", "type": "invalid_request_error",
+            "code": "invalid_argument", "param": null}})
+    );
+}
+
+#[test]
+fn several_texts_embed_in_one_batch_and_come_back_as_an_openai_list() {
+    let request = parse_embeddings(
+        br#"{"model":"embed","input":["hello world","bye"],"dimensions":3,"encoding_format":"float"}"#,
+    )
+    .unwrap();
+
+    let EmbedRequest::Batch(batch) = openai_embeddings_to_gemini(&request, "gemini-embedding-001").unwrap() else {
+        panic!("several texts go in one batch");
+    };
+    assert_eq!(
+        serde_json::to_value(&batch).unwrap(),
+        json_of(include_str!("../fixtures/gemini/batch_embed_request.json"))
+    );
+
+    let answer: BatchEmbedContentsResponse =
+        serde_json::from_str(include_str!("../fixtures/gemini/batch_embed_response.json")).unwrap();
+    let body = gemini_embeddings_to_openai(answer.embeddings, "gemini-embedding-001", false, 4);
+    assert_eq!(
+        json_of(std::str::from_utf8(&body).unwrap()),
+        json!({"object": "list", "model": "gemini-embedding-001",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]},
+                     {"object": "embedding", "index": 1, "embedding": [1.5, 0.0, -2.0]}],
+            "usage": {"prompt_tokens": 4, "total_tokens": 4}})
+    );
+}
+
+#[test]
+fn one_text_embeds_alone_and_base64_is_little_endian_f32() {
+    let request = parse_embeddings(br#"{"model":"embed","input":"hello"}"#).unwrap();
+    assert!(matches!(
+        openai_embeddings_to_gemini(&request, "gemini-embedding-001").unwrap(),
+        EmbedRequest::One(ref one) if one.model.is_none()
+    ));
+
+    let answer: BatchEmbedContentsResponse =
+        serde_json::from_value(json!({"embeddings": [{"values": [1.0]}]})).unwrap();
+    let body = gemini_embeddings_to_openai(answer.embeddings, "m", true, 1);
+    assert_eq!(
+        json_of(std::str::from_utf8(&body).unwrap())["data"][0]["embedding"],
+        "AACAPw=="
+    );
+}
+
+#[test]
+fn token_array_input_is_refused() {
+    let request = parse_embeddings(br#"{"model":"embed","input":[[1,2,3]]}"#).unwrap();
+    assert!(openai_embeddings_to_gemini(&request, "m").is_err());
+}

@@ -1,0 +1,536 @@
+//! OpenAI's chat and embeddings formats → Gemini's, and Gemini's answers back, as pure functions.
+//!
+//! Decisions a client may notice:
+//! - `assistant` turns are `model` turns; system and developer messages become `systemInstruction`;
+//!   tool messages become `functionResponse` parts (named after the call they answer) in a user turn.
+//! - Tool parameters go as `parametersJsonSchema`, which takes full JSON Schema as OpenAI does.
+//! - Gemini's function calls have no ids: they get `call_<answer id>_<n>`. A call's thought
+//!   signature travels as `extra_content.google.thought_signature` on the tool call (Google's own
+//!   OpenAI-compatible convention) and is sent back with it; a call without one (from another
+//!   provider's turn) gets the placeholder Google documents for that case.
+//! - A prompt Gemini blocks is a 400 with code `content_filter`; an answer it stops for safety
+//!   ends with `finish_reason: content_filter`.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::wire::{
+    BatchEmbedContentsRequest, Blob, Candidate, Content, ContentEmbedding, EmbedContentRequest, FileData, FunctionCall,
+    FunctionCallingConfig, FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
+    GenerationConfig, Part, Tool, ToolConfig, UsageMetadata,
+};
+use crate::{
+    error::error_body,
+    providers::{
+        ProviderError,
+        format::{
+            self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ContentPart,
+            ToolCall, ToolChoice, Untranslatable,
+        },
+    },
+    request::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Role},
+};
+
+/// The thought signature Google documents for function calls that no Gemini model made.
+pub const PLACEHOLDER_SIGNATURE: &str = "skip_thought_signature_validator";
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// An OpenAI chat request as a Gemini `generateContent` request (the model goes in the URL).
+pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest, Untranslatable> {
+    let mut system = Vec::new();
+    let mut contents: Vec<Content> = Vec::new();
+    // Function names by tool-call id: Gemini answers a call by name, OpenAI by id.
+    let mut names: HashMap<String, String> = HashMap::new();
+    for message in &request.messages {
+        match message.role {
+            Role::System | Role::Developer => {
+                let text = format::content_text(&message.content)?;
+                system.push(Part::text(text));
+            }
+            Role::User => {
+                let parts = format::content_parts(&message.content)?
+                    .into_iter()
+                    .map(user_part)
+                    .collect::<Result<Vec<_>, _>>()?;
+                push_turn(&mut contents, "user", parts);
+            }
+            Role::Assistant => {
+                let mut parts = Vec::new();
+                let text = format::content_text(&message.content)?;
+                if !text.is_empty() {
+                    parts.push(Part::text(text));
+                }
+                let calls = format::tool_calls(message)?;
+                let any_signed = calls.iter().any(|c| thought_signature(c).is_some());
+                for (i, call) in calls.into_iter().enumerate() {
+                    let args = match call.function.arguments.trim() {
+                        "" => json!({}),
+                        text => serde_json::from_str(text).map_err(|e| {
+                            Untranslatable(format!("the arguments of tool call {} are not JSON: {e}", call.id))
+                        })?,
+                    };
+                    let signature = match thought_signature(&call) {
+                        Some(s) => Some(s.to_owned()),
+                        // Only a step's first call carries the signature; one placeholder covers it.
+                        None if !any_signed && i == 0 => Some(PLACEHOLDER_SIGNATURE.to_owned()),
+                        None => None,
+                    };
+                    names.insert(call.id.clone(), call.function.name.clone());
+                    parts.push(Part {
+                        function_call: Some(FunctionCall {
+                            id: None,
+                            name: call.function.name,
+                            args,
+                        }),
+                        thought_signature: signature,
+                        ..Part::default()
+                    });
+                }
+                push_turn(&mut contents, "model", parts);
+            }
+            Role::Tool => {
+                let id = format::tool_call_id(message)
+                    .ok_or_else(|| Untranslatable("a tool message lacks its tool_call_id".into()))?;
+                let name = names
+                    .get(id)
+                    .cloned()
+                    .or_else(|| message.rest.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .ok_or_else(|| {
+                        Untranslatable(format!(
+                            "tool message {id:?} answers no tool call of an earlier message"
+                        ))
+                    })?;
+                let text = format::content_text(&message.content)?;
+                let part = Part {
+                    function_response: Some(FunctionResponse {
+                        id: None,
+                        name,
+                        response: function_response(&text),
+                    }),
+                    ..Part::default()
+                };
+                push_turn(&mut contents, "user", vec![part]);
+            }
+            Role::Function => {
+                return Err(Untranslatable(
+                    "legacy function messages cannot be sent to a gemini backend; use tool messages".into(),
+                ));
+            }
+        }
+    }
+    let tools = format::tools(&request.rest)?;
+    let tool_config = match request.rest.get("tool_choice") {
+        Some(choice) if !choice.is_null() => Some(tool_config(ToolChoice::parse(choice)?)),
+        _ => None,
+    };
+    Ok(GenerateContentRequest {
+        contents,
+        system_instruction: (!system.is_empty()).then(|| Content {
+            role: None,
+            parts: system,
+        }),
+        tools: (!tools.is_empty()).then(|| {
+            vec![Tool {
+                function_declarations: tools
+                    .into_iter()
+                    .map(|t| FunctionDeclaration {
+                        name: t.function.name,
+                        description: t.function.description,
+                        parameters_json_schema: t.function.parameters,
+                    })
+                    .collect(),
+            }]
+        }),
+        tool_config,
+        generation_config: generation_config(request)?,
+    })
+}
+
+/// Appends a turn, merging it into the previous one of the same role: Gemini wants every
+/// function response of a step in one turn.
+fn push_turn(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
+    // Gemini refuses a turn without parts (an assistant message with neither text nor calls).
+    if parts.is_empty() {
+        return;
+    }
+    match contents.last_mut() {
+        Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
+        _ => contents.push(Content {
+            role: Some(role.to_owned()),
+            parts,
+        }),
+    }
+}
+
+fn thought_signature(call: &ToolCall) -> Option<&str> {
+    call.rest
+        .get("extra_content")
+        .and_then(|e| e.pointer("/google/thought_signature"))
+        .and_then(Value::as_str)
+}
+
+/// A tool's answer as the object Gemini takes: a JSON object as is, anything else under `result`.
+fn function_response(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => json!({ "result": text }),
+    }
+}
+
+fn user_part(part: ContentPart) -> Result<Part, Untranslatable> {
+    let inline = |mime_type: &str, data: &str| Part {
+        inline_data: Some(Blob {
+            mime_type: mime_type.to_owned(),
+            data: data.to_owned(),
+        }),
+        ..Part::default()
+    };
+    match part {
+        ContentPart::Text { text, .. } => Ok(Part::text(text)),
+        ContentPart::ImageUrl { image_url } => {
+            if let Some((mime_type, data)) = format::parse_data_url(&image_url.url) {
+                Ok(inline(mime_type, data))
+            } else if image_url.url.starts_with("https://") || image_url.url.starts_with("http://") {
+                Ok(Part {
+                    file_data: Some(FileData {
+                        mime_type: guess_mime_type(&image_url.url).map(str::to_owned),
+                        file_uri: image_url.url,
+                    }),
+                    ..Part::default()
+                })
+            } else {
+                Err(Untranslatable(
+                    "an image_url must be an http(s) URL or a base64 data: URL".into(),
+                ))
+            }
+        }
+        ContentPart::InputAudio { input_audio } => {
+            Ok(inline(&format!("audio/{}", input_audio.format), &input_audio.data))
+        }
+        ContentPart::File { file } => file
+            .file_data
+            .as_deref()
+            .and_then(format::parse_data_url)
+            .map(|(mime_type, data)| inline(mime_type, data))
+            .ok_or_else(|| Untranslatable("gemini backends take files as base64 data: URLs in file_data".into())),
+        ContentPart::Unknown => Err(Untranslatable(
+            "a content part type gemini backends do not accept (use text, image_url, input_audio or file)".into(),
+        )),
+    }
+}
+
+/// The media type of an image URL from its extension, when it has a known one.
+fn guess_mime_type(url: &str) -> Option<&'static str> {
+    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let extension = path.rsplit_once('.').map(|(_, e)| e)?;
+    Some(match extension {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        _ => return None,
+    })
+}
+
+fn tool_config(choice: ToolChoice) -> ToolConfig {
+    let (mode, allowed) = match choice {
+        ToolChoice::Auto => ("AUTO", None),
+        ToolChoice::None => ("NONE", None),
+        ToolChoice::Required => ("ANY", None),
+        ToolChoice::Function(name) => ("ANY", Some(vec![name])),
+    };
+    ToolConfig {
+        function_calling_config: FunctionCallingConfig {
+            mode: mode.to_owned(),
+            allowed_function_names: allowed,
+        },
+    }
+}
+
+fn generation_config(request: &ChatRequest) -> Result<Option<GenerationConfig>, Untranslatable> {
+    let f64_of = |key: &str| request.rest.get(key).and_then(Value::as_f64);
+    let u32_of = |key: &str| {
+        request
+            .rest
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    let (response_mime_type, response_json_schema) = match request.rest.get("response_format") {
+        Some(format) => match format.get("type").and_then(Value::as_str) {
+            Some("json_object") => (Some("application/json".to_owned()), None),
+            Some("json_schema") => (
+                Some("application/json".to_owned()),
+                format.pointer("/json_schema/schema").cloned(),
+            ),
+            Some("text") | None => (None, None),
+            Some(other) => {
+                return Err(Untranslatable(format!(
+                    "response_format {other:?} is not one of text, json_object, json_schema"
+                )));
+            }
+        },
+        None => (None, None),
+    };
+    let config = GenerationConfig {
+        temperature: f64_of("temperature"),
+        top_p: f64_of("top_p"),
+        top_k: u32_of("top_k"),
+        max_output_tokens: request.completion_cap(),
+        stop_sequences: format::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
+        candidate_count: u32_of("n"),
+        presence_penalty: f64_of("presence_penalty"),
+        frequency_penalty: f64_of("frequency_penalty"),
+        seed: request.rest.get("seed").and_then(Value::as_i64),
+        response_mime_type,
+        response_json_schema,
+    };
+    Ok((config != GenerationConfig::default()).then_some(config))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+
+/// A Gemini answer as an OpenAI `chat.completion` made at `created`; `model` names the backend's
+/// model when the answer does not, `fallback_id` identifies it when it carries no `responseId`.
+pub fn gemini_to_openai(
+    response: GenerateContentResponse,
+    model: &str,
+    created: u64,
+    fallback_id: &str,
+) -> Result<ChatCompletion, ProviderError> {
+    if let Some(reason) = response
+        .prompt_feedback
+        .as_ref()
+        .and_then(|f| f.block_reason.as_deref())
+    {
+        return Err(prompt_blocked(reason));
+    }
+    if response.candidates.is_empty() {
+        return Err(ProviderError::InvalidResponse(
+            "the gemini answer has no candidates".into(),
+        ));
+    }
+    let key = response.response_id.as_deref().unwrap_or(fallback_id);
+    let mut calls_made = 0;
+    let choices = response
+        .candidates
+        .into_iter()
+        .map(|candidate| {
+            let index = candidate.index;
+            let finish = candidate.finish_reason.clone();
+            let (text, reasoning, tool_calls) = candidate_parts(candidate, key, &mut calls_made);
+            let finish = finish_reason(finish.as_deref(), !tool_calls.is_empty());
+            Choice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: if text.is_empty() && !tool_calls.is_empty() {
+                        None
+                    } else {
+                        Some(text)
+                    },
+                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                    tool_calls,
+                    rest: Map::new(),
+                },
+                logprobs: None,
+                finish_reason: Some(finish.to_owned()),
+                rest: Map::new(),
+            }
+        })
+        .collect();
+    Ok(ChatCompletion {
+        id: openai_id(key),
+        object: "chat.completion".into(),
+        created,
+        model: response.model_version.unwrap_or_else(|| model.to_owned()),
+        choices,
+        usage: response.usage_metadata.as_ref().map(usage_to_openai),
+        rest: Map::new(),
+    })
+}
+
+/// The OpenAI id of a Gemini answer.
+pub fn openai_id(key: &str) -> String {
+    format!("chatcmpl-{key}")
+}
+
+/// A candidate's answer text, reasoning text and tool calls; `calls_made` numbers the calls.
+fn candidate_parts(candidate: Candidate, key: &str, calls_made: &mut u32) -> (String, String, Vec<ToolCall>) {
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut calls = Vec::new();
+    for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+        match translate_part(part, key, calls_made) {
+            Some(Translated::Text(t)) => text.push_str(&t),
+            Some(Translated::Reasoning(t)) => reasoning.push_str(&t),
+            Some(Translated::Call(call)) => calls.push(call),
+            None => {}
+        }
+    }
+    (text, reasoning, calls)
+}
+
+/// What one answer part becomes on the OpenAI side.
+#[derive(Debug)]
+pub enum Translated {
+    /// Answer text.
+    Text(String),
+    /// Reasoning text.
+    Reasoning(String),
+    /// A tool call.
+    Call(ToolCall),
+}
+
+/// One answer part on the OpenAI side; `None` for parts without a counterpart.
+pub fn translate_part(part: Part, key: &str, calls_made: &mut u32) -> Option<Translated> {
+    if let Some(call) = part.function_call {
+        let id = call.id.unwrap_or_else(|| format!("call_{key}_{calls_made}"));
+        *calls_made += 1;
+        let mut rest = Map::new();
+        if let Some(signature) = part.thought_signature {
+            rest.insert(
+                "extra_content".into(),
+                json!({"google": {"thought_signature": signature}}),
+            );
+        }
+        let arguments = match call.args {
+            Value::Null => "{}".to_owned(),
+            args => args.to_string(),
+        };
+        return Some(Translated::Call(ToolCall {
+            id,
+            kind: "function".into(),
+            function: format::FunctionCall {
+                name: call.name,
+                arguments,
+            },
+            rest,
+        }));
+    }
+    let text = part.text.filter(|t| !t.is_empty())?;
+    Some(if part.thought == Some(true) {
+        Translated::Reasoning(text)
+    } else {
+        Translated::Text(text)
+    })
+}
+
+/// OpenAI's `finish_reason` for a Gemini finish reason.
+pub fn finish_reason(reason: Option<&str>, made_calls: bool) -> &'static str {
+    match reason {
+        Some("MAX_TOKENS") => "length",
+        Some(
+            "SAFETY"
+            | "RECITATION"
+            | "BLOCKLIST"
+            | "PROHIBITED_CONTENT"
+            | "SPII"
+            | "IMAGE_SAFETY"
+            | "IMAGE_PROHIBITED_CONTENT"
+            | "IMAGE_RECITATION",
+        ) => "content_filter",
+        _ if made_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// Gemini usage as OpenAI's: reasoning counts as completion, tool prompts as prompt.
+pub fn usage_to_openai(usage: &UsageMetadata) -> CompletionUsage {
+    let prompt = usage.prompt_token_count + usage.tool_use_prompt_token_count;
+    let completion = usage.candidates_token_count + usage.thoughts_token_count;
+    let mut out = CompletionUsage::new(prompt, completion, usage.cached_content_token_count);
+    if usage.thoughts_token_count > 0 {
+        out.completion_tokens_details = Some(CompletionTokensDetails {
+            reasoning_tokens: usage.thoughts_token_count,
+            rest: Map::new(),
+        });
+    }
+    out
+}
+
+/// A prompt Gemini refused to answer: the client's to change, so a 400 and never retried.
+pub fn prompt_blocked(reason: &str) -> ProviderError {
+    let message = format!("the gemini backend blocked the prompt (blockReason {reason}); rephrase the prompt");
+    ProviderError::Status {
+        status: StatusCode::BAD_REQUEST,
+        retry_after: None,
+        body: error_body(&message, "invalid_request_error", Some("content_filter"), None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+
+/// The Gemini request for an OpenAI embeddings request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedRequest {
+    /// One text: `embedContent`.
+    One(EmbedContentRequest),
+    /// Several: `batchEmbedContents`.
+    Batch(BatchEmbedContentsRequest),
+}
+
+/// An OpenAI embeddings request for `model` as Gemini's.
+pub fn openai_embeddings_to_gemini(request: &EmbeddingsRequest, model: &str) -> Result<EmbedRequest, Untranslatable> {
+    let dimensions = request
+        .rest
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .and_then(|d| u32::try_from(d).ok());
+    let entry = |text: &str, model: Option<String>| EmbedContentRequest {
+        model,
+        content: Content {
+            role: None,
+            parts: vec![Part::text(text)],
+        },
+        output_dimensionality: dimensions,
+    };
+    match &request.input {
+        EmbeddingInput::One(text) => Ok(EmbedRequest::One(entry(text, None))),
+        EmbeddingInput::Many(texts) => Ok(EmbedRequest::Batch(BatchEmbedContentsRequest {
+            requests: texts
+                .iter()
+                .map(|t| entry(t, Some(format!("models/{model}"))))
+                .collect(),
+        })),
+        EmbeddingInput::Tokens(_) => Err(Untranslatable(
+            "gemini backends embed text, not token arrays: send input as strings".into(),
+        )),
+    }
+}
+
+/// Gemini's vectors as OpenAI's embeddings `list`, floats or (`base64`) little-endian `f32` bytes.
+pub fn gemini_embeddings_to_openai(
+    vectors: Vec<ContentEmbedding>,
+    model: &str,
+    base64: bool,
+    prompt_tokens: u64,
+) -> Bytes {
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
+                Value::String(format::base64_encode(&bytes))
+            } else {
+                json!(vector.values)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let body = json!({
+        "object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    });
+    Bytes::from(body.to_string())
+}

@@ -1,0 +1,161 @@
+//! Counting prompt tokens: OpenAI's own BPE for OpenAI model families, otherwise an estimate.
+//!
+//! A route counts with the tokenizer of its primary backend (the first by priority): its rules'
+//! token bounds, least-cost estimates and token limits all use that count. `/config` shows
+//! which one each route uses. The BPE tables load once, on the first count that needs them.
+
+use sluice_crds::Provider;
+use tiktoken_rs::{CoreBPE, tokenizer::Tokenizer as Family};
+
+use crate::request::{ChatMessage, ChatRequest};
+
+/// Texts longer than this are estimated even under a BPE: exact counts of megabyte prompts
+/// would cost more CPU than the routing decision is worth.
+const MAX_EXACT_CHARS: usize = 256 * 1024;
+/// Tokens every chat message adds around its content (OpenAI's published formula).
+const PER_MESSAGE: u64 = 3;
+/// Tokens that prime the assistant's reply.
+const REPLY_PRIMING: u64 = 3;
+
+/// How prompt tokens are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokenizer {
+    /// `o200k_base`: GPT-4o, GPT-4.1, GPT-5, o-series.
+    O200kBase,
+    /// `cl100k_base`: GPT-4, GPT-3.5, text-embedding-3.
+    Cl100kBase,
+    /// About four characters per token, for families without a public tokenizer.
+    Estimate,
+}
+
+impl Tokenizer {
+    /// The tokenizer for a backend's upstream model.
+    pub fn for_backend(provider: Provider, model: &str) -> Self {
+        if !matches!(provider, Provider::Openai | Provider::OpenaiCompatible) {
+            return Self::Estimate;
+        }
+        // Aggregators name OpenAI's models `openai/gpt-4o`.
+        let model = model.strip_prefix("openai/").unwrap_or(model);
+        match tiktoken_rs::tokenizer::get_tokenizer(model) {
+            Some(Family::O200kBase) => Self::O200kBase,
+            Some(Family::Cl100kBase) => Self::Cl100kBase,
+            _ => Self::Estimate,
+        }
+    }
+
+    /// Its name, as `/config` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::O200kBase => "o200k_base",
+            Self::Cl100kBase => "cl100k_base",
+            Self::Estimate => "estimate-4-chars-per-token",
+        }
+    }
+
+    /// Tokens of one text.
+    pub fn count(self, text: &str) -> u64 {
+        let bpe = match self {
+            _ if text.len() > MAX_EXACT_CHARS => return estimate(text),
+            Self::O200kBase => o200k(),
+            Self::Cl100kBase => cl100k(),
+            Self::Estimate => return estimate(text),
+        };
+        bpe.encode_ordinary(text).len() as u64
+    }
+
+    /// Prompt tokens of a chat request: each message's text plus its framing.
+    pub fn count_chat(self, request: &ChatRequest) -> u64 {
+        let framing = match self {
+            Self::Estimate => 0,
+            Self::O200kBase | Self::Cl100kBase => PER_MESSAGE,
+        };
+        let messages: u64 = request
+            .messages
+            .iter()
+            .map(|m| framing + texts(m).map(|t| self.count(t)).sum::<u64>())
+            .sum();
+        let priming = if framing == 0 { 0 } else { REPLY_PRIMING };
+        (messages + priming).max(1)
+    }
+}
+
+/// The text parts of a message: a string content, or the `text` of its parts.
+fn texts(message: &ChatMessage) -> impl Iterator<Item = &str> {
+    let (one, parts) = match &message.content {
+        serde_json::Value::String(s) => (Some(s.as_str()), None),
+        serde_json::Value::Array(parts) => (None, Some(parts)),
+        _ => (None, None),
+    };
+    one.into_iter().chain(
+        parts
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str)),
+    )
+}
+
+fn estimate(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn o200k() -> &'static CoreBPE {
+    tiktoken_rs::o200k_base_singleton()
+}
+
+fn cl100k() -> &'static CoreBPE {
+    tiktoken_rs::cl100k_base_singleton()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::parse_chat;
+
+    #[test]
+    fn picks_the_bpe_by_openai_model_family_and_estimates_the_rest() {
+        assert_eq!(
+            Tokenizer::for_backend(Provider::Openai, "gpt-4o-mini"),
+            Tokenizer::O200kBase
+        );
+        assert_eq!(
+            Tokenizer::for_backend(Provider::Openai, "gpt-4.1"),
+            Tokenizer::O200kBase
+        );
+        assert_eq!(
+            Tokenizer::for_backend(Provider::OpenaiCompatible, "openai/gpt-4-turbo"),
+            Tokenizer::Cl100kBase
+        );
+        assert_eq!(
+            Tokenizer::for_backend(Provider::Openai, "gpt-3.5-turbo"),
+            Tokenizer::Cl100kBase
+        );
+        assert_eq!(
+            Tokenizer::for_backend(Provider::OpenaiCompatible, "deepseek-chat"),
+            Tokenizer::Estimate
+        );
+        assert_eq!(
+            Tokenizer::for_backend(Provider::Simulator, "gpt-4o"),
+            Tokenizer::Estimate
+        );
+    }
+
+    #[test]
+    fn counts_with_the_real_bpe() {
+        // "Hello world" is two tokens in both encodings.
+        assert_eq!(Tokenizer::O200kBase.count("Hello world"), 2);
+        assert_eq!(Tokenizer::Cl100kBase.count("Hello world"), 2);
+        assert_eq!(Tokenizer::Estimate.count("Hello world"), 3);
+    }
+
+    #[test]
+    fn counts_chat_messages_with_their_framing() {
+        let request = parse_chat(
+            br#"{"model":"m","messages":[{"role":"system","content":"Hello world"},
+                {"role":"user","content":[{"type":"text","text":"Hello world"},{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+        )
+        .unwrap();
+        // Two messages of 2 tokens, 3 framing tokens each, 3 to prime the reply.
+        assert_eq!(Tokenizer::O200kBase.count_chat(&request), 2 * (2 + 3) + 3);
+        assert_eq!(Tokenizer::Estimate.count_chat(&request), 6);
+    }
+}

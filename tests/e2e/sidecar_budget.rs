@@ -1,0 +1,209 @@
+//! Usage, cost and budgets through the real sidecar binary: exact figures, no overspend
+//! under concurrency, the three enforcement modes, and spend that survives restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::Path, time::Duration};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sluice_tests::{
+    sidecar::SidecarProcess,
+    upstream::{CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, Upstream},
+};
+
+/// How long a test waits for something eventual: a bound, never a target.
+const EVENTUALLY: Duration = Duration::from_secs(15);
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn budget_doc(limit: &str, enforcement: &str, downgrade_to: &str) -> String {
+    format!(
+        "---\napiVersion: sluice.dev/v1alpha1\nkind: Budget\nmetadata: {{name: team, namespace: default}}\n\
+         spec: {{limitUSD: \"{limit}\", period: monthly, enforcement: {enforcement}{downgrade_to}}}\n"
+    )
+}
+
+/// A simulator backend whose answer is exactly `max_tokens` long (it would say more).
+fn sim_backend(name: &str, priority: u32, output_price: &str) -> String {
+    format!(
+        "  - name: {name}\n    provider: simulator\n    model: {name}-model\n    priority: {priority}\n    \
+         pricing: {{inputPerMTok: \"0\", outputPerMTok: \"{output_price}\"}}\n    \
+         simulator: {{timeToFirstToken: 20ms, perToken: 0ms, outputTokens: 1000, seed: 1}}\n"
+    )
+}
+
+fn route_doc(backends: &str) -> String {
+    format!(
+        "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: chat, namespace: default}}\n\
+         spec:\n  models: [chat]\n  retry: {{attempts: 1}}\n  budgetRef: {{name: team}}\n  backends:\n{backends}"
+    )
+}
+
+fn write(dir: &Path, text: &str) {
+    std::fs::write(dir.join("manifests.yaml"), text).unwrap();
+}
+
+async fn chat(client: &reqwest::Client, sidecar: &SidecarProcess, body: Value) -> reqwest::Response {
+    client.post(sidecar.url("/v1/chat/completions")).json(&body).send().await.unwrap()
+}
+
+fn ten_tokens(stream: bool) -> Value {
+    json!({"model": "chat", "max_tokens": 10, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn budgets(client: &reqwest::Client, sidecar: &SidecarProcess) -> Value {
+    client.get(sidecar.admin_url("/budgets")).send().await.unwrap().json::<Value>().await.unwrap()[0].clone()
+}
+
+#[tokio::test]
+async fn costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
+    let upstream = Upstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = format!(
+        "  - name: mock\n    provider: openai-compatible\n    baseUrl: {}\n    model: mock-ok\n    \
+         pricing: {{inputPerMTok: \"2.00\", outputPerMTok: \"8.00\", cachedInputPerMTok: \"0.50\"}}\n",
+        upstream.base_url()
+    );
+    write(dir.path(), &format!("{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)));
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    // (12 - 4) × $2 + 4 × $0.50 + 5 × $8 per million tokens = 16 + 2 + 40 = 58 micro-dollars.
+    let expected = (PROMPT_TOKENS - CACHED_TOKENS) * 2 + CACHED_TOKENS / 2 + COMPLETION_TOKENS * 8;
+    assert_eq!(expected, 58);
+
+    let plain = chat(&client, &sidecar, json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(plain.headers()["x-sluice-cost-usd"], "0.000058");
+    let streamed = chat(&client, &sidecar, ten_tokens(true)).await;
+    assert_eq!(streamed.status(), StatusCode::OK);
+    let text = streamed.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    let budget = budgets(&client, &sidecar).await;
+    assert_eq!(budget["spentUSD"], "0.000116");
+    let metrics = client.get(sidecar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = |needle: &str| metrics.lines().find(|l| l.starts_with(needle) && l.contains("outcome=\"ok\"")).map(str::to_owned);
+    let spend = line("sluice_spend_microdollars_total").unwrap_or_else(|| panic!("no spend metric in\n{metrics}"));
+    assert!(spend.ends_with(" 116"), "{spend}");
+    let requests = line("sluice_requests_total").unwrap();
+    assert!(requests.ends_with(" 2"), "{requests}");
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_spend_no_more_than_the_budget() {
+    // Each answer is exactly 10 tokens at $100 per million: $0.001, its worst case too.
+    // $0.05 pays for exactly 50 of them.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &format!("{}{}", budget_doc("0.05", "hard", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let requests = (0..200).map(|_| {
+        let (client, url) = (client.clone(), sidecar.url("/v1/chat/completions"));
+        tokio::spawn(async move { client.post(url).json(&ten_tokens(false)).send().await.unwrap() })
+    });
+    let mut ok = 0;
+    let mut refused = 0;
+    for handle in requests.collect::<Vec<_>>() {
+        let response = handle.await.unwrap();
+        match response.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "budget_exceeded");
+                assert!(body["error"]["message"].as_str().unwrap().contains("default/team"), "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, refused), (50, 150));
+    let budget = budgets(&client, &sidecar).await;
+    assert_eq!(budget["spentUSD"], "0.050000");
+    assert_eq!(budget["remainingUSD"], "0.000000");
+}
+
+#[tokio::test]
+async fn downgrade_serves_from_the_cheap_backend_once_the_limit_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = format!("{}{}", sim_backend("premium", 0, "100.00"), sim_backend("cheap", 1, "1.00"));
+    write(dir.path(), &format!("{}{}", budget_doc("0.002", "downgrade", ", downgradeTo: [cheap]"), route_doc(&backends)));
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let mut served_by = Vec::new();
+    for _ in 0..4 {
+        let response = chat(&client, &sidecar, ten_tokens(false)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        served_by.push(response.headers()["x-sluice-backend"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(served_by, ["premium", "premium", "cheap", "cheap"]);
+}
+
+#[tokio::test]
+async fn soft_serves_past_the_limit_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &format!("{}{}", budget_doc("0.001", "soft", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    for _ in 0..3 {
+        assert_eq!(chat(&client, &sidecar, ten_tokens(false)).await.status(), StatusCode::OK);
+    }
+    let budget = budgets(&client, &sidecar).await;
+    assert_eq!((budget["spentUSD"].as_str(), budget["remainingUSD"].as_str()), (Some("0.003000"), Some("0.000000")));
+}
+
+/// Polls `/budgets` until the spend reads `expected`.
+async fn wait_for_spend(client: &reqwest::Client, sidecar: &SidecarProcess, expected: &str) {
+    let deadline = std::time::Instant::now() + EVENTUALLY;
+    loop {
+        if budgets(client, sidecar).await["spentUSD"] == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "spend never reached {expected}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn spend_flushed_before_a_crash_is_there_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    write(dir.path(), &format!("{}{}", budget_doc("1.00", "hard", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    let args = ["--state-dir", state.path().to_str().unwrap(), "--state-flush-interval", "100ms"];
+    let mut sidecar = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
+    let client = http();
+    for _ in 0..3 {
+        assert_eq!(chat(&client, &sidecar, ten_tokens(false)).await.status(), StatusCode::OK);
+    }
+    // Wait until a flush has written the spend, then crash.
+    let file = std::fs::read_dir(state.path()).unwrap().next().unwrap().unwrap().path();
+    let deadline = std::time::Instant::now() + EVENTUALLY;
+    while !std::fs::read_to_string(&file).unwrap_or_default().contains("0.003000") {
+        assert!(std::time::Instant::now() < deadline, "spend never flushed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sidecar.kill().unwrap();
+    let restarted = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
+    assert_eq!(budgets(&client, &restarted).await["spentUSD"], "0.003000");
+}
+
+#[tokio::test]
+async fn sigterm_saves_every_settled_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    write(dir.path(), &format!("{}{}", budget_doc("1.00", "hard", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    // No periodic flush within the test: only the one at shutdown can save the spend.
+    let args = ["--state-dir", state.path().to_str().unwrap(), "--state-flush-interval", "1h"];
+    let mut sidecar = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
+    let client = http();
+    for _ in 0..4 {
+        assert_eq!(chat(&client, &sidecar, ten_tokens(true)).await.text().await.unwrap().ends_with("[DONE]\n\n"), true);
+    }
+    wait_for_spend(&client, &sidecar, "0.004000").await;
+    assert!(sidecar.terminate().await.unwrap().success());
+    let restarted = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
+    assert_eq!(budgets(&client, &restarted).await["spentUSD"], "0.004000");
+}
