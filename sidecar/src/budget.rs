@@ -81,6 +81,30 @@ pub enum BudgetHold {
 }
 
 impl BudgetHold {
+    /// Money held for the request; `None` when it runs unreserved (soft, downgraded).
+    pub fn reserved(&self) -> Option<MicroUsd> {
+        match self {
+            Self::Reserved(r) => Some(r.amount()),
+            Self::Unreserved(_) => None,
+        }
+    }
+
+    /// Holds `more`; `false` when a hard budget has no money for it. Unreserved holds always can.
+    pub fn extend(&mut self, more: MicroUsd, now: Timestamp) -> bool {
+        match self {
+            Self::Reserved(r) => r.extend(more, now),
+            Self::Unreserved(_) => true,
+        }
+    }
+
+    /// The budget's name.
+    pub fn budget(&self) -> &ObjectKey {
+        match self {
+            Self::Reserved(r) => r.account().key(),
+            Self::Unreserved(a) => a.key(),
+        }
+    }
+
     /// Charges the real cost.
     pub fn settle(self, cost: MicroUsd, now: Timestamp) {
         match self {
@@ -245,6 +269,18 @@ impl Reservation {
     /// The account it holds money in.
     pub fn account(&self) -> &Arc<Account> {
         &self.account
+    }
+
+    /// Holds `more` on top, if the allowance has it: a stream running past its reservation.
+    pub fn extend(&mut self, more: MicroUsd, now: Timestamp) -> bool {
+        let mut state = self.account.lock();
+        state.roll(now);
+        if state.spent.saturating_add(state.reserved).saturating_add(more) > state.allowance {
+            return false;
+        }
+        state.reserved = state.reserved.saturating_add(more);
+        self.amount = self.amount.saturating_add(more);
+        true
     }
 
     /// Replaces the hold by the real cost. A request that straddles a period boundary is

@@ -213,6 +213,10 @@ fn upstream_response(e: &ProviderError) -> Response {
             StatusCode::GATEWAY_TIMEOUT,
             error_body(&message, "timeout", Some("upstream_timeout"), None),
         ),
+        ProviderError::BudgetSpent(_) => response::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            error_body(&message, "rate_limit_error", Some("budget_exceeded"), None),
+        ),
         // The backend cannot serve what was asked (embeddings from Anthropic, say): the client's to change.
         ProviderError::Unsupported(_) => response::json(
             StatusCode::BAD_REQUEST,

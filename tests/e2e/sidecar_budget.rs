@@ -16,7 +16,10 @@ use sluice_tests::{
 const EVENTUALLY: Duration = Duration::from_secs(15);
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 fn budget_doc(limit: &str, enforcement: &str, downgrade_to: &str) -> String {
@@ -47,7 +50,12 @@ fn write(dir: &Path, text: &str) {
 }
 
 async fn chat(client: &reqwest::Client, sidecar: &SidecarProcess, body: Value) -> reqwest::Response {
-    client.post(sidecar.url("/v1/chat/completions")).json(&body).send().await.unwrap()
+    client
+        .post(sidecar.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn ten_tokens(stream: bool) -> Value {
@@ -55,7 +63,15 @@ fn ten_tokens(stream: bool) -> Value {
 }
 
 async fn budgets(client: &reqwest::Client, sidecar: &SidecarProcess) -> Value {
-    client.get(sidecar.admin_url("/budgets")).send().await.unwrap().json::<Value>().await.unwrap()[0].clone()
+    client
+        .get(sidecar.admin_url("/budgets"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()[0]
+        .clone()
 }
 
 #[tokio::test]
@@ -67,14 +83,22 @@ async fn costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
          pricing: {{inputPerMTok: \"2.00\", outputPerMTok: \"8.00\", cachedInputPerMTok: \"0.50\"}}\n",
         upstream.base_url()
     );
-    write(dir.path(), &format!("{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)));
+    write(
+        dir.path(),
+        &format!("{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)),
+    );
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
     let client = http();
     // (12 - 4) × $2 + 4 × $0.50 + 5 × $8 per million tokens = 16 + 2 + 40 = 58 micro-dollars.
     let expected = (PROMPT_TOKENS - CACHED_TOKENS) * 2 + CACHED_TOKENS / 2 + COMPLETION_TOKENS * 8;
     assert_eq!(expected, 58);
 
-    let plain = chat(&client, &sidecar, json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})).await;
+    let plain = chat(
+        &client,
+        &sidecar,
+        json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(plain.status(), StatusCode::OK);
     assert_eq!(plain.headers()["x-sluice-cost-usd"], "0.000058");
     let streamed = chat(&client, &sidecar, ten_tokens(true)).await;
@@ -84,8 +108,20 @@ async fn costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
 
     let budget = budgets(&client, &sidecar).await;
     assert_eq!(budget["spentUSD"], "0.000116");
-    let metrics = client.get(sidecar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let line = |needle: &str| metrics.lines().find(|l| l.starts_with(needle) && l.contains("outcome=\"ok\"")).map(str::to_owned);
+    let metrics = client
+        .get(sidecar.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |needle: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle) && l.contains("outcome=\"ok\""))
+            .map(str::to_owned)
+    };
     let spend = line("sluice_spend_microdollars_total").unwrap_or_else(|| panic!("no spend metric in\n{metrics}"));
     assert!(spend.ends_with(" 116"), "{spend}");
     let requests = line("sluice_requests_total").unwrap();
@@ -97,7 +133,14 @@ async fn two_hundred_concurrent_requests_spend_no_more_than_the_budget() {
     // Each answer is exactly 10 tokens at $100 per million: $0.001, its worst case too.
     // $0.05 pays for exactly 50 of them.
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), &format!("{}{}", budget_doc("0.05", "hard", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("0.05", "hard", ""),
+            route_doc(&sim_backend("sim", 0, "100.00"))
+        ),
+    );
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
     let client = http();
     let requests = (0..200).map(|_| {
@@ -114,7 +157,10 @@ async fn two_hundred_concurrent_requests_spend_no_more_than_the_budget() {
                 assert!(response.headers().contains_key("retry-after"));
                 let body: Value = response.json().await.unwrap();
                 assert_eq!(body["error"]["code"], "budget_exceeded");
-                assert!(body["error"]["message"].as_str().unwrap().contains("default/team"), "{body}");
+                assert!(
+                    body["error"]["message"].as_str().unwrap().contains("default/team"),
+                    "{body}"
+                );
                 refused += 1;
             }
             other => panic!("unexpected status {other}"),
@@ -129,8 +175,19 @@ async fn two_hundred_concurrent_requests_spend_no_more_than_the_budget() {
 #[tokio::test]
 async fn downgrade_serves_from_the_cheap_backend_once_the_limit_is_reached() {
     let dir = tempfile::tempdir().unwrap();
-    let backends = format!("{}{}", sim_backend("premium", 0, "100.00"), sim_backend("cheap", 1, "1.00"));
-    write(dir.path(), &format!("{}{}", budget_doc("0.002", "downgrade", ", downgradeTo: [cheap]"), route_doc(&backends)));
+    let backends = format!(
+        "{}{}",
+        sim_backend("premium", 0, "100.00"),
+        sim_backend("cheap", 1, "1.00")
+    );
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("0.002", "downgrade", ", downgradeTo: [cheap]"),
+            route_doc(&backends)
+        ),
+    );
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
     let client = http();
     let mut served_by = Vec::new();
@@ -145,14 +202,27 @@ async fn downgrade_serves_from_the_cheap_backend_once_the_limit_is_reached() {
 #[tokio::test]
 async fn soft_serves_past_the_limit_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), &format!("{}{}", budget_doc("0.001", "soft", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("0.001", "soft", ""),
+            route_doc(&sim_backend("sim", 0, "100.00"))
+        ),
+    );
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
     let client = http();
     for _ in 0..3 {
-        assert_eq!(chat(&client, &sidecar, ten_tokens(false)).await.status(), StatusCode::OK);
+        assert_eq!(
+            chat(&client, &sidecar, ten_tokens(false)).await.status(),
+            StatusCode::OK
+        );
     }
     let budget = budgets(&client, &sidecar).await;
-    assert_eq!((budget["spentUSD"].as_str(), budget["remainingUSD"].as_str()), (Some("0.003000"), Some("0.000000")));
+    assert_eq!(
+        (budget["spentUSD"].as_str(), budget["remainingUSD"].as_str()),
+        (Some("0.003000"), Some("0.000000"))
+    );
 }
 
 /// Polls `/budgets` until the spend reads `expected`.
@@ -171,12 +241,27 @@ async fn wait_for_spend(client: &reqwest::Client, sidecar: &SidecarProcess, expe
 async fn spend_flushed_before_a_crash_is_there_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    write(dir.path(), &format!("{}{}", budget_doc("1.00", "hard", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
-    let args = ["--state-dir", state.path().to_str().unwrap(), "--state-flush-interval", "100ms"];
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("1.00", "hard", ""),
+            route_doc(&sim_backend("sim", 0, "100.00"))
+        ),
+    );
+    let args = [
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--state-flush-interval",
+        "100ms",
+    ];
     let mut sidecar = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
     let client = http();
     for _ in 0..3 {
-        assert_eq!(chat(&client, &sidecar, ten_tokens(false)).await.status(), StatusCode::OK);
+        assert_eq!(
+            chat(&client, &sidecar, ten_tokens(false)).await.status(),
+            StatusCode::OK
+        );
     }
     // Wait until a flush has written the spend, then crash.
     let file = std::fs::read_dir(state.path()).unwrap().next().unwrap().unwrap().path();
@@ -194,16 +279,98 @@ async fn spend_flushed_before_a_crash_is_there_after_restart() {
 async fn sigterm_saves_every_settled_request() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    write(dir.path(), &format!("{}{}", budget_doc("1.00", "hard", ""), route_doc(&sim_backend("sim", 0, "100.00"))));
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("1.00", "hard", ""),
+            route_doc(&sim_backend("sim", 0, "100.00"))
+        ),
+    );
     // No periodic flush within the test: only the one at shutdown can save the spend.
-    let args = ["--state-dir", state.path().to_str().unwrap(), "--state-flush-interval", "1h"];
+    let args = [
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--state-flush-interval",
+        "1h",
+    ];
     let mut sidecar = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
     let client = http();
     for _ in 0..4 {
-        assert_eq!(chat(&client, &sidecar, ten_tokens(true)).await.text().await.unwrap().ends_with("[DONE]\n\n"), true);
+        let text = chat(&client, &sidecar, ten_tokens(true)).await.text().await.unwrap();
+        assert!(text.ends_with("[DONE]\n\n"), "{text}");
     }
     wait_for_spend(&client, &sidecar, "0.004000").await;
     assert!(sidecar.terminate().await.unwrap().success());
     let restarted = SidecarProcess::start_with_args(dir.path(), &args).await.unwrap();
     assert_eq!(budgets(&client, &restarted).await["spentUSD"], "0.004000");
+}
+
+/// A simulator backend with a long answer (3,000 words, about 4,500 tokens as estimated
+/// from its text) at $100 per million output tokens.
+fn long_answer_backend() -> String {
+    "  - name: sim\n    provider: simulator\n    model: sim-model\n    \
+     pricing: {inputPerMTok: \"0\", outputPerMTok: \"100.00\"}\n    \
+     simulator: {timeToFirstToken: 5ms, perToken: 0ms, outputTokens: 3000, seed: 2}\n"
+        .to_owned()
+}
+
+fn open_ended_stream() -> Value {
+    json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The `data:` payloads of an SSE body.
+fn events(text: &str) -> Vec<&str> {
+    text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect()
+}
+
+#[tokio::test]
+async fn a_stream_that_would_overrun_a_hard_budget_ends_at_the_limit_with_a_reason() {
+    // Without max_tokens the sidecar reserves 4,096 output tokens ($0.4096); $0.50 cannot
+    // cover the ~4,500 tokens of this answer, so it is ended where the money ends.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("0.50", "hard", ""),
+            route_doc(&long_answer_backend())
+        ),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let text = chat(&client, &sidecar, open_ended_stream()).await.text().await.unwrap();
+    let events = events(&text);
+    assert!(!text.contains("[DONE]"), "the answer must not look complete");
+    let last: Value = serde_json::from_str(events[events.len() - 1]).unwrap();
+    assert_eq!(last["error"]["code"], "budget_exceeded", "{last}");
+    let finish: Value = serde_json::from_str(events[events.len() - 2]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "length", "{finish}");
+    let budget = budgets(&client, &sidecar).await;
+    let spent: f64 = budget["spentUSD"].as_str().unwrap().parse().unwrap();
+    assert!(spent > 0.40 && spent <= 0.50, "spent {spent}");
+    assert_eq!(budget["reservedUSD"], "0.000000");
+}
+
+#[tokio::test]
+async fn a_stream_past_its_reservation_continues_while_the_budget_has_money() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("5.00", "hard", ""),
+            route_doc(&long_answer_backend())
+        ),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let text = chat(&client, &sidecar, open_ended_stream()).await.text().await.unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    // The simulator reports 3,000 completion tokens at the end: $0.30 exactly.
+    assert_eq!(budgets(&client, &sidecar).await["spentUSD"], "0.300000");
 }

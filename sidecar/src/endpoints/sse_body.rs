@@ -50,11 +50,12 @@ impl Body for SseBody {
                 Some(Err(e)) => {
                     // Headers are gone already: the error travels as an event the SDKs raise on.
                     this.stream = None;
-                    let code = match e {
-                        ProviderError::Timeout(_) => "upstream_timeout",
-                        _ => "upstream_error",
+                    let (kind, code) = match e {
+                        ProviderError::Timeout(_) => ("upstream_error", "upstream_timeout"),
+                        ProviderError::BudgetSpent(_) => ("rate_limit_error", "budget_exceeded"),
+                        _ => ("upstream_error", "upstream_error"),
                     };
-                    sse::encode_data(&error_body(&e.to_string(), "upstream_error", Some(code), None))
+                    sse::encode_data(&error_body(&e.to_string(), kind, Some(code), None))
                 }
                 None => {
                     this.stream = None;

@@ -44,6 +44,8 @@ impl Class {
             ProviderError::InvalidResponse(_) | ProviderError::Interrupted(_) => Self::Server,
             // The backend cannot carry this request at all: another attempt there cannot help.
             ProviderError::Unsupported(_) => Self::Client,
+            // Only raised mid-stream, after the first byte: never retried.
+            ProviderError::BudgetSpent(_) => Self::Client,
         }
     }
 

@@ -4,12 +4,14 @@
 
 use std::{
     borrow::Cow,
+    collections::VecDeque,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
+use bytes::Bytes;
 use futures::Stream;
 use serde::Deserialize;
 use sluice_crds::{MicroUsd, Outcome, Tokens};
@@ -57,7 +59,12 @@ pub enum End {
     Broke,
     /// The client went away first.
     Abandoned,
+    /// The sidecar ended it: the hard budget had no money for more.
+    BudgetSpent,
 }
+
+/// Completion tokens a stream past its reservation asks its budget for at a time.
+const EXTEND_BY_TOKENS: u64 = 1024;
 
 impl Holds {
     /// Settles everything. Without usage from the provider, tokens are estimated (prompt as
@@ -66,7 +73,11 @@ impl Holds {
         let usage = usage.unwrap_or_else(|| Usage {
             input: Tokens(self.prompt_tokens),
             cached_input: Tokens(0),
-            output: if streamed_chars == 0 { Tokens(0) } else { estimate_tokens(streamed_chars) },
+            output: if streamed_chars == 0 {
+                Tokens(0)
+            } else {
+                estimate_tokens(streamed_chars)
+            },
             estimated: true,
         });
         let tokens = usage.input.0 + usage.output.0;
@@ -88,6 +99,7 @@ impl Holds {
         let outcome = match (self.served.cache, end) {
             (cache::CacheStatus::Hit, _) => Outcome::CacheHit,
             (_, End::Broke) => Outcome::UpstreamError,
+            (_, End::BudgetSpent) => Outcome::BudgetRefused,
             _ => Outcome::Ok,
         };
         self.recorder.record(&Finished {
@@ -106,6 +118,7 @@ impl Holds {
                 End::Complete => None,
                 End::Broke => Some("the upstream broke off mid-stream".into()),
                 End::Abandoned => Some("the client went away".into()),
+                End::BudgetSpent => Some("the budget ran out mid-stream".into()),
             },
         });
     }
@@ -115,7 +128,14 @@ impl Holds {
 /// once when it ends or is dropped.
 pub fn tap(stream: ChunkStream, holds: Holds) -> ChunkStream {
     let time_to_first_token = holds.served.started.elapsed();
-    Box::pin(Tap { stream, holds: Some(holds), usage: None, streamed_chars: 0, time_to_first_token })
+    Box::pin(Tap {
+        stream,
+        holds: Some(holds),
+        usage: None,
+        streamed_chars: 0,
+        time_to_first_token,
+        ending: VecDeque::new(),
+    })
 }
 
 struct Tap {
@@ -124,6 +144,33 @@ struct Tap {
     usage: Option<Usage>,
     streamed_chars: usize,
     time_to_first_token: Duration,
+    /// What is left to say after the sidecar ended the answer itself.
+    ending: VecDeque<Result<StreamEvent, ProviderError>>,
+}
+
+/// The identity of a chunk, to end the answer in its name.
+#[derive(Deserialize)]
+struct ChunkId<'a> {
+    #[serde(borrow, default)]
+    id: Cow<'a, str>,
+    #[serde(default)]
+    created: u64,
+    #[serde(borrow, default)]
+    model: Cow<'a, str>,
+}
+
+/// A final chunk saying the answer stopped at a length limit, like `max_tokens` would.
+fn length_chunk(like: &[u8]) -> Bytes {
+    let id: ChunkId<'_> = serde_json::from_slice(like).unwrap_or(ChunkId {
+        id: "".into(),
+        created: 0,
+        model: "".into(),
+    });
+    let chunk = serde_json::json!({
+        "id": id.id, "object": "chat.completion.chunk", "created": id.created, "model": id.model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+    });
+    Bytes::from(chunk.to_string())
 }
 
 /// The text of an OpenAI chunk, borrowed where it has no escapes.
@@ -148,11 +195,47 @@ struct DeltaText<'a> {
 /// Characters of completion text in one chunk.
 fn text_chars(payload: &[u8]) -> usize {
     serde_json::from_slice::<ChunkText<'_>>(payload).map_or(0, |c| {
-        c.choices.iter().filter_map(|ch| ch.delta.as_ref()?.content.as_ref()).map(|t| t.chars().count()).sum()
+        c.choices
+            .iter()
+            .filter_map(|ch| ch.delta.as_ref()?.content.as_ref())
+            .map(|t| t.chars().count())
+            .sum()
     })
 }
 
 impl Tap {
+    /// Whether the answer so far still fits the budget, holding more money when it needs to;
+    /// `Some(message)` when a hard budget has none left.
+    fn over_budget(&mut self) -> Option<String> {
+        let holds = self.holds.as_mut()?;
+        let reserved = holds.budget.as_ref()?.reserved()?;
+        let pricing = holds.served.backend.pricing?;
+        let so_far = Usage {
+            input: Tokens(holds.prompt_tokens),
+            cached_input: Tokens(0),
+            output: estimate_tokens(self.streamed_chars),
+            estimated: true,
+        }
+        .cost(&pricing);
+        if so_far <= reserved {
+            return None;
+        }
+        let step = Usage {
+            output: Tokens(EXTEND_BY_TOKENS),
+            ..Usage::default()
+        }
+        .cost(&pricing);
+        let more = so_far.saturating_sub(reserved).saturating_add(step);
+        let budget = holds.budget.as_mut()?;
+        if budget.extend(more, jiff::Timestamp::now()) {
+            return None;
+        }
+        Some(format!(
+            "budget {} is exhausted: the answer was ended at the limit",
+            budget.budget()
+        ))
+    }
+
     fn end(&mut self, end: End) {
         if let Some(holds) = self.holds.take() {
             holds.settle(self.usage, end, self.streamed_chars, Some(self.time_to_first_token));
@@ -164,13 +247,24 @@ impl Stream for Tap {
     type Item = Result<StreamEvent, ProviderError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(item) = self.ending.pop_front() {
+            return Poll::Ready(Some(item));
+        }
         let item = std::task::ready!(self.stream.as_mut().poll_next(cx));
         let this = &mut *self;
         match &item {
             Some(Ok(StreamEvent::Data(payload))) => {
-                // Only needed when the provider never reports usage; cheap next to the network.
+                // Providers report usage at the end; until then the text streamed so far is what
+                // a hard budget is checked against.
                 if this.usage.is_none() {
                     this.streamed_chars += text_chars(payload);
+                    if let Some(message) = this.over_budget() {
+                        // Withhold this chunk, close the upstream, end the answer like a length limit.
+                        this.stream = Box::pin(futures::stream::empty());
+                        this.ending.push_back(Err(ProviderError::BudgetSpent(message)));
+                        this.end(End::BudgetSpent);
+                        return Poll::Ready(Some(Ok(StreamEvent::Data(length_chunk(payload)))));
+                    }
                 }
                 if let Some(recording) = this.holds.as_mut().and_then(|h| h.recording.as_mut()) {
                     recording.chunk(payload);

@@ -141,6 +141,9 @@ pub enum ProviderError {
     /// format cannot carry); the client's to change, not retried.
     #[error("{0}")]
     Unsupported(String),
+    /// The sidecar ended a streamed answer because its hard budget has no money for more.
+    #[error("{0}")]
+    BudgetSpent(String),
 }
 
 /// `: <message>` from an OpenAI- or Anthropic-shaped error body, when there is one.

@@ -166,6 +166,7 @@ impl Translator {
         let kind = match error {
             ProviderError::Status { status, .. } => error_type_for(status.as_u16()),
             ProviderError::Timeout(_) => "timeout_error",
+            ProviderError::BudgetSpent(_) => "rate_limit_error",
             _ => "api_error",
         };
         vec![Event::Error {
