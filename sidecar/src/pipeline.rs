@@ -133,7 +133,12 @@ impl Admitted<'_> {
     }
 
     fn refused(&self, failed: failover::Failed) -> Refused {
-        Refused { error: failed.error, route: Some(self.route.clone()), backend: failed.backend, attempts: failed.attempts }
+        Refused {
+            error: failed.error,
+            route: Some(self.route.clone()),
+            backend: failed.backend,
+            attempts: failed.attempts,
+        }
     }
 
     /// What the request holds until its answer ends.
@@ -152,7 +157,13 @@ impl Admitted<'_> {
 }
 
 /// Counts a request that got no answer: refused by a limit or a budget, or failed upstream.
-fn record_refusal(recorder: &Recorder, refused: &Refused, endpoint: &'static str, user: Option<&str>, started: Instant) {
+fn record_refusal(
+    recorder: &Recorder,
+    refused: &Refused,
+    endpoint: &'static str,
+    user: Option<&str>,
+    started: Instant,
+) {
     let Some(route) = &refused.route else { return };
     let outcome = match &refused.error {
         ApiError::RateLimited { .. } => Outcome::RateLimited,
@@ -172,6 +183,7 @@ fn record_refusal(recorder: &Recorder, refused: &Refused, endpoint: &'static str
         duration: started.elapsed(),
         time_to_first_token: None,
         streamed: false,
+        cache: "",
         error: Some(refused.error.to_string()),
     });
 }
@@ -183,7 +195,12 @@ fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> Mic
         Body::Chat(r) => r.completion_cap().map_or(WORST_CASE_OUTPUT_TOKENS, u64::from),
         Body::Embeddings(_) => 0,
     };
-    let usage = Usage { input: Tokens(facts.prompt_tokens()), cached_input: Tokens(0), output: Tokens(output), estimated: true };
+    let usage = Usage {
+        input: Tokens(facts.prompt_tokens()),
+        cached_input: Tokens(0),
+        output: Tokens(output),
+        estimated: true,
+    };
     candidates
         .iter()
         .filter_map(|b| b.pricing.as_ref())
@@ -225,7 +242,10 @@ fn admit<'a>(
             Ok(Admission::Downgrade(allowed)) => {
                 plan.candidates.retain(|b| allowed.contains(&b.name));
                 if plan.candidates.is_empty() {
-                    let reason = format!("budget {} is spent and downgrades to backends this request cannot use", account.key());
+                    let reason = format!(
+                        "budget {} is spent and downgrades to backends this request cannot use",
+                        account.key()
+                    );
                     return Err(refuse(ApiError::NoBackendAvailable { reason }));
                 }
                 Some(BudgetHold::Unreserved(account))
@@ -233,14 +253,33 @@ fn admit<'a>(
             Err(exhausted) => return Err(refuse(ApiError::BudgetExceeded(exhausted))),
         },
     };
-    let total = plan.candidates.first().map_or(DEFAULT_TOTAL, |b| b.timeouts.total.get());
+    let total = plan
+        .candidates
+        .first()
+        .map_or(DEFAULT_TOTAL, |b| b.timeouts.total.get());
     let limits = &route.state.limits;
-    let tokens = if limits.counts_tokens() { facts.estimated_tokens() } else { 0 };
+    let tokens = if limits.counts_tokens() {
+        facts.estimated_tokens()
+    } else {
+        0
+    };
     let user = asks.user.as_deref().unwrap_or(ANONYMOUS);
-    let charge = limits
-        .admit(user, tokens, Instant::now())
-        .map_err(|r| refuse(ApiError::RateLimited { limit: r.limit, retry_after: r.retry_after }))?;
-    Ok(Admitted { route: route.clone(), asks, facts, plan, started, deadline: started + total, charge, budget })
+    let charge = limits.admit(user, tokens, Instant::now()).map_err(|r| {
+        refuse(ApiError::RateLimited {
+            limit: r.limit,
+            retry_after: r.retry_after,
+        })
+    })?;
+    Ok(Admitted {
+        route: route.clone(),
+        asks,
+        facts,
+        plan,
+        started,
+        deadline: started + total,
+        charge,
+        budget,
+    })
 }
 
 /// Serves a chat request through its route.
@@ -262,7 +301,10 @@ pub async fn chat(
                     Some((backend, reply)) => {
                         let served = admitted.served(backend, 0, endpoint, CacheStatus::Hit);
                         let holds = admitted.holds(served.clone(), &config.recorder, None);
-                        return Ok(ChatServed { served, reply: settle_or_tap(reply, holds, entry.usage) });
+                        return Ok(ChatServed {
+                            served,
+                            reply: settle_or_tap(reply, holds, entry.usage),
+                        });
                     }
                     None => (CacheStatus::Miss, None),
                 },
@@ -272,14 +314,27 @@ pub async fn chat(
         _ => (CacheStatus::Bypass, None),
     };
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
-        backend.upstream.chat(&ChatCall { request, model: &backend.model, deadline }).await
+        backend
+            .upstream
+            .chat(&ChatCall {
+                request,
+                model: &backend.model,
+                deadline,
+            })
+            .await
     })
     .await;
     let ok = match attempt {
         Ok(ok) => ok,
         Err(failed) => {
             let refused = admitted.refused(failed);
-            record_refusal(&config.recorder, &refused, endpoint, admitted.asks.user.as_deref(), started);
+            record_refusal(
+                &config.recorder,
+                &refused,
+                endpoint,
+                admitted.asks.user.as_deref(),
+                started,
+            );
             return Err(refused);
         }
     };
@@ -315,11 +370,19 @@ fn settle_or_tap(reply: Reply, holds: Holds, usage: Option<Usage>) -> Reply {
 /// A cached entry in the form the client asked for, and the backend that gave it (if the
 /// route still has it: the headers name it); `None` if it cannot be read.
 fn replay(route: &Route, request: &ChatRequest, entry: &cache::Entry) -> Option<(Arc<BackendRuntime>, Reply)> {
-    let backend = route.backends.iter().find(|b| b.name == entry.backend).or_else(|| route.backends.first())?.clone();
+    let backend = route
+        .backends
+        .iter()
+        .find(|b| b.name == entry.backend)
+        .or_else(|| route.backends.first())?
+        .clone();
     let reply = if request.is_stream() {
         Reply::Stream(cache::replay::stream(entry, request.wants_stream_usage())?)
     } else {
-        Reply::Complete(Complete { body: cache::replay::complete(entry)?, usage: entry.usage })
+        Reply::Complete(Complete {
+            body: cache::replay::complete(entry)?,
+            usage: entry.usage,
+        })
     };
     Some((backend, reply))
 }
@@ -336,18 +399,36 @@ pub async fn embeddings(
     let admitted = admit(config, &request.model, Body::Embeddings(request), headers, user)
         .inspect_err(|refused| record_refusal(&config.recorder, refused, "embeddings", user, started))?;
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
-        backend.upstream.embeddings(&EmbeddingsCall { request, model: &backend.model, deadline }).await
+        backend
+            .upstream
+            .embeddings(&EmbeddingsCall {
+                request,
+                model: &backend.model,
+                deadline,
+            })
+            .await
     })
     .await;
     let ok = match attempt {
         Ok(ok) => ok,
         Err(failed) => {
             let refused = admitted.refused(failed);
-            record_refusal(&config.recorder, &refused, "embeddings", admitted.asks.user.as_deref(), started);
+            record_refusal(
+                &config.recorder,
+                &refused,
+                "embeddings",
+                admitted.asks.user.as_deref(),
+                started,
+            );
             return Err(refused);
         }
     };
     let served = admitted.served(ok.backend.clone(), ok.attempts, "embeddings", CacheStatus::Bypass);
-    admitted.holds(served.clone(), &config.recorder, Some(ok.guard)).settle(ok.reply.usage, End::Complete, 0, None);
-    Ok(EmbeddingsServed { served, reply: ok.reply })
+    admitted
+        .holds(served.clone(), &config.recorder, Some(ok.guard))
+        .settle(ok.reply.usage, End::Complete, 0, None);
+    Ok(EmbeddingsServed {
+        served,
+        reply: ok.reply,
+    })
 }

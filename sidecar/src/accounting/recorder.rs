@@ -49,6 +49,8 @@ pub struct Finished<'a> {
     pub time_to_first_token: Option<Duration>,
     /// Whether the answer was streamed.
     pub streamed: bool,
+    /// `hit`, `miss` or `bypass` (`x-sluice-cache`); empty when the request got no answer.
+    pub cache: &'static str,
     /// The final error, for the log.
     pub error: Option<String>,
 }
@@ -125,7 +127,7 @@ impl Recorder {
             });
         }
         tracing::info!(target: "sluice::access", endpoint = f.endpoint, route = %f.route, backend, model,
-            user = f.user.unwrap_or_default(), outcome = ?f.outcome, attempts = f.attempts, stream = f.streamed,
+            user = f.user.unwrap_or_default(), outcome = ?f.outcome, attempts = f.attempts, stream = f.streamed, cache = f.cache,
             latency_ms = f.duration.as_millis() as u64,
             ttft_ms = f.time_to_first_token.map(|t| t.as_millis() as u64),
             input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0, output_tokens = usage.output.0,

@@ -114,6 +114,7 @@ impl Holds {
             duration: self.served.started.elapsed(),
             time_to_first_token,
             streamed: time_to_first_token.is_some(),
+            cache: self.served.cache.as_str(),
             error: match end {
                 End::Complete => None,
                 End::Broke => Some("the upstream broke off mid-stream".into()),
