@@ -283,6 +283,9 @@ fn compile_route(
         circuit_breaker: spec.circuit_breaker,
         tokenizer,
         state: states.route(pending, config),
-        budget: spec.budget_ref.as_ref().map(|b| ObjectKey { namespace: config.key.namespace.clone(), name: b.name.clone() }),
+        budget: spec.budget_ref.as_ref().map(|b| ObjectKey {
+            namespace: config.key.namespace.clone(),
+            name: b.name.clone(),
+        }),
     })
 }

@@ -88,7 +88,11 @@ impl SidecarProcess {
     async fn spawn(binary: &Path, manifest_dir: &Path, extra_args: &[&str]) -> Result<Self> {
         let (addr, admin_addr) = (free_port()?, free_port()?);
         // Keep state out of the manifests directory (it may be a checked-in example).
-        let state_dir = if extra_args.contains(&"--state-dir") { None } else { Some(tempfile::tempdir()?) };
+        let state_dir = if extra_args.contains(&"--state-dir") {
+            None
+        } else {
+            Some(tempfile::tempdir()?)
+        };
         let mut child = Command::new(binary)
             .arg("--listen")
             .arg(addr.to_string())
@@ -97,7 +101,13 @@ impl SidecarProcess {
             .arg("--manifests")
             .arg(manifest_dir)
             .args(extra_args)
-            .args(state_dir.as_ref().map(|d| [std::ffi::OsStr::new("--state-dir"), d.path().as_os_str()]).into_iter().flatten())
+            .args(
+                state_dir
+                    .as_ref()
+                    .map(|d| [std::ffi::OsStr::new("--state-dir"), d.path().as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .env_remove("SLUICE_LISTEN")
             .env_remove("SLUICE_ADMIN_LISTEN")
             .env_remove("SLUICE_MANIFESTS")
@@ -109,7 +119,14 @@ impl SidecarProcess {
             .with_context(|| format!("starting {}", binary.display()))?;
         let stderr = collect(child.stderr.take());
         let stdout = collect(child.stdout.take());
-        let mut sidecar = Self { addr, admin_addr, child, _state_dir: state_dir, stderr, stdout };
+        let mut sidecar = Self {
+            addr,
+            admin_addr,
+            child,
+            _state_dir: state_dir,
+            stderr,
+            stdout,
+        };
         sidecar.wait_ready().await?;
         Ok(sidecar)
     }
@@ -184,7 +201,10 @@ impl SidecarProcess {
     /// Sends SIGTERM (a graceful stop) and waits for the process to exit.
     pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().context("running kill")?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("running kill")?;
         if !sent.success() {
             bail!("kill -TERM {pid} failed");
         }
@@ -194,7 +214,10 @@ impl SidecarProcess {
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                bail!("sidecar did not exit within {READY_WITHIN:?} of SIGTERM; stderr:\n{}", self.stderr());
+                bail!(
+                    "sidecar did not exit within {READY_WITHIN:?} of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
