@@ -3,6 +3,7 @@
 
 mod budget;
 mod byte_size;
+pub mod control;
 mod decimal;
 mod duration;
 pub mod manifest;

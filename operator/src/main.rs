@@ -1,9 +1,29 @@
-//! `sluice-operator`: for now it emits the CRD manifests; the controllers grow here.
+//! `sluice-operator`: `run` the operator, print the `crds`, or make `certs` for the control server.
 
-use std::{io::Write, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Client, ResourceExt,
+    runtime::{
+        WatchStreamExt,
+        events::{Recorder, Reporter},
+        reflector, watcher,
+    },
+};
+use sluice_operator::{
+    SIDECAR_LABEL, admin, budget_controller, certs,
+    context::{Context, Settings},
+    control_server::{self, ControlServer, auth::Authenticator},
+    leader::LeaderElector,
+    metrics::Metrics,
+    route_controller,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
 
 /// Command line of the operator binary.
 #[derive(Debug, Parser)]
@@ -15,21 +35,111 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controllers and the control server (uses the in-cluster config or $KUBECONFIG).
+    Run(Box<RunOptions>),
     /// Print the CRD manifests (or write them into a directory with --out).
     Crds {
         /// Directory to write `modelroute.yaml` and `budget.yaml` into.
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write a CA (`ca.crt`) and a serving certificate (`tls.crt`, `tls.key`) into a directory.
+    Certs {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+        /// Names the certificate is valid for (DNS names or IP addresses).
+        #[arg(long = "san", required = true)]
+        sans: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunOptions {
+    /// Address of the control server (HTTPS).
+    #[arg(long, env = "SLUICE_CONTROL_LISTEN", default_value = "0.0.0.0:8443")]
+    control_listen: SocketAddr,
+    /// Address of the admin listener (metrics, probes).
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    admin_listen: SocketAddr,
+    /// Serving certificate (PEM chain); without it a CA and certificate are generated.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Serving certificate's key (PEM).
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Names for a generated certificate.
+    #[arg(long = "san", default_values_t = ["sluice-operator".to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned()])]
+    sans: Vec<String>,
+    /// Where to write a generated CA certificate.
+    #[arg(long, env = "SLUICE_CA_OUT")]
+    ca_out: Option<PathBuf>,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "sluice-operator")]
+    lease_name: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long a lease holds without renewal.
+    #[arg(long, default_value = "15s")]
+    lease_duration: sluice_crds::Duration,
+    /// How often usage and sidecar counts are written into status.
+    #[arg(long, env = "SLUICE_STATUS_INTERVAL", default_value = "2s")]
+    status_interval: sluice_crds::Duration,
+    /// How often a control stream carries a heartbeat.
+    #[arg(long, default_value = "15s")]
+    heartbeat: sluice_crds::Duration,
+    /// How far back allowance sizing looks at a sidecar's spend.
+    #[arg(long, default_value = "60s")]
+    sizing_window: sluice_crds::Duration,
+    /// Watch and serve only this namespace (default: all).
+    #[arg(long, env = "SLUICE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crds { out } => emit_crds(out),
+        Command::Certs { out, sans } => write_certs(&out, &sans),
+        Command::Run(options) => {
+            let options = *options;
+            init_logging(options.log_format);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(run(options))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }
 
 fn emit_crds(out: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::io::Write;
     let manifests = sluice_crds::crd_manifests().context("serializing the CRDs")?;
     match out {
         Some(dir) => {
@@ -49,4 +159,197 @@ fn emit_crds(out: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn write_certs(dir: &std::path::Path, sans: &[String]) -> anyhow::Result<()> {
+    let generated = certs::generate(sans)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    certs::write_file(&dir.join("ca.crt"), &generated.ca_pem, false)?;
+    certs::write_file(&dir.join("tls.crt"), &generated.cert_pem, false)?;
+    certs::write_file(&dir.join("tls.key"), &generated.key_pem, true)?;
+    Ok(())
+}
+
+fn tls_config(options: &RunOptions) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+        let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+        return Ok(certs::server_config(&cert_pem, &key_pem)?);
+    }
+    let generated = certs::generate(&options.sans)?;
+    if let Some(path) = &options.ca_out {
+        certs::write_file(path, &generated.ca_pem, false)?;
+        tracing::info!(path = %path.display(), "wrote the generated CA certificate");
+    }
+    Ok(certs::server_config(
+        generated.cert_pem.as_bytes(),
+        generated.key_pem.as_bytes(),
+    )?)
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let tls = tls_config(&options)?;
+    let metrics = Arc::new(Metrics::default());
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let admin_listener = TcpListener::bind(options.admin_listen)
+        .await
+        .with_context(|| format!("binding {}", options.admin_listen))?;
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin::AdminState {
+            metrics: metrics.clone(),
+            ready: ready_rx,
+        },
+        shutdown.clone(),
+    ));
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+    }
+
+    let identity = options
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("sluice-operator-{}", std::process::id()));
+    let mut elector = LeaderElector::new(
+        client.clone(),
+        &options.lease_namespace,
+        &options.lease_name,
+        &identity,
+        options.lease_duration.get(),
+    );
+    tracing::info!(identity, lease = %options.lease_name, "waiting to become the leader");
+    if !elector.acquire(&shutdown).await {
+        return Ok(());
+    }
+    metrics.leader.set(1);
+
+    let work = shutdown.child_token();
+    let (routes, routes_writer) = reflector::store();
+    let (budgets, budgets_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let reporter = Reporter {
+        controller: "sluice-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Settings {
+            status_interval: options.status_interval.get(),
+            heartbeat: options.heartbeat.get(),
+            sizing_window: options.sizing_window.get(),
+            watch_namespace: options.watch_namespace.clone().filter(|ns| !ns.is_empty()),
+        },
+        (routes, budgets, pods),
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+    ));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(route_controller::run(ctx.clone(), routes_writer, work.clone()));
+    tasks.spawn(budget_controller::run(ctx.clone(), budgets_writer, work.clone()));
+    {
+        let ctx = ctx.clone();
+        let work = work.clone();
+        let pods = watcher(ctx.watched::<Pod>(), watcher::Config::default().labels(SIDECAR_LABEL))
+            .default_backoff()
+            .reflect(pods_writer)
+            .inspect(move |event| match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                    if let Some(uid) = pod.uid() {
+                        ctx.relabel(&uid, pod.labels().clone());
+                    }
+                    ctx.recompute(&pod.namespace().unwrap_or_default());
+                }
+                Ok(watcher::Event::Delete(pod)) => {
+                    ctx.pod_deleted(&pod.namespace().unwrap_or_default(), &pod.uid().unwrap_or_default());
+                }
+                Ok(watcher::Event::InitDone) => ctx.cache_filled(|c| c.pods = true),
+                _ => {}
+            });
+        tasks.spawn(async move {
+            tokio::select! {
+                () = pods.for_each(|_| std::future::ready(())) => {}
+                () = work.cancelled() => {}
+            }
+        });
+    }
+    {
+        let ctx = ctx.clone();
+        let ready_tx = ready_tx.clone();
+        tasks.spawn(async move {
+            ctx.wait_caches().await;
+            tracing::info!("caches filled");
+            ctx.check_synced();
+            ctx.wait_synced().await;
+            // Snapshots were held back until now: send them.
+            let namespaces: std::collections::BTreeSet<String> = ctx
+                .lock()
+                .sessions
+                .values()
+                .map(|s| s.identity.namespace.clone())
+                .collect();
+            for ns in namespaces {
+                ctx.recompute(&ns);
+            }
+            ready_tx.send_replace(true);
+            tracing::info!("ready");
+        });
+    }
+    {
+        let ctx = ctx.clone();
+        let work = work.clone();
+        tasks.spawn(async move { ctx.run_flusher(work).await });
+    }
+    let control_listener = TcpListener::bind(options.control_listen)
+        .await
+        .with_context(|| format!("binding {}", options.control_listen))?;
+    tracing::info!(control = %control_listener.local_addr()?, admin = %options.admin_listen, "serving");
+    let server = Arc::new(ControlServer {
+        ctx: ctx.clone(),
+        auth: Authenticator::new(client.clone()),
+    });
+    tasks.spawn(control_server::serve(control_listener, tls, server, work.clone()));
+
+    let held = elector.hold(&shutdown).await;
+    ready_tx.send_replace(false);
+    metrics.leader.set(0);
+    work.cancel();
+    // Let the controllers stop and the flusher write what it holds, within a bound.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    match held {
+        Ok(()) => {
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "could not release the lease");
+            }
+            Ok(())
+        }
+        Err(e) => bail!("{e}; exiting so that a restart rejoins the election"),
+    }
 }

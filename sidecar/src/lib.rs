@@ -14,6 +14,7 @@ pub mod budget;
 pub mod cache;
 pub mod circuit;
 pub mod config;
+pub mod control;
 pub mod endpoints;
 pub mod error;
 pub mod failover;

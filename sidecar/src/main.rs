@@ -15,6 +15,7 @@ use sluice_sidecar::{
     admin,
     budget::{Budgets, state_file},
     config::ConfigStore,
+    control,
     listener::{self, ApiState, DEFAULT_MAX_BODY_BYTES},
     manifests,
 };
@@ -48,9 +49,11 @@ struct ServeOptions {
     /// Directory of ModelRoute, Budget and Secret YAML files (local mode).
     #[arg(long, env = "SLUICE_MANIFESTS", conflicts_with = "control_plane")]
     manifests: Option<PathBuf>,
-    /// URL of the operator's control server (cluster mode).
+    /// URL of the operator's control server (cluster mode); a comma-separated list is tried in turn.
     #[arg(long, env = "SLUICE_CONTROL_PLANE")]
     control_plane: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterOptions,
     #[command(flatten)]
     state: StateOptions,
     /// How often local mode saves budget spend; a crash loses at most this much.
@@ -69,6 +72,30 @@ struct ServeOptions {
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
+
+/// Cluster mode: how to reach and trust the operator.
+#[derive(Debug, Args)]
+struct ClusterOptions {
+    /// The operator's CA certificate (PEM), as the webhook projects it.
+    #[arg(
+        long,
+        env = "SLUICE_CONTROL_PLANE_CA",
+        default_value = "/var/run/secrets/sluice/ca.crt"
+    )]
+    control_plane_ca: PathBuf,
+    /// The projected ServiceAccount token (audience `sluice`); re-read on every reconnect.
+    #[arg(long, env = "SLUICE_TOKEN_FILE", default_value = "/var/run/secrets/sluice/token")]
+    token_file: PathBuf,
+    /// How often usage is reported to the operator.
+    #[arg(long, env = "SLUICE_USAGE_INTERVAL", default_value = "1s")]
+    usage_interval: sluice_crds::Duration,
+    /// The longest pause between reconnects to the operator.
+    #[arg(long, env = "SLUICE_MAX_BACKOFF", default_value = "30s")]
+    max_backoff: sluice_crds::Duration,
+}
+
+/// Where cluster mode keeps its state when no --state-dir is given: the injected `emptyDir`.
+const CLUSTER_STATE_DIR: &str = "/var/run/sluice";
 
 #[derive(Debug, Args)]
 struct StateOptions {
@@ -176,36 +203,17 @@ fn status(options: &StatusOptions) -> anyhow::Result<()> {
 #[tokio::main]
 async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     init_logging(options.log_format);
-    if let Some(url) = &options.control_plane {
-        bail!("--control-plane {url}: cluster mode is not available in this version; run with --manifests DIR");
-    }
-    let Some(manifest_dir) = &options.manifests else {
-        bail!("give --manifests DIR (local mode) or --control-plane URL (cluster mode)");
-    };
     let recorder = Recorder {
         user_labels: options.metrics_user_label,
         ..Recorder::default()
     };
     let store = Arc::new(ConfigStore::new(recorder));
     let shutdown = CancellationToken::new();
-
-    let dir = manifest_dir
-        .canonicalize()
-        .with_context(|| format!("--manifests {}", manifest_dir.display()))?;
-    manifests::reload(&dir, &store);
-    let _watcher =
-        manifests::watch(dir.clone(), store.clone()).with_context(|| format!("watching {}", dir.display()))?;
-    let state_file = options.state.budget_file(&dir)?;
-    match state_file::restore(&state_file, store.budgets(), jiff::Timestamp::now()) {
-        Ok(n) => tracing::info!(file = %state_file.display(), budgets = n, "budget spend restored"),
-        Err(e) => bail!("{e}; move the file away to start from zero spend"),
-    }
-    let flusher = tokio::spawn(state_file::flush_until(
-        state_file,
-        store.budgets().clone(),
-        options.state_flush_interval.get(),
-        shutdown.clone(),
-    ));
+    let mode = match (&options.control_plane, &options.manifests) {
+        (Some(urls), _) => start_cluster(urls, &options, &store, &shutdown)?,
+        (None, Some(dir)) => start_local(dir, &options, &store, &shutdown)?,
+        (None, None) => bail!("give --manifests DIR (local mode) or --control-plane URL (cluster mode)"),
+    };
 
     let api_listener = TcpListener::bind(options.listen)
         .await
@@ -241,8 +249,88 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     api.context("API listener")?;
     admin.context("admin listener")?;
     // Last: requests drained above have settled their spend.
-    flusher.await.context("budget flusher")?;
+    match mode {
+        Mode::Local { flusher, _watcher } => flusher.await.context("budget flusher")?,
+        Mode::Cluster { client, task } => {
+            client.flush(Duration::from_secs(5)).await;
+            task.await.context("control-plane client")?;
+        }
+    }
     Ok(())
+}
+
+/// What runs beside the listeners, by mode.
+enum Mode {
+    /// Manifests from a directory, spend in a local state file.
+    Local {
+        flusher: tokio::task::JoinHandle<()>,
+        _watcher: notify::RecommendedWatcher,
+    },
+    /// Config from the operator, usage to it.
+    Cluster {
+        client: control::ControlClient,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+fn start_local(
+    manifest_dir: &Path,
+    options: &ServeOptions,
+    store: &Arc<ConfigStore>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Mode> {
+    let dir = manifest_dir
+        .canonicalize()
+        .with_context(|| format!("--manifests {}", manifest_dir.display()))?;
+    manifests::reload(&dir, store);
+    let watcher =
+        manifests::watch(dir.clone(), store.clone()).with_context(|| format!("watching {}", dir.display()))?;
+    let state_file = options.state.budget_file(&dir)?;
+    match state_file::restore(&state_file, store.budgets(), jiff::Timestamp::now()) {
+        Ok(n) => tracing::info!(file = %state_file.display(), budgets = n, "budget spend restored"),
+        Err(e) => bail!("{e}; move the file away to start from zero spend"),
+    }
+    let flusher = tokio::spawn(state_file::flush_until(
+        state_file,
+        store.budgets().clone(),
+        options.state_flush_interval.get(),
+        shutdown.clone(),
+    ));
+    Ok(Mode::Local {
+        flusher,
+        _watcher: watcher,
+    })
+}
+
+fn start_cluster(
+    urls: &str,
+    options: &ServeOptions,
+    store: &Arc<ConfigStore>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Mode> {
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() || urls.iter().any(|u| !u.starts_with("https://")) {
+        bail!("--control-plane takes https:// URLs (comma-separated), got {urls:?}");
+    }
+    let cluster = &options.cluster;
+    let options = control::Options {
+        urls,
+        ca_file: cluster.control_plane_ca.clone(),
+        token_file: cluster.token_file.clone(),
+        state_dir: options
+            .state
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(CLUSTER_STATE_DIR)),
+        report_interval: cluster.usage_interval.get(),
+        max_backoff: cluster.max_backoff.get(),
+    };
+    let (client, task) = control::ControlClient::start(options, store.clone(), shutdown.clone());
+    Ok(Mode::Cluster { client, task })
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -3,5 +3,6 @@ pub mod anthropic_upstream;
 pub mod cluster;
 pub mod gemini_upstream;
 pub mod mock_server;
+pub mod operator;
 pub mod sidecar;
 pub mod upstream;

@@ -1,0 +1,239 @@
+//! The control API's endpoints.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, runtime::reflector::ObjectRef};
+use serde::{Serialize, de::DeserializeOwned};
+use sluice_crds::{
+    ObjectKey, UsageAck, UsageReport,
+    control::{
+        ACK_PATH, BudgetSpend, ConfigAck, ControlError, Hello, NDJSON, PodIdentity, USAGE_PATH, WATCH_PATH, WatchEvent,
+    },
+};
+
+use super::ControlServer;
+use crate::context::Context;
+
+/// A response body: whole or streamed.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+const MAX_ACK_BYTES: usize = 64 << 10;
+const MAX_REPORT_BYTES: usize = 16 << 20;
+
+/// Dispatches one request.
+pub async fn handle(req: Request<Incoming>, server: Arc<ControlServer>) -> Response<Body> {
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::GET, WATCH_PATH) => watch(req, &server).await,
+        (&Method::POST, ACK_PATH) => ack(req, &server).await,
+        (&Method::POST, USAGE_PATH) => usage(req, &server).await,
+        _ => Err((StatusCode::NOT_FOUND, "no such endpoint".to_owned())),
+    };
+    result.unwrap_or_else(|(status, message)| {
+        if status.is_server_error() {
+            tracing::warn!(%status, message, "control request failed");
+        } else {
+            tracing::info!(%status, message, "control request refused");
+        }
+        json(status, &ControlError { message })
+    })
+}
+
+type Refusal = (StatusCode, String);
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn identity(req: &Request<Incoming>, server: &ControlServer) -> Result<PodIdentity, Refusal> {
+    let pod = server
+        .auth
+        .authenticate(req.headers())
+        .await
+        .map_err(|e| (e.status(), e.to_string()))?;
+    match &server.ctx.settings.watch_namespace {
+        Some(ns) if *ns != pod.namespace => Err((
+            StatusCode::FORBIDDEN,
+            format!("this operator serves namespace {ns} only"),
+        )),
+        _ => Ok(pod),
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) -> Result<T, Refusal> {
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+}
+
+/// The pod's labels, checked against the token's UID (a re-created pod of the same name is
+/// another pod).
+async fn labels_of(ctx: &Context, pod: &PodIdentity) -> Result<std::collections::BTreeMap<String, String>, Refusal> {
+    let stored = match ctx.pods.get(&ObjectRef::<Pod>::new(&pod.name).within(&pod.namespace)) {
+        Some(p) => Some(p.as_ref().clone()),
+        None => Api::<Pod>::namespaced(ctx.client.clone(), &pod.namespace)
+            .get_opt(&pod.name)
+            .await
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("reading the pod: {e}")))?,
+    };
+    let stored = stored
+        .filter(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()))
+        .ok_or((
+            StatusCode::FORBIDDEN,
+            format!("pod {}/{} no longer exists", pod.namespace, pod.name),
+        ))?;
+    Ok(stored.metadata.labels.unwrap_or_default())
+}
+
+fn line(event: &WatchEvent) -> Bytes {
+    let mut bytes = serde_json::to_vec(event).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+/// Forgets the session when its stream is dropped (the sidecar went away).
+struct SessionGuard {
+    ctx: Arc<Context>,
+    uid: String,
+    conn: u64,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        tracing::info!(pod_uid = %self.uid, "control stream closed");
+        self.ctx.unregister(&self.uid, self.conn);
+    }
+}
+
+async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
+    let pod = identity(&req, server).await?;
+    let ctx = server.ctx.clone();
+    ctx.wait_synced().await;
+    ctx.ensure_ledger(&pod.namespace)
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let labels = labels_of(&ctx, &pod).await?;
+    let hello = {
+        let inner = ctx.lock();
+        let ledger = inner.ledgers.get(&pod.namespace).map(|l| &l.ledger);
+        let budgets = ledger
+            .map(|l| {
+                l.budgets
+                    .iter()
+                    .filter_map(|(name, totals)| {
+                        let grant = totals.pods.get(&pod.uid)?;
+                        Some(BudgetSpend {
+                            budget: ObjectKey {
+                                namespace: pod.namespace.clone(),
+                                name: name.clone(),
+                            },
+                            period_start: totals.period_start?,
+                            spent: grant.spent,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Hello {
+            pod: pod.clone(),
+            last_applied_sequence: ledger.map_or(0, |l| l.sequence(&pod.uid)),
+            heartbeat_secs: ctx.settings.heartbeat.as_secs().max(1),
+            budgets,
+        }
+    };
+    tracing::info!(pod = %pod.name, namespace = %pod.namespace, "sidecar connected");
+    let (conn, rx) = ctx.register(pod.clone(), labels);
+    let guard = SessionGuard {
+        ctx: ctx.clone(),
+        uid: pod.uid.clone(),
+        conn,
+    };
+    let heartbeat = ctx.settings.heartbeat;
+    let tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let first = Some(line(&WatchEvent::Hello(hello)));
+    let stream = futures::stream::unfold(
+        (first, rx, tick, guard),
+        |(mut first, mut rx, mut tick, guard)| async move {
+            if let Some(hello) = first.take() {
+                return Some((Ok::<_, Infallible>(Frame::data(hello)), (None, rx, tick, guard)));
+            }
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        // The session was replaced by a newer connection or the operator stops.
+                        changed.ok()?;
+                        let snapshot = rx.borrow_and_update().clone();
+                        if let Some(snapshot) = snapshot {
+                            let bytes = line(&WatchEvent::Snapshot(snapshot.as_ref().clone()));
+                            return Some((Ok(Frame::data(bytes)), (None, rx, tick, guard)));
+                        }
+                    }
+                    _ = tick.tick() => {
+                        return Some((Ok(Frame::data(line(&WatchEvent::Heartbeat))), (None, rx, tick, guard)));
+                    }
+                }
+            }
+        },
+    );
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(NDJSON));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn ack(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
+    let pod = identity(&req, server).await?;
+    let ack: ConfigAck = read_json(req, MAX_ACK_BYTES).await?;
+    tracing::debug!(pod = %pod.name, version = %ack.version, "sidecar acked");
+    server.ctx.ack(&pod.uid, ack.version);
+    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
+    let pod = identity(&req, server).await?;
+    let report: UsageReport = read_json(req, MAX_REPORT_BYTES).await?;
+    if report.pod_uid != pod.uid {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "podUid does not match the pod the token is bound to".to_owned(),
+        ));
+    }
+    if let Some(d) = report.deltas.iter().find(|d| d.route.namespace != pod.namespace) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("route {} is not in the pod's namespace", d.route),
+        ));
+    }
+    let ctx = &server.ctx;
+    ctx.wait_synced().await;
+    let bound = ctx.settings.status_interval.saturating_mul(10) + Duration::from_secs(30);
+    tracing::debug!(pod = %pod.name, sequence = report.sequence, deltas = report.deltas.len(), "usage report queued");
+    let rx = ctx.submit(pod, report);
+    match tokio::time::timeout(bound, rx).await {
+        Ok(Ok(Ok(sequence))) => Ok(json(StatusCode::OK, &UsageAck { sequence })),
+        Ok(Ok(Err(message))) => Err((StatusCode::SERVICE_UNAVAILABLE, message)),
+        Ok(Err(_)) | Err(_) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "usage not persisted in time; send it again".to_owned(),
+        )),
+    }
+}

@@ -1,0 +1,32 @@
+//! The Sluice operator: controllers for `ModelRoute` and `Budget`, the control server that
+//! pushes config snapshots to sidecars and takes their usage, and the status writer that turns
+//! usage into `status`.
+//!
+//! [`route_controller`] and [`budget_controller`] validate and resolve; what they accept goes
+//! into the shared [`context::Context`], from which [`desired`] computes each pod's snapshot
+//! and [`control_server`] streams it. [`usage`] applies reports exactly once and persists them;
+//! [`status`] writes what is known into the resources. [`leader`] makes sure one replica at a
+//! time does any of this.
+
+pub mod admin;
+pub mod allowance;
+pub mod budget_controller;
+pub mod certs;
+pub mod conditions;
+pub mod context;
+pub mod control_server;
+pub mod desired;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod period;
+pub mod route_controller;
+pub mod status;
+pub mod usage;
+pub mod webhook;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "sluice-operator";
+/// The label that marks a pod as carrying a Sluice sidecar (set by the injection webhook);
+/// the operator watches pods with it to count the sidecars each route selects.
+pub const SIDECAR_LABEL: &str = "sluice.dev/sidecar";

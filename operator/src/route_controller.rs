@@ -1,0 +1,405 @@
+//! The ModelRoute controller: validate, resolve Secrets and the Budget, accept (or keep the
+//! last accepted version), push to the sidecars, write conditions.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType},
+        reflector::{self, ObjectRef},
+        watcher,
+    },
+};
+use sluice_crds::{
+    ApiKey, BackendName, Budget, ModelRoute, ModelRouteSpec, ObjectKey,
+    validation::{self, FieldError},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    conditions::{self, Reason, Type},
+    context::{Context, RouteVerdict, key_of},
+    desired::AcceptedRoute,
+    error::{Error, Result},
+    usage::ledger::AcceptedSpec,
+};
+
+/// Why a route is not accepted as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The spec breaks a rule.
+    Invalid(String),
+    /// A Secret is missing.
+    SecretNotFound(String),
+    /// A Secret lacks the key.
+    SecretKeyNotFound(String),
+    /// The Budget is missing or does not fit.
+    BudgetNotFound(String),
+}
+
+impl Rejection {
+    fn reason(&self) -> Reason {
+        match self {
+            Self::Invalid(_) => Reason::Invalid,
+            Self::SecretNotFound(_) => Reason::SecretNotFound,
+            Self::SecretKeyNotFound(_) => Reason::SecretKeyNotFound,
+            Self::BudgetNotFound(_) => Reason::BudgetNotFound,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Self::Invalid(m) | Self::SecretNotFound(m) | Self::SecretKeyNotFound(m) | Self::BudgetNotFound(m) => m,
+        }
+    }
+
+    /// When to look again: an invalid spec only changes with an edit (which triggers a
+    /// reconcile); a missing reference is also watched, with a slow safety net.
+    fn requeue(&self) -> Action {
+        match self {
+            Self::Invalid(_) => Action::await_change(),
+            _ => Action::requeue(Duration::from_secs(300)),
+        }
+    }
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Checks a route against the schema's rules, its Budget and its Secrets (read fresh).
+pub async fn resolve(
+    ctx: &Context,
+    key: &ObjectKey,
+    spec: &ModelRouteSpec,
+) -> Result<Result<BTreeMap<BackendName, ApiKey>, Rejection>> {
+    if let Err(invalid) = validation::validate_model_route(spec) {
+        return Ok(Err(Rejection::Invalid(invalid.to_string())));
+    }
+    let budget = spec.budget_ref.as_ref().and_then(|r| {
+        ctx.budgets
+            .get(&ObjectRef::<Budget>::new(&r.name).within(&key.namespace))
+    });
+    if let Err(invalid) = validation::validate_references(spec, budget.as_ref().map(|b| &b.spec)) {
+        let (refs, rules): (Vec<FieldError>, Vec<FieldError>) = invalid
+            .0
+            .into_iter()
+            .partition(|e| e.path.starts_with("spec.budgetRef"));
+        if !rules.is_empty() {
+            return Ok(Err(Rejection::Invalid(join(&rules))));
+        }
+        return Ok(Err(Rejection::BudgetNotFound(join(&refs))));
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let mut credentials = BTreeMap::new();
+    for (i, backend) in spec.backends.iter().enumerate() {
+        let Some(reference) = &backend.credentials_ref else {
+            continue;
+        };
+        let Some(secret) = secrets.get_opt(&reference.name).await? else {
+            return Ok(Err(Rejection::SecretNotFound(format!(
+                "spec.backends[{i}].credentialsRef: Secret {:?} not found in namespace {}",
+                reference.name, key.namespace
+            ))));
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let Some(value) = value else {
+            return Ok(Err(Rejection::SecretKeyNotFound(format!(
+                "spec.backends[{i}].credentialsRef: Secret {:?} has no non-empty key {:?}",
+                reference.name, reference.key
+            ))));
+        };
+        credentials.insert(backend.name.clone(), ApiKey::new(value));
+    }
+    Ok(Ok(credentials))
+}
+
+/// The conditions for a verdict.
+pub fn verdict_conditions(
+    previous: &[Condition],
+    outcome: &Result<(), Rejection>,
+    generation: Option<i64>,
+    serving: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut c = previous.to_vec();
+    match outcome {
+        Ok(()) => {
+            conditions::set(&mut c, Type::Accepted, true, Reason::Accepted, "", generation, now);
+            conditions::set(
+                &mut c,
+                Type::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "",
+                generation,
+                now,
+            );
+            conditions::set(
+                &mut c,
+                Type::Ready,
+                true,
+                Reason::Pushed,
+                "pushed to the selected sidecars",
+                generation,
+                now,
+            );
+        }
+        Err(rejection) => {
+            let refs = !matches!(rejection, Rejection::Invalid(_));
+            if refs {
+                conditions::set(&mut c, Type::Accepted, true, Reason::Accepted, "", generation, now);
+                conditions::set(
+                    &mut c,
+                    Type::ResolvedRefs,
+                    false,
+                    rejection.reason(),
+                    rejection.message(),
+                    generation,
+                    now,
+                );
+            } else {
+                conditions::set(
+                    &mut c,
+                    Type::Accepted,
+                    false,
+                    Reason::Invalid,
+                    rejection.message(),
+                    generation,
+                    now,
+                );
+            }
+            let note = match serving {
+                Some(g) => format!("not served as written; sidecars keep generation {g}"),
+                None => "not served".to_owned(),
+            };
+            conditions::set(&mut c, Type::Ready, false, Reason::NotAccepted, note, generation, now);
+        }
+    }
+    c
+}
+
+/// After a restart, a route that does not validate now is served as it was last accepted
+/// (recorded in the namespace's ledger), if that version still resolves.
+async fn restore_last_accepted(ctx: &Context, key: &ObjectKey) -> Result<()> {
+    let recorded = {
+        let inner = ctx.lock();
+        if inner.accepted.contains_key(key) {
+            return Ok(());
+        }
+        inner
+            .ledgers
+            .get(&key.namespace)
+            .and_then(|l| l.ledger.accepted.get(&key.name).cloned())
+    };
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    if let Ok(credentials) = resolve(ctx, key, &recorded.spec).await? {
+        tracing::info!(route = %key, generation = recorded.generation, "serving the last accepted generation");
+        ctx.lock().accepted.entry(key.clone()).or_insert_with(|| {
+            Arc::new(AcceptedRoute {
+                key: key.clone(),
+                generation: recorded.generation,
+                spec: recorded.spec,
+                credentials,
+            })
+        });
+    }
+    Ok(())
+}
+
+/// Reconciles one route.
+pub async fn reconcile(route: Arc<ModelRoute>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciled("modelroute");
+    let key = key_of(route.as_ref());
+    if key.namespace.is_empty() {
+        return Err(Error::NoNamespace(key.name));
+    }
+    ctx.ensure_ledger(&key.namespace).await?;
+    let generation = route.metadata.generation;
+    let outcome = resolve(&ctx, &key, &route.spec).await?;
+    if outcome.is_err() {
+        restore_last_accepted(&ctx, &key).await?;
+    }
+    let now = Time(Timestamp::now());
+    let previous = route.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut record_changed = false;
+    let (verdict, action) = {
+        let mut inner = ctx.lock();
+        let action = match &outcome {
+            Ok(credentials) => {
+                if let Some(l) = inner.ledgers.get_mut(&key.namespace) {
+                    let record = AcceptedSpec {
+                        generation: generation.unwrap_or_default(),
+                        spec: route.spec.clone(),
+                    };
+                    if l.ledger.accepted.get(&key.name) != Some(&record) {
+                        l.ledger.accepted.insert(key.name.clone(), record);
+                        l.dirty = true;
+                        record_changed = true;
+                    }
+                }
+                inner.accepted.insert(
+                    key.clone(),
+                    Arc::new(AcceptedRoute {
+                        key: key.clone(),
+                        generation: generation.unwrap_or_default(),
+                        spec: route.spec.clone(),
+                        credentials: credentials.clone(),
+                    }),
+                );
+                // Credentials and budgets may change without an event reaching this route.
+                Action::requeue(Duration::from_secs(3600))
+            }
+            Err(rejection) => rejection.requeue(),
+        };
+        let serving = inner.accepted.get(&key).map(|a| a.generation);
+        let unit = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
+        let conditions = verdict_conditions(&previous, &unit, generation, serving, &now);
+        let verdict = RouteVerdict { generation, conditions };
+        inner.verdicts.insert(key.clone(), verdict.clone());
+        inner.reconciled.insert(key.clone());
+        (verdict, action)
+    };
+    if record_changed {
+        // Record the accepted generation before sidecars get it, so a restarted operator that
+        // finds the route broken serves what the sidecars already run.
+        ctx.flush_namespace(&key.namespace).await;
+    }
+    ctx.check_synced();
+    ctx.recompute(&key.namespace);
+    if let Err(rejection) = &outcome {
+        let changed = conditions::get(&previous, Type::Ready).map(|c| (&c.message, c.observed_generation))
+            != conditions::get(&verdict.conditions, Type::Ready).map(|c| (&c.message, c.observed_generation));
+        if changed {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: rejection.reason().as_str().to_owned(),
+                note: Some(rejection.message().chars().take(1000).collect()),
+                action: "Validate".to_owned(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &route.object_ref(&())).await {
+                tracing::warn!(route = %key, error = %e, "could not publish an Event");
+            }
+        }
+        tracing::warn!(route = %key, reason = rejection.reason().as_str(), message = rejection.message(), "route not accepted");
+    }
+    ctx.write_route_status(&key).await?;
+    Ok(action)
+}
+
+/// Retries failed reconciles after a short pause.
+pub fn error_policy(route: Arc<ModelRoute>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed("modelroute");
+    tracing::warn!(route = %route.name_any(), error = %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The routes of `namespace` whose spec names Secret `name`.
+fn routes_using_secret(
+    routes: &reflector::Store<ModelRoute>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<ModelRoute>> {
+    routes
+        .state()
+        .iter()
+        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|r| {
+            r.spec
+                .backends
+                .iter()
+                .any(|b| b.credentials_ref.as_ref().is_some_and(|c| c.name == name))
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// The routes of `namespace` whose `budgetRef` names `name`.
+fn routes_using_budget(
+    routes: &reflector::Store<ModelRoute>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<ModelRoute>> {
+    routes
+        .state()
+        .iter()
+        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|r| r.spec.budget_ref.as_ref().is_some_and(|b| b.name == name))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until `shutdown`. `routes` is the store `writer` fills.
+pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>, shutdown: CancellationToken) {
+    let deleted = ctx.clone();
+    let stream = watcher(ctx.watched::<ModelRoute>(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                deleted.cache_filled(|c| c.routes = true);
+            }
+            if let Ok(watcher::Event::Delete(route)) = event {
+                let key = key_of(route);
+                {
+                    let mut inner = deleted.lock();
+                    inner.accepted.remove(&key);
+                    inner.verdicts.remove(&key);
+                    inner.reconciled.remove(&key);
+                    if let Some(l) = inner.ledgers.get_mut(&key.namespace)
+                        && l.ledger.accepted.remove(&key.name).is_some()
+                    {
+                        l.dirty = true;
+                    }
+                }
+                tracing::info!(route = %key, "route deleted");
+                deleted.recompute(&key.namespace);
+            }
+        })
+        .applied_objects();
+    let for_secrets = ctx.routes.clone();
+    let for_budgets = ctx.routes.clone();
+    Controller::for_stream(stream, ctx.routes.clone())
+        .watches(
+            ctx.watched::<Secret>(),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let ns = secret.namespace().unwrap_or_default();
+                routes_using_secret(&for_secrets, &ns, &secret.name_any())
+            },
+        )
+        .watches(
+            ctx.watched::<Budget>(),
+            watcher::Config::default(),
+            move |budget: Budget| {
+                let ns = budget.namespace().unwrap_or_default();
+                routes_using_budget(&for_budgets, &ns, &budget.name_any())
+            },
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "route controller");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,296 @@
+//! Writing `status`: each write is the whole status, composed from what the controllers
+//! decided and what the ledger counted, applied server-side under one field manager (so two
+//! writers in this process never remove each other's fields).
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Resource,
+    api::{Patch, PatchParams},
+    runtime::{
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
+};
+use serde_json::json;
+use sluice_crds::{BackendStatus, Budget, BudgetSpec, BudgetStatus, CircuitState, MicroUsd, ModelRoute, ObjectKey};
+
+use crate::{
+    FIELD_MANAGER,
+    conditions::{self, Reason, Type},
+    context::Context,
+    error::Result,
+    period,
+    usage::ledger::BudgetTotals,
+};
+
+/// A budget's status figures for `now`: spend of the current period (zero once it rolled over).
+pub fn budget_figures(spec: &BudgetSpec, totals: Option<&BudgetTotals>, now: Timestamp) -> BudgetStatus {
+    let window = period::window_in(spec.period, &spec.time_zone, now).ok();
+    let current = totals.filter(|t| window.is_some_and(|w| t.period_start == Some(w.start)));
+    let spent = current.map_or(MicroUsd::ZERO, |t| t.spent);
+    BudgetStatus {
+        observed_generation: None,
+        period_start: window.map(|w| period::display(w.start, &spec.time_zone)),
+        spent_usd: spent,
+        remaining_usd: spec.limit_usd.saturating_sub(spent),
+        by_route: current.map(|t| t.by_route.clone()).unwrap_or_default(),
+        by_model: current.map(|t| t.by_model.clone()).unwrap_or_default(),
+        conditions: Vec::new(),
+    }
+}
+
+/// The highest alert threshold (percent) that `spent` reached.
+pub fn highest_crossed(thresholds: &[u32], spent: MicroUsd, limit: MicroUsd) -> Option<u32> {
+    thresholds
+        .iter()
+        .copied()
+        .filter(|t| u128::from(spent.micros()) * 100 >= u128::from(limit.micros()) * u128::from(*t))
+        .max()
+}
+
+/// The threshold a `ThresholdReached` message records (`"80% of …"`).
+fn recorded_threshold(message: &str) -> Option<u32> {
+    message.split('%').next()?.trim().parse().ok()
+}
+
+impl Context {
+    /// Writes the status of every route and budget marked dirty.
+    pub async fn write_dirty_statuses(&self) {
+        let (routes, budgets) = {
+            let mut inner = self.lock();
+            (
+                std::mem::take(&mut inner.dirty_routes),
+                std::mem::take(&mut inner.dirty_budgets),
+            )
+        };
+        for key in routes {
+            if let Err(e) = self.write_route_status(&key).await {
+                tracing::warn!(route = %key, error = %e, "status write failed; retrying at the next flush");
+                self.lock().dirty_routes.insert(key);
+            }
+        }
+        for key in budgets {
+            if let Err(e) = self.write_budget_status(&key).await {
+                tracing::warn!(budget = %key, error = %e, "status write failed; retrying at the next flush");
+                self.lock().dirty_budgets.insert(key);
+            }
+        }
+    }
+
+    /// Writes a route's whole status: verdict, sidecar counts, usage.
+    pub async fn write_route_status(&self, key: &ObjectKey) -> Result<()> {
+        let Some(route) = self.routes.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+            return Ok(());
+        };
+        let status = {
+            let inner = self.lock();
+            let mut status = route.status.clone().unwrap_or_default();
+            if let Some(v) = inner.verdicts.get(key) {
+                status.conditions = v.conditions.clone();
+                status.observed_generation = v.generation;
+            }
+            if let Some(a) = inner.accepted.get(key) {
+                status.config_version = Some(a.digest());
+            }
+            status.sidecars = Some(self.sidecar_counts(&inner, key));
+            if let Some(t) = inner
+                .ledgers
+                .get(&key.namespace)
+                .and_then(|l| l.ledger.routes.get(&key.name))
+            {
+                status.usage = Some(t.usage.clone());
+                status.backends = route
+                    .spec
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let counts = t.backends.get(b.name.as_str()).copied().unwrap_or_default();
+                        BackendStatus {
+                            name: b.name.clone(),
+                            // Sidecars do not report circuit state yet; traffic is what is known.
+                            healthy: counts.errors.saturating_mul(2) <= counts.requests,
+                            circuit: CircuitState::Closed,
+                            requests: counts.requests,
+                            errors: counts.errors,
+                            latency_p50_ms: None,
+                        }
+                    })
+                    .collect();
+            }
+            status
+        };
+        if route.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<ModelRoute> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status});
+        let result = api
+            .patch_status(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await;
+        self.metrics.wrote("modelroute", result.is_ok());
+        result?;
+        Ok(())
+    }
+
+    /// Writes a budget's whole status, emitting an Event for each threshold newly crossed.
+    pub async fn write_budget_status(&self, key: &ObjectKey) -> Result<()> {
+        let Some(budget) = self.budgets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+            return Ok(());
+        };
+        self.ensure_ledger(&key.namespace).await?;
+        let now = Timestamp::now();
+        let time = Time(now);
+        let (mut status, invalid) = {
+            let inner = self.lock();
+            let totals = inner
+                .ledgers
+                .get(&key.namespace)
+                .and_then(|l| l.ledger.budgets.get(&key.name));
+            (
+                budget_figures(&budget.spec, totals, now),
+                inner.invalid_budgets.get(key).cloned(),
+            )
+        };
+        let previous = budget.status.clone().unwrap_or_default();
+        status.conditions = previous.conditions.clone();
+        status.observed_generation = budget.metadata.generation;
+        let generation = budget.metadata.generation;
+        let c = &mut status.conditions;
+        match &invalid {
+            Some(why) => conditions::set(c, Type::Ready, false, Reason::Invalid, why.clone(), generation, &time),
+            None => conditions::set(c, Type::Ready, true, Reason::Counting, "", generation, &time),
+        }
+        let (spent, limit) = (status.spent_usd, budget.spec.limit_usd);
+        let exhausted = spent >= limit;
+        let was_exhausted = conditions::get(&previous.conditions, Type::Exhausted).is_some_and(|c| c.status == "True");
+        let figures = format!("{spent} of {limit} USD spent");
+        if exhausted {
+            conditions::set(
+                c,
+                Type::Exhausted,
+                true,
+                Reason::LimitReached,
+                figures.clone(),
+                generation,
+                &time,
+            );
+        } else {
+            conditions::set(
+                c,
+                Type::Exhausted,
+                false,
+                Reason::WithinLimit,
+                figures.clone(),
+                generation,
+                &time,
+            );
+        }
+        let crossed = highest_crossed(&budget.spec.alert_thresholds, spent, limit);
+        let before = conditions::get(&previous.conditions, Type::ThresholdReached)
+            .filter(|c| c.status == "True")
+            .and_then(|c| recorded_threshold(&c.message));
+        match crossed {
+            Some(t) => conditions::set(
+                c,
+                Type::ThresholdReached,
+                true,
+                Reason::ThresholdCrossed,
+                format!("{t}% of the limit reached: {figures}"),
+                generation,
+                &time,
+            ),
+            None => conditions::set(
+                c,
+                Type::ThresholdReached,
+                false,
+                Reason::BelowThresholds,
+                figures.clone(),
+                generation,
+                &time,
+            ),
+        }
+        let mut events = Vec::new();
+        if let Some(t) = crossed.filter(|t| before.is_none_or(|b| *t > b)) {
+            events.push((
+                "ThresholdCrossed",
+                format!("Budget crossed {t}% of its limit: {figures}"),
+            ));
+        }
+        if exhausted && !was_exhausted {
+            events.push(("Exhausted", format!("Budget exhausted: {figures}")));
+        }
+        if budget.status.as_ref() != Some(&status) {
+            let api: Api<Budget> = Api::namespaced(self.client.clone(), &key.namespace);
+            let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": status});
+            let result = api
+                .patch_status(
+                    &key.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await;
+            self.metrics.wrote("budget", result.is_ok());
+            result?;
+        }
+        let reference = budget.object_ref(&());
+        for (reason, note) in events {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: reason.to_owned(),
+                note: Some(note),
+                action: "Account".to_owned(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(budget = %key, error = %e, "could not publish an Event");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_cross_at_exact_percentages() {
+        let limit = MicroUsd::new(10_000_000);
+        assert_eq!(highest_crossed(&[50, 80, 100], MicroUsd::new(4_999_999), limit), None);
+        assert_eq!(
+            highest_crossed(&[50, 80, 100], MicroUsd::new(5_000_000), limit),
+            Some(50)
+        );
+        assert_eq!(
+            highest_crossed(&[100, 50, 80], MicroUsd::new(10_000_000), limit),
+            Some(100)
+        );
+        assert_eq!(recorded_threshold("80% of the limit reached: …"), Some(80));
+    }
+
+    #[test]
+    fn figures_reset_when_the_period_rolled_over() {
+        let spec: BudgetSpec =
+            serde_json::from_value(json!({"limitUSD": "10", "period": "daily", "timeZone": "Europe/Berlin"})).unwrap();
+        let totals = BudgetTotals {
+            period_start: Some("2026-11-20T23:00:00Z".parse().unwrap()),
+            spent: MicroUsd::new(3_000_000),
+            ..BudgetTotals::default()
+        };
+        let during = budget_figures(&spec, Some(&totals), "2026-11-21T12:00:00Z".parse().unwrap());
+        assert_eq!(during.period_start.as_deref(), Some("2026-11-21T00:00:00+01:00"));
+        assert_eq!(
+            (during.spent_usd, during.remaining_usd),
+            (MicroUsd::new(3_000_000), MicroUsd::new(7_000_000))
+        );
+        let next_day = budget_figures(&spec, Some(&totals), "2026-11-21T23:00:00Z".parse().unwrap());
+        assert_eq!(next_day.period_start.as_deref(), Some("2026-11-22T00:00:00+01:00"));
+        assert_eq!(next_day.spent_usd, MicroUsd::ZERO);
+    }
+}

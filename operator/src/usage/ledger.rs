@@ -1,0 +1,246 @@
+//! A namespace's usage ledger: totals per route and budget, and the highest report sequence
+//! applied per pod, kept together so that one write persists both and a report is applied
+//! exactly once (DESIGN §6.3).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sluice_crds::{MicroUsd, ModelRouteSpec, Outcome, RouteUsage, UsageReport};
+
+use crate::allowance::PodUse;
+
+/// Everything counted in one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ledger {
+    /// Per pod UID: the highest applied report sequence.
+    #[serde(default)]
+    pub pods: BTreeMap<String, PodRecord>,
+    /// Per route name.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteTotals>,
+    /// Per budget name.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, BudgetTotals>,
+    /// Per route name: the spec last accepted, so a route that is invalid when the operator
+    /// starts keeps being served as it last was (secrets are resolved again, never stored).
+    #[serde(default)]
+    pub accepted: BTreeMap<String, AcceptedSpec>,
+}
+
+/// A route's spec as last accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedSpec {
+    /// The generation accepted.
+    pub generation: i64,
+    /// Its spec.
+    pub spec: ModelRouteSpec,
+}
+
+/// What is known of one reporting pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRecord {
+    /// The pod's name when it last reported.
+    pub name: String,
+    /// The highest report sequence applied.
+    pub sequence: u64,
+}
+
+/// A route's usage since it was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTotals {
+    /// Summed over every pod.
+    pub usage: RouteUsage,
+    /// Per backend name.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendTotals>,
+}
+
+/// A backend's traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTotals {
+    /// Requests it served or failed.
+    pub requests: u64,
+    /// Requests that failed upstream.
+    pub errors: u64,
+}
+
+/// A budget's spend in its current period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetTotals {
+    /// The period these figures belong to.
+    pub period_start: Option<Timestamp>,
+    /// Spent in the period.
+    #[serde(rename = "spentUSD")]
+    pub spent: MicroUsd,
+    /// By route name.
+    #[serde(default)]
+    pub by_route: BTreeMap<String, MicroUsd>,
+    /// By upstream model.
+    #[serde(default)]
+    pub by_model: BTreeMap<String, MicroUsd>,
+    /// Per pod UID: granted allowance and reported spend in the period.
+    #[serde(default)]
+    pub pods: BTreeMap<String, PodGrant>,
+}
+
+/// One pod's allowance in one budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodGrant {
+    /// Total it may have spent in the period.
+    #[serde(rename = "grantedUSD")]
+    pub granted: MicroUsd,
+    /// What it reported spent in the period.
+    #[serde(rename = "spentUSD")]
+    pub spent: MicroUsd,
+    /// Spent in the last complete sizing window (not persisted: sizing restarts cold).
+    #[serde(skip)]
+    pub recent: MicroUsd,
+    /// Spent in the sizing window in progress.
+    #[serde(skip)]
+    pub window: MicroUsd,
+}
+
+impl PodGrant {
+    /// The figures allowance sizing takes.
+    pub fn use_(&self) -> PodUse {
+        PodUse {
+            granted: self.granted,
+            spent: self.spent,
+            recent: self.recent,
+        }
+    }
+}
+
+/// What applying one report changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The report's sequence was already applied; nothing changed.
+    pub duplicate: bool,
+    /// Route names whose totals changed.
+    pub routes: Vec<String>,
+    /// Budget names whose totals changed.
+    pub budgets: Vec<String>,
+}
+
+impl BudgetTotals {
+    /// Starts the period beginning at `start` when the figures belong to an earlier one.
+    /// Returns whether it reset.
+    pub fn roll(&mut self, start: Timestamp) -> bool {
+        if self.period_start == Some(start) {
+            return false;
+        }
+        *self = Self {
+            period_start: Some(start),
+            ..Self::default()
+        };
+        true
+    }
+}
+
+impl Ledger {
+    /// The highest sequence applied for `pod_uid` (0 when none).
+    pub fn sequence(&self, pod_uid: &str) -> u64 {
+        self.pods.get(pod_uid).map_or(0, |p| p.sequence)
+    }
+
+    /// Applies `report` unless its sequence was already applied. `budget_of` names the budget
+    /// a route spends from now, with its current period's start.
+    pub fn apply(
+        &mut self,
+        pod_name: &str,
+        report: &UsageReport,
+        budget_of: &dyn Fn(&str) -> Option<(String, Timestamp)>,
+    ) -> Applied {
+        let record = self.pods.entry(report.pod_uid.clone()).or_default();
+        if report.sequence <= record.sequence {
+            return Applied {
+                duplicate: true,
+                ..Applied::default()
+            };
+        }
+        record.sequence = report.sequence;
+        record.name = pod_name.to_owned();
+        let mut applied = Applied::default();
+        for d in &report.deltas {
+            let route = &d.route.name;
+            let totals = self.routes.entry(route.clone()).or_default();
+            let failed = d.outcome == Outcome::UpstreamError;
+            let u = &mut totals.usage;
+            u.requests = u.requests.saturating_add(d.requests);
+            if failed {
+                u.errors = u.errors.saturating_add(d.requests);
+            }
+            if d.outcome == Outcome::CacheHit {
+                u.cache_hits = u.cache_hits.saturating_add(d.requests);
+            }
+            u.failovers = u.failovers.saturating_add(d.failovers);
+            u.input_tokens = u.input_tokens.saturating_add(d.input_tokens.0);
+            u.output_tokens = u.output_tokens.saturating_add(d.output_tokens.0);
+            u.cost_usd += d.cost;
+            // Refusals never reached a backend; cache hits did not either.
+            if matches!(d.outcome, Outcome::Ok | Outcome::UpstreamError) {
+                let b = totals.backends.entry(d.backend.to_string()).or_default();
+                b.requests = b.requests.saturating_add(d.requests);
+                if failed {
+                    b.errors = b.errors.saturating_add(d.requests);
+                }
+            }
+            push_unique(&mut applied.routes, route);
+            if d.cost == MicroUsd::ZERO {
+                continue;
+            }
+            let Some((budget, period_start)) = budget_of(route) else {
+                continue;
+            };
+            let b = self.budgets.entry(budget.clone()).or_default();
+            b.roll(period_start);
+            b.spent += d.cost;
+            *b.by_route.entry(route.clone()).or_default() += d.cost;
+            *b.by_model.entry(d.model.to_string()).or_default() += d.cost;
+            let grant = b.pods.entry(report.pod_uid.clone()).or_default();
+            grant.spent += d.cost;
+            grant.window += d.cost;
+            push_unique(&mut applied.budgets, &budget);
+        }
+        applied
+    }
+
+    /// Takes back what a deleted pod was granted and did not report spent, so the other pods
+    /// can have it. Its token no longer authenticates, so it cannot report or be granted again.
+    /// Returns whether anything was taken back.
+    pub fn reclaim(&mut self, pod_uid: &str) -> bool {
+        let mut changed = false;
+        for budget in self.budgets.values_mut() {
+            if let Some(grant) = budget.pods.get_mut(pod_uid)
+                && grant.granted > grant.spent
+            {
+                grant.granted = grant.spent;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Closes the allowance sizing window of every pod: what it spent in it becomes `recent`.
+    pub fn close_sizing_window(&mut self) {
+        for budget in self.budgets.values_mut() {
+            for grant in budget.pods.values_mut() {
+                grant.recent = std::mem::take(&mut grant.window);
+            }
+        }
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|i| i == item) {
+        list.push(item.to_owned());
+    }
+}

@@ -1,0 +1,426 @@
+//! Cluster mode: the sidecar's side of the control protocol (`sluice_crds::control`).
+//!
+//! One task holds the config stream open: it applies each snapshot atomically through
+//! [`ConfigStore::apply`], saves it, and acks it; a snapshot that does not compile is refused
+//! and the running config stays. When the stream fails it reconnects with exponential backoff
+//! and full jitter, trying the next control-plane URL, re-reading the token file (projected
+//! tokens rotate) and the CA file each time. At start the last saved snapshot is applied
+//! first, so a sidecar whose operator is away still serves (fail static).
+//!
+//! Another task sends usage reports ([`usage::Reports`]) every report interval.
+
+pub mod state;
+pub mod usage;
+
+use std::{
+    hash::BuildHasher,
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use sluice_crds::{
+    ConfigSnapshot, UsageAck,
+    control::{ACK_PATH, BudgetSpend, ConfigAck, Hello, PodIdentity, USAGE_PATH, WATCH_PATH, WatchEvent},
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    state::{SNAPSHOT_FILE, USAGE_FILE, UsageState},
+    usage::Reports,
+};
+use crate::config::ConfigStore;
+
+/// How cluster mode connects.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Control-plane URLs, tried in turn (`https://sluice-operator.sluice-system.svc:8443`).
+    pub urls: Vec<String>,
+    /// The operator's CA certificate (PEM).
+    pub ca_file: PathBuf,
+    /// The projected ServiceAccount token (audience `sluice`).
+    pub token_file: PathBuf,
+    /// Where the last snapshot and unacked usage are kept.
+    pub state_dir: PathBuf,
+    /// How often usage is reported.
+    pub report_interval: Duration,
+    /// The longest pause between reconnects.
+    pub max_backoff: Duration,
+}
+
+/// Why one connection attempt or call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A local file could not be read.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate, or the client could not be built.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// The request failed in transport.
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    /// The operator answered with an error status.
+    #[error("operator answered {status}: {body}")]
+    Refused {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// Its explanation.
+        body: String,
+    },
+    /// Nothing arrived for three heartbeats.
+    #[error("the config stream went silent")]
+    Silent,
+    /// A line of the stream is not a known event.
+    #[error("bad event on the config stream: {0}")]
+    BadEvent(serde_json::Error),
+}
+
+/// The shared state of the two tasks.
+#[derive(Debug)]
+struct Shared {
+    options: Options,
+    store: Arc<ConfigStore>,
+    /// The pod, once the operator said who we are.
+    pod: Mutex<Option<PodIdentity>>,
+    /// The URL that answered last.
+    url: Mutex<String>,
+    reports: Mutex<Reports>,
+    /// Spend to restore into budget accounts once they exist.
+    restore: Mutex<Vec<BudgetSpend>>,
+    /// The HTTPS client, rebuilt on every reconnect (the CA may have rotated) and reused by
+    /// acks and reports in between so they keep their connection.
+    http: Mutex<Option<reqwest::Client>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running cluster-mode client.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    shared: Arc<Shared>,
+}
+
+/// The pause before reconnect attempt `attempt` (from 0): uniformly random up to
+/// `min(max, 200ms × 2^attempt)` ("full jitter"), with `random` in `0..=u64::MAX`.
+pub fn backoff(attempt: u32, max: Duration, random: u64) -> Duration {
+    let ceiling = Duration::from_millis(200)
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(max);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(random % millis.saturating_add(1))
+}
+
+fn random() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+}
+
+impl ControlClient {
+    /// Applies the saved snapshot (fail static) and starts the stream and report tasks.
+    pub fn start(options: Options, store: Arc<ConfigStore>, shutdown: CancellationToken) -> (Self, JoinHandle<()>) {
+        match state::load::<ConfigSnapshot>(&options.state_dir, SNAPSHOT_FILE) {
+            Ok(Some(snapshot)) => match store.apply(&snapshot) {
+                Ok(_) => {
+                    tracing::info!(version = %snapshot.version, "serving the last saved config until the operator answers")
+                }
+                Err(e) => tracing::warn!(error = %e, "the saved config no longer applies; waiting for the operator"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the saved config; waiting for the operator"),
+        }
+        let usage = match state::load::<UsageState>(&options.state_dir, USAGE_FILE) {
+            Ok(state) => state.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the saved usage report; starting without it");
+                UsageState::default()
+            }
+        };
+        let shared = Arc::new(Shared {
+            url: Mutex::new(options.urls.first().cloned().unwrap_or_default()),
+            options,
+            store,
+            pod: Mutex::new(None),
+            reports: Mutex::new(Reports::new(usage)),
+            restore: Mutex::new(Vec::new()),
+            http: Mutex::new(None),
+        });
+        let client = Self { shared };
+        let stream = client.clone();
+        let reporter = client.clone();
+        let stop = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            let reports = tokio::spawn(async move { reporter.report_until(stop).await });
+            stream.stream_until(shutdown).await;
+            let _ = reports.await;
+        });
+        (client, handle)
+    }
+
+    /// The current client, built on first use.
+    fn http(&self) -> Result<reqwest::Client, ControlError> {
+        if let Some(client) = locked(&self.shared.http).clone() {
+            return Ok(client);
+        }
+        self.fresh_http()
+    }
+
+    /// A client built from the CA file as it is now.
+    fn fresh_http(&self) -> Result<reqwest::Client, ControlError> {
+        let path = &self.shared.options.ca_file;
+        let pem = std::fs::read(path).map_err(|source| ControlError::File {
+            path: path.clone(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ControlError::Tls(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ControlError::Tls(format!("{} holds no certificate", path.display())));
+        }
+        let client = reqwest::Client::builder()
+            .tls_certs_only(certs)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ControlError::Tls(e.to_string()))?;
+        *locked(&self.shared.http) = Some(client.clone());
+        Ok(client)
+    }
+
+    fn token(&self) -> Result<String, ControlError> {
+        let path = &self.shared.options.token_file;
+        std::fs::read_to_string(path)
+            .map(|t| t.trim().to_owned())
+            .map_err(|source| ControlError::File {
+                path: path.clone(),
+                source,
+            })
+    }
+
+    async fn stream_until(&self, shutdown: CancellationToken) {
+        let urls = self.shared.options.urls.clone();
+        let mut attempt = 0u32;
+        let mut index = 0usize;
+        loop {
+            let url = urls.get(index % urls.len().max(1)).cloned().unwrap_or_default();
+            let started = Instant::now();
+            let result = tokio::select! {
+                r = self.stream_once(&url) => r,
+                () = shutdown.cancelled() => return,
+            };
+            match result {
+                Ok(()) => tracing::warn!(url, "the config stream ended; reconnecting"),
+                Err(e) => tracing::warn!(url, error = %e, "control plane unavailable; serving the current config"),
+            }
+            // A stream that ran a while was healthy: start the backoff over.
+            if started.elapsed() > Duration::from_secs(30) {
+                attempt = 0;
+            }
+            index += 1;
+            let pause = backoff(attempt, self.shared.options.max_backoff, random());
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn stream_once(&self, url: &str) -> Result<(), ControlError> {
+        let http = self.fresh_http()?;
+        let response = http
+            .get(format!("{url}{WATCH_PATH}"))
+            .bearer_auth(self.token()?)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(ControlError::Refused { status, body });
+        }
+        *locked(&self.shared.url) = url.to_owned();
+        let mut silent_after = Duration::from_secs(45);
+        let mut body = response.bytes_stream();
+        let mut buffer: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(silent_after, body.next()).await {
+                Err(_) => return Err(ControlError::Silent),
+                Ok(None) => return Ok(()),
+                Ok(Some(chunk)) => chunk?,
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = &line[..line.len() - 1];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let event: WatchEvent = serde_json::from_slice(line).map_err(ControlError::BadEvent)?;
+                match event {
+                    WatchEvent::Hello(hello) => {
+                        silent_after = Duration::from_secs(hello.heartbeat_secs.max(1).saturating_mul(3));
+                        self.hello(hello);
+                    }
+                    WatchEvent::Snapshot(snapshot) => self.apply(&http, url, snapshot),
+                    WatchEvent::Heartbeat => {}
+                }
+            }
+        }
+    }
+
+    fn hello(&self, hello: Hello) {
+        tracing::info!(pod = %hello.pod.name, namespace = %hello.pod.namespace,
+            last_applied_sequence = hello.last_applied_sequence, "connected to the control plane");
+        *locked(&self.shared.pod) = Some(hello.pod.clone());
+        let changed = locked(&self.shared.reports).hello(&hello);
+        if changed {
+            self.save_usage();
+        }
+        *locked(&self.shared.restore) = hello.budgets;
+        self.restore_spend();
+    }
+
+    /// Puts the operator's record of this pod's spend into the budget accounts that exist.
+    fn restore_spend(&self) {
+        let now = jiff::Timestamp::now();
+        let budgets = self.shared.store.budgets();
+        locked(&self.shared.restore).retain(|spend| match budgets.get(&spend.budget) {
+            Some(account) => {
+                account.restore(spend.period_start, spend.spent, now);
+                false
+            }
+            None => true,
+        });
+    }
+
+    fn apply(&self, http: &reqwest::Client, url: &str, snapshot: ConfigSnapshot) {
+        match self.shared.store.apply(&snapshot) {
+            Ok(changed) => {
+                if changed {
+                    tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "config applied");
+                }
+                self.restore_spend();
+                if let Err(e) = state::save_snapshot(&self.shared.options.state_dir, &snapshot) {
+                    tracing::warn!(error = %e, "cannot save the config; a restart without the operator would not serve it");
+                }
+                let ack = ConfigAck {
+                    version: snapshot.version,
+                };
+                let (http, url, client) = (http.clone(), url.to_owned(), self.clone());
+                tokio::spawn(async move { client.send_ack(&http, &url, &ack).await });
+            }
+            Err(e) => {
+                tracing::error!(version = %snapshot.version, error = %e, "config refused; the running config stays");
+            }
+        }
+    }
+
+    async fn send_ack(&self, http: &reqwest::Client, url: &str, ack: &ConfigAck) {
+        for _ in 0..3 {
+            let result = async {
+                let response = http
+                    .post(format!("{url}{ACK_PATH}"))
+                    .bearer_auth(self.token()?)
+                    .timeout(Duration::from_secs(10))
+                    .json(ack)
+                    .send()
+                    .await?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    let status = response.status();
+                    Err(ControlError::Refused {
+                        status,
+                        body: response.text().await.unwrap_or_default(),
+                    })
+                }
+            }
+            .await;
+            match result {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, version = %ack.version, "ack failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn save_usage(&self) {
+        let state = locked(&self.shared.reports).state().clone();
+        if let Err(e) = state::save(&self.shared.options.state_dir, USAGE_FILE, &state) {
+            tracing::warn!(error = %e, "cannot save the unacked usage report");
+        }
+    }
+
+    async fn report_until(&self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.shared.options.report_interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+            if let Err(e) = self.report_once().await {
+                tracing::warn!(error = %e, "usage report not acked yet; it will be resent");
+            }
+        }
+    }
+
+    /// Sends the in-flight report (or cuts a new one); `Ok(true)` when one was acked.
+    pub async fn report_once(&self) -> Result<bool, ControlError> {
+        let uid = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone());
+        let (report, changed) = locked(&self.shared.reports).next(&self.shared.store.recorder().ledger, uid.as_deref());
+        if changed {
+            self.save_usage();
+        }
+        let Some(report) = report else {
+            return Ok(false);
+        };
+        let url = locked(&self.shared.url).clone();
+        let response = self
+            .http()?
+            .post(format!("{url}{USAGE_PATH}"))
+            .bearer_auth(self.token()?)
+            .timeout(Duration::from_secs(90))
+            .json(&report)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            return Err(ControlError::Refused {
+                status,
+                body: response.text().await.unwrap_or_default(),
+            });
+        }
+        let ack: UsageAck = response.json().await?;
+        let done = locked(&self.shared.reports).acked(ack);
+        if done {
+            tracing::debug!(sequence = report.sequence, "usage report acked");
+            self.save_usage();
+        }
+        Ok(done)
+    }
+
+    /// Reports what is left (SIGTERM): the in-flight report and then the rest, within `within`.
+    pub async fn flush(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.report_once()).await {
+                Ok(Ok(true)) => continue,
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "final usage report not acked; it stays saved for the next start");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

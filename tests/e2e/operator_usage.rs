@@ -1,0 +1,420 @@
+//! Usage into status (DESIGN §6.3, §6.4) at the protocol level: reports sent with pods'
+//! tokens, as sidecars send them, are applied exactly once per (pod, sequence), acked only
+//! once status shows them, and survive an operator killed between taking a report and
+//! writing it.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use kube::Api;
+use serde_json::{Value, json};
+use sluice_crds::{Budget, ModelRoute};
+use sluice_tests::cluster::{TestCluster, cluster};
+use sluice_tests::operator::{Certs, OperatorProcess, TestPod};
+
+const MANIFESTS: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Budget
+metadata: {name: monthly}
+spec: {limitUSD: "10.00", period: monthly, timeZone: Europe/Berlin}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {name: chat}
+spec:
+  models: [chat]
+  budgetRef: {name: monthly}
+  backends:
+  - name: up
+    provider: openai-compatible
+    baseUrl: "http://127.0.0.1:9/v1"
+    model: mock-ok
+    pricing: {inputPerMTok: "1000.00", outputPerMTok: "2000.00", cachedInputPerMTok: "500.00"}
+"#;
+
+fn report(c: &TestCluster, pod: &TestPod, sequence: u64, requests: u64, cost: &str) -> Value {
+    json!({
+        "podUid": pod.uid, "sequence": sequence,
+        "deltas": [{
+            "route": {"namespace": c.namespace, "name": "chat"}, "backend": "up", "model": "mock-ok",
+            "outcome": "ok", "requests": requests, "inputTokens": 12 * requests, "cachedInputTokens": 4 * requests,
+            "outputTokens": 5 * requests, "cost": cost, "failovers": 0, "estimated": false
+        }]
+    })
+}
+
+struct Caller {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Caller {
+    fn new(certs: &Certs, url: &str) -> Result<Self> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
+        Ok(Self {
+            http: reqwest::Client::builder().tls_certs_only([ca]).build()?,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Sends a report as `pod`; the acked sequence.
+    async fn send(&self, pod: &TestPod, body: &Value) -> Result<u64> {
+        let token = std::fs::read_to_string(&pod.token_file)?;
+        let answer: Value = self
+            .http
+            .post(format!("{}/v1/usage", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        answer["sequence"].as_u64().context("no sequence in the ack")
+    }
+}
+
+async fn budget_status(c: &TestCluster) -> Result<Value> {
+    let budget = Api::<Budget>::namespaced(c.client.clone(), &c.namespace)
+        .get("monthly")
+        .await?;
+    Ok(serde_json::to_value(budget.status)?)
+}
+
+async fn route_usage(c: &TestCluster) -> Result<Value> {
+    let route = Api::<ModelRoute>::namespaced(c.client.clone(), &c.namespace)
+        .get("chat")
+        .await?;
+    Ok(serde_json::to_value(route.status.and_then(|s| s.usage))?)
+}
+
+async fn setup(test: &str) -> Result<Option<(TestCluster, tempfile::TempDir, Certs)>> {
+    let Some(c) = cluster(test).await? else {
+        return Ok(None);
+    };
+    c.install_crds().await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(MANIFESTS)).await?.ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    Ok(Some((c, dir, certs)))
+}
+
+#[tokio::test]
+async fn reports_of_two_pods_sum_exactly_into_status_and_a_resent_report_counts_once() -> Result<()> {
+    let Some((c, dir, certs)) = setup("operator_usage_sum").await? else {
+        return Ok(());
+    };
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let b = TestPod::create(&c, dir.path(), "pod-b", &[]).await?;
+    let caller = Caller::new(&certs, &operator.control_url)?;
+
+    ensure!(caller.send(&a, &report(&c, &a, 1, 3, "0.060000")).await? == 1);
+    // Acked only after the status write: no polling needed.
+    ensure!(budget_status(&c).await?["spentUSD"] == "0.060000");
+    ensure!(caller.send(&b, &report(&c, &b, 1, 2, "0.040000")).await? == 1);
+    ensure!(caller.send(&a, &report(&c, &a, 2, 1, "0.020000")).await? == 2);
+    // A resent report (its ack was lost) is recognised: acked, not counted again.
+    ensure!(caller.send(&a, &report(&c, &a, 1, 3, "0.060000")).await? == 2);
+    ensure!(caller.send(&b, &report(&c, &b, 1, 2, "0.040000")).await? == 1);
+
+    let status = budget_status(&c).await?;
+    ensure!(status["spentUSD"] == "0.120000", "{status}");
+    ensure!(status["remainingUSD"] == "9.880000", "{status}");
+    ensure!(status["byRoute"] == json!({"chat": "0.120000"}), "{status}");
+    ensure!(status["byModel"] == json!({"mock-ok": "0.120000"}), "{status}");
+    let start = status["periodStart"].as_str().unwrap_or_default();
+    ensure!(
+        start.ends_with("T00:00:00+01:00") || start.ends_with("T00:00:00+02:00"),
+        "{status}"
+    );
+    let usage = route_usage(&c).await?;
+    ensure!(
+        usage
+            == json!({"requests": 6, "errors": 0, "failovers": 0, "cacheHits": 0,
+                        "inputTokens": 72, "outputTokens": 30, "costUSD": "0.120000"}),
+        "{usage}"
+    );
+    // `kubectl get budgets` shows it.
+    let table = c.kubectl_ns(&["get", "budgets"], None).await?.ok()?;
+    ensure!(table.contains("0.120000") && table.contains("9.880000"), "{table}");
+    let metrics = operator.metrics().await?;
+    ensure!(
+        metrics.contains(r#"sluice_operator_usage_reports_total{result="duplicate"} 2"#),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_after_restart() -> Result<()> {
+    let Some((c, dir, certs)) = setup("operator_usage_crash").await? else {
+        return Ok(());
+    };
+    // This replica takes reports but writes status only once an hour.
+    let mut slow = OperatorProcess::spawn(&c, &certs, "op-1", &["--status-interval", "1h"])?;
+    slow.wait_ready(Duration::from_secs(60)).await?;
+    let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let body = report(&c, &a, 1, 5, "0.100000");
+    let caller = Caller::new(&certs, &slow.control_url)?;
+    let pending = {
+        let (caller, a, body) = (Caller::new(&certs, &slow.control_url)?, a.clone(), body.clone());
+        tokio::spawn(async move { caller.send(&a, &body).await })
+    };
+    drop(caller);
+    slow.process
+        .wait_for_output("usage report queued", Duration::from_secs(30))
+        .await?;
+    slow.process.kill()?;
+    ensure!(pending.await?.is_err(), "the report must not have been acked");
+    ensure!(budget_status(&c).await?["spentUSD"].as_str().unwrap_or("0.000000") == "0.000000");
+
+    // The sidecar resends the unacked report to the next operator: applied once.
+    let next = OperatorProcess::start(&c, &certs, "op-2").await?;
+    let caller = Caller::new(&certs, &next.control_url)?;
+    ensure!(caller.send(&a, &body).await? == 1);
+    ensure!(caller.send(&a, &body).await? == 1);
+    ensure!(budget_status(&c).await?["spentUSD"] == "0.100000");
+
+    // And once more across another restart: the applied sequence is durable with the total.
+    drop(next);
+    let last = OperatorProcess::start(&c, &certs, "op-3").await?;
+    let caller = Caller::new(&certs, &last.control_url)?;
+    ensure!(caller.send(&a, &body).await? == 1);
+    ensure!(caller.send(&a, &report(&c, &a, 2, 1, "0.020000")).await? == 2);
+    ensure!(budget_status(&c).await?["spentUSD"] == "0.120000");
+    ensure!(route_usage(&c).await?["requests"] == 6);
+    Ok(())
+}
+
+/// A budget and a route whose only backend is the in-test upstream. Only output tokens are
+/// priced, and requests cap them at what the upstream answers (5), so a request's worst case
+/// is its exact cost: 5 × $4000 per million = $0.020000.
+fn priced_manifests(upstream: &sluice_tests::upstream::Upstream, limit: &str) -> String {
+    format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Budget
+metadata: {{name: monthly}}
+spec: {{limitUSD: "{limit}", period: monthly, enforcement: hard}}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: chat}}
+spec:
+  models: [chat]
+  budgetRef: {{name: monthly}}
+  backends:
+  - name: up
+    provider: openai-compatible
+    baseUrl: "http://{}/v1"
+    model: mock-ok
+    pricing: {{inputPerMTok: "0", outputPerMTok: "4000.00"}}
+"#,
+        upstream.addr
+    )
+}
+
+/// Sends one chat request capped at 5 completion tokens: (status, cost header, error code).
+async fn priced_chat(sidecar: &sluice_tests::operator::ClusterSidecar) -> Result<(u16, String, String)> {
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", sidecar.base_url()))
+        .json(&json!({"model": "chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let cost = response
+        .headers()
+        .get("x-sluice-cost-usd")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.unwrap_or_default();
+    Ok((
+        status,
+        cost,
+        body["error"]["code"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+fn micros(usd: &str) -> u64 {
+    usd.parse::<sluice_crds::MicroUsd>().map(|m| m.micros()).unwrap_or(0)
+}
+
+async fn wait_config(sidecar: &sluice_tests::operator::ClusterSidecar) -> Result<()> {
+    sluice_tests::operator::eventually("the sidecar's first config", Duration::from_secs(60), || async {
+        sidecar
+            .config()
+            .await
+            .filter(|c| c["routes"].as_array().is_some_and(|r| !r.is_empty()))
+    })
+    .await
+    .map(|_| ())
+}
+
+async fn wait_spent(c: &TestCluster, expected: &str) -> Result<()> {
+    sluice_tests::operator::eventually(&format!("spentUSD = {expected}"), Duration::from_secs(60), || async {
+        let status = budget_status(c).await.ok()?;
+        (status["spentUSD"] == expected).then_some(())
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; last status: {:?}",
+            futures::executor::block_on(async { None::<()> })
+        )
+    })
+}
+
+#[tokio::test]
+async fn spend_through_two_real_sidecars_sums_exactly_and_a_restarted_sidecar_counts_nothing_twice() -> Result<()> {
+    let Some(c) = cluster("operator_usage_sidecars").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = sluice_tests::upstream::Upstream::start().await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&priced_manifests(&upstream, "10.00")))
+        .await?
+        .ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let b = TestPod::create(&c, dir.path(), "pod-b", &[]).await?;
+    let mut sidecar_a = sluice_tests::operator::ClusterSidecar::spawn(&a, &operator.control_url, &certs.ca())?;
+    let sidecar_b = sluice_tests::operator::ClusterSidecar::spawn(&b, &operator.control_url, &certs.ca())?;
+    wait_config(&sidecar_a).await?;
+    wait_config(&sidecar_b).await?;
+
+    let mut total = 0;
+    for (sidecar, n) in [(&sidecar_a, 3), (&sidecar_b, 2)] {
+        for _ in 0..n {
+            let (status, cost, code) = priced_chat(sidecar).await?;
+            ensure!(status == 200, "{status} {code}");
+            ensure!(cost == "0.020000", "cost header {cost:?}");
+            total += micros(&cost);
+        }
+    }
+    ensure!(total == 100_000);
+    wait_spent(&c, "0.100000").await?;
+
+    // A crash of sidecar A: its acked usage is not applied again when it comes back (its
+    // unacked report, if the crash beat the ack, is resent and recognised).
+    sidecar_a.process.kill()?;
+    let sidecar_a = sluice_tests::operator::ClusterSidecar::spawn(&a, &operator.control_url, &certs.ca())?;
+    wait_config(&sidecar_a).await?;
+    let (status, cost, _) = priced_chat(&sidecar_a).await?;
+    ensure!(status == 200 && cost == "0.020000");
+    wait_spent(&c, "0.120000").await?;
+    let usage = route_usage(&c).await?;
+    ensure!(usage["requests"] == 6 && usage["costUSD"] == "0.120000", "{usage}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<()> {
+    let Some(c) = cluster("operator_usage_hard_limit").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = sluice_tests::upstream::Upstream::start().await?;
+    // $0.30: fifteen requests of $0.02.
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&priced_manifests(&upstream, "0.30")))
+        .await?
+        .ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let mut sidecars = Vec::new();
+    for i in 0..5 {
+        let pod = TestPod::create(&c, dir.path(), &format!("pod-{i}"), &[]).await?;
+        sidecars.push(sluice_tests::operator::ClusterSidecar::spawn(
+            &pod,
+            &operator.control_url,
+            &certs.ca(),
+        )?);
+    }
+    for s in &sidecars {
+        wait_config(s).await?;
+    }
+    // Every sidecar has been granted its allowance before the load starts.
+    sluice_tests::operator::eventually("allowances granted", Duration::from_secs(60), || async {
+        let mut all = true;
+        for s in &sidecars {
+            let config = s.config().await?;
+            all &= config["budgets"][0]["allowanceUsd"]
+                .as_str()
+                .is_some_and(|a| a != "0.000000");
+        }
+        all.then_some(())
+    })
+    .await?;
+
+    let results = futures::future::join_all(sidecars.iter().map(|s| async move {
+        let mut out = Vec::new();
+        for _ in 0..8 {
+            out.push(priced_chat(s).await);
+        }
+        out
+    }))
+    .await;
+    let mut spent = 0;
+    let mut served = 0;
+    for r in results.into_iter().flatten() {
+        let (status, cost, code) = r?;
+        match status {
+            200 => {
+                served += 1;
+                spent += micros(&cost);
+            }
+            429 => ensure!(code == "budget_exceeded", "429 with code {code:?}"),
+            other => anyhow::bail!("unexpected status {other} ({code})"),
+        }
+    }
+    // The sidecars' own costs stay within the limit (the overspend bound is the outstanding
+    // allowance, which never exceeds the money left), and status agrees to the micro-dollar.
+    ensure!(spent <= 300_000, "spent {spent} micro-dollars in {served} requests");
+    eprintln!("hard limit: {served} requests served, {spent} micro-dollars");
+    ensure!(served >= 1);
+    wait_spent(&c, &sluice_crds::MicroUsd::new(spent).to_string()).await?;
+    if spent == 300_000 {
+        let status = budget_status(&c).await?;
+        let exhausted = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Exhausted").cloned())
+            .context("no Exhausted condition")?;
+        ensure!(exhausted["status"] == "True", "{exhausted}");
+        let threshold = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ThresholdReached").cloned())
+            .context("no ThresholdReached condition")?;
+        ensure!(
+            threshold["status"] == "True" && threshold["message"].as_str().unwrap_or_default().starts_with("100%"),
+            "{threshold}"
+        );
+        let events = c
+            .kubectl_ns(
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=monthly",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
+            .await?
+            .ok()?;
+        ensure!(
+            events.contains("ThresholdCrossed") && events.contains("Exhausted"),
+            "{events}"
+        );
+    }
+    let metrics = operator.metrics().await?;
+    ensure!(
+        metrics.contains("sluice_operator_budget_outstanding_allowance_usd"),
+        "{metrics}"
+    );
+    Ok(())
+}

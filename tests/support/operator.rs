@@ -1,0 +1,529 @@
+//! The real `sluice-operator` binary as a child process, sidecars in cluster mode, and pods
+//! with tokens bound to them — for end-to-end tests against the real API server
+//! ([`crate::cluster`]).
+//!
+//! Like the sidecar, the operator binary is built by the test command, not by the tests:
+//! `$SLUICE_OPERATOR_BIN`, else `target/debug/sluice-operator` in the workspace.
+//!
+//! Each test runs its own operator with `--watch-namespace` set to the test's namespace and
+//! its leader Lease in it, so the tests of one binary share the API server without sharing an
+//! operator.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+
+use crate::cluster::TestCluster;
+
+/// Overrides where the operator binary is.
+pub const OPERATOR_BIN_ENV: &str = "SLUICE_OPERATOR_BIN";
+
+/// How long a process may take to come up (a bound, not a target).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+fn target_binary(env: &str, name: &str, package: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("${env} is {}, which is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    let path = target
+        .join("debug")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build -p {package}` (the test command does), or set ${env}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The operator binary this test run uses.
+pub fn operator_binary() -> Result<PathBuf> {
+    target_binary(OPERATOR_BIN_ENV, "sluice-operator", "sluice-operator")
+}
+
+/// A loopback address whose port was free a moment ago.
+pub fn free_port() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("probing for a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// A child process whose output is kept for the test, killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Spawns `command` with stdout and stderr captured.
+    pub fn spawn(name: &str, mut command: Command) -> Result<Self> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        collect(child.stderr.take(), &output);
+        collect(child.stdout.take(), &output);
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            output,
+        })
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for it to exit.
+    pub async fn terminate(&mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("running kill")?;
+        let deadline = Instant::now() + READY_WITHIN;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("{} did not exit after SIGTERM:\n{}", self.name, self.output());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until its output contains `needle`.
+    pub async fn wait_for_output(&self, needle: &str, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(needle) {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not print {needle:?} within {within:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {} output ---\n{}", self.name, self.output());
+        }
+    }
+}
+
+fn collect<R: Read + Send + 'static>(pipe: Option<R>, sink: &Arc<Mutex<String>>) {
+    if let Some(pipe) = pipe {
+        let sink = Arc::clone(sink);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&line));
+                }
+                line.clear();
+            }
+        });
+    }
+}
+
+/// A CA and serving certificate for `127.0.0.1`, made by `sluice-operator certs`.
+#[derive(Debug, Clone)]
+pub struct Certs {
+    /// `ca.crt`, `tls.crt`, `tls.key`.
+    pub dir: PathBuf,
+}
+
+impl Certs {
+    /// Writes them into `dir`.
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let out = Command::new(operator_binary()?)
+            .args(["certs", "--san", "127.0.0.1", "--san", "localhost", "--out"])
+            .arg(dir)
+            .output()
+            .context("running sluice-operator certs")?;
+        if !out.status.success() {
+            bail!("sluice-operator certs failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    /// The CA sidecars trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+}
+
+/// A running operator.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    /// Its control server (`https://127.0.0.1:PORT`).
+    pub control_url: String,
+    /// Its admin listener.
+    pub admin_addr: SocketAddr,
+    /// The process.
+    pub process: Process,
+}
+
+impl OperatorProcess {
+    /// Starts an operator for `cluster`'s namespace named `identity`, with extra flags.
+    pub fn spawn(cluster: &TestCluster, certs: &Certs, identity: &str, extra: &[&str]) -> Result<Self> {
+        let admin = free_port()?;
+        // `--control-listen ADDR` in `extra` pins the control address (a restart at the same place).
+        let pinned = extra
+            .iter()
+            .position(|a| *a == "--control-listen")
+            .and_then(|i| extra.get(i + 1))
+            .map(|a| a.parse::<SocketAddr>())
+            .transpose()?;
+        let control = match pinned {
+            Some(addr) => addr,
+            None => free_port()?,
+        };
+        let mut command = Command::new(operator_binary()?);
+        command.arg("run");
+        // `--watch-namespace ""` in `extra` watches every namespace.
+        if !extra.contains(&"--watch-namespace") {
+            command.args(["--watch-namespace", &cluster.namespace]);
+        }
+        // Short timings for tests, unless `extra` sets them.
+        for (flag, value) in [
+            ("--lease-duration", "3s"),
+            ("--status-interval", "1s"),
+            ("--heartbeat", "2s"),
+        ] {
+            if !extra.contains(&flag) {
+                command.args([flag, value]);
+            }
+        }
+        if pinned.is_none() {
+            command.args(["--control-listen", &control.to_string()]);
+        }
+        command
+            .args(["--admin-listen", &admin.to_string()])
+            .arg("--tls-cert")
+            .arg(certs.dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.dir.join("tls.key"))
+            .args(["--lease-namespace", &cluster.namespace])
+            .args(["--identity", identity])
+            .args(extra)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("SLUICE_LOG", "info,sluice_operator=debug,kube=warn");
+        for var in [
+            "SLUICE_CONTROL_LISTEN",
+            "SLUICE_ADMIN_LISTEN",
+            "POD_NAMESPACE",
+            "POD_NAME",
+        ] {
+            command.env_remove(var);
+        }
+        Ok(Self {
+            control_url: format!("https://{control}"),
+            admin_addr: admin,
+            process: Process::spawn(&format!("operator {identity}"), command)?,
+        })
+    }
+
+    /// Starts an operator and waits until it leads and is ready.
+    pub async fn start(cluster: &TestCluster, certs: &Certs, identity: &str) -> Result<Self> {
+        let mut operator = Self::spawn(cluster, certs, identity, &[])?;
+        operator.wait_ready(READY_WITHIN).await?;
+        Ok(operator)
+    }
+
+    /// Whether `/readyz` answers 200 (it leads and has reconciled what it found).
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("http://{}/readyz", self.admin_addr);
+        let client = reqwest::Client::new();
+        matches!(client.get(url).timeout(Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if !self.process.is_running() {
+                bail!("operator exited:\n{}", self.process.output());
+            }
+            if self.is_ready().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("operator not ready within {within:?}:\n{}", self.process.output());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.admin_addr);
+        Ok(reqwest::get(url).await?.text().await?)
+    }
+}
+
+/// A stored pod (it never runs) labelled as carrying a sidecar; returns its UID.
+pub async fn create_pod(client: &Client, namespace: &str, name: &str, labels: &[(&str, &str)]) -> Result<String> {
+    let mut all: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    all.insert("sluice.dev/sidecar".into(), "injected".into());
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(all),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("sluice-test-app:never-pulled".into()),
+                ..Container::default()
+            }],
+            automount_service_account_token: Some(false),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    let created = Api::<Pod>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &pod)
+        .await
+        .with_context(|| format!("creating pod {namespace}/{name}"))?;
+    created.metadata.uid.context("the API server gave the pod no UID")
+}
+
+/// A token of the namespace's `default` ServiceAccount bound to pod `name` (UID `uid`), for
+/// `audience`: what the kubelet would project into the pod.
+pub async fn pod_token(client: &Client, namespace: &str, name: &str, uid: &str, audience: &str) -> Result<String> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_owned()],
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name.to_owned()),
+                uid: Some(uid.to_owned()),
+            }),
+            expiration_seconds: Some(3600),
+        },
+        ..TokenRequest::default()
+    };
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let answer: TokenRequest = api
+        .create_subresource("token", "default", &PostParams::default(), &request)
+        .await
+        .context("requesting a pod-bound token")?;
+    Ok(answer.status.map(|s| s.token).unwrap_or_default())
+}
+
+/// A pod with its token on disk, as the injected sidecar would see it.
+#[derive(Debug, Clone)]
+pub struct TestPod {
+    /// The pod's name.
+    pub name: String,
+    /// Its UID.
+    pub uid: String,
+    /// The token file.
+    pub token_file: PathBuf,
+    /// The sidecar's state directory (the `emptyDir`).
+    pub state_dir: PathBuf,
+}
+
+impl TestPod {
+    /// Creates pod `name` with `labels` and writes a `sluice`-audience token for it under `dir`.
+    pub async fn create(cluster: &TestCluster, dir: &Path, name: &str, labels: &[(&str, &str)]) -> Result<Self> {
+        let uid = create_pod(&cluster.client, &cluster.namespace, name, labels).await?;
+        let token = pod_token(&cluster.client, &cluster.namespace, name, &uid, "sluice").await?;
+        let pod_dir = dir.join(name);
+        std::fs::create_dir_all(&pod_dir)?;
+        let token_file = pod_dir.join("token");
+        std::fs::write(&token_file, token)?;
+        Ok(Self {
+            name: name.to_owned(),
+            uid,
+            token_file,
+            state_dir: pod_dir.join("state"),
+        })
+    }
+}
+
+/// A sidecar in cluster mode.
+#[derive(Debug)]
+pub struct ClusterSidecar {
+    /// Its API listener.
+    pub addr: SocketAddr,
+    /// Its admin listener.
+    pub admin_addr: SocketAddr,
+    /// The process.
+    pub process: Process,
+}
+
+impl ClusterSidecar {
+    /// Starts the sidecar of `pod` against `urls` (comma-separated) trusting `ca`; does not wait.
+    pub fn spawn(pod: &TestPod, urls: &str, ca: &Path) -> Result<Self> {
+        let binary = crate::sidecar::sidecar_binary()?;
+        let (addr, admin_addr) = (free_port()?, free_port()?);
+        let mut command = Command::new(binary);
+        command
+            .args(["--listen", &addr.to_string(), "--admin-listen", &admin_addr.to_string()])
+            .args(["--control-plane", urls])
+            .arg("--control-plane-ca")
+            .arg(ca)
+            .arg("--token-file")
+            .arg(&pod.token_file)
+            .arg("--state-dir")
+            .arg(&pod.state_dir)
+            .args(["--usage-interval", "500ms", "--max-backoff", "1s"]);
+        for var in [
+            "SLUICE_LISTEN",
+            "SLUICE_ADMIN_LISTEN",
+            "SLUICE_MANIFESTS",
+            "SLUICE_CONTROL_PLANE",
+            "SLUICE_STATE_DIR",
+            "SLUICE_CONTROL_PLANE_CA",
+            "SLUICE_TOKEN_FILE",
+        ] {
+            command.env_remove(var);
+        }
+        Ok(Self {
+            addr,
+            admin_addr,
+            process: Process::spawn(&format!("sidecar {}", pod.name), command)?,
+        })
+    }
+
+    /// The API root, `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// `GET /config` on the admin listener, when a config is loaded.
+    pub async fn config(&self) -> Option<serde_json::Value> {
+        let url = format!("http://{}/config", self.admin_addr);
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+}
+
+/// What one chat request through a sidecar got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// `x-sluice-backend`.
+    pub backend: String,
+    /// `x-sluice-cost-usd`.
+    pub cost: String,
+}
+
+impl ClusterSidecar {
+    /// Sends one non-streamed chat request for `model`; `None` when the sidecar did not answer.
+    pub async fn chat(&self, model: &str) -> Option<ChatAnswer> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/chat/completions", self.base_url()))
+            .timeout(Duration::from_secs(10))
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .ok()?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Some(ChatAnswer {
+            status: response.status().as_u16(),
+            backend: header("x-sluice-backend"),
+            cost: header("x-sluice-cost-usd"),
+        })
+    }
+
+    /// Waits until a request for `model` is answered 200 by `backend`.
+    pub async fn wait_served_by(&self, model: &str, backend: &str, within: Duration) -> Result<()> {
+        eventually(&format!("{model} served by backend {backend}"), within, || async {
+            self.chat(model)
+                .await
+                .filter(|a| a.status == 200 && a.backend == backend)
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// The holder of Lease `name` in `namespace`.
+pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), namespace);
+    api.get(name).await.ok()?.spec?.holder_identity
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, up to `within`; the error says `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
