@@ -10,6 +10,7 @@ pub mod manifest;
 mod model_route;
 mod money;
 mod names;
+pub mod period;
 mod ratio;
 mod snapshot;
 mod string_form;

@@ -19,7 +19,7 @@ pub mod desired;
 pub mod error;
 pub mod leader;
 pub mod metrics;
-pub mod period;
+pub use sluice_crds::period;
 pub mod route_controller;
 pub mod status;
 pub mod usage;

@@ -4,7 +4,7 @@
 //! The allowance is the interface to the operator: alone (local mode) a sidecar's allowance is
 //! the whole limit; in a cluster the operator grants each sidecar a slice and tops it up.
 
-pub mod period;
+pub use sluice_crds::period;
 pub mod state_file;
 
 use std::{
@@ -232,8 +232,8 @@ impl Account {
             remaining: state
                 .allowance
                 .saturating_sub(state.spent.saturating_add(state.reserved)),
-            period_start: rfc3339(state.window.start, &tz),
-            resets_at: state.window.end.map(|t| rfc3339(t, &tz)),
+            period_start: period::display_in(state.window.start, &tz),
+            resets_at: state.window.end.map(|t| period::display_in(t, &tz)),
             enforcement: state.spec.enforcement,
         }
     }
@@ -374,10 +374,6 @@ impl Budgets {
     }
 }
 
-/// An instant as RFC 3339 with the zone's offset, e.g. `2026-11-01T00:00:00+01:00`.
-fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
-    t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
-}
 
 #[cfg(test)]
 mod tests;

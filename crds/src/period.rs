@@ -2,11 +2,11 @@
 //! next starts. Boundaries are local midnight (weeks from Monday, months from the 1st), found
 //! with jiff so that a DST change at midnight still lands on the day's first instant.
 //!
-//! The sidecar keeps the same arithmetic (`sidecar/src/budget/period.rs`); both must agree on
-//! `start`, which is what a pod's restored spend is keyed by.
+//! The operator and the sidecar both use this: they must agree on `start`, which is what a
+//! pod's restored spend is keyed by.
 
 use jiff::{Timestamp, ToSpan, Zoned, civil::Date, tz::TimeZone};
-use sluice_crds::Period;
+use crate::Period;
 
 /// The span of one budget period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,13 @@ pub struct Window {
     pub start: Timestamp,
     /// The first instant of the next period; `None` for `never`.
     pub end: Option<Timestamp>,
+}
+
+impl Window {
+    /// Whether `now` falls in this window.
+    pub fn contains(&self, now: Timestamp) -> bool {
+        now >= self.start && self.end.is_none_or(|end| now < end)
+    }
 }
 
 /// A boundary could not be placed (a date out of jiff's range, or an unknown zone).
@@ -62,8 +69,12 @@ pub fn window(period: Period, tz: &TimeZone, now: Timestamp) -> Result<Window, P
 
 /// `start` as RFC 3339 with the zone's offset, as `status.periodStart` shows it.
 pub fn display(start: Timestamp, zone: &str) -> String {
-    let tz = TimeZone::get(zone).unwrap_or(TimeZone::UTC);
-    start.to_zoned(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    display_in(start, &TimeZone::get(zone).unwrap_or(TimeZone::UTC))
+}
+
+/// An instant as RFC 3339 with `tz`'s offset, e.g. `2026-11-01T00:00:00+01:00`.
+pub fn display_in(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 #[cfg(test)]
