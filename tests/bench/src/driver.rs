@@ -1,0 +1,604 @@
+//! The driver: starts the upstream, the floor and two sidecars, loads each the same way in turn,
+//! and collects a [`Run`].
+//!
+//! Every scenario visits the targets one after another (direct, floor, minimal sidecar, full
+//! sidecar) so that a change in background load touches all of them alike.
+
+pub mod machine;
+pub mod manifests;
+pub mod oha;
+pub mod procs;
+pub mod report;
+pub mod results;
+pub mod streams;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use self::manifests::Features;
+use self::oha::{Oha, Shape};
+use self::procs::Proc;
+use self::results::{Load, Run, Streaming, Target, TargetResults};
+
+/// The non-streamed request every load run sends.
+pub const CHAT_BODY: &str = concat!(
+    r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},"#,
+    r#"{"role":"user","content":"Say hello to the benchmark in five words."}],"max_tokens":32}"#
+);
+
+/// What to run and where to put it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The short run (about a minute) instead of the full one.
+    pub quick: bool,
+    /// Directory holding `bench-upstream`, `bench-floor` and `sluice-sidecar` (release builds).
+    pub bin_dir: PathBuf,
+    /// The `oha` binary.
+    pub oha: PathBuf,
+    /// The repository, for the commit measured.
+    pub repo: PathBuf,
+    /// Scratch space: manifests, state, logs.
+    pub work_dir: PathBuf,
+    /// Slow streams held open at once for the memory figure.
+    pub streams_held: usize,
+}
+
+/// Durations and counts of one run.
+#[derive(Debug, Clone)]
+struct Plan {
+    warmup_requests: u64,
+    one_client: Duration,
+    rates: Vec<(u32, u32)>,
+    rate_duration: Duration,
+    concurrency: Vec<u32>,
+    concurrency_duration: Duration,
+    cpu_requests: u64,
+    cpu_connections: u32,
+    stream_warmup: usize,
+    streams: usize,
+    ready_starts: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        let s = Duration::from_secs;
+        // (rate, connections): enough connections to carry the rate while the proxy keeps up.
+        let rates = vec![(100, 8), (1_000, 32), (5_000, 64)];
+        if quick {
+            Self {
+                warmup_requests: 1_000,
+                one_client: s(2),
+                rates,
+                rate_duration: s(2),
+                concurrency: vec![32, 256],
+                concurrency_duration: s(2),
+                cpu_requests: 5_000,
+                cpu_connections: 16,
+                stream_warmup: 10,
+                streams: 50,
+                ready_starts: 3,
+            }
+        } else {
+            Self {
+                warmup_requests: 5_000,
+                one_client: s(15),
+                rates,
+                rate_duration: s(10),
+                concurrency: vec![32, 256],
+                concurrency_duration: s(10),
+                cpu_requests: 40_000,
+                cpu_connections: 16,
+                stream_warmup: 50,
+                streams: 500,
+                ready_starts: 10,
+            }
+        }
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let rates: Vec<String> = self
+            .rates
+            .iter()
+            .map(|(r, c)| format!("{r}/s over {c} connections"))
+            .collect();
+        vec![
+            format!("warm-up: {} requests per target at 8 connections", self.warmup_requests),
+            format!("one client: `oha -c 1` for {:?} per target", self.one_client),
+            format!(
+                "fixed rates with `--latency-correction`, {:?} each: {}",
+                self.rate_duration,
+                rates.join(", ")
+            ),
+            format!(
+                "fixed concurrency {:?}, {:?} each",
+                self.concurrency, self.concurrency_duration
+            ),
+            format!(
+                "CPU: {} requests at {} connections per target, `/proc/<pid>/stat` utime+stime before and after",
+                self.cpu_requests, self.cpu_connections
+            ),
+            format!(
+                "streaming: {} streams of {} chunks one at a time on one connection, after {} warm-up streams",
+                self.streams,
+                manifests::STREAM_CHUNKS,
+                self.stream_warmup
+            ),
+            format!(
+                "start-to-ready: {} starts of each sidecar configuration",
+                self.ready_starts
+            ),
+        ]
+    }
+}
+
+/// One process under load and where to reach it.
+#[derive(Debug)]
+struct Endpoint {
+    target: Target,
+    addr: SocketAddr,
+    pid: u32,
+}
+
+/// A started sidecar.
+#[derive(Debug)]
+struct Sidecar {
+    proc: Proc,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    ready: Duration,
+}
+
+/// Runs everything; returns what was measured.
+pub async fn run(opts: &Options) -> Result<Run> {
+    let started = Instant::now();
+    let plan = Plan::new(opts.quick);
+    let census_before = machine::CpuCensus::take();
+    let (system_before, self_before) = (machine::system_busy(), machine::self_and_children());
+    let mut machine = machine::describe(&opts.oha, &opts.repo);
+    let oha = Oha::new(&opts.oha)?;
+    std::fs::create_dir_all(&opts.work_dir)?;
+    let logs = procs::fresh_dir(&opts.work_dir, "logs")?;
+    let mut notes = Vec::new();
+    let mut ours: HashSet<u32> = HashSet::from([std::process::id()]);
+
+    step("starting the upstream and the floor");
+    let up_addr = procs::free_addr()?;
+    let mut upstream = Proc::spawn(
+        "bench-upstream",
+        &opts.bin_dir.join("bench-upstream"),
+        &["--listen".into(), up_addr.to_string()],
+        &logs.join("upstream.log"),
+    )?;
+    upstream.wait_ok(up_addr, "/healthz", Instant::now()).await?;
+    let (mut floor, floor_addr) = start_floor(opts, up_addr, "floor", &logs).await?;
+    ours.extend([upstream.pid(), floor.pid()]);
+
+    let upstream_url = format!("http://{up_addr}");
+    let minimal_dir = procs::fresh_dir(&opts.work_dir, "manifests-minimal")?;
+    manifests::write(&minimal_dir, Features::Minimal, &upstream_url)?;
+    let full_dir = procs::fresh_dir(&opts.work_dir, "manifests-full")?;
+    manifests::write(&full_dir, Features::Full, &upstream_url)?;
+
+    let mut results: Vec<TargetResults> = Target::ALL.into_iter().map(TargetResults::new).collect();
+
+    step("start-to-ready");
+    for (target, dir) in [(Target::SidecarMinimal, &minimal_dir), (Target::SidecarFull, &full_dir)] {
+        let i = idx(target);
+        for n in 0..plan.ready_starts {
+            let sidecar = start_sidecar(opts, &format!("{}-start{n}", target_name(target)), dir, &logs).await?;
+            results[i].footprint.ready_ms.push(ms(sidecar.ready));
+        }
+    }
+
+    step("starting the sidecars under test");
+    let minimal = start_sidecar(opts, "minimal", &minimal_dir, &logs).await?;
+    let full = start_sidecar(opts, "full", &full_dir, &logs).await?;
+    ours.extend([minimal.proc.pid(), full.proc.pid()]);
+    let endpoints = [
+        Endpoint {
+            target: Target::Direct,
+            addr: up_addr,
+            pid: upstream.pid(),
+        },
+        Endpoint {
+            target: Target::Floor,
+            addr: floor_addr,
+            pid: floor.pid(),
+        },
+        Endpoint {
+            target: Target::SidecarMinimal,
+            addr: minimal.addr,
+            pid: minimal.proc.pid(),
+        },
+        Endpoint {
+            target: Target::SidecarFull,
+            addr: full.addr,
+            pid: full.proc.pid(),
+        },
+    ];
+    for e in &endpoints {
+        let i = idx(e.target);
+        results[i].footprint.rss_ready = procs::rss_of(e.pid).ok();
+    }
+    let upstream_pid = upstream.pid();
+
+    step("warm-up");
+    for e in &endpoints {
+        let load = measure(
+            &oha,
+            e,
+            upstream_pid,
+            Shape::Count {
+                connections: 8,
+                requests: plan.warmup_requests,
+            },
+        )
+        .await?;
+        note_failures(&mut notes, e.target, "warm-up", &load);
+    }
+
+    step("one client at a time");
+    for e in &endpoints {
+        let load = measure(
+            &oha,
+            e,
+            upstream_pid,
+            Shape::Closed {
+                connections: 1,
+                duration: plan.one_client,
+            },
+        )
+        .await?;
+        note_failures(&mut notes, e.target, "one client", &load);
+        let i = idx(e.target);
+        results[i].one_client = Some(load);
+    }
+
+    for &(rate, connections) in &plan.rates {
+        step(&format!("fixed rate {rate}/s"));
+        for e in &endpoints {
+            let shape = Shape::Rate {
+                rate,
+                connections,
+                duration: plan.rate_duration,
+            };
+            let load = measure(&oha, e, upstream_pid, shape).await?;
+            note_failures(&mut notes, e.target, &format!("{rate}/s"), &load);
+            let i = idx(e.target);
+            results[i].rates.push((rate, load));
+        }
+    }
+
+    for &connections in &plan.concurrency {
+        step(&format!("concurrency {connections}"));
+        for e in &endpoints {
+            let shape = Shape::Closed {
+                connections,
+                duration: plan.concurrency_duration,
+            };
+            let load = measure(&oha, e, upstream_pid, shape).await?;
+            note_failures(&mut notes, e.target, &format!("c={connections}"), &load);
+            let i = idx(e.target);
+            results[i].concurrency.push((connections, load));
+        }
+    }
+
+    step("CPU per request");
+    for e in &endpoints {
+        let shape = Shape::Count {
+            connections: plan.cpu_connections,
+            requests: plan.cpu_requests,
+        };
+        let load = measure(&oha, e, upstream_pid, shape).await?;
+        note_failures(&mut notes, e.target, "CPU run", &load);
+        let i = idx(e.target);
+        results[i].cpu_run = Some(load);
+    }
+
+    step("streaming: time to first token and per chunk");
+    for e in &endpoints {
+        let body = streams::stream_body(manifests::STREAM_MODEL);
+        let timings = streams::time_streams(e.addr, body, plan.stream_warmup, plan.streams)
+            .await
+            .with_context(|| format!("streaming through {}", e.target.label()))?;
+        let i = idx(e.target);
+        results[i].streaming = Some(summarize_streams(&timings));
+    }
+
+    step("memory after load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for e in &endpoints {
+        let i = idx(e.target);
+        results[i].footprint.rss_after_load = procs::rss_of(e.pid).ok();
+    }
+
+    step(&format!(
+        "{} slow streams held open through a freshly started floor and sidecars",
+        opts.streams_held
+    ));
+    for target in Target::PROXIES {
+        let (proc, addr) = match target {
+            Target::Floor => start_floor(opts, up_addr, "floor-streams", &logs).await?,
+            _ => {
+                let (name, dir) = match target {
+                    Target::SidecarMinimal => ("minimal-streams", &minimal_dir),
+                    _ => ("full-streams", &full_dir),
+                };
+                let sidecar = start_sidecar(opts, name, dir, &logs).await?;
+                (sidecar.proc, sidecar.addr)
+            }
+        };
+        let fresh = procs::rss_of(proc.pid()).ok();
+        let held = hold(&mut notes, target, addr, proc.pid(), opts.streams_held).await;
+        let f = &mut results[idx(target)].footprint;
+        f.rss_fresh = fresh;
+        (f.streams_held, f.rss_streams) = held.unwrap_or_default();
+        drop(proc);
+    }
+    let held = hold(
+        &mut notes,
+        Target::SidecarFull,
+        full.addr,
+        full.proc.pid(),
+        opts.streams_held,
+    )
+    .await;
+    results[idx(Target::SidecarFull)].footprint.rss_streams_after_load = held.and_then(|(_, rss)| rss);
+
+    for (sidecar, target) in [(&minimal, Target::SidecarMinimal), (&full, Target::SidecarFull)] {
+        note_accounting(&mut notes, sidecar, target).await;
+    }
+    for p in [&mut upstream, &mut floor] {
+        p.check_alive()?;
+    }
+
+    // Everything the machine did, less this driver, its waited-for children (oha, the sidecars
+    // started and stopped) and the processes still running: what others used meanwhile.
+    let live: Duration = [&upstream, &floor, &minimal.proc, &full.proc]
+        .iter()
+        .filter_map(|p| p.cpu().ok())
+        .sum();
+    let ours_cpu = machine::self_and_children().saturating_sub(self_before) + live;
+    let system = machine::system_busy().saturating_sub(system_before);
+    let census_after = machine::CpuCensus::take();
+    let seconds = started.elapsed().as_secs_f64();
+    let others = census_after.others_since(&census_before, &ours, &["oha", "bench-driver"]);
+    machine.other_cpu_cores = system.saturating_sub(ours_cpu).as_secs_f64() / seconds;
+    machine.busy_with = others
+        .iter()
+        .take(6)
+        .map(|(name, cpu)| format!("{name} {:.0} CPU-s", cpu.as_secs_f64()))
+        .collect();
+    machine.load_after = machine::load_average();
+    let mut settings = plan.describe();
+    settings.push(format!(
+        "memory: {} streams of `{}` (one chunk a second) held open through each proxy, freshly started, \
+         and through the full-path sidecar again after all the load runs",
+        opts.streams_held,
+        manifests::HOLD_MODEL
+    ));
+    settings.push(format!(
+        "sidecar log level: `SLUICE_LOG={}` (default `info`: one access-log line per request, written to a file)",
+        std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into())
+    ));
+    Ok(Run {
+        date: jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .map_or_else(|_| String::new(), |t| t.to_string()),
+        quick: opts.quick,
+        machine,
+        seconds,
+        settings,
+        targets: results,
+        notes,
+    })
+}
+
+/// One `oha` run against `e`, with the CPU its process (and the upstream) used per request.
+async fn measure(oha: &Oha, e: &Endpoint, upstream_pid: u32, shape: Shape) -> Result<Load> {
+    let (cpu0, up0) = (procs::cpu_of(e.pid)?, procs::cpu_of(upstream_pid)?);
+    let mut load = oha
+        .run(e.addr, CHAT_BODY, shape)
+        .await
+        .with_context(|| format!("loading {}", e.target.label()))?;
+    let (cpu1, up1) = (procs::cpu_of(e.pid)?, procs::cpu_of(upstream_pid)?);
+    let requests = (load.ok + load.failed).max(1) as f64;
+    load.cpu_us_per_request = Some((cpu1 - cpu0).as_secs_f64() * 1e6 / requests);
+    load.upstream_cpu_us_per_request = Some((up1 - up0).as_secs_f64() * 1e6 / requests);
+    Ok(load)
+}
+
+/// Holds `count` slow streams through `addr` for a moment; returns how many opened and the RSS
+/// of `pid` with them open.
+async fn hold(
+    notes: &mut Vec<String>,
+    target: Target,
+    addr: SocketAddr,
+    pid: u32,
+    count: usize,
+) -> Option<(usize, Option<u64>)> {
+    let body = streams::stream_body(manifests::HOLD_MODEL);
+    let result = match streams::hold_streams(addr, body, count).await {
+        Ok(held) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let rss = procs::rss_of(pid).ok();
+            let n = held.len();
+            drop(held);
+            Some((n, rss))
+        }
+        Err(err) => {
+            notes.push(format!(
+                "{}: could not hold {count} streams open: {err:#}",
+                target.label()
+            ));
+            None
+        }
+    };
+    // Let the closed streams drain before the next measurement.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    result
+}
+
+async fn start_floor(opts: &Options, upstream: SocketAddr, name: &str, logs: &Path) -> Result<(Proc, SocketAddr)> {
+    let addr = procs::free_addr()?;
+    let mut floor = Proc::spawn(
+        "bench-floor",
+        &opts.bin_dir.join("bench-floor"),
+        &[
+            "--listen".into(),
+            addr.to_string(),
+            "--upstream".into(),
+            format!("http://{upstream}"),
+        ],
+        &logs.join(format!("{name}.log")),
+    )?;
+    floor.wait_ok(addr, "/healthz", Instant::now()).await?;
+    Ok((floor, addr))
+}
+
+async fn start_sidecar(opts: &Options, name: &str, manifests: &Path, logs: &Path) -> Result<Sidecar> {
+    let mut last_error = None;
+    // Another process may take a probed port before the sidecar binds it: try again then.
+    for _ in 0..3 {
+        let (addr, admin) = (procs::free_addr()?, procs::free_addr()?);
+        let state = procs::fresh_dir(&opts.work_dir, &format!("state-{name}"))?;
+        let args = [
+            "--listen".into(),
+            addr.to_string(),
+            "--admin-listen".into(),
+            admin.to_string(),
+            "--manifests".into(),
+            manifests.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ];
+        let since = Instant::now();
+        let mut proc = Proc::spawn(
+            &format!("sluice-sidecar ({name})"),
+            &opts.bin_dir.join("sluice-sidecar"),
+            &args,
+            &logs.join(format!("sidecar-{name}.log")),
+        )?;
+        match proc.wait_ok(admin, "/readyz", since).await {
+            Ok(ready) => {
+                return Ok(Sidecar {
+                    proc,
+                    addr,
+                    admin,
+                    ready,
+                });
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
+        .context(format!(
+            "starting the {name} sidecar (its log is in {})",
+            logs.display()
+        )))
+}
+
+fn summarize_streams(timings: &[streams::StreamTiming]) -> Streaming {
+    let mut ttft: Vec<f64> = timings.iter().map(|t| us(t.first_token)).collect();
+    let mut total: Vec<f64> = timings.iter().map(|t| us(t.total)).collect();
+    let mut events: Vec<usize> = timings.iter().map(|t| t.events).collect();
+    events.sort_unstable();
+    Streaming {
+        streams: timings.len(),
+        ttft_p50_us: percentile(&mut ttft, 0.50),
+        ttft_p99_us: percentile(&mut ttft, 0.99),
+        total_p50_us: percentile(&mut total, 0.50),
+        events: events.get(events.len() / 2).copied().unwrap_or(0),
+    }
+}
+
+/// The `q` quantile (nearest rank) of `values`.
+pub fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+fn note_failures(notes: &mut Vec<String>, target: Target, what: &str, load: &Load) {
+    if load.failed > 0 {
+        notes.push(format!(
+            "{} / {what}: {} of {} requests failed or were not 200",
+            target.label(),
+            load.failed,
+            load.ok + load.failed
+        ));
+    }
+}
+
+/// Records what a sidecar accounted, as evidence that the feature path really ran.
+async fn note_accounting(notes: &mut Vec<String>, sidecar: &Sidecar, target: Target) {
+    match procs::get_text(sidecar.admin, "/budgets").await {
+        Ok(text) if target == Target::SidecarFull => {
+            let compact: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let cut: String = compact.chars().take(400).collect();
+            notes.push(format!("{}: admin `/budgets` after the run: `{cut}`", target.label()));
+        }
+        Ok(_) => {}
+        Err(e) => notes.push(format!("{}: admin `/budgets` unreadable: {e:#}", target.label())),
+    }
+    if let Ok(metrics) = procs::get_text(sidecar.admin, "/metrics").await {
+        let series = metrics.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        notes.push(format!(
+            "{}: `/metrics` exposed {series} series after the run",
+            target.label()
+        ));
+    }
+}
+
+/// Where `t` sits in `Target::ALL` (and so in the results).
+fn idx(t: Target) -> usize {
+    Target::ALL.iter().position(|x| *x == t).unwrap_or(0)
+}
+
+fn target_name(t: Target) -> &'static str {
+    match t {
+        Target::Direct => "direct",
+        Target::Floor => "floor",
+        Target::SidecarMinimal => "minimal",
+        Target::SidecarFull => "full",
+    }
+}
+
+fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_request_calls_the_fast_model() {
+        let body: serde_json::Value = serde_json::from_str(CHAT_BODY).unwrap();
+        assert_eq!(body["model"], manifests::FAST_MODEL);
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 0.5), 50.0);
+        assert_eq!(percentile(&mut v, 0.99), 99.0);
+        assert_eq!(percentile(&mut [7.0], 0.99), 7.0);
+    }
+}

@@ -1,0 +1,210 @@
+//! The processes a run measures: spawned, probed, read from `/proc`, killed when dropped.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How long a process may take to answer its probe before the run gives up (a bound, not a figure).
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// A child process, killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    /// What it is, for messages.
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Spawns `program args…` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the process has already exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited: {status}", self.name);
+        }
+        Ok(())
+    }
+
+    /// Waits until `GET http://addr/path` answers 200; returns how long that took from `since`.
+    pub async fn wait_ok(&mut self, addr: SocketAddr, path: &str, since: Instant) -> Result<Duration> {
+        loop {
+            if probe(addr, path).await {
+                return Ok(since.elapsed());
+            }
+            self.check_alive()?;
+            if since.elapsed() > READY_WITHIN {
+                bail!(
+                    "{} did not answer 200 on {addr}{path} within {READY_WITHIN:?}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+
+    /// CPU time the process has used (user + system, every thread, dead ones included).
+    pub fn cpu(&self) -> Result<Duration> {
+        cpu_of(self.pid())
+    }
+
+    /// Resident memory in bytes.
+    pub fn rss(&self) -> Result<u64> {
+        rss_of(self.pid())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `GET` on a fresh connection; whether it answered 200.
+pub async fn probe(addr: SocketAddr, path: &str) -> bool {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let Ok(req) = Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<bytes::Bytes>::new())
+    else {
+        return false;
+    };
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let ok = resp.status() == hyper::StatusCode::OK;
+            let _ = resp.into_body().collect().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// `GET http://addr/path` and its body as text.
+pub async fn get_text(addr: SocketAddr, path: &str) -> Result<String> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<bytes::Bytes>::new())?;
+    let body = sender.send_request(req).await?.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A loopback address with a port free at the time of asking.
+pub fn free_addr() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux almost always).
+fn ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// `utime + stime` of a process from `/proc/<pid>/stat`.
+pub fn cpu_of(pid: u32) -> Result<Duration> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading stat of {pid}"))?;
+    let ticks = parse_stat_cpu_ticks(&stat).with_context(|| format!("parsing /proc/{pid}/stat"))?;
+    Ok(ticks_to_duration(ticks))
+}
+
+/// Clock ticks as time.
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    static PER_SECOND: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let per_second = *PER_SECOND.get_or_init(ticks_per_second);
+    Duration::from_nanos(ticks * 1_000_000_000 / per_second.max(1))
+}
+
+/// `utime + stime` in ticks: fields 14 and 15, counted after the parenthesised command name.
+pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // after_name starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS` of a process in bytes.
+pub fn rss_of(pid: u32) -> Result<u64> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading status of {pid}"))?;
+    parse_vm_rss(&status).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Reads `VmRSS:   1234 kB` as bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A fresh directory under `base`, emptied if it existed.
+pub fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf> {
+    let dir = base.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_is_utime_plus_stime_even_with_spaces_in_the_name() {
+        let stat = "4242 (sluice side) S 1 4242 4242 0 -1 4194560 1000 0 0 0 120 35 0 0 20 0 5 0 100 0 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(155));
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tsluice\nVmPeak:\t  9000 kB\nVmRSS:\t    8192 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(8192 * 1024));
+    }
+}

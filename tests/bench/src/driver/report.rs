@@ -1,0 +1,611 @@
+//! `BENCHMARKS.md` from a [`Run`]: the targets of DESIGN §10 first, then every figure beside
+//! the direct call and the floor of the same run.
+
+use std::fmt::Write as _;
+
+use super::manifests::STREAM_CHUNKS;
+use super::results::{Load, Run, Streaming, Target, TargetResults};
+
+/// Microseconds in a readable unit.
+pub fn fmt_us(us: f64) -> String {
+    if !us.is_finite() {
+        "–".to_owned()
+    } else if us.abs() >= 10_000.0 {
+        format!("{:.1} ms", us / 1_000.0)
+    } else if us.abs() >= 100.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn fmt_mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "–".to_owned(),
+        |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    )
+}
+
+/// `a / b` as `1.23×`, or a dash when `b` is not positive.
+pub fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".to_owned()
+    }
+}
+
+/// The per-chunk time a target adds over the direct stream: the stream's time after its first
+/// token, less the direct call's, over the chunks that follow the first.
+pub fn added_per_chunk(s: &Streaming, direct: &Streaming) -> f64 {
+    let after_first = |s: &Streaming| s.total_p50_us - s.ttft_p50_us;
+    (after_first(s) - after_first(direct)) / f64::from(STREAM_CHUNKS - 1)
+}
+
+/// One row of the targets table.
+struct Check {
+    what: String,
+    goal: String,
+    measured: String,
+    verdict: String,
+}
+
+fn check(what: &str, goal: f64, measured: Option<f64>, unit: fn(f64) -> String) -> Check {
+    let verdict = match measured {
+        None => "not measured".to_owned(),
+        Some(m) if m <= goal => "met".to_owned(),
+        Some(m) => format!("missed by {} ({})", unit(m - goal), ratio(m, goal)),
+    };
+    Check {
+        what: what.to_owned(),
+        goal: format!("≤ {}", unit(goal)),
+        measured: measured.map_or_else(|| "–".to_owned(), unit),
+        verdict,
+    }
+}
+
+fn mib(x: f64) -> String {
+    format!("{x:.1} MiB")
+}
+
+fn msf(x: f64) -> String {
+    format!("{x:.1} ms")
+}
+
+fn times(x: f64) -> String {
+    format!("{x:.2}×")
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    (!v.is_empty()).then(|| super::percentile(&mut v, 0.5))
+}
+
+/// The whole markdown document; `plot` is the PNG's path relative to the document, if drawn.
+pub fn markdown(run: &Run, plot: Option<&str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `tests/bench/run{}` on {} (commit `{}`), in {:.0} s. Benchmarks measure; they are \
+         not tests and never fail on a timing. Reproduce with `tests/bench/run` (about 7 minutes plus the \
+         release build; `--quick` for a one-minute smoke run).\n",
+        if run.quick { " --quick" } else { "" },
+        run.date,
+        run.machine.commit,
+        run.seconds
+    );
+    machine_section(&mut out, run);
+    targets_section(&mut out, run);
+    decomposition_section(&mut out, run);
+    if let Some(plot) = plot {
+        let _ = writeln!(out, "![Latency against offered load]({plot})\n");
+    }
+    one_client_section(&mut out, run);
+    rates_section(&mut out, run);
+    concurrency_section(&mut out, run);
+    cpu_section(&mut out, run);
+    streaming_section(&mut out, run);
+    memory_section(&mut out, run);
+    setup_section(&mut out, run);
+    missing_section(&mut out);
+    out
+}
+
+fn machine_section(out: &mut String, run: &Run) {
+    let m = &run.machine;
+    let _ = writeln!(out, "## Machine and load\n");
+    let _ = writeln!(
+        out,
+        "- {} cores of {}, {:.0} GiB memory, Linux {}",
+        m.cores,
+        m.cpu,
+        m.memory as f64 / f64::from(1u32 << 30),
+        m.kernel
+    );
+    let _ = writeln!(out, "- {}; {}", m.rustc, m.oha);
+    let _ = writeln!(
+        out,
+        "- Load average (1, 5, 15 min) at the start: {}; at the end: {}",
+        m.load_before, m.load_after
+    );
+    let busy = if m.other_cpu_cores >= 0.1 {
+        format!(
+            "**The machine was busy**: other processes used {:.2} cores on average during the run ({}). \
+             Load generator, upstream and proxy share the same {} cores with them, so every figure here is \
+             pessimistic and noisier than on a quiet machine; ratios within the run are the fairer reading.",
+            m.other_cpu_cores,
+            m.busy_with.join(", "),
+            m.cores
+        )
+    } else {
+        format!(
+            "The machine was quiet: other processes used {:.2} cores on average during the run.",
+            m.other_cpu_cores
+        )
+    };
+    let _ = writeln!(out, "- {busy}");
+    let _ = writeln!(
+        out,
+        "- Everything on loopback: `oha` (load), `bench-upstream` (answers at once), `bench-floor` (a bare \
+         hyper forwarder), and two `sluice-sidecar --manifests` processes, all release builds on the same \
+         machine.\n"
+    );
+}
+
+fn targets_section(out: &mut String, run: &Run) {
+    let (Some(d), Some(f), Some(full)) = (
+        run.of(Target::Direct),
+        run.of(Target::Floor),
+        run.of(Target::SidecarFull),
+    ) else {
+        return;
+    };
+    let one = |t: &TargetResults, pick: fn(&Load) -> f64| t.one_client.as_ref().map(pick);
+    let added = |t: &TargetResults, pick: fn(&Load) -> f64| Some(one(t, pick)? - one(d, pick)?);
+    let at_rate = |t: &TargetResults, rate: u32| t.rates.iter().find(|(r, _)| *r == rate).map(|(_, l)| l.p99_us);
+    let added_1000 = at_rate(full, 1_000).zip(at_rate(d, 1_000)).map(|(a, b)| a - b);
+    let cpu = |t: &TargetResults| t.cpu_run.as_ref().and_then(|l| l.cpu_us_per_request);
+    let stream = |t: &TargetResults| t.streaming.clone();
+    let ttft = stream(full)
+        .zip(stream(d))
+        .map(|(s, ds)| s.ttft_p50_us - ds.ttft_p50_us);
+    let chunk = stream(full).zip(stream(d)).map(|(s, ds)| added_per_chunk(&s, &ds));
+    let to_mib = |b: Option<u64>| b.map(|b| b as f64 / (1024.0 * 1024.0));
+    let streams = full.footprint.streams_held;
+    let checks = [
+        check("added latency p50, one client", 50.0, added(full, |l| l.p50_us), fmt_us),
+        check(
+            "added latency p99, one client",
+            150.0,
+            added(full, |l| l.p99_us),
+            fmt_us,
+        ),
+        check("added latency p99 at 1,000 req/s", 1_000.0, added_1000, fmt_us),
+        check("CPU per request, full feature path", 30.0, cpu(full), fmt_us),
+        check(
+            "CPU per request, full path ÷ floor",
+            1.5,
+            cpu(full).zip(cpu(f)).map(|(a, b)| a / b),
+            times,
+        ),
+        check("streaming: added time to first token (p50)", 100.0, ttft, fmt_us),
+        check("streaming: added time per chunk", 5.0, chunk, fmt_us),
+        check(
+            "RSS idle (ready, no traffic yet)",
+            20.0,
+            to_mib(full.footprint.rss_ready),
+            mib,
+        ),
+        check(
+            &format!("RSS with {streams} open streams (fresh process)"),
+            100.0,
+            to_mib(full.footprint.rss_streams),
+            mib,
+        ),
+        check("start to ready (median)", 100.0, median(&full.footprint.ready_ms), msf),
+    ];
+    let _ = writeln!(out, "## Against the targets (DESIGN §10)\n");
+    let _ = writeln!(
+        out,
+        "The sidecar with the **full feature path** (rules, per-user, route and backend limits, budget \
+         reservation with pricing, accounting, metrics). *Added* = the sidecar's percentile minus the direct \
+         call's percentile in the same run.\n"
+    );
+    let _ = writeln!(out, "| target | goal | measured | verdict |\n|---|---|---|---|");
+    for c in &checks {
+        let _ = writeln!(out, "| {} | {} | {} | {} |", c.what, c.goal, c.measured, c.verdict);
+    }
+    let _ = writeln!(
+        out,
+        "| throughput ≥ 1.5× the fastest peer | – | – | not measured: peers were not run in this revision |"
+    );
+    let _ = writeln!(
+        out,
+        "| operator: a change reaches 1,000 sidecars within 1 s | – | – | not measured: outside this harness (see below) |\n"
+    );
+}
+
+/// One figure of the floor, the minimal route and the full path, and how to print it.
+struct Split(String, f64, f64, f64, fn(f64) -> String);
+
+/// Splits each cost of the full path into what forwarding itself costs (the floor), what the
+/// sidecar's base pipeline adds (minimal − floor) and what the features add (full − minimal).
+fn decomposition_section(out: &mut String, run: &Run) {
+    let (Some(d), Some(f), Some(m), Some(u)) = (
+        run.of(Target::Direct),
+        run.of(Target::Floor),
+        run.of(Target::SidecarMinimal),
+        run.of(Target::SidecarFull),
+    ) else {
+        return;
+    };
+    let mut rows: Vec<Split> = Vec::new();
+    let one = |t: &TargetResults, pick: fn(&Load) -> f64| t.one_client.as_ref().map_or(f64::NAN, pick);
+    for (what, pick) in [
+        (
+            "added latency p50, one client",
+            (|l: &Load| l.p50_us) as fn(&Load) -> f64,
+        ),
+        ("added latency p99, one client", |l: &Load| l.p99_us),
+    ] {
+        let base = one(d, pick);
+        rows.push(Split(
+            what.to_owned(),
+            one(f, pick) - base,
+            one(m, pick) - base,
+            one(u, pick) - base,
+            fmt_us,
+        ));
+    }
+    let cpu = |t: &TargetResults| {
+        t.cpu_run
+            .as_ref()
+            .and_then(|l| l.cpu_us_per_request)
+            .unwrap_or(f64::NAN)
+    };
+    rows.push(Split("CPU per request".to_owned(), cpu(f), cpu(m), cpu(u), fmt_us));
+    let ttft = |t: &TargetResults| t.streaming.as_ref().map_or(f64::NAN, |s| s.ttft_p50_us);
+    rows.push(Split(
+        "streaming: added time to first token".to_owned(),
+        ttft(f) - ttft(d),
+        ttft(m) - ttft(d),
+        ttft(u) - ttft(d),
+        fmt_us,
+    ));
+    let per_stream = |t: &TargetResults| {
+        let fp = &t.footprint;
+        match (fp.rss_streams, fp.rss_fresh, fp.streams_held) {
+            (Some(with), Some(idle), n) if n > 0 => (with as f64 - idle as f64) / 1024.0 / n as f64,
+            _ => f64::NAN,
+        }
+    };
+    rows.push(Split(
+        "memory per open stream (fresh process)".to_owned(),
+        per_stream(f),
+        per_stream(m),
+        per_stream(u),
+        |k| format!("{k:.1} KiB"),
+    ));
+    let _ = writeln!(
+        out,
+        "## Where the cost goes
+"
+    );
+    let _ = writeln!(
+        out,
+        "Each cost of the full feature path split in three: what forwarding itself costs (the floor), what \
+         the sidecar's base pipeline adds over the floor (minimal route − floor: parsing, route resolution, \
+         the upstream client, accounting and the access log), and what the features add (full − minimal: \
+         rules, limits, budget, pricing, a second backend).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| figure | forwarding (floor) | + base pipeline | + features | = full path |\n|---|---|---|---|---|"
+    );
+    for Split(what, floor, minimal, full, unit) in rows {
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {} |",
+            unit(floor),
+            unit(minimal - floor),
+            unit(full - minimal),
+            unit(full)
+        );
+    }
+    out.push('\n');
+}
+
+fn one_client_section(out: &mut String, run: &Run) {
+    let Some(d) = run.of(Target::Direct).and_then(|t| t.one_client.clone()) else {
+        return;
+    };
+    let f = run.of(Target::Floor).and_then(|t| t.one_client.clone());
+    let _ = writeln!(out, "## One client at a time (non-streamed)\n");
+    let _ = writeln!(
+        out,
+        "| target | req/s | p50 | p90 | p99 | added p50 | added p90 | added p99 | p50 ÷ direct | added p50 ÷ floor's | added p99 ÷ floor's |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for t in &run.targets {
+        let Some(l) = &t.one_client else { continue };
+        let added = |pick: fn(&Load) -> f64| pick(l) - pick(&d);
+        let floor_added = |pick: fn(&Load) -> f64| match (&f, t.target) {
+            (_, Target::Direct) | (None, _) => f64::NAN,
+            (Some(f), _) => pick(f) - pick(&d),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.target.label(),
+            l.rps,
+            fmt_us(l.p50_us),
+            fmt_us(l.p90_us),
+            fmt_us(l.p99_us),
+            fmt_us(added(|l| l.p50_us)),
+            fmt_us(added(|l| l.p90_us)),
+            fmt_us(added(|l| l.p99_us)),
+            ratio(l.p50_us, d.p50_us),
+            ratio(added(|l| l.p50_us), floor_added(|l| l.p50_us)),
+            ratio(added(|l| l.p99_us), floor_added(|l| l.p99_us)),
+        );
+    }
+    out.push('\n');
+}
+
+fn rates_section(out: &mut String, run: &Run) {
+    let _ = writeln!(out, "## Fixed offered rates (open loop, `--latency-correction`)\n");
+    let _ = writeln!(
+        out,
+        "| rate | target | achieved req/s | p50 | p99 | added p50 | added p99 | p99 ÷ direct | added p99 ÷ floor's |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    let rates: Vec<u32> = run
+        .of(Target::Direct)
+        .map(|t| t.rates.iter().map(|(r, _)| *r).collect())
+        .unwrap_or_default();
+    for rate in rates {
+        let at = |target: Target| {
+            run.of(target)
+                .and_then(|t| t.rates.iter().find(|(r, _)| *r == rate).map(|(_, l)| l.clone()))
+        };
+        let (Some(d), f) = (at(Target::Direct), at(Target::Floor)) else {
+            continue;
+        };
+        for target in Target::ALL {
+            let Some(l) = at(target) else { continue };
+            let floor_added = match (&f, target) {
+                (_, Target::Direct) | (None, _) => f64::NAN,
+                (Some(f), _) => f.p99_us - d.p99_us,
+            };
+            let _ = writeln!(
+                out,
+                "| {rate}/s | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                target.label(),
+                l.rps,
+                fmt_us(l.p50_us),
+                fmt_us(l.p99_us),
+                fmt_us(l.p50_us - d.p50_us),
+                fmt_us(l.p99_us - d.p99_us),
+                ratio(l.p99_us, d.p99_us),
+                ratio(l.p99_us - d.p99_us, floor_added),
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn concurrency_section(out: &mut String, run: &Run) {
+    let _ = writeln!(out, "## Fixed concurrency (closed loop): throughput\n");
+    let _ = writeln!(
+        out,
+        "| connections | target | req/s | p50 | p99 | req/s ÷ direct | req/s ÷ floor | proxy CPU per request |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    let levels: Vec<u32> = run
+        .of(Target::Direct)
+        .map(|t| t.concurrency.iter().map(|(c, _)| *c).collect())
+        .unwrap_or_default();
+    for c in levels {
+        let at = |target: Target| {
+            run.of(target)
+                .and_then(|t| t.concurrency.iter().find(|(n, _)| *n == c).map(|(_, l)| l.clone()))
+        };
+        let d = at(Target::Direct).map_or(f64::NAN, |l| l.rps);
+        let f = at(Target::Floor).map_or(f64::NAN, |l| l.rps);
+        for target in Target::ALL {
+            let Some(l) = at(target) else { continue };
+            let cpu = if target == Target::Direct {
+                "–".to_owned()
+            } else {
+                l.cpu_us_per_request.map_or_else(|| "–".to_owned(), fmt_us)
+            };
+            let _ = writeln!(
+                out,
+                "| {c} | {} | {:.0} | {} | {} | {} | {} | {cpu} |",
+                target.label(),
+                l.rps,
+                fmt_us(l.p50_us),
+                fmt_us(l.p99_us),
+                ratio(l.rps, d),
+                ratio(l.rps, f),
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn cpu_section(out: &mut String, run: &Run) {
+    let _ = writeln!(
+        out,
+        "## CPU per request (the proxy's process only, from `/proc/<pid>/stat`)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | CPU per request, one client | CPU per request, fixed count | ÷ floor | upstream's CPU per request (same run) |\n\
+         |---|---|---|---|---|"
+    );
+    let cpu = |t: &TargetResults| t.cpu_run.as_ref().and_then(|l| l.cpu_us_per_request);
+    let floor = run.of(Target::Floor).and_then(cpu).unwrap_or(f64::NAN);
+    for t in &run.targets {
+        let one = t.one_client.as_ref().and_then(|l| l.cpu_us_per_request);
+        let fixed = cpu(t);
+        let up = t.cpu_run.as_ref().and_then(|l| l.upstream_cpu_us_per_request);
+        let label = if t.target == Target::Direct {
+            "direct (the upstream itself)"
+        } else {
+            t.target.label()
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} |",
+            one.map_or_else(|| "–".to_owned(), fmt_us),
+            fixed.map_or_else(|| "–".to_owned(), fmt_us),
+            if t.target == Target::Direct {
+                "–".to_owned()
+            } else {
+                fixed.map_or_else(|| "–".to_owned(), |x| ratio(x, floor))
+            },
+            up.map_or_else(|| "–".to_owned(), fmt_us),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU time comes in clock ticks (10 ms each); over the fixed-count run that is a resolution of about \
+         ±1 tick ÷ the requests. One client pays a wake-up per request that concurrency amortizes.\n"
+    );
+}
+
+fn streaming_section(out: &mut String, run: &Run) {
+    let Some(d) = run.of(Target::Direct).and_then(|t| t.streaming.clone()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## Streaming ({STREAM_CHUNKS}-chunk SSE answers sent at once by the upstream, one stream at a time)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | streams | events seen | TTFT p50 | TTFT p99 | whole stream p50 | added TTFT p50 | added per chunk |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for t in &run.targets {
+        let Some(s) = &t.streaming else { continue };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.target.label(),
+            s.streams,
+            s.events,
+            fmt_us(s.ttft_p50_us),
+            fmt_us(s.ttft_p99_us),
+            fmt_us(s.total_p50_us),
+            fmt_us(s.ttft_p50_us - d.ttft_p50_us),
+            fmt_us(added_per_chunk(s, &d)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nTTFT is the time from sending the request to the first body bytes holding an event. Per chunk = \
+         (whole stream − TTFT) less the direct call's, over the {} chunks after the first. The direct \
+         upstream writes its chunks back to back, so this is the proxy's processing cost per chunk, not a \
+         pacing delay.\n",
+        STREAM_CHUNKS - 1
+    );
+}
+
+fn memory_section(out: &mut String, run: &Run) {
+    let _ = writeln!(out, "## Memory and start-up\n");
+    let _ = writeln!(
+        out,
+        "| target | RSS ready | RSS after the load runs | open streams | RSS with them open (fresh process) | \
+         RSS with them open (after the load runs) | start to ready (median / max) |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for t in &run.targets {
+        let f = &t.footprint;
+        let ready = match median(&f.ready_ms) {
+            Some(m) => format!(
+                "{} / {} ({} starts)",
+                msf(m),
+                msf(f.ready_ms.iter().copied().fold(f64::MIN, f64::max)),
+                f.ready_ms.len()
+            ),
+            None => "–".to_owned(),
+        };
+        let label = if t.target == Target::Direct {
+            "upstream"
+        } else {
+            t.target.label()
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} | {ready} |",
+            fmt_mib(f.rss_ready),
+            fmt_mib(f.rss_after_load),
+            if f.streams_held > 0 {
+                f.streams_held.to_string()
+            } else {
+                "–".to_owned()
+            },
+            fmt_mib(f.rss_streams),
+            fmt_mib(f.rss_streams_after_load),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nStart to ready: from spawning the process to the admin `/readyz` answering 200, polled every 0.5 ms.\n"
+    );
+}
+
+fn setup_section(out: &mut String, run: &Run) {
+    let _ = writeln!(out, "## How it was measured\n");
+    let _ = writeln!(
+        out,
+        "- Targets: **direct** (client → upstream), **floor** (client → `bench-floor` → upstream), \
+         **sidecar (minimal)** (one `openai-compatible` backend, nothing else) and **sidecar (full)** (two \
+         backends with pricing and limits, two content rules evaluated on every request, per-user, route and \
+         backend limits set far above the load, a hard `Budget` reserved and settled per request, metrics). \
+         Every request carries `x-sluice-user`. The manifests are written by `bench-driver` \
+         (`tests/bench/src/driver/manifests.rs`)."
+    );
+    let _ = writeln!(
+        out,
+        "- The request: a two-message chat completion (`max_tokens: 32`); the upstream answers a fixed \
+         ~400-byte `chat.completion` with usage."
+    );
+    for s in &run.settings {
+        let _ = writeln!(out, "- {s}");
+    }
+    let _ = writeln!(
+        out,
+        "- Percentiles are oha's (streaming: the driver's own client); *added* latency is a difference of \
+         percentiles measured in the same run, not a percentile of differences."
+    );
+    if !run.notes.is_empty() {
+        let _ = writeln!(out, "\nObserved during the run:\n");
+        for n in &run.notes {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
+    out.push('\n');
+}
+
+fn missing_section(out: &mut String) {
+    let _ = writeln!(out, "## Not in this revision\n");
+    let _ = writeln!(
+        out,
+        "- **Peers** (LiteLLM proxy, Portkey's gateway, onwards): not run in this revision. \
+         `tests/bench/run --peers` says so and exits non-zero. DESIGN §10 quotes earlier figures for them; \
+         they are not re-measured here, so the throughput target (≥ 1.5× the fastest peer) is unmeasured."
+    );
+    let _ = writeln!(
+        out,
+        "- **Operator fan-out** (1,000 simulated sidecars, config push and usage to status): outside this \
+         harness's scope; not measured."
+    );
+    let _ = writeln!(
+        out,
+        "- **Profile and before/after** of the request path (issue 9, item 7): not done in this revision."
+    );
+}

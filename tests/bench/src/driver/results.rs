@@ -1,0 +1,181 @@
+//! What one run measured, per target, as the report and the plot read it.
+
+use serde::Serialize;
+
+/// Which process a row describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The client calls the upstream itself.
+    Direct,
+    /// Through the bare forwarding proxy.
+    Floor,
+    /// Through the sidecar with a minimal route.
+    SidecarMinimal,
+    /// Through the sidecar with the full feature path.
+    SidecarFull,
+}
+
+impl Target {
+    /// Every target, in report order.
+    pub const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Floor,
+        Target::SidecarMinimal,
+        Target::SidecarFull,
+    ];
+    /// The proxies, compared to the direct call.
+    pub const PROXIES: [Target; 3] = [Target::Floor, Target::SidecarMinimal, Target::SidecarFull];
+
+    /// Its name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Floor => "floor",
+            Target::SidecarMinimal => "sidecar (minimal)",
+            Target::SidecarFull => "sidecar (full)",
+        }
+    }
+}
+
+/// One `oha` run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Load {
+    /// Requests answered per second.
+    pub rps: f64,
+    /// Latency percentiles, microseconds.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Requests answered 200.
+    pub ok: u64,
+    /// Requests that failed or answered another status.
+    pub failed: u64,
+    /// CPU of the measured proxy (the upstream for a direct run) per request, microseconds.
+    pub cpu_us_per_request: Option<f64>,
+    /// CPU of the upstream per request in the same run, microseconds.
+    pub upstream_cpu_us_per_request: Option<f64>,
+}
+
+/// Streamed answers of [`crate::driver::manifests::STREAM_CHUNKS`] chunks, one at a time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Streaming {
+    /// Streams timed.
+    pub streams: usize,
+    /// Time to first token, median, microseconds.
+    pub ttft_p50_us: f64,
+    /// Time to first token, 99th percentile.
+    pub ttft_p99_us: f64,
+    /// Whole stream, median, microseconds.
+    pub total_p50_us: f64,
+    /// Events received per stream (median).
+    pub events: usize,
+}
+
+/// Memory and start-up of one process.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Footprint {
+    /// RSS once ready, before any request, bytes.
+    pub rss_ready: Option<u64>,
+    /// RSS idle after the load runs, bytes.
+    pub rss_after_load: Option<u64>,
+    /// RSS of the freshly started process just before the streams opened, bytes.
+    pub rss_fresh: Option<u64>,
+    /// Streams held open when `rss_streams` was read.
+    pub streams_held: usize,
+    /// RSS with `streams_held` slow streams open through a freshly started process, bytes.
+    pub rss_streams: Option<u64>,
+    /// RSS with as many streams open through the process that ran the load, bytes.
+    pub rss_streams_after_load: Option<u64>,
+    /// Spawn to `/readyz` 200, each start, milliseconds.
+    pub ready_ms: Vec<f64>,
+}
+
+/// Everything measured of one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResults {
+    /// Which target.
+    pub target: Target,
+    /// One client at a time.
+    pub one_client: Option<Load>,
+    /// Fixed offered rates, `(requests per second, load)`.
+    pub rates: Vec<(u32, Load)>,
+    /// Fixed concurrency, `(connections, load)`.
+    pub concurrency: Vec<(u32, Load)>,
+    /// A fixed number of requests at moderate concurrency, for CPU per request.
+    pub cpu_run: Option<Load>,
+    /// Streaming timings.
+    pub streaming: Option<Streaming>,
+    /// Memory and start-up.
+    pub footprint: Footprint,
+}
+
+impl TargetResults {
+    /// An empty record for `target`.
+    pub fn new(target: Target) -> Self {
+        Self {
+            target,
+            one_client: None,
+            rates: Vec::new(),
+            concurrency: Vec::new(),
+            cpu_run: None,
+            streaming: None,
+            footprint: Footprint::default(),
+        }
+    }
+}
+
+/// The machine and the conditions of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Cores the OS shows.
+    pub cores: usize,
+    /// Memory, bytes.
+    pub memory: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// 1-minute load average when the run started.
+    pub load_before: String,
+    /// 1-minute load average when it ended.
+    pub load_after: String,
+    /// Processes other than this run's that used CPU during it, with their share.
+    pub busy_with: Vec<String>,
+    /// CPU time used by other processes during the run, as cores.
+    pub other_cpu_cores: f64,
+    /// `rustc -V`.
+    pub rustc: String,
+    /// `oha --version`.
+    pub oha: String,
+    /// The commit measured, `+dirty` when the tree had changes.
+    pub commit: String,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// When it ran (UTC, RFC 3339).
+    pub date: String,
+    /// Whether this was the short `--quick` run.
+    pub quick: bool,
+    /// The machine.
+    pub machine: Machine,
+    /// Seconds the run took.
+    pub seconds: f64,
+    /// The settings used, as text for the notes.
+    pub settings: Vec<String>,
+    /// Per target.
+    pub targets: Vec<TargetResults>,
+    /// Observations made during the run (what the full sidecar accounted, errors seen).
+    pub notes: Vec<String>,
+}
+
+impl Run {
+    /// The results of `target`.
+    pub fn of(&self, target: Target) -> Option<&TargetResults> {
+        self.targets.iter().find(|t| t.target == target)
+    }
+}
