@@ -5,8 +5,8 @@
 //! The operator and the sidecar both use this: they must agree on `start`, which is what a
 //! pod's restored spend is keyed by.
 
-use jiff::{Timestamp, ToSpan, Zoned, civil::Date, tz::TimeZone};
 use crate::Period;
+use jiff::{Timestamp, ToSpan, Zoned, civil::Date, tz::TimeZone};
 
 /// The span of one budget period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -374,6 +374,5 @@ impl Budgets {
     }
 }
 
-
 #[cfg(test)]
 mod tests;
