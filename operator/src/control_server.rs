@@ -3,7 +3,7 @@
 //! itself is documented in `sluice_crds::control`.
 
 pub mod auth;
-mod handlers;
+pub mod handlers;
 pub mod sessions;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -38,6 +38,21 @@ pub async fn serve(
     server: Arc<ControlServer>,
     shutdown: CancellationToken,
 ) {
+    let handler = move |req| handlers::handle(req, server.clone());
+    serve_https(listener, tls, handler, shutdown).await;
+}
+
+/// Serves HTTPS on `listener` with `handler` until `shutdown`, then closes what is open after a
+/// second; shared by the control API and the admission webhook.
+pub async fn serve_https<H, F>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    H: Fn(http::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = http::Response<handlers::Body>> + Send + 'static,
+{
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -59,7 +74,7 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let acceptor = acceptor.clone();
-        let server = server.clone();
+        let handler = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -75,12 +90,12 @@ pub async fn serve(
                 }
             };
             let service = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(handlers::handle(req, server).await) }
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
             if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "control connection ended with an error");
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }

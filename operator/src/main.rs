@@ -20,7 +20,7 @@ use sluice_operator::{
     control_server::{self, ControlServer, auth::Authenticator},
     leader::LeaderElector,
     metrics::Metrics,
-    route_controller,
+    route_controller, webhook,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -101,6 +101,20 @@ struct RunOptions {
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Address of the sidecar-injection webhook (HTTPS, `POST /mutate`); omitted: no webhook.
+    #[arg(long, env = "SLUICE_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+    /// Secret to keep an operator-generated webhook certificate in (not available in this
+    /// version: give --tls-cert/--tls-key, e.g. from cert-manager).
+    #[arg(long, env = "SLUICE_TLS_SECRET_NAME")]
+    tls_secret_name: Option<String>,
+    /// MutatingWebhookConfiguration whose caBundle the operator would keep current (not
+    /// available in this version: cert-manager's CA injector does it).
+    #[arg(long, env = "SLUICE_WEBHOOK_CONFIG_NAME")]
+    webhook_config_name: Option<String>,
+    /// What the webhook injects.
+    #[command(flatten)]
+    inject: sluice_operator::webhook::args::InjectArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -203,6 +217,23 @@ async fn wait_for_signal() {
 }
 
 async fn run(options: RunOptions) -> anyhow::Result<()> {
+    if let Some(name) = options
+        .tls_secret_name
+        .as_ref()
+        .or(options.webhook_config_name.as_ref())
+    {
+        bail!(
+            "operator-managed webhook certificates ({name}) are not available in this version: \
+             give --tls-cert and --tls-key (the chart does with certManager.enabled=true)"
+        );
+    }
+    let inject = Arc::new(
+        options
+            .inject
+            .clone()
+            .into_config()
+            .context("sidecar injection flags")?,
+    );
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
@@ -332,7 +363,25 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         ctx: ctx.clone(),
         auth: Authenticator::new(client.clone()),
     });
-    tasks.spawn(control_server::serve(control_listener, tls, server, work.clone()));
+    tasks.spawn(control_server::serve(
+        control_listener,
+        tls.clone(),
+        server,
+        work.clone(),
+    ));
+    if let Some(addr) = options.webhook_listen {
+        let webhook_listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
+        let handler = move |req| webhook::server::handle(req, inject.clone());
+        tasks.spawn(control_server::serve_https(
+            webhook_listener,
+            tls,
+            handler,
+            work.clone(),
+        ));
+    }
 
     let held = elector.hold(&shutdown).await;
     ready_tx.send_replace(false);

@@ -1,5 +1,6 @@
 //! The mutating admission webhook that injects the sidecar (DESIGN §7): the pure patch builder
-//! ([`inject`]) and the flags that configure it ([`args`]). The HTTPS handler sits on top.
+//! ([`inject`]), the flags that configure it ([`args`]) and its HTTPS endpoint ([`server`]).
 
 pub mod args;
 pub mod inject;
+pub mod server;
