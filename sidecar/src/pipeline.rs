@@ -132,13 +132,22 @@ impl Admitted<'_> {
         }
     }
 
-    fn refused(&self, failed: failover::Failed) -> Refused {
-        Refused {
+    /// Every attempt failed: counted, and the refusal to answer with.
+    fn failed(
+        &self,
+        failed: failover::Failed,
+        recorder: &Recorder,
+        endpoint: &'static str,
+        started: Instant,
+    ) -> Refused {
+        let refused = Refused {
             error: failed.error,
             route: Some(self.route.clone()),
             backend: failed.backend,
             attempts: failed.attempts,
-        }
+        };
+        record_refusal(recorder, &refused, endpoint, self.asks.user.as_deref(), started);
+        refused
     }
 
     /// What the request holds until its answer ends.
@@ -324,20 +333,7 @@ pub async fn chat(
             .await
     })
     .await;
-    let ok = match attempt {
-        Ok(ok) => ok,
-        Err(failed) => {
-            let refused = admitted.refused(failed);
-            record_refusal(
-                &config.recorder,
-                &refused,
-                endpoint,
-                admitted.asks.user.as_deref(),
-                started,
-            );
-            return Err(refused);
-        }
-    };
+    let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, endpoint, started))?;
     let served = admitted.served(ok.backend.clone(), ok.attempts, endpoint, status);
     let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard));
     let reply = match ok.reply {
@@ -409,20 +405,7 @@ pub async fn embeddings(
             .await
     })
     .await;
-    let ok = match attempt {
-        Ok(ok) => ok,
-        Err(failed) => {
-            let refused = admitted.refused(failed);
-            record_refusal(
-                &config.recorder,
-                &refused,
-                "embeddings",
-                admitted.asks.user.as_deref(),
-                started,
-            );
-            return Err(refused);
-        }
-    };
+    let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, "embeddings", started))?;
     let served = admitted.served(ok.backend.clone(), ok.attempts, "embeddings", CacheStatus::Bypass);
     admitted
         .holds(served.clone(), &config.recorder, Some(ok.guard))

@@ -31,34 +31,9 @@ pub const OPERATOR_BIN_ENV: &str = "SLUICE_OPERATOR_BIN";
 /// How long a process may take to come up (a bound, not a target).
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
-fn target_binary(env: &str, name: &str, package: &str) -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("${env} is {}, which is not a file", path.display());
-        }
-        return Ok(path);
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    };
-    let path = target
-        .join("debug")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        bail!(
-            "{} not found: build it first with `cargo build -p {package}` (the test command does), or set ${env}",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 /// The operator binary this test run uses.
 pub fn operator_binary() -> Result<PathBuf> {
-    target_binary(OPERATOR_BIN_ENV, "sluice-operator", "sluice-operator")
+    crate::sidecar::workspace_binary(OPERATOR_BIN_ENV, "sluice-operator")
 }
 
 /// A loopback address whose port was free a moment ago.

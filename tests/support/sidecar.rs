@@ -40,10 +40,16 @@ pub struct SidecarProcess {
 
 /// The sidecar binary this test run uses.
 pub fn sidecar_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(SIDECAR_BIN_ENV) {
+    workspace_binary(SIDECAR_BIN_ENV, "sluice-sidecar")
+}
+
+/// A binary of this workspace: `$env` if set, else `target/debug/<name>` (or under
+/// `$CARGO_TARGET_DIR`). Tests never build it; the test command does beforehand.
+pub fn workspace_binary(env: &str, name: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            bail!("${SIDECAR_BIN_ENV} is {}, which is not a file", path.display());
+            bail!("${env} is {}, which is not a file", path.display());
         }
         return Ok(path);
     }
@@ -54,11 +60,10 @@ pub fn sidecar_binary() -> Result<PathBuf> {
     };
     let path = target
         .join("debug")
-        .join(format!("sluice-sidecar{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !path.is_file() {
         bail!(
-            "{} not found: build it first with `cargo build -p sluice-sidecar` (the test command does), \
-             or point ${SIDECAR_BIN_ENV} at a binary",
+            "{} not found: build it first with `cargo build -p {name}` (the test command does), or set ${env}",
             path.display()
         );
     }
