@@ -8,6 +8,8 @@ use std::{path::Path, time::Duration};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::{
+    anthropic_upstream::{self as anthropic, AnthropicUpstream},
+    gemini_upstream::GeminiUpstream,
     sidecar::SidecarProcess,
     upstream::{CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, Upstream},
 };
@@ -74,22 +76,24 @@ async fn budgets(client: &reqwest::Client, sidecar: &SidecarProcess) -> Value {
         .clone()
 }
 
-#[tokio::test]
-async fn costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
-    let upstream = Upstream::start().await.unwrap();
+/// Spend through one provider's in-test upstream: a plain and a streamed answer, each of 12
+/// prompt tokens (4 from the provider's cache) and 5 completion tokens, at $2 / $8 per million
+/// and $0.50 for cached input: (12 - 4) × 2 + 4 × 0.5 + 5 × 8 = 58 micro-dollars each.
+async fn assert_exact_costs(provider: &str, base_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let backend = format!(
-        "  - name: mock\n    provider: openai-compatible\n    baseUrl: {}\n    model: mock-ok\n    \
-         pricing: {{inputPerMTok: \"2.00\", outputPerMTok: \"8.00\", cachedInputPerMTok: \"0.50\"}}\n",
-        upstream.base_url()
+        "  - name: mock\n    provider: {provider}\n    baseUrl: {base_url}\n    model: mock-ok\n    \
+         credentialsRef: {{name: key, key: apiKey}}\n    \
+         pricing: {{inputPerMTok: \"2.00\", outputPerMTok: \"8.00\", cachedInputPerMTok: \"0.50\"}}\n"
     );
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: key, namespace: default}\nstringData: {apiKey: sk-test}\n";
     write(
         dir.path(),
-        &format!("{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)),
+        &format!("{secret}{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)),
     );
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
     let client = http();
-    // (12 - 4) × $2 + 4 × $0.50 + 5 × $8 per million tokens = 16 + 2 + 40 = 58 micro-dollars.
     let expected = (PROMPT_TOKENS - CACHED_TOKENS) * 2 + CACHED_TOKENS / 2 + COMPLETION_TOKENS * 8;
     assert_eq!(expected, 58);
 
@@ -99,15 +103,14 @@ async fn costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
         json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
-    assert_eq!(plain.status(), StatusCode::OK);
-    assert_eq!(plain.headers()["x-sluice-cost-usd"], "0.000058");
+    assert_eq!(plain.status(), StatusCode::OK, "{provider}");
+    assert_eq!(plain.headers()["x-sluice-cost-usd"], "0.000058", "{provider}");
     let streamed = chat(&client, &sidecar, ten_tokens(true)).await;
     assert_eq!(streamed.status(), StatusCode::OK);
     let text = streamed.text().await.unwrap();
-    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{provider}: {text}");
 
-    let budget = budgets(&client, &sidecar).await;
-    assert_eq!(budget["spentUSD"], "0.000116");
+    wait_for_spend(&client, &sidecar, "0.000116").await;
     let metrics = client
         .get(sidecar.admin_url("/metrics"))
         .send()
@@ -123,9 +126,86 @@ async fn costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
             .map(str::to_owned)
     };
     let spend = line("sluice_spend_microdollars_total").unwrap_or_else(|| panic!("no spend metric in\n{metrics}"));
-    assert!(spend.ends_with(" 116"), "{spend}");
+    assert!(spend.ends_with(" 116"), "{provider}: {spend}");
     let requests = line("sluice_requests_total").unwrap();
-    assert!(requests.ends_with(" 2"), "{requests}");
+    assert!(requests.ends_with(" 2"), "{provider}: {requests}");
+    let cached = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_tokens_total") && l.contains("gen_ai_token_type=\"cached_input\""))
+        .unwrap_or_else(|| panic!("no cached-token metric in\n{metrics}"));
+    assert!(
+        cached.ends_with(&format!(" {}", 2 * CACHED_TOKENS)),
+        "{provider}: {cached}"
+    );
+}
+
+#[tokio::test]
+async fn openai_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
+    let upstream = Upstream::start().await.unwrap();
+    assert_exact_costs("openai-compatible", &upstream.base_url()).await;
+}
+
+#[tokio::test]
+async fn anthropic_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
+    // Anthropic reports 6 uncached + 4 cache-read + 2 cache-write input tokens: 12 in all.
+    assert_eq!(
+        anthropic::INPUT_TOKENS + anthropic::CACHE_READ_TOKENS + anthropic::CACHE_CREATION_TOKENS,
+        PROMPT_TOKENS
+    );
+    assert_eq!(
+        (anthropic::CACHE_READ_TOKENS, anthropic::OUTPUT_TOKENS),
+        (CACHED_TOKENS, COMPLETION_TOKENS)
+    );
+    let upstream = AnthropicUpstream::start().await.unwrap();
+    assert_exact_costs("anthropic", &upstream.base_url()).await;
+}
+
+#[tokio::test]
+async fn gemini_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
+    let upstream = GeminiUpstream::start().await.unwrap();
+    assert_exact_costs("gemini", &upstream.base_url()).await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_its_usage_is_recorded_as_estimated_not_zero() {
+    let upstream = Upstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = format!(
+        "  - name: mock\n    provider: openai-compatible\n    baseUrl: {}\n    model: mock-cut-stream\n    \
+         pricing: {{inputPerMTok: \"1000.00\", outputPerMTok: \"1000.00\"}}\n",
+        upstream.base_url()
+    );
+    write(
+        dir.path(),
+        &format!("{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let text = chat(&client, &sidecar, ten_tokens(true)).await.text().await.unwrap();
+    assert!(text.contains("\"error\""), "the cut must reach the client: {text}");
+    // Counted locally from the prompt and the text that was streamed, and said to be so.
+    sidecar
+        .wait_for_stderr("usage_estimated=true", EVENTUALLY)
+        .await
+        .unwrap();
+    let spent = budgets(&client, &sidecar).await["spentUSD"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(spent, "0.000000");
+    let metrics = client
+        .get(sidecar.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let output = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_tokens_total") && l.contains("gen_ai_token_type=\"output\""))
+        .unwrap_or_else(|| panic!("no output-token metric in\n{metrics}"));
+    assert!(!output.ends_with(" 0"), "{output}");
 }
 
 #[tokio::test]
