@@ -1,10 +1,21 @@
-//! The control server's TLS identity: files given on the command line, or a self-signed CA and
-//! a serving certificate made at start (the CA is written out for the sidecars to trust).
+//! The control server's TLS identity: files given on the command line, a self-signed CA and
+//! a serving certificate made at start (the CA is written out for the sidecars to trust), or
+//! a CA and certificate kept in a Secret and rotated ([`crate::managed_certs`]).
 
-use std::{io::Write, path::Path, sync::Arc};
+use std::{
+    io::Write,
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
+use arc_swap::ArcSwap;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::{
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
 
 /// Why a TLS identity could not be made or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +29,12 @@ pub enum CertError {
     /// rustls refused the certificate or key.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// A certificate's validity could not be read.
+    #[error("reading a certificate's validity: {0}")]
+    Validity(String),
+    /// A date is outside what a certificate can carry.
+    #[error("certificate lifetime out of range")]
+    Lifetime,
     /// Writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -94,6 +111,126 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::Serv
     Ok(Arc::new(config))
 }
 
+/// How long a managed CA is valid: the CA is not rotated (replacing it would need every
+/// sidecar and the webhook configuration to trust both for a while), so it is long-lived.
+const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Certificates are valid from a little before they are made, so that a clock slightly behind
+/// ours (the API server's, a sidecar's) accepts them at once.
+const BACKDATE: Duration = Duration::from_secs(60);
+
+fn offset_date_time(at: SystemTime) -> Result<time::OffsetDateTime, CertError> {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| CertError::Lifetime)?
+        .as_secs();
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).map_err(|_| CertError::Lifetime)?)
+        .map_err(|_| CertError::Lifetime)
+}
+
+/// A new CA: its certificate and its private key, in PEM.
+pub fn generate_ca() -> Result<(String, String), CertError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "sluice-operator CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = SystemTime::now();
+    ca.not_before = offset_date_time(now.checked_sub(BACKDATE).unwrap_or(now))?;
+    ca.not_after = offset_date_time(now.checked_add(CA_LIFETIME).ok_or(CertError::Lifetime)?)?;
+    let cert = ca.self_signed(&ca_key)?;
+    Ok((cert.pem(), ca_key.serialize_pem()))
+}
+
+/// A serving certificate for `names` valid for `lifetime`, signed by the CA in PEM: its
+/// certificate and private key, in PEM.
+pub fn issue(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    names: &[String],
+    lifetime: Duration,
+) -> Result<(String, String), CertError> {
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.to_vec())?;
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map_or("sluice-operator", String::as_str),
+    );
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let now = SystemTime::now();
+    leaf.not_before = offset_date_time(now.checked_sub(BACKDATE).unwrap_or(now))?;
+    leaf.not_after = offset_date_time(now.checked_add(lifetime).ok_or(CertError::Lifetime)?)?;
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// When the first certificate of a PEM chain stops being valid.
+pub fn not_after(cert_pem: &[u8]) -> Result<SystemTime, CertError> {
+    let der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| CertError::Pem(format!("certificate: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| CertError::Validity(e.to_string()))?;
+    let secs = cert.validity().not_after.timestamp();
+    let secs = u64::try_from(secs).map_err(|_| CertError::Validity(format!("not after {secs}")))?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// A rustls signing identity for a PEM chain and key.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, CertError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError::Pem(format!("certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(CertError::Pem("no certificate in the PEM".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Pem(format!("key: {e}")))?;
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)?;
+    Ok(CertifiedKey::new(chain, signer))
+}
+
+/// The serving certificate as a value that can be replaced while serving: handshakes after
+/// [`SwappableCert::set`] get the new certificate, connections already open keep theirs, so a
+/// rotation needs no restart and drops nothing.
+#[derive(Debug)]
+pub struct SwappableCert {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl SwappableCert {
+    /// Starts with `first`.
+    pub fn new(first: CertifiedKey) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(first),
+        }
+    }
+
+    /// Serves `next` from the next handshake on.
+    pub fn set(&self, next: CertifiedKey) {
+        self.current.store(Arc::new(next));
+    }
+}
+
+impl ResolvesServerCert for SwappableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// A rustls server config that takes its certificate from `cert`, offering HTTP/2 and HTTP/1.1.
+pub fn swappable_server_config(cert: Arc<SwappableCert>) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Writes `contents` to `path`, readable by the owner only when `secret`.
 pub fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CertError> {
     let io = |source| CertError::Io {
@@ -123,5 +260,23 @@ mod tests {
         assert!(g.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         let config = server_config(g.cert_pem.as_bytes(), g.key_pem.as_bytes()).unwrap();
         assert_eq!(config.alpn_protocols[0], b"h2");
+    }
+
+    #[test]
+    fn an_issued_certificate_expires_after_its_lifetime_and_chains_to_the_ca() {
+        let (ca, ca_key) = generate_ca().unwrap();
+        let lifetime = Duration::from_secs(3600);
+        let before = SystemTime::now();
+        let (cert, key) = issue(&ca, &ca_key, &["127.0.0.1".into()], lifetime).unwrap();
+        let expires = not_after(cert.as_bytes()).unwrap();
+        assert!(expires >= before + lifetime - Duration::from_secs(1));
+        assert!(expires <= SystemTime::now() + lifetime);
+        certified_key(cert.as_bytes(), key.as_bytes()).unwrap();
+        let ca_der = CertificateDer::from_pem_slice(ca.as_bytes()).unwrap();
+        let leaf_der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let (_, ca_x509) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        let (_, leaf_x509) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+        assert_eq!(leaf_x509.issuer(), ca_x509.subject());
+        leaf_x509.verify_signature(Some(ca_x509.public_key())).unwrap();
     }
 }

@@ -18,6 +18,7 @@ pub mod control_server;
 pub mod desired;
 pub mod error;
 pub mod leader;
+pub mod managed_certs;
 pub mod metrics;
 pub use sluice_crds::period;
 pub mod route_controller;

@@ -19,6 +19,7 @@ use sluice_operator::{
     context::{Context, Settings},
     control_server::{self, ControlServer, auth::Authenticator},
     leader::LeaderElector,
+    managed_certs::{self, ManagedCerts},
     metrics::Metrics,
     route_controller, webhook,
 };
@@ -104,14 +105,21 @@ struct RunOptions {
     /// Address of the sidecar-injection webhook (HTTPS, `POST /mutate`); omitted: no webhook.
     #[arg(long, env = "SLUICE_WEBHOOK_LISTEN")]
     webhook_listen: Option<SocketAddr>,
-    /// Secret to keep an operator-generated webhook certificate in (not available in this
-    /// version: give --tls-cert/--tls-key, e.g. from cert-manager).
-    #[arg(long, env = "SLUICE_TLS_SECRET_NAME")]
+    /// Secret (in the `--lease-namespace`) holding the operator's CA and serving certificate:
+    /// read, or created with a new CA when absent; the certificate is re-issued before it
+    /// expires and served without a restart. Instead of --tls-cert/--tls-key.
+    #[arg(long, env = "SLUICE_TLS_SECRET_NAME", conflicts_with_all = ["tls_cert", "tls_key"])]
     tls_secret_name: Option<String>,
-    /// MutatingWebhookConfiguration whose caBundle the operator would keep current (not
-    /// available in this version: cert-manager's CA injector does it).
-    #[arg(long, env = "SLUICE_WEBHOOK_CONFIG_NAME")]
+    /// MutatingWebhookConfiguration whose webhooks' caBundle the operator keeps equal to the CA
+    /// of --tls-secret-name.
+    #[arg(long, env = "SLUICE_WEBHOOK_CONFIG_NAME", requires = "tls_secret_name")]
     webhook_config_name: Option<String>,
+    /// Lifetime of a serving certificate the operator issues (with --tls-secret-name).
+    #[arg(long, env = "SLUICE_CERT_LIFETIME", default_value = "2160h")]
+    cert_lifetime: sluice_crds::Duration,
+    /// Re-issue the serving certificate when it expires within this (with --tls-secret-name).
+    #[arg(long, env = "SLUICE_CERT_RENEW_BEFORE", default_value = "720h")]
+    cert_renew_before: sluice_crds::Duration,
     /// What the webhook injects.
     #[command(flatten)]
     inject: sluice_operator::webhook::args::InjectArgs,
@@ -217,16 +225,6 @@ async fn wait_for_signal() {
 }
 
 async fn run(options: RunOptions) -> anyhow::Result<()> {
-    if let Some(name) = options
-        .tls_secret_name
-        .as_ref()
-        .or(options.webhook_config_name.as_ref())
-    {
-        bail!(
-            "operator-managed webhook certificates ({name}) are not available in this version: \
-             give --tls-cert and --tls-key (the chart does with certManager.enabled=true)"
-        );
-    }
     let inject = Arc::new(
         options
             .inject
@@ -237,10 +235,30 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
-    let tls = tls_config(&options)?;
+    let shutdown = CancellationToken::new();
+    let tls = match &options.tls_secret_name {
+        Some(secret_name) => {
+            let (managed, tls) = ManagedCerts::start(
+                client.clone(),
+                managed_certs::Settings {
+                    namespace: options.lease_namespace.clone(),
+                    secret_name: secret_name.clone(),
+                    webhook_config_name: options.webhook_config_name.clone(),
+                    names: options.sans.clone(),
+                    lifetime: options.cert_lifetime.get(),
+                    renew_before: options.cert_renew_before.get(),
+                },
+            )
+            .await
+            .with_context(|| format!("operator-managed certificates in Secret {secret_name}"))?;
+            // Every replica keeps its certificate current, so a new leader serves a valid one.
+            tokio::spawn(managed.run(shutdown.clone()));
+            tls
+        }
+        None => tls_config(&options)?,
+    };
     let metrics = Arc::new(Metrics::default());
     let (ready_tx, ready_rx) = watch::channel(false);
-    let shutdown = CancellationToken::new();
     let admin_listener = TcpListener::bind(options.admin_listen)
         .await
         .with_context(|| format!("binding {}", options.admin_listen))?;

@@ -218,12 +218,16 @@ impl OperatorProcess {
         if pinned.is_none() {
             command.args(["--control-listen", &control.to_string()]);
         }
+        command.args(["--admin-listen", &admin.to_string()]);
+        // `--tls-secret-name` in `extra`: the operator manages its own certificate.
+        if !extra.contains(&"--tls-secret-name") {
+            command
+                .arg("--tls-cert")
+                .arg(certs.dir.join("tls.crt"))
+                .arg("--tls-key")
+                .arg(certs.dir.join("tls.key"));
+        }
         command
-            .args(["--admin-listen", &admin.to_string()])
-            .arg("--tls-cert")
-            .arg(certs.dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(certs.dir.join("tls.key"))
             .args(["--lease-namespace", &cluster.namespace])
             .args(["--identity", identity])
             .args(extra)
