@@ -247,6 +247,11 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
                     names: options.sans.clone(),
                     lifetime: options.cert_lifetime.get(),
                     renew_before: options.cert_renew_before.get(),
+                    ca_config_map: options
+                        .inject
+                        .ca_secret
+                        .is_none()
+                        .then(|| (options.inject.ca_configmap.clone(), options.inject.ca_key.clone())),
                 },
             )
             .await

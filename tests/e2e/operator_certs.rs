@@ -1,6 +1,6 @@
 //! Operator-managed certificates against a real kube-apiserver: the operator creates its CA and
 //! serving certificate in a Secret, fills the webhook configuration's empty `caBundle` (the API
-//! server then trusts the webhook), and rotates a short-lived certificate while pods keep being
+//! server then trusts the webhook), publishes the CA to labelled namespaces, and rotates a short-lived certificate while pods keep being
 //! admitted through the webhook: no call fails during the swap.
 
 use std::time::{Duration, Instant};
@@ -117,6 +117,18 @@ async fn the_operator_publishes_its_ca_and_rotates_its_certificate_without_faili
             .unwrap_or_default();
         ensure!(!bundle.is_empty(), "the operator did not fill caBundle: {webhooks:#}");
         let first = serving_cert(&c).await?;
+        // The CA is published where injected sidecars mount it from.
+        let ca = json(&c, &["get", "configmap", "sluice-ca", "-n", &c.namespace, "-o", "json"]).await?;
+        let secret = json(&c, &["get", "secret", SECRET, "-n", &c.namespace, "-o", "json"]).await?;
+        let secret_ca = secret["data"]["ca.crt"].as_str().context("no ca.crt in the Secret")?;
+        ensure!(
+            ca["data"]["ca.crt"]
+                .as_str()
+                .map(|pem| sluice_tests::upstream::base64_encode(pem.as_bytes()))
+                .as_deref()
+                == Some(secret_ca),
+            "the CA ConfigMap does not hold the Secret's CA: {ca:#}"
+        );
 
         // Admit pods one after another until the certificate has been rotated and served: every
         // call must succeed, before, during and after the swap.
