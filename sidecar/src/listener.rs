@@ -24,6 +24,10 @@ use crate::{
 /// Default bound on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 << 20;
 
+/// Bound on an HTTP/1 request head (request line and headers): a larger one gets 431 instead of
+/// hyper's default of ~400 KiB being buffered per connection.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
 /// What the API listener needs to serve a request.
 #[derive(Debug)]
 pub struct ApiState {
@@ -46,7 +50,8 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     loop {
         let (stream, peer) = tokio::select! {
@@ -158,4 +163,56 @@ async fn drain(body: Incoming) {
     const MAX_DRAIN_BYTES: usize = 64 << 20;
     let discard = Limited::new(body, MAX_DRAIN_BYTES).collect();
     let _ = tokio::time::timeout(Duration::from_secs(5), discard).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// Sends `request` to a listener serving 404s and returns the status line of its answer.
+    async fn status_line(request: Vec<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handler = |req: Request<Incoming>| async move {
+            ApiError::UnknownEndpoint {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+            }
+            .into_response()
+        };
+        let server = tokio::spawn(serve(listener, handler, shutdown.clone(), Duration::from_secs(1)));
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The server may answer before it has read everything.
+        let _ = socket.write_all(&request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+        shutdown.cancel();
+        let _ = server.await;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.lines().next().unwrap_or_default().to_owned()
+    }
+
+    fn with_header_of(len: usize) -> Vec<u8> {
+        format!(
+            "GET /x HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\nx-big: {}\r\n\r\n",
+            "a".repeat(len)
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_64_kib_is_refused_with_431() {
+        assert_eq!(
+            status_line(with_header_of(MAX_HEAD_BYTES)).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_head_of_32_kib_is_served() {
+        assert_eq!(status_line(with_header_of(32 << 10)).await, "HTTP/1.1 404 Not Found");
+    }
 }

@@ -207,7 +207,9 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde_json reports some type errors (a number where an enum belongs) as syntax errors:
+        // only a body that does not parse as JSON at all is "not valid JSON".
+        if (inner.is_syntax() || inner.is_eof()) && !is_json(body) {
             return ApiError::bad_request(format!("the body is not valid JSON: {inner}"), None);
         }
         let path = e.path().to_string();
@@ -221,6 +223,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     de.end()
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
     Ok(parsed)
+}
+
+/// Whether `body` is one well-formed JSON value (skipping strings does not check UTF-8: do it first).
+fn is_json(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok() && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// Extracts `x` from serde's "missing field `x`".
@@ -274,6 +281,34 @@ mod tests {
             param_of(r#"{"model":"m","messages":[{"role":"robot"}]}"#).1.as_deref(),
             Some("messages[0].role")
         );
+    }
+
+    #[test]
+    fn a_number_as_role_is_a_wrong_type_at_its_path_not_invalid_json() {
+        let (message, param) = param_of(r#"{"model":"m","messages":[{"role":7,"content":"hi"}]}"#);
+        assert_eq!(param.as_deref(), Some("messages[0].role"));
+        assert!(!message.contains("not valid JSON"), "{message}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_invalid_json() {
+        let body = b"{\"model\":\"m\xC0\xAF\",\"messages\":[{\"role\":\"user\",\"content\":\"\xFF\"}]}";
+        match parse_chat(body) {
+            Err(ApiError::BadRequest { message, param }) => {
+                assert!(message.contains("not valid JSON"), "{message}");
+                assert_eq!(param, None);
+            }
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_as_invalid_json_without_overflowing_the_stack() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(param_of(&deep).1, None);
+        let inside = format!(r#"{{"model":"m","messages":[{{"role":"user","content":{deep}}}]}}"#);
+        let (message, _) = param_of(&inside);
+        assert!(message.contains("recursion limit"), "{message}");
     }
 
     #[test]

@@ -241,6 +241,13 @@ impl SidecarProcess {
     }
 }
 
+impl SidecarProcess {
+    /// The operating-system process id, e.g. to read `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for SidecarProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
