@@ -1,0 +1,234 @@
+//! The install path end to end on a real kube-apiserver: `helm install` of the chart, then the
+//! real operator binary run with the chart's own flags under the chart's ServiceAccount token
+//! (so its RBAC is what is exercised), the chart's webhook pointed at it by URL (no Service
+//! routing here). A pod of a labelled namespace is stored with the sidecar; an opted-out pod, a
+//! pod of an unlabelled namespace and an already-injected pod are stored as sent; a route in
+//! the labelled namespace is reconciled to Accepted.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::Value;
+use sluice_tests::cluster::{TestCluster, cluster};
+use sluice_tests::operator::{Process, eventually, free_port, operator_binary};
+
+/// Bounds for things to happen, never targets.
+const WITHIN: Duration = Duration::from_secs(90);
+const RELEASE: &str = "sl";
+
+async fn json(c: &TestCluster, args: &[&str]) -> Result<Value> {
+    let out = c.kubectl(args, None).await?;
+    ensure!(out.success, "kubectl {args:?}: {}", out.stderr);
+    serde_json::from_str(&out.stdout).context("kubectl JSON")
+}
+
+async fn kubectl_ok(c: &TestCluster, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let out = c.kubectl(args, stdin).await?;
+    ensure!(out.success, "kubectl {args:?}: {}", out.stderr);
+    Ok(out.stdout)
+}
+
+/// A kubeconfig for the chart's ServiceAccount: the cluster of the admin kubeconfig, a token
+/// from the TokenRequest API.
+async fn service_account_kubeconfig(c: &TestCluster, account: &str, path: &std::path::Path) -> Result<()> {
+    let token = kubectl_ok(
+        c,
+        &["create", "token", account, "-n", &c.namespace, "--duration", "1h"],
+        None,
+    )
+    .await?;
+    let view = |field: &str| format!("jsonpath={{.clusters[0].cluster.{field}}}");
+    let server = kubectl_ok(c, &["config", "view", "--raw", "-o", &view("server")], None).await?;
+    let ca = kubectl_ok(
+        c,
+        &["config", "view", "--raw", "-o", &view("certificate-authority-data")],
+        None,
+    )
+    .await?;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", certificate-authority-data: {ca}}}}}]\n\
+         users: [{{name: sa, user: {{token: {token}}}}}]\ncontexts: [{{name: sa, context: {{cluster: c, user: sa}}}}]\n\
+         current-context: sa\n",
+        token = token.trim()
+    );
+    std::fs::write(path, kubeconfig)?;
+    Ok(())
+}
+
+/// The chart's operator arguments, with listeners moved to free loopback ports.
+fn operator_args(deployment: &Value, webhook: u16, control: u16, admin: u16) -> Result<Vec<String>> {
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .context("no args")?;
+    let mut out: Vec<String> = args
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|a| match a.split_once('=') {
+            Some(("--webhook-listen", _)) => format!("--webhook-listen=127.0.0.1:{webhook}"),
+            Some(("--control-listen", _)) => format!("--control-listen=127.0.0.1:{control}"),
+            Some(("--admin-listen", _)) => format!("--admin-listen=127.0.0.1:{admin}"),
+            _ => a.to_owned(),
+        })
+        .collect();
+    // The API server calls the webhook at 127.0.0.1: the certificate must name it too.
+    out.push("--san=127.0.0.1".to_owned());
+    Ok(out)
+}
+
+fn pod(name: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}{annotations}}}\n\
+         spec: {{containers: [{{name: app, image: example/app:1}}]}}\n"
+    )
+}
+
+fn sidecars(pod: &Value) -> usize {
+    let count = |list: &Value| {
+        list.as_array()
+            .map_or(0, |l| l.iter().filter(|c| c["name"] == "sluice-sidecar").count())
+    };
+    count(&pod["spec"]["initContainers"]) + count(&pod["spec"]["containers"])
+}
+
+#[tokio::test]
+async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -> Result<()> {
+    let Some(c) = cluster("chart_operator").await? else {
+        return Ok(());
+    };
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/sluice");
+    let installed = c
+        .helm(&["install", RELEASE, chart, "-n", &c.namespace, "--wait=false"], None)
+        .await?;
+    ensure!(installed.success, "helm install: {}", installed.stderr);
+    let account = format!("{RELEASE}-operator");
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("sa.kubeconfig");
+    service_account_kubeconfig(&c, &account, &kubeconfig).await?;
+
+    let (webhook, control, admin) = (free_port()?, free_port()?, free_port()?);
+    // Point the chart's webhook at the operator process, which keeps its caBundle itself.
+    let url = format!("https://127.0.0.1:{}/mutate", webhook.port());
+    let patch = serde_json::json!([{"op": "replace", "path": "/webhooks/0/clientConfig",
+        "value": {"url": url}}, {"op": "replace", "path": "/webhooks/1/clientConfig", "value": {"url": url}}]);
+    kubectl_ok(
+        &c,
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            &account,
+            "--type=json",
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    )
+    .await?;
+
+    let deployment = json(&c, &["get", "deployment", &account, "-n", &c.namespace, "-o", "json"]).await?;
+    let mut command = Command::new(operator_binary()?);
+    // The chart's args start with the `run` subcommand.
+    command
+        .args(operator_args(
+            &deployment,
+            webhook.port(),
+            control.port(),
+            admin.port(),
+        )?)
+        .args(["--identity", "chart-operator"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", &c.namespace)
+        .env("SLUICE_LOG", "info,kube=warn");
+    let mut operator = Process::spawn("operator (chart RBAC)", command)?;
+    let ready_url = format!("http://{admin}/readyz");
+    let ready = eventually("the operator is ready", WITHIN, || async {
+        let ok = reqwest::get(&ready_url)
+            .await
+            .ok()
+            .is_some_and(|r| r.status().is_success());
+        ok.then_some(())
+    })
+    .await;
+    if let Err(e) = ready {
+        let _ = operator.kill();
+        bail!("{e}\n{}", operator.output());
+    }
+
+    let apps = format!("{}-apps", c.namespace);
+    let plain = format!("{}-plain", c.namespace);
+    for ns in [&apps, &plain] {
+        kubectl_ok(&c, &["create", "namespace", ns], None).await?;
+        // No controller-manager runs here to create it.
+        kubectl_ok(&c, &["create", "serviceaccount", "default", "-n", ns], None).await?;
+    }
+    kubectl_ok(&c, &["label", "namespace", &apps, "sluice.dev/inject=enabled"], None).await?;
+
+    let result = async {
+        // The webhook's caBundle is the operator's CA: the API server trusts it and injects.
+        let created = eventually("the first pod is admitted", WITHIN, || async {
+            c.kubectl(&["apply", "-n", &apps, "-f", "-"], Some(&pod("app", "")))
+                .await
+                .ok()
+                .filter(|o| o.success)
+        })
+        .await?;
+        drop(created);
+        let injected = json(&c, &["get", "pod", "app", "-n", &apps, "-o", "json"]).await?;
+        ensure!(sidecars(&injected) == 1, "not injected once: {injected:#}");
+
+        kubectl_ok(
+            &c,
+            &["apply", "-n", &apps, "-f", "-"],
+            Some(&pod("opted-out", ", annotations: {sluice.dev/inject: \"false\"}")),
+        )
+        .await?;
+        ensure!(
+            sidecars(&json(&c, &["get", "pod", "opted-out", "-n", &apps, "-o", "json"]).await?) == 0,
+            "opted-out pod injected"
+        );
+
+        kubectl_ok(&c, &["apply", "-n", &plain, "-f", "-"], Some(&pod("app", ""))).await?;
+        ensure!(
+            sidecars(&json(&c, &["get", "pod", "app", "-n", &plain, "-o", "json"]).await?) == 0,
+            "unlabelled namespace injected"
+        );
+
+        // Sending an injected pod again changes nothing: one sidecar, not two.
+        let mut again = injected.clone();
+        again["metadata"] = serde_json::json!({"name": "again", "annotations": injected["metadata"]["annotations"]});
+        again.as_object_mut().map(|o| o.remove("status"));
+        kubectl_ok(&c, &["apply", "-n", &apps, "-f", "-"], Some(&again.to_string())).await?;
+        ensure!(
+            sidecars(&json(&c, &["get", "pod", "again", "-n", &apps, "-o", "json"]).await?) == 1,
+            "injected twice"
+        );
+
+        // The controllers run under the same RBAC: a route is accepted and its status written.
+        let route = "apiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {name: chat}\n\
+                     spec: {models: [chat], backends: [{name: sim, provider: simulator, model: sim-1}]}\n";
+        kubectl_ok(&c, &["apply", "-n", &apps, "-f", "-"], Some(route)).await?;
+        eventually("the route is Accepted", WITHIN, || async {
+            let route = json(&c, &["get", "modelroute", "chat", "-n", &apps, "-o", "json"])
+                .await
+                .ok()?;
+            let conditions = route["status"]["conditions"].as_array()?;
+            conditions
+                .iter()
+                .any(|k| k["type"] == "Accepted" && k["status"] == "True")
+                .then_some(())
+        })
+        .await?;
+        let denied = operator.output().lines().filter(|l| l.contains("forbidden")).count();
+        ensure!(
+            denied == 0,
+            "the operator was refused something:\n{}",
+            operator.output()
+        );
+        Ok(())
+    }
+    .await;
+    let _ = operator.kill();
+    let _ = c
+        .kubectl(&["delete", "mutatingwebhookconfiguration", &account], None)
+        .await;
+    result.map_err(|e| anyhow::anyhow!("{e}\n--- operator\n{}", operator.output()))
+}
