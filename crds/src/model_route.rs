@@ -573,6 +573,10 @@ pub struct SidecarCounts {
     pub desired: u32,
     /// Sidecars running the current version.
     pub in_sync: u32,
+    /// Selected pods whose injected sidecar differs from what the webhook injects now
+    /// (image, resources, ports): recreate them to update it.
+    #[serde(default)]
+    pub outdated: u32,
 }
 
 /// Usage of a route, summed over every sidecar.

@@ -31,6 +31,8 @@ pub struct Settings {
     pub sizing_window: Duration,
     /// Only this namespace is watched and served (`None`: every namespace).
     pub watch_namespace: Option<String>,
+    /// What the webhook injects, to report pods running an outdated sidecar (`None`: no check).
+    pub inject: Option<Arc<crate::webhook::inject::InjectConfig>>,
 }
 
 /// What the route controller decided about one route.

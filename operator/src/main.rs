@@ -316,6 +316,8 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
             heartbeat: options.heartbeat.get(),
             sizing_window: options.sizing_window.get(),
             watch_namespace: options.watch_namespace.clone().filter(|ns| !ns.is_empty()),
+            // Drift is measured against what this operator's webhook injects.
+            inject: options.webhook_listen.is_some().then(|| inject.clone()),
         },
         (routes, budgets, pods),
         Recorder::new(client.clone(), reporter),
@@ -337,11 +339,17 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
                         ctx.relabel(&uid, pod.labels().clone());
                     }
                     ctx.recompute(&pod.namespace().unwrap_or_default());
+                    ctx.routes_changed(pod.namespace().as_deref());
                 }
                 Ok(watcher::Event::Delete(pod)) => {
                     ctx.pod_deleted(&pod.namespace().unwrap_or_default(), &pod.uid().unwrap_or_default());
+                    ctx.routes_changed(pod.namespace().as_deref());
                 }
-                Ok(watcher::Event::InitDone) => ctx.cache_filled(|c| c.pods = true),
+                Ok(watcher::Event::InitDone) => {
+                    ctx.cache_filled(|c| c.pods = true);
+                    // Counts written before the pods were known are stale: write them again.
+                    ctx.routes_changed(None);
+                }
                 _ => {}
             });
         tasks.spawn(async move {

@@ -78,6 +78,19 @@ impl Context {
         }
     }
 
+    /// Marks the routes of `namespace` (every namespace with `None`) for the next status write:
+    /// a pod came, went or changed, so their sidecar counts may have too.
+    pub fn routes_changed(&self, namespace: Option<&str>) {
+        let mut inner = self.lock();
+        let keys: Vec<ObjectKey> = inner
+            .accepted
+            .keys()
+            .filter(|k| namespace.is_none_or(|ns| k.namespace == ns))
+            .cloned()
+            .collect();
+        inner.dirty_routes.extend(keys);
+    }
+
     /// Writes a route's whole status: verdict, sidecar counts, usage.
     pub async fn write_route_status(&self, key: &ObjectKey) -> Result<()> {
         let Some(route) = self.routes.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {

@@ -3,7 +3,8 @@
 //! (so its RBAC is what is exercised), the chart's webhook pointed at it by URL (no Service
 //! routing here). A pod of a labelled namespace is stored with the sidecar; an opted-out pod, a
 //! pod of an unlabelled namespace and an already-injected pod are stored as sent; a route in
-//! the labelled namespace is reconciled to Accepted.
+//! the labelled namespace is reconciled to Accepted, and once the operator injects another
+//! sidecar image its status counts the two pods running the old one as outdated.
 
 use std::{process::Command, time::Duration};
 
@@ -125,30 +126,38 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
     .await?;
 
     let deployment = json(&c, &["get", "deployment", &account, "-n", &c.namespace, "-o", "json"]).await?;
-    let mut command = Command::new(operator_binary()?);
-    // The chart's args start with the `run` subcommand.
-    command
-        .args(operator_args(
-            &deployment,
-            webhook.port(),
-            control.port(),
-            admin.port(),
-        )?)
-        .args(["--identity", "chart-operator"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAMESPACE", &c.namespace)
-        .env("SLUICE_LOG", "info,kube=warn");
-    let mut operator = Process::spawn("operator (chart RBAC)", command)?;
+    let chart_args = operator_args(&deployment, webhook.port(), control.port(), admin.port())?;
+    // Starts the operator with the chart's args (they begin with `run`), optionally injecting
+    // another sidecar image than the chart says.
+    let start = |image: Option<&str>| -> Result<Process> {
+        let mut command = Command::new(operator_binary()?);
+        let args = chart_args
+            .iter()
+            .map(|a| match (image, a.starts_with("--sidecar-image=")) {
+                (Some(image), true) => format!("--sidecar-image={image}"),
+                _ => a.clone(),
+            });
+        command
+            .args(args)
+            .args(["--identity", "chart-operator"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", &c.namespace)
+            .env("SLUICE_LOG", "info,kube=warn");
+        Process::spawn("operator (chart RBAC)", command)
+    };
     let ready_url = format!("http://{admin}/readyz");
-    let ready = eventually("the operator is ready", WITHIN, || async {
-        let ok = reqwest::get(&ready_url)
-            .await
-            .ok()
-            .is_some_and(|r| r.status().is_success());
-        ok.then_some(())
-    })
-    .await;
-    if let Err(e) = ready {
+    let wait_ready = || async {
+        eventually("the operator is ready", WITHIN, || async {
+            let ok = reqwest::get(&ready_url)
+                .await
+                .ok()
+                .is_some_and(|r| r.status().is_success());
+            ok.then_some(())
+        })
+        .await
+    };
+    let mut operator = start(None)?;
+    if let Err(e) = wait_ready().await {
         let _ = operator.kill();
         bail!("{e}\n{}", operator.output());
     }
@@ -194,7 +203,8 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
 
         // Sending an injected pod again changes nothing: one sidecar, not two.
         let mut again = injected.clone();
-        again["metadata"] = serde_json::json!({"name": "again", "annotations": injected["metadata"]["annotations"]});
+        again["metadata"] = serde_json::json!({"name": "again", "labels": injected["metadata"]["labels"],
+            "annotations": injected["metadata"]["annotations"]});
         again.as_object_mut().map(|o| o.remove("status"));
         kubectl_ok(&c, &["apply", "-n", &apps, "-f", "-"], Some(&again.to_string())).await?;
         ensure!(
@@ -223,6 +233,29 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
             "the operator was refused something:\n{}",
             operator.output()
         );
+        // Drift: the same builder the webhook uses says whether a running sidecar is current.
+        let outdated = |want: u64| {
+            let (c, apps) = (&c, &apps);
+            async move {
+                eventually(
+                    &format!("{want} outdated sidecars in the route's status"),
+                    WITHIN,
+                    || async {
+                        let route = json(c, &["get", "modelroute", "chat", "-n", apps, "-o", "json"])
+                            .await
+                            .ok()?;
+                        (route["status"]["sidecars"]["outdated"].as_u64() == Some(want)).then_some(())
+                    },
+                )
+                .await
+            }
+        };
+        outdated(0).await?;
+        operator.kill()?;
+        operator = start(Some("sluice/sluice-sidecar:9.9.9"))?;
+        wait_ready().await?;
+        // The two injected pods (`app`, `again`) now run an older sidecar than would be injected.
+        outdated(2).await?;
         Ok(())
     }
     .await;

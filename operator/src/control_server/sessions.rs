@@ -301,9 +301,23 @@ impl Context {
             .values()
             .filter(|s| s.routes.contains(route) && s.desired.is_some() && s.acked == s.desired)
             .count();
+        // The same builder the webhook uses decides what "current" is.
+        let outdated = self.settings.inject.as_deref().map_or(0, |config| {
+            self.pods
+                .state()
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(route.namespace.as_str()))
+                .filter(|p| {
+                    let labels = p.metadata.labels.clone().unwrap_or_default();
+                    desired::selects(accepted.spec.pod_selector.as_ref(), &labels)
+                })
+                .filter(|p| crate::webhook::inject::is_outdated(p, config))
+                .count()
+        });
         SidecarCounts {
             desired: u32::try_from(desired).unwrap_or(u32::MAX),
             in_sync: u32::try_from(in_sync).unwrap_or(u32::MAX),
+            outdated: u32::try_from(outdated).unwrap_or(u32::MAX),
         }
     }
 }
