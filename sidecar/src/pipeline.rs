@@ -177,7 +177,13 @@ fn record_refusal(
     let outcome = match &refused.error {
         ApiError::RateLimited { .. } => Outcome::RateLimited,
         ApiError::BudgetExceeded(_) => Outcome::BudgetRefused,
-        _ => Outcome::UpstreamError,
+        ApiError::Upstream(_) | ApiError::NoBackendAvailable { .. } => Outcome::UpstreamError,
+        // The client's own mistake (a malformed x-sluice-* header, say): logged, not counted as
+        // an outcome of the route.
+        _ => {
+            tracing::info!(target: "sluice::access", route = %route.key, error = %refused.error, "request refused");
+            return;
+        }
     };
     tracing::warn!(target: "sluice::access", route = %route.key, error = %refused.error, "request refused");
     recorder.record(&Finished {
