@@ -163,20 +163,13 @@ async fn with_stub_crds(c: &TestCluster) -> Result<()> {
                 .await?
                 .ok()
                 .context("applying the stub CRDs")?;
-            c.kubectl(
-                &[
-                    "wait",
-                    "--for=condition=Established",
-                    "--timeout=60s",
-                    "crd/certificates.cert-manager.io",
-                    "crd/issuers.cert-manager.io",
-                    "crd/servicemonitors.monitoring.coreos.com",
-                    "crd/podmonitors.monitoring.coreos.com",
-                ],
-                None,
-            )
-            .await?
-            .ok()
+            c.wait_established(&[
+                "crd/certificates.cert-manager.io",
+                "crd/issuers.cert-manager.io",
+                "crd/servicemonitors.monitoring.coreos.com",
+                "crd/podmonitors.monitoring.coreos.com",
+            ])
+            .await
             .context("waiting for the stub CRDs")?;
             anyhow::Ok(())
         })

@@ -206,23 +206,33 @@ impl TestCluster {
                     .await?
                     .ok()
                     .context("kubectl apply -f crds/")?;
-                self.kubectl(
-                    &[
-                        "wait",
-                        "--for=condition=Established",
-                        "--timeout=60s",
-                        "crd/modelroutes.sluice.dev",
-                        "crd/budgets.sluice.dev",
-                    ],
-                    None,
-                )
-                .await?
-                .ok()
-                .context("waiting for the CRDs to be Established")?;
+                self.wait_established(&["crd/modelroutes.sluice.dev", "crd/budgets.sluice.dev"])
+                    .await
+                    .context("waiting for the CRDs to be Established")?;
                 anyhow::Ok(out)
             })
             .await?;
         Ok(out.clone())
+    }
+
+    /// Waits until every CRD named (`crd/NAME`) is Established. `kubectl wait` fails at once,
+    /// instead of waiting, while a new CRD has no status conditions yet ("accessor error:
+    /// <nil>"), so it is asked again until it really waits.
+    pub async fn wait_established(&self, crds: &[&str]) -> Result<()> {
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        args.extend_from_slice(crds);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let waited = self.kubectl(&args, None).await?;
+            if waited.success {
+                return Ok(());
+            }
+            if !waited.stderr.contains("accessor error") || std::time::Instant::now() > deadline {
+                waited.ok()?;
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }
 
