@@ -132,14 +132,17 @@ fn usage_chunk(chunks: u32) -> Bytes {
     ))
 }
 
-type Body = Either<Full<Bytes>, StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
+/// The body of an upstream answer: a fixed one, or a stream of events.
+pub type Body = Either<Full<Bytes>, StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
 
 /// Serves the upstream on `addr` until the process ends.
 pub async fn run(addr: SocketAddr) -> Result<()> {
     serve::http1(addr, |req| async move { Ok::<_, Infallible>(handle(req).await) }).await
 }
 
-async fn handle(req: Request<Incoming>) -> Response<Body> {
+/// Answers one request (what [`run`] serves), for callers that serve the upstream themselves,
+/// e.g. to count what reaches it.
+pub async fn handle(req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::GET && req.uri().path() == "/healthz" {
         return fixed(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"));
     }
