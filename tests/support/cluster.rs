@@ -141,17 +141,43 @@ pub async fn cluster(test: &str) -> Result<Option<TestCluster>> {
             return Ok(None);
         }
     };
+    open(shared, test).await.map(Some)
+}
+
+/// Like [`cluster`], but the local control plane's binaries come from `bin_dir` (not from
+/// `$SLUICE_CLUSTER_BIN` or `tests/cluster/build`), and a missing one is an error, never a
+/// skip: for tools (the benchmarks) that are handed the directory.
+pub async fn cluster_from_bin_dir(test: &str, bin_dir: &Path) -> Result<TestCluster> {
+    let availability = match SHARED.get() {
+        Some(a) => a.clone(),
+        None => {
+            let bin_dir = bin_dir.to_owned();
+            tokio::task::spawn_blocking(move || SHARED.get_or_init(|| start_from(&bin_dir)).clone())
+                .await
+                .context("starting the control plane")?
+        }
+    };
+    match availability {
+        Availability::Ready(shared) => open(shared, test).await,
+        Availability::Failed(error) | Availability::Unavailable(error) => {
+            bail!("no control plane from {}: {error}", bin_dir.display())
+        }
+    }
+}
+
+/// A client and a fresh namespace for `test` on the started control plane.
+async fn open(shared: Shared, test: &str) -> Result<TestCluster> {
     let client = client_for(&shared.kubeconfig).await?;
     let namespace = namespace_name(test);
     create_namespace(&client, &namespace).await?;
-    Ok(Some(TestCluster {
+    Ok(TestCluster {
         client,
         namespace,
         kubeconfig: shared.kubeconfig,
         kubectl: shared.kubectl,
         helm: shared.helm,
         state_dir: shared.state_dir,
-    }))
+    })
 }
 
 impl TestCluster {
@@ -397,12 +423,28 @@ fn find_bin_dir() -> std::result::Result<PathBuf, String> {
             PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
         }
     };
+    check_tools(&dir)?;
+    Ok(dir)
+}
+
+fn check_tools(dir: &Path) -> std::result::Result<(), String> {
     for tool in ["etcd", "kube-apiserver", "kubectl", "helm"] {
         if !dir.join(tool).is_file() {
             return Err(format!("{} has no {tool}", dir.display()));
         }
     }
-    Ok(dir)
+    Ok(())
+}
+
+/// The local control plane from the binaries in `bin_dir`.
+fn start_from(bin_dir: &Path) -> Availability {
+    if let Err(reason) = check_tools(bin_dir) {
+        return Availability::Unavailable(reason);
+    }
+    match start_local(bin_dir) {
+        Ok(shared) => Availability::Ready(shared),
+        Err(e) => Availability::Failed(format!("{e:#}")),
+    }
 }
 
 fn start_external(bin_dir: Option<PathBuf>) -> Availability {
