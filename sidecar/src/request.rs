@@ -203,7 +203,7 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
 }
 
 /// Parses JSON into `T`, naming the field at fault in the error.
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();

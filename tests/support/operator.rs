@@ -156,7 +156,12 @@ pub struct Certs {
 impl Certs {
     /// Writes them into `dir`.
     pub fn generate(dir: &Path) -> Result<Self> {
-        let out = Command::new(operator_binary()?)
+        Self::generate_with(&operator_binary()?, dir)
+    }
+
+    /// Writes them into `dir` with the operator binary `binary`.
+    pub fn generate_with(binary: &Path, dir: &Path) -> Result<Self> {
+        let out = Command::new(binary)
             .args(["certs", "--san", "127.0.0.1", "--san", "localhost", "--out"])
             .arg(dir)
             .output()
@@ -187,6 +192,19 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts an operator for `cluster`'s namespace named `identity`, with extra flags.
     pub fn spawn(cluster: &TestCluster, certs: &Certs, identity: &str, extra: &[&str]) -> Result<Self> {
+        let log = "info,sluice_operator=debug,kube=warn";
+        Self::spawn_binary(&operator_binary()?, cluster, certs, identity, extra, log)
+    }
+
+    /// Like [`spawn`](Self::spawn), running `binary` with `log` as its `SLUICE_LOG` filter.
+    pub fn spawn_binary(
+        binary: &Path,
+        cluster: &TestCluster,
+        certs: &Certs,
+        identity: &str,
+        extra: &[&str],
+        log: &str,
+    ) -> Result<Self> {
         let admin = free_port()?;
         // `--control-listen ADDR` in `extra` pins the control address (a restart at the same place).
         let pinned = extra
@@ -199,7 +217,7 @@ impl OperatorProcess {
             Some(addr) => addr,
             None => free_port()?,
         };
-        let mut command = Command::new(operator_binary()?);
+        let mut command = Command::new(binary);
         command.arg("run");
         // `--watch-namespace ""` in `extra` watches every namespace.
         if !extra.contains(&"--watch-namespace") {
@@ -232,7 +250,7 @@ impl OperatorProcess {
             .args(["--identity", identity])
             .args(extra)
             .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("SLUICE_LOG", "info,sluice_operator=debug,kube=warn");
+            .env("SLUICE_LOG", log);
         for var in [
             "SLUICE_CONTROL_LISTEN",
             "SLUICE_ADMIN_LISTEN",
