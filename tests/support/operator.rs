@@ -69,6 +69,11 @@ impl Process {
         })
     }
 
+    /// Its process id (for `/proc/<pid>` figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything it printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|s| s.clone()).unwrap_or_default()
