@@ -43,6 +43,10 @@ struct ServeOptions {
     /// Address of the API listener.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
+    /// Let the API listener bind a non-loopback address. Whoever reaches it spends this pod's
+    /// keys and budgets, so this is refused unless asked for.
+    #[arg(long, env = "SLUICE_ALLOW_NON_LOOPBACK")]
+    allow_non_loopback: bool,
     /// Address of the admin listener (probes, config, metrics).
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:4001")]
     admin_listen: SocketAddr,
@@ -203,6 +207,13 @@ fn status(options: &StatusOptions) -> anyhow::Result<()> {
 #[tokio::main]
 async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     init_logging(options.log_format);
+    if !options.listen.ip().to_canonical().is_loopback() && !options.allow_non_loopback {
+        bail!(
+            "--listen {} is not a loopback address: anyone who reaches it would spend this pod's API keys \
+             and budgets; bind 127.0.0.1 (the default), or pass --allow-non-loopback to mean it",
+            options.listen
+        );
+    }
     let recorder = Recorder {
         user_labels: options.metrics_user_label,
         ..Recorder::default()

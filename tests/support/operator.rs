@@ -406,6 +406,11 @@ pub struct ClusterSidecar {
 impl ClusterSidecar {
     /// Starts the sidecar of `pod` against `urls` (comma-separated) trusting `ca`; does not wait.
     pub fn spawn(pod: &TestPod, urls: &str, ca: &Path) -> Result<Self> {
+        Self::spawn_with_env(pod, urls, ca, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables (e.g. `SLUICE_LOG`).
+    pub fn spawn_with_env(pod: &TestPod, urls: &str, ca: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let binary = crate::sidecar::sidecar_binary()?;
         let (addr, admin_addr) = (free_port()?, free_port()?);
         let mut command = Command::new(binary);
@@ -430,6 +435,7 @@ impl ClusterSidecar {
         ] {
             command.env_remove(var);
         }
+        command.envs(env.iter().copied());
         Ok(Self {
             addr,
             admin_addr,

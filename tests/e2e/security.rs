@@ -1,0 +1,271 @@
+//! What keeps one pod's keys its own (issue 10): the API listener stays on loopback unless
+//! told otherwise, and no output of a full cluster run — logs at debug level, admin endpoints,
+//! metrics, resource status, events, the usage ledger, the answers clients get — holds an
+//! API key, before or after the key is rotated.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::json;
+use sluice_tests::cluster::cluster;
+use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, free_port};
+use sluice_tests::sidecar::sidecar_binary;
+use sluice_tests::upstream::Upstream;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn local_manifest(dir: &std::path::Path) -> Result<()> {
+    std::fs::write(
+        dir.join("route.yaml"),
+        "apiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {name: chat, namespace: team}\n\
+         spec:\n  models: [chat]\n  backends:\n  - {name: up, provider: openai-compatible, \
+         baseUrl: \"http://127.0.0.1:9/v1\", model: m}\n",
+    )?;
+    Ok(())
+}
+
+/// The sidecar with `--listen listen` and `extra`; its stdin/stdout/stderr piped.
+fn sidecar_command(listen: &str, admin: &str, dir: &std::path::Path, extra: &[&str]) -> Result<Command> {
+    let mut command = Command::new(sidecar_binary()?);
+    command
+        .args(["--listen", listen, "--admin-listen", admin, "--manifests"])
+        .arg(dir)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(extra)
+        .env_remove("SLUICE_ALLOW_NON_LOOPBACK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(command)
+}
+
+#[tokio::test]
+async fn the_api_listener_refuses_a_non_loopback_address_unless_explicitly_allowed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    local_manifest(dir.path())?;
+    let (port, admin) = (free_port()?.port(), free_port()?);
+    let everywhere = format!("0.0.0.0:{port}");
+
+    let refused = sidecar_command(&everywhere, &admin.to_string(), dir.path(), &[])?.output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(!refused.status.success(), "it started on {everywhere}: {stderr}");
+    ensure!(
+        stderr.contains("not a loopback address") && stderr.contains("--allow-non-loopback"),
+        "the refusal does not say why or what to pass: {stderr}"
+    );
+
+    let mut allowed =
+        sidecar_command(&everywhere, &admin.to_string(), dir.path(), &["--allow-non-loopback"])?.spawn()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = Instant::now() + WITHIN;
+    let served = loop {
+        if let Some(status) = allowed.try_wait()? {
+            bail!("the sidecar exited with {status} although --allow-non-loopback was given");
+        }
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/v1/models")).send().await {
+            break r.text().await?;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "not serving on {everywhere} within {WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    allowed.kill()?;
+    allowed.wait()?;
+    ensure!(served.contains("\"chat\""), "{served}");
+    Ok(())
+}
+
+const KEY: &str = "sk-audit-4c1d2e9f7a3b5d60";
+const ROTATED: &str = "sk-audit-rotated-8e2f61b0c9d4";
+
+fn manifests(upstream: &Upstream, key: &str) -> String {
+    let route = |name: &str, model: &str, extra: &str| {
+        format!(
+            "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\nspec:\n  \
+             models: [{name}]\n{extra}  backends:\n  - name: up\n    provider: openai-compatible\n    \
+             baseUrl: \"http://{addr}/v1\"\n    model: {model}\n    credentialsRef: {{name: upstream, key: apiKey}}\n    \
+             pricing: {{inputPerMTok: \"1.00\", outputPerMTok: \"2.00\"}}\n",
+            addr = upstream.addr
+        )
+    };
+    [
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: upstream}}\nstringData: {{apiKey: {key}}}\n"),
+        "---\napiVersion: sluice.dev/v1alpha1\nkind: Budget\nmetadata: {name: monthly}\n\
+         spec: {limitUSD: \"10.00\", period: monthly, enforcement: hard}\n"
+            .to_owned(),
+        route("chat", "mock-ok", "  budgetRef: {name: monthly}\n"),
+        route("denied", "mock-401", ""),
+        route("broken", "mock-500", ""),
+        route("garbage", "mock-garbage", ""),
+        route("cut", "mock-cut-stream", ""),
+    ]
+    .concat()
+}
+
+/// Every request a client might make, good and bad; what the client saw, headers and body.
+async fn exercise(sidecar: &ClusterSidecar) -> Result<String> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+    let hello = |model: &str, stream: bool| {
+        json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+    };
+    let base = sidecar.base_url();
+    let requests: Vec<(&str, String)> = vec![
+        ("/chat/completions", hello("chat", false)),
+        ("/chat/completions", hello("chat", true)),
+        ("/chat/completions", hello("denied", false)),
+        ("/chat/completions", hello("broken", false)),
+        ("/chat/completions", hello("garbage", false)),
+        ("/chat/completions", hello("cut", true)),
+        ("/chat/completions", hello("no-such-model", false)),
+        ("/chat/completions", "{\"model\": \"chat\", \"messages\": [".to_owned()),
+        (
+            "/messages",
+            json!({"model": "chat", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        ),
+        (
+            "/messages",
+            json!({"model": "denied", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        ),
+    ];
+    let mut seen = String::new();
+    for (path, body) in requests {
+        let response = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("x-sluice-user", "auditor")
+            .body(body)
+            .send()
+            .await?;
+        seen.push_str(&format!("{} {path}\n{:?}\n", response.status(), response.headers()));
+        seen.push_str(&response.text().await.unwrap_or_default());
+        seen.push('\n');
+    }
+    let models = http.get(format!("{base}/models")).send().await?.text().await?;
+    seen.push_str(&models);
+    Ok(seen)
+}
+
+async fn get(url: String) -> Result<String> {
+    Ok(reqwest::get(&url).await.with_context(|| url.clone())?.text().await?)
+}
+
+/// Fails naming the source when any text holds a secret (or its base64, as a Secret stores it).
+fn assert_no_secret(texts: &[(String, String)], secrets: &[&str]) -> Result<()> {
+    use base64::Engine as _;
+    for secret in secrets {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+        for (source, text) in texts {
+            ensure!(
+                !text.is_empty() || source.ends_with("(may be empty)"),
+                "{source} is empty: nothing audited"
+            );
+            ensure!(
+                !text.contains(secret) && !text.contains(&encoded),
+                "{source} holds the API key {secret}:\n{text}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_api_key() -> Result<()> {
+    let Some(c) = cluster("secrets_audit").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = Upstream::start().await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, KEY)))
+        .await?
+        .ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let mut operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
+    let debug = [("SLUICE_LOG", "debug,h2=info,hyper=info,rustls=info")];
+    let mut sidecar = ClusterSidecar::spawn_with_env(&pod, &operator.control_url, &certs.ca(), &debug)?;
+    eventually("the sidecar's config", WITHIN, || async {
+        sidecar
+            .config()
+            .await
+            .filter(|c| c["routes"].as_array().is_some_and(|r| r.len() == 5))
+    })
+    .await?;
+
+    let mut client_saw = exercise(&sidecar).await?;
+    // The key was really in use: the audit below could have found it.
+    let bearer = |key: &str| format!("Bearer {key}");
+    let used = upstream.requests().await;
+    ensure!(
+        used.iter()
+            .any(|r| r.header("authorization") == Some(bearer(KEY).as_str())),
+        "the upstream never saw the key"
+    );
+
+    // Rotate the key; the new one is used, and audited too.
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, ROTATED)))
+        .await?
+        .ok()?;
+    eventually("the rotated key in use", WITHIN, || async {
+        let answer = sidecar.chat("chat").await?;
+        let last = upstream.requests().await.pop()?;
+        (answer.status == 200 && last.header("authorization") == Some(bearer(ROTATED).as_str())).then_some(())
+    })
+    .await?;
+    client_saw.push_str(&exercise(&sidecar).await?);
+    // Usage has reached status, so the status writers ran with these routes.
+    eventually("spend in the budget's status", WITHIN, || async {
+        let out = c
+            .kubectl_ns(&["get", "budget", "monthly", "-o", "jsonpath={.status.spentUSD}"], None)
+            .await
+            .ok()?
+            .ok()
+            .ok()?;
+        (!out.is_empty() && out != "0.000000").then_some(())
+    })
+    .await?;
+
+    let sidecar_admin = |path: &str| get(format!("http://{}{path}", sidecar.admin_addr));
+    let operator_admin = |path: &str| get(format!("http://{}{path}", operator.admin_addr));
+    let kubectl = |args: &'static [&'static str]| {
+        let c = &c;
+        async move { c.kubectl_ns(args, None).await?.ok() }
+    };
+    let mut texts = vec![
+        ("client answers".to_owned(), client_saw),
+        ("sidecar /config".to_owned(), sidecar_admin("/config").await?),
+        ("sidecar /metrics".to_owned(), sidecar_admin("/metrics").await?),
+        ("sidecar /budgets".to_owned(), sidecar_admin("/budgets").await?),
+        ("sidecar /healthz".to_owned(), sidecar_admin("/healthz").await?),
+        ("operator /metrics".to_owned(), operator_admin("/metrics").await?),
+        ("operator /readyz".to_owned(), operator_admin("/readyz").await?),
+        (
+            "modelroutes and budgets".to_owned(),
+            kubectl(&["get", "modelroutes,budgets", "-o", "yaml"]).await?,
+        ),
+        ("events".to_owned(), kubectl(&["get", "events", "-o", "yaml"]).await?),
+        (
+            "config maps (usage ledger)".to_owned(),
+            kubectl(&["get", "configmaps", "-o", "yaml"]).await?,
+        ),
+        ("leases".to_owned(), kubectl(&["get", "leases", "-o", "yaml"]).await?),
+    ];
+    // The sidecar's state directory, except the snapshot, which holds keys by design (mode 0600).
+    for entry in std::fs::read_dir(&pod.state_dir)? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n != "snapshot.json") && path.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+            texts.push((format!("{} (may be empty)", path.display()), text));
+        }
+    }
+    // Logs last, after a graceful stop flushed everything.
+    sidecar.process.terminate().await?;
+    operator.process.terminate().await?;
+    texts.push(("sidecar log (debug)".to_owned(), sidecar.process.output()));
+    texts.push(("operator log (debug)".to_owned(), operator.process.output()));
+    assert_no_secret(&texts, &[KEY, ROTATED])
+}
