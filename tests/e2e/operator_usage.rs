@@ -418,3 +418,65 @@ async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports_each_request_once() -> Result<()> {
+    let Some(c) = cluster("operator_usage_away").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = sluice_tests::upstream::Upstream::start().await?;
+    let manifests = priced_manifests(&upstream, "10.00");
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests)).await?.ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let control = sluice_tests::operator::free_port()?.to_string();
+    let pinned = ["--control-listen", control.as_str()];
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &pinned)?;
+    operator.wait_ready(Duration::from_secs(60)).await?;
+    let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let sidecar = sluice_tests::operator::ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    wait_config(&sidecar).await?;
+    for _ in 0..2 {
+        ensure!(priced_chat(&sidecar).await?.0 == 200);
+    }
+    wait_spent(&c, "0.040000").await?;
+
+    // Away: the sidecar serves from its last config (fail-static) and keeps what it spends.
+    operator.process.kill()?;
+    for _ in 0..3 {
+        let (status, cost, code) = priced_chat(&sidecar).await?;
+        ensure!(status == 200 && cost == "0.020000", "{status} {cost} {code}");
+    }
+    // A change made while it is away reaches the sidecar once the operator is back.
+    let renamed = manifests.replace("  - name: up\n", "  - name: up-2\n");
+    ensure!(renamed != manifests);
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&renamed)).await?.ok()?;
+    ensure!(budget_status(&c).await?["spentUSD"] == "0.040000");
+
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-2", &pinned)?;
+    operator.wait_ready(Duration::from_secs(60)).await?;
+    // Waiting on /config, not on requests: every request would count.
+    sluice_tests::operator::eventually("the renamed backend in /config", Duration::from_secs(60), || async {
+        sidecar.config().await.filter(|c| c.to_string().contains("\"up-2\""))
+    })
+    .await?;
+    let (status, cost, code) = priced_chat(&sidecar).await?;
+    ensure!(
+        status == 200 && cost == "0.020000",
+        "after the resync: {status} {cost} {code}"
+    );
+    // Two before, three while away, one after the resync: each once.
+    wait_spent(&c, "0.120000").await?;
+    // A few more report intervals change nothing: nothing is applied twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(budget_status(&c).await?["spentUSD"] == "0.120000");
+    let usage = route_usage(&c).await?;
+    ensure!(
+        usage["requests"] == 6 && usage["costUSD"] == "0.120000",
+        "{usage}\n{}",
+        operator.process.output()
+    );
+    ensure!(upstream.requests().await.len() == 6);
+    Ok(())
+}
