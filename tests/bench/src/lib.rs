@@ -6,4 +6,5 @@
 pub mod driver;
 pub mod floor;
 pub mod serve;
+pub mod soak;
 pub mod upstream;
