@@ -480,3 +480,33 @@ async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports
     ensure!(upstream.requests().await.len() == 6);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_sidecar_stopped_with_sigterm_reports_its_last_usage_before_it_exits() -> Result<()> {
+    let Some(c) = cluster("operator_usage_sigterm").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = sluice_tests::upstream::Upstream::start().await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&priced_manifests(&upstream, "10.00")))
+        .await?
+        .ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    // No periodic report within the test: only the shutdown flush can bring the usage.
+    let quiet = [("SLUICE_USAGE_INTERVAL", "1h")];
+    let mut sidecar =
+        sluice_tests::operator::ClusterSidecar::spawn_with_env(&pod, &operator.control_url, &certs.ca(), &quiet)?;
+    wait_config(&sidecar).await?;
+    for _ in 0..3 {
+        ensure!(priced_chat(&sidecar).await?.0 == 200);
+    }
+    ensure!(budget_status(&c).await?["spentUSD"] != "0.060000");
+    sidecar.process.terminate().await?;
+    wait_spent(&c, "0.060000").await?;
+    let usage = route_usage(&c).await?;
+    ensure!(usage["requests"] == 3, "{usage}\n{}", sidecar.process.output());
+    Ok(())
+}

@@ -423,7 +423,11 @@ impl ClusterSidecar {
             .arg(&pod.token_file)
             .arg("--state-dir")
             .arg(&pod.state_dir)
-            .args(["--usage-interval", "500ms", "--max-backoff", "1s"]);
+            .args(["--max-backoff", "1s"]);
+        // Reports every 500 ms unless `env` sets the interval.
+        if !env.iter().any(|(k, _)| *k == "SLUICE_USAGE_INTERVAL") {
+            command.args(["--usage-interval", "500ms"]);
+        }
         for var in [
             "SLUICE_LISTEN",
             "SLUICE_ADMIN_LISTEN",
