@@ -166,6 +166,22 @@ async fn a_pod_gets_only_its_routes_and_secrets_and_a_wrong_audience_is_refused(
         .status()
         .as_u16();
     ensure!(status == 403, "a report for pod B with pod A's token: {status}");
+    // A token outlives nothing: once pod B is gone, its token opens no watch.
+    c.kubectl_ns(&["delete", "pod", "pod-b", "--wait=false"], None)
+        .await?
+        .ok()?;
+    let status = http
+        .get(format!("{}/v1/watch", operator.control_url))
+        .bearer_auth(&token_b)
+        .send()
+        .await?
+        .status()
+        .as_u16();
+    // 401 when the API server's TokenReview already refuses it, 403 when the operator finds no pod.
+    ensure!(
+        status == 401 || status == 403,
+        "a watch with the token of a deleted pod: {status}"
+    );
     operator.process.kill()?;
     drop(other);
     Ok(())
