@@ -15,8 +15,8 @@ use http::{HeaderValue, StatusCode};
 use sluice_crds::ApiKey;
 
 use super::{
-    ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, error_from_response,
-    format::Untranslatable, read_body, sse_events, translate_stream, transport_error,
+    BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
+    error_from_response, format::Untranslatable, read_body, sse_events, translate_stream, transport_error,
 };
 use crate::{error::error_body, sse::SseEvent};
 
@@ -51,20 +51,15 @@ impl Anthropic {
         let created = now();
         if !call.request.is_stream() {
             let bytes = read_body(resp, MAX_UPSTREAM_BODY, call.deadline).await?;
-            let message: wire::MessagesResponse = serde_json::from_slice(&bytes)
-                .map_err(|e| ProviderError::InvalidResponse(format!("the body is not an anthropic message: {e}")))?;
-            let completion = translate::anthropic_to_openai(message, created);
-            let usage = completion.usage.as_ref().map(|u| u.to_usage());
-            let body = serde_json::to_vec(&completion)
-                .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
-            return Ok(Reply::Complete(Complete {
-                body: Bytes::from(body),
-                usage,
-            }));
+            return parse_message(&bytes, created).map(Reply::Complete);
         }
-        let events = sse_events(resp, call.deadline, is_last);
-        let translator = stream::Translator::new(call.request.wants_stream_usage(), created);
-        Ok(Reply::Stream(translate_stream(events, translator)))
+        let wants_usage = call.request.wants_stream_usage();
+        Ok(Reply::Stream(translate_body(
+            body_stream(resp),
+            call.deadline,
+            wants_usage,
+            created,
+        )))
     }
 
     /// Anthropic has no embeddings API: a clear refusal instead of a confusing upstream 404.
@@ -90,6 +85,32 @@ impl Anthropic {
         }
         request.send().await.map_err(|e| transport_error(&e))
     }
+}
+
+/// A whole Messages answer as an OpenAI chat completion made at `created`, with its usage.
+pub fn parse_message(bytes: &[u8], created: u64) -> Result<Complete, ProviderError> {
+    let message: wire::MessagesResponse = serde_json::from_slice(bytes)
+        .map_err(|e| ProviderError::InvalidResponse(format!("the body is not an anthropic message: {e}")))?;
+    let completion = translate::anthropic_to_openai(message, created);
+    let usage = completion.usage.as_ref().map(|u| u.to_usage());
+    let body = serde_json::to_vec(&completion)
+        .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
+    Ok(Complete {
+        body: Bytes::from(body),
+        usage,
+    })
+}
+
+/// The OpenAI chunks of a streamed Messages answer's body (server-sent events up to
+/// `message_stop` or `error`) made at `created`; `wants_usage` as the client asked.
+pub fn translate_body(
+    body: impl BodyStream,
+    deadline: tokio::time::Instant,
+    wants_usage: bool,
+    created: u64,
+) -> ChunkStream {
+    let events = sse_events(body, deadline, is_last);
+    translate_stream(events, stream::Translator::new(wants_usage, created))
 }
 
 /// Anthropic names every event; the stream is over at `message_stop` or an `error`.
@@ -126,7 +147,7 @@ fn openai_error_body(status: StatusCode, kind: &str, message: &str) -> Bytes {
 }
 
 /// Rewrites an Anthropic error body into OpenAI's shape, keeping status and `Retry-After`.
-fn normalize(error: ProviderError) -> ProviderError {
+pub fn normalize(error: ProviderError) -> ProviderError {
     let ProviderError::Status {
         status,
         retry_after,

@@ -21,8 +21,8 @@ use sluice_crds::ApiKey;
 use tokio::time::Instant;
 
 use super::{
-    ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, error_from_response,
-    format::Untranslatable, read_body, sse_events_until_close, translate_stream, transport_error,
+    BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
+    error_from_response, format::Untranslatable, read_body, sse_events_until_close, translate_stream, transport_error,
 };
 use crate::{
     accounting::{Usage, estimate_tokens},
@@ -57,23 +57,23 @@ impl Gemini {
         if !call.request.is_stream() {
             let url = format!("{}/{model}:generateContent", self.models_url);
             let answer: wire::GenerateContentResponse = self.call(&url, &body, call.deadline).await?;
-            let completion = translate::gemini_to_openai(answer, model, created, &fallback_id)?;
-            let usage = completion.usage.as_ref().map(|u| u.to_usage());
-            let body = serde_json::to_vec(&completion)
-                .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
-            return Ok(Reply::Complete(Complete {
-                body: Bytes::from(body),
-                usage,
-            }));
+            return complete_answer(answer, model, created, &fallback_id).map(Reply::Complete);
         }
         let url = format!("{}/{model}:streamGenerateContent?alt=sse", self.models_url);
         let resp = self.send(&url, &body).await?;
         if !resp.status().is_success() {
             return Err(normalize(error_from_response(resp, call.deadline).await));
         }
-        let events = sse_events_until_close(resp, call.deadline);
-        let translator = stream::Translator::new(call.request.wants_stream_usage(), created, model, &fallback_id);
-        Ok(Reply::Stream(translate_stream(events, translator)))
+        let wants_usage = call.request.wants_stream_usage();
+        let chunks = translate_body(
+            body_stream(resp),
+            call.deadline,
+            wants_usage,
+            created,
+            model,
+            &fallback_id,
+        );
+        Ok(Reply::Stream(chunks))
     }
 
     /// Embeds by `embedContent` or `batchEmbedContents`. Gemini reports no token counts for
@@ -118,9 +118,7 @@ impl Gemini {
         if !resp.status().is_success() {
             return Err(normalize(error_from_response(resp, deadline).await));
         }
-        let bytes = read_body(resp, MAX_UPSTREAM_BODY, deadline).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::InvalidResponse(format!("the body is not a gemini answer: {e}")))
+        parse_answer(&read_body(resp, MAX_UPSTREAM_BODY, deadline).await?)
     }
 
     async fn send(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
@@ -133,6 +131,47 @@ impl Gemini {
         }
         request.send().await.map_err(|e| transport_error(&e))
     }
+}
+
+/// A whole Gemini answer (`generateContent`, `embedContent`, …) as its wire type.
+pub fn parse_answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ProviderError::InvalidResponse(format!("the body is not a gemini answer: {e}")))
+}
+
+/// A `generateContent` answer as an OpenAI chat completion with its usage; `model`, `created` and
+/// `fallback_id` as for [`translate::gemini_to_openai`].
+pub fn complete_answer(
+    answer: wire::GenerateContentResponse,
+    model: &str,
+    created: u64,
+    fallback_id: &str,
+) -> Result<Complete, ProviderError> {
+    let completion = translate::gemini_to_openai(answer, model, created, fallback_id)?;
+    let usage = completion.usage.as_ref().map(|u| u.to_usage());
+    let body = serde_json::to_vec(&completion)
+        .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
+    Ok(Complete {
+        body: Bytes::from(body),
+        usage,
+    })
+}
+
+/// The OpenAI chunks of a `streamGenerateContent?alt=sse` body, which ends when the connection
+/// closes; the other arguments as for [`stream::Translator::new`].
+pub fn translate_body(
+    body: impl BodyStream,
+    deadline: Instant,
+    wants_usage: bool,
+    created: u64,
+    model: &str,
+    fallback_id: &str,
+) -> ChunkStream {
+    let events = sse_events_until_close(body, deadline);
+    translate_stream(
+        events,
+        stream::Translator::new(wants_usage, created, model, fallback_id),
+    )
 }
 
 /// The model id in a URL: Gemini's own names may carry a `models/` prefix.
@@ -195,7 +234,7 @@ fn retry_delay(details: &[serde_json::Value]) -> Option<Duration> {
 
 /// Rewrites a Google error body (an object, or an array of one) into OpenAI's shape, keeping the
 /// HTTP status and `Retry-After`.
-fn normalize(error: ProviderError) -> ProviderError {
+pub fn normalize(error: ProviderError) -> ProviderError {
     let ProviderError::Status {
         status,
         retry_after,

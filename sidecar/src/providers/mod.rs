@@ -263,37 +263,48 @@ async fn read_body(mut resp: reqwest::Response, limit: usize, deadline: Instant)
     }
 }
 
+/// An upstream body as it arrives: chunks of bytes, or why the connection broke.
+pub trait BodyStream: Stream<Item = Result<Bytes, ProviderError>> + Send + 'static {}
+
+impl<S: Stream<Item = Result<Bytes, ProviderError>> + Send + 'static> BodyStream for S {}
+
+/// The body of an upstream response as a [`BodyStream`].
+fn body_stream(resp: reqwest::Response) -> impl BodyStream {
+    resp.bytes_stream()
+        .map(|chunk| chunk.map_err(|e| ProviderError::Interrupted(error_chain(&e))))
+}
+
 /// The upstream's events, decoded as they arrive, bounded in size and by the deadline.
 /// The stream ends after the event for which `is_last` holds; ending earlier is an error.
 fn sse_events(
-    resp: reqwest::Response,
+    body: impl BodyStream,
     deadline: Instant,
     is_last: fn(&SseEvent) -> bool,
 ) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
-    decoded_events(resp, deadline, Some(is_last))
+    decoded_events(body, deadline, Some(is_last))
 }
 
 /// Like [`sse_events`] for upstreams without a final event (Gemini): the stream ends when the
 /// connection closes cleanly, and the provider's translator judges whether the answer was whole.
 fn sse_events_until_close(
-    resp: reqwest::Response,
+    body: impl BodyStream,
     deadline: Instant,
 ) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
-    decoded_events(resp, deadline, None)
+    decoded_events(body, deadline, None)
 }
 
 fn decoded_events(
-    resp: reqwest::Response,
+    body: impl BodyStream,
     deadline: Instant,
     is_last: Option<fn(&SseEvent) -> bool>,
 ) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
     struct State {
-        body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+        body: Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>,
         decoder: SseDecoder,
         finished: bool,
     }
     let state = State {
-        body: Box::pin(resp.bytes_stream()),
+        body: Box::pin(body),
         decoder: SseDecoder::new(MAX_UPSTREAM_BODY),
         finished: false,
     };
@@ -314,7 +325,7 @@ fn decoded_events(
                     s.decoder.push(&bytes);
                     continue;
                 }
-                Ok(Some(Err(e))) => ProviderError::Interrupted(error_chain(&e)),
+                Ok(Some(Err(e))) => e,
                 Ok(None) if s.decoder.has_partial() => {
                     ProviderError::Interrupted("the connection closed in the middle of an event".into())
                 }

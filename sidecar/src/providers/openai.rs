@@ -6,8 +6,8 @@ use serde_json::Value;
 use sluice_crds::ApiKey;
 
 use super::{
-    ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent, error_from_response,
-    read_body, sse_events, transport_error,
+    BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent,
+    body_stream, error_from_response, read_body, sse_events, transport_error,
 };
 use crate::{accounting::Usage, request::StreamOptions, sse::SseEvent};
 
@@ -50,11 +50,11 @@ impl OpenAi {
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
-        let events = sse_events(resp, call.deadline, |e| e.data == "[DONE]");
-        let chunks = events
-            .filter_map(move |event| async move { to_stream_events(event, client_wants_usage) })
-            .flat_map(futures::stream::iter);
-        Ok(Reply::Stream(Box::pin(chunks)))
+        Ok(Reply::Stream(translate_body(
+            body_stream(resp),
+            call.deadline,
+            client_wants_usage,
+        )))
     }
 
     /// Sends an embeddings request.
@@ -77,9 +77,23 @@ impl OpenAi {
     }
 }
 
+/// The chunks of a streamed answer's body (server-sent events up to `[DONE]`), with usage split
+/// out and, unless the client asked for it, stripped from the chunks.
+pub fn translate_body(body: impl BodyStream, deadline: tokio::time::Instant, client_wants_usage: bool) -> ChunkStream {
+    let events = sse_events(body, deadline, |e| e.data == "[DONE]");
+    let chunks = events
+        .filter_map(move |event| async move { to_stream_events(event, client_wants_usage) })
+        .flat_map(futures::stream::iter);
+    Box::pin(chunks)
+}
+
 /// Reads a whole JSON answer and its usage.
 async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
-    let body = read_body(resp, MAX_UPSTREAM_BODY, deadline).await?;
+    parse_complete(read_body(resp, MAX_UPSTREAM_BODY, deadline).await?)
+}
+
+/// A whole answer's body, checked to be a JSON object, with its usage.
+pub fn parse_complete(body: Bytes) -> Result<Complete, ProviderError> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::InvalidResponse(format!("the body is not JSON: {e}")))?;
     if !value.is_object() {
