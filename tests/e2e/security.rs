@@ -1,17 +1,21 @@
 //! What keeps one pod's keys its own (issue 10): the API listener stays on loopback unless
 //! told otherwise, and no output of a full cluster run — logs at debug level, admin endpoints,
 //! metrics, resource status, events, the usage ledger, the answers clients get — holds an
-//! API key, before or after the key is rotated.
+//! API key, before or after the key is rotated — not even when an upstream quotes the key back
+//! in its error.
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use hyper::StatusCode;
 use serde_json::json;
 use sluice_tests::cluster::cluster;
+use sluice_tests::mock_server::{Handler, MockServer, json_response};
 use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, free_port};
 use sluice_tests::sidecar::sidecar_binary;
-use sluice_tests::upstream::Upstream;
+use sluice_tests::upstream::{RecordedRequest, Upstream};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -82,7 +86,25 @@ async fn the_api_listener_refuses_a_non_loopback_address_unless_explicitly_allow
 const KEY: &str = "sk-audit-4c1d2e9f7a3b5d60";
 const ROTATED: &str = "sk-audit-rotated-8e2f61b0c9d4";
 
-fn manifests(upstream: &Upstream, key: &str) -> String {
+/// An upstream that, like a careless provider, quotes the whole key back in its 401.
+async fn echoing_upstream() -> Result<MockServer> {
+    let handler: Handler = Arc::new(|request: RecordedRequest, _| {
+        Box::pin(async move {
+            let key = request
+                .header("authorization")
+                .unwrap_or_default()
+                .trim_start_matches("Bearer ");
+            let message = format!("Incorrect API key provided: {key}.");
+            json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}),
+            )
+        })
+    });
+    MockServer::bind("127.0.0.1:0".parse()?, handler).await
+}
+
+fn manifests(upstream: &Upstream, echoing: &MockServer, key: &str) -> String {
     let route = |name: &str, model: &str, extra: &str| {
         format!(
             "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\nspec:\n  \
@@ -102,6 +124,7 @@ fn manifests(upstream: &Upstream, key: &str) -> String {
         route("broken", "mock-500", ""),
         route("garbage", "mock-garbage", ""),
         route("cut", "mock-cut-stream", ""),
+        route("echoing", "mock-ok", "").replace(&upstream.addr.to_string(), &echoing.addr.to_string()),
     ]
     .concat()
 }
@@ -120,6 +143,8 @@ async fn exercise(sidecar: &ClusterSidecar) -> Result<String> {
         ("/chat/completions", hello("broken", false)),
         ("/chat/completions", hello("garbage", false)),
         ("/chat/completions", hello("cut", true)),
+        ("/chat/completions", hello("echoing", false)),
+        ("/chat/completions", hello("echoing", true)),
         ("/chat/completions", hello("no-such-model", false)),
         ("/chat/completions", "{\"model\": \"chat\", \"messages\": [".to_owned()),
         (
@@ -129,6 +154,10 @@ async fn exercise(sidecar: &ClusterSidecar) -> Result<String> {
         (
             "/messages",
             json!({"model": "denied", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        ),
+        (
+            "/messages",
+            json!({"model": "echoing", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
         ),
     ];
     let mut seen = String::new();
@@ -179,7 +208,8 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
     };
     c.install_crds().await?;
     let upstream = Upstream::start().await?;
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, KEY)))
+    let echoing = echoing_upstream().await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, &echoing, KEY)))
         .await?
         .ok()?;
     let dir = tempfile::tempdir()?;
@@ -192,7 +222,7 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
         sidecar
             .config()
             .await
-            .filter(|c| c["routes"].as_array().is_some_and(|r| r.len() == 5))
+            .filter(|c| c["routes"].as_array().is_some_and(|r| r.len() == 6))
     })
     .await?;
 
@@ -207,7 +237,7 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
     );
 
     // Rotate the key; the new one is used, and audited too.
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, ROTATED)))
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, &echoing, ROTATED)))
         .await?
         .ok()?;
     eventually("the rotated key in use", WITHIN, || async {

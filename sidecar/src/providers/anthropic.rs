@@ -46,7 +46,9 @@ impl Anthropic {
         let body = translate::openai_to_anthropic(call.request, call.model.as_str()).map_err(unsupported)?;
         let resp = self.send(&body).await?;
         if !resp.status().is_success() {
-            return Err(normalize(error_from_response(resp, call.deadline).await));
+            return Err(normalize(
+                error_from_response(resp, call.deadline, self.api_key.as_ref()).await,
+            ));
         }
         let created = now();
         if !call.request.is_stream() {

@@ -62,7 +62,9 @@ impl Gemini {
         let url = format!("{}/{model}:streamGenerateContent?alt=sse", self.models_url);
         let resp = self.send(&url, &body).await?;
         if !resp.status().is_success() {
-            return Err(normalize(error_from_response(resp, call.deadline).await));
+            return Err(normalize(
+                error_from_response(resp, call.deadline, self.api_key.as_ref()).await,
+            ));
         }
         let wants_usage = call.request.wants_stream_usage();
         let chunks = translate_body(
@@ -116,7 +118,9 @@ impl Gemini {
     ) -> Result<T, ProviderError> {
         let resp = self.send(url, body).await?;
         if !resp.status().is_success() {
-            return Err(normalize(error_from_response(resp, deadline).await));
+            return Err(normalize(
+                error_from_response(resp, deadline, self.api_key.as_ref()).await,
+            ));
         }
         parse_answer(&read_body(resp, MAX_UPSTREAM_BODY, deadline).await?)
     }

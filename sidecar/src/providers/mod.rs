@@ -228,8 +228,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Turns a non-success upstream response into an error, keeping a bounded body.
-async fn error_from_response(resp: reqwest::Response, deadline: Instant) -> ProviderError {
+/// Turns a non-success upstream response into an error, keeping a bounded body with the key
+/// blanked out: some upstreams quote the key they were sent, and this body reaches clients and logs.
+async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Option<&ApiKey>) -> ProviderError {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -238,11 +239,35 @@ async fn error_from_response(resp: reqwest::Response, deadline: Instant) -> Prov
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let body = read_body(resp, MAX_ERROR_BODY, deadline).await.unwrap_or_default();
+    let body = match key {
+        Some(key) => redact(&body, key.expose()),
+        None => body,
+    };
     ProviderError::Status {
         status,
         retry_after,
         body,
     }
+}
+
+/// What stands in for a key an upstream quoted back.
+const REDACTED: &[u8] = b"[redacted]";
+
+/// `body` with every occurrence of `secret` replaced by [`REDACTED`].
+fn redact(body: &Bytes, secret: &str) -> Bytes {
+    let secret = secret.as_bytes();
+    if secret.is_empty() || !body.windows(secret.len()).any(|w| w == secret) {
+        return body.clone();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest: &[u8] = body;
+    while let Some(at) = rest.windows(secret.len()).position(|w| w == secret) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(REDACTED);
+        rest = &rest[at + secret.len()..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 /// Reads a whole body, refusing one larger than `limit` or slower than the deadline.
@@ -390,4 +415,25 @@ where
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_quoted_in_an_error_body_is_blanked_everywhere_it_appears() {
+        let body = Bytes::from_static(br#"{"error": {"message": "bad key sk-abc; sk-abc is revoked"}}"#);
+        assert_eq!(
+            redact(&body, "sk-abc"),
+            Bytes::from_static(br#"{"error": {"message": "bad key [redacted]; [redacted] is revoked"}}"#)
+        );
+    }
+
+    #[test]
+    fn a_body_without_the_key_is_kept_as_it_is() {
+        let body = Bytes::from_static(b"sk-ab");
+        assert_eq!(redact(&body, "sk-abc"), body);
+        assert_eq!(redact(&body, ""), body);
+    }
 }

@@ -45,7 +45,7 @@ impl OpenAi {
         }
         let resp = self.send(&self.chat_url, &body).await?;
         if !resp.status().is_success() {
-            return Err(error_from_response(resp, call.deadline).await);
+            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
         }
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
@@ -63,7 +63,7 @@ impl OpenAi {
         body.model = call.model.to_string();
         let resp = self.send(&self.embeddings_url, &body).await?;
         if !resp.status().is_success() {
-            return Err(error_from_response(resp, call.deadline).await);
+            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
         }
         complete(resp, call.deadline).await
     }
