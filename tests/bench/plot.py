@@ -3,7 +3,8 @@
 usage: plot.py RESULTS.json OUT.png
 
 Left: latency p50 and p99 of each target against offered load (one client, then the fixed
-rates). Right: the latency each proxy adds over the direct call at the same load.
+rates). Right: the latency each proxy adds over the direct call at the same load. With
+`--peers`, LiteLLM proxy, Portkey's gateway and onwards are lines beside the sidecar.
 """
 
 import json
@@ -19,12 +20,18 @@ COLORS = {
     "floor": "#1f77b4",
     "sidecar-minimal": "#2ca02c",
     "sidecar-full": "#d62728",
+    "litellm": "#9467bd",
+    "portkey": "#ff7f0e",
+    "onwards": "#8c564b",
 }
 LABELS = {
     "direct": "direct",
     "floor": "floor (bare hyper proxy)",
     "sidecar-minimal": "Sluice sidecar, minimal route",
     "sidecar-full": "Sluice sidecar, full feature path",
+    "litellm": "LiteLLM proxy",
+    "portkey": "Portkey gateway",
+    "onwards": "onwards",
 }
 
 
@@ -46,7 +53,7 @@ def main(results_path, out_path):
     labels = [x for x, _ in series(targets["direct"])]
     xs = range(len(labels))
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
     for name, target in targets.items():
         points = dict(series(target))
         color = COLORS.get(name, "black")
@@ -70,8 +77,9 @@ def main(results_path, out_path):
         ax.set_xticks(list(xs), labels)
         ax.set_xlabel("offered load")
         ax.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7, loc="upper left")
-    right.legend(fontsize=7, loc="upper left")
+    columns = 2 if len(targets) > 4 else 1
+    left.legend(fontsize=6.5, loc="upper left", ncol=columns)
+    right.legend(fontsize=6.5, loc="upper left", ncol=columns)
     machine = run["machine"]
     busy = f", other processes used {machine['other_cpu_cores']:.2f} cores" if machine["other_cpu_cores"] >= 0.1 else ""
     fig.suptitle(

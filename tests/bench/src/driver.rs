@@ -7,6 +7,7 @@
 pub mod machine;
 pub mod manifests;
 pub mod oha;
+pub mod peers;
 pub mod procs;
 pub mod report;
 pub mod results;
@@ -22,7 +23,7 @@ use anyhow::{Context as _, Result};
 use self::manifests::Features;
 use self::oha::{Oha, Shape};
 use self::procs::Proc;
-use self::results::{Load, Run, Streaming, Target, TargetResults};
+use self::results::{Load, PeerStatus, Run, Streaming, Target, TargetResults};
 
 /// The non-streamed request every load run sends.
 pub const CHAT_BODY: &str = concat!(
@@ -45,6 +46,8 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// Slow streams held open at once for the memory figure.
     pub streams_held: usize,
+    /// Where `tests/bench/run --peers` installed the peers; `None` measures none.
+    pub peers_dir: Option<PathBuf>,
 }
 
 /// Durations and counts of one run.
@@ -61,6 +64,12 @@ struct Plan {
     stream_warmup: usize,
     streams: usize,
     ready_starts: usize,
+    /// A peer's warm-up, as a time at 8 connections (LiteLLM answers ~100 req/s, not 20,000).
+    peer_warmup: Duration,
+    /// A peer's CPU run, as a time at `cpu_connections`.
+    peer_cpu: Duration,
+    peer_stream_warmup: usize,
+    peer_streams: usize,
 }
 
 impl Plan {
@@ -81,6 +90,10 @@ impl Plan {
                 stream_warmup: 10,
                 streams: 50,
                 ready_starts: 3,
+                peer_warmup: s(1),
+                peer_cpu: s(2),
+                peer_stream_warmup: 5,
+                peer_streams: 20,
             }
         } else {
             Self {
@@ -95,11 +108,15 @@ impl Plan {
                 stream_warmup: 50,
                 streams: 500,
                 ready_starts: 10,
+                peer_warmup: s(3),
+                peer_cpu: s(5),
+                peer_stream_warmup: 10,
+                peer_streams: 100,
             }
         }
     }
 
-    fn describe(&self) -> Vec<String> {
+    fn describe(&self, peers: bool) -> Vec<String> {
         let rates: Vec<String> = self
             .rates
             .iter()
@@ -132,6 +149,17 @@ impl Plan {
                 self.ready_starts
             ),
         ]
+        .into_iter()
+        .chain(peers.then(|| {
+            format!(
+                "peers: the same one-client, fixed-rate and fixed-concurrency runs, visited in turn with the \
+                 other targets; their warm-up is {:?} at 8 connections and their CPU run {:?} at {} connections \
+                 (a count of requests would take minutes through LiteLLM); {} streams after {} warm-up streams; \
+                 start to ready once; CPU and RSS summed over the peer's process tree",
+                self.peer_warmup, self.peer_cpu, self.cpu_connections, self.peer_streams, self.peer_stream_warmup
+            )
+        }))
+        .collect()
     }
 }
 
@@ -140,7 +168,10 @@ impl Plan {
 struct Endpoint {
     target: Target,
     addr: SocketAddr,
+    /// The process, or the root of its process tree.
     pid: u32,
+    /// Headers every request carries (a peer's auth and routing).
+    headers: Vec<(String, String)>,
 }
 
 /// A started sidecar.
@@ -187,10 +218,9 @@ pub async fn run(opts: &Options) -> Result<Run> {
 
     step("start-to-ready");
     for (target, dir) in [(Target::SidecarMinimal, &minimal_dir), (Target::SidecarFull, &full_dir)] {
-        let i = idx(target);
         for n in 0..plan.ready_starts {
             let sidecar = start_sidecar(opts, &format!("{}-start{n}", target_name(target)), dir, &logs).await?;
-            results[i].footprint.ready_ms.push(ms(sidecar.ready));
+            slot(&mut results, target).footprint.ready_ms.push(ms(sidecar.ready));
         }
     }
 
@@ -198,64 +228,97 @@ pub async fn run(opts: &Options) -> Result<Run> {
     let minimal = start_sidecar(opts, "minimal", &minimal_dir, &logs).await?;
     let full = start_sidecar(opts, "full", &full_dir, &logs).await?;
     ours.extend([minimal.proc.pid(), full.proc.pid()]);
-    let endpoints = [
+    let mut endpoints = vec![
         Endpoint {
             target: Target::Direct,
             addr: up_addr,
             pid: upstream.pid(),
+            headers: Vec::new(),
         },
         Endpoint {
             target: Target::Floor,
             addr: floor_addr,
             pid: floor.pid(),
+            headers: Vec::new(),
         },
         Endpoint {
             target: Target::SidecarMinimal,
             addr: minimal.addr,
             pid: minimal.proc.pid(),
+            headers: Vec::new(),
         },
         Endpoint {
             target: Target::SidecarFull,
             addr: full.addr,
             pid: full.proc.pid(),
+            headers: Vec::new(),
         },
     ];
+
+    let mut statuses: Vec<PeerStatus> = Vec::new();
+    let mut peer_procs: Vec<(Target, Proc)> = Vec::new();
+    if let Some(peers_dir) = &opts.peers_dir {
+        for peer in Target::PEERS {
+            let mut status = peers::status_of(peers_dir, peer);
+            if status.not_measured.is_none() {
+                step(&format!("starting {}", peer.label()));
+                let work = procs::fresh_dir(&opts.work_dir, &format!("peer-{}", target_name(peer)))?;
+                let log = logs.join(format!("peer-{}.log", target_name(peer)));
+                match peers::start(peers_dir, peer, up_addr, &work, &log).await {
+                    Ok(p) => {
+                        let mut r = TargetResults::new(peer);
+                        r.footprint.ready_ms.push(ms(p.ready));
+                        results.push(r);
+                        endpoints.push(Endpoint {
+                            target: peer,
+                            addr: p.addr,
+                            pid: p.proc.pid(),
+                            headers: p.headers,
+                        });
+                        peer_procs.push((peer, p.proc));
+                    }
+                    Err(e) => status.not_measured = Some(format!("did not start: {e:#}")),
+                }
+            }
+            if let Some(why) = &status.not_measured {
+                eprintln!("    {} not measured: {why}", peer.label());
+            }
+            statuses.push(status);
+        }
+    }
+    // Peers start slowly (LiteLLM imports for seconds): let them settle before their idle RSS.
+    if !peer_procs.is_empty() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     for e in &endpoints {
-        let i = idx(e.target);
-        results[i].footprint.rss_ready = procs::rss_of(e.pid).ok();
+        slot(&mut results, e.target).footprint.rss_ready = procs::tree_rss(e.pid).ok();
     }
     let upstream_pid = upstream.pid();
 
     step("warm-up");
     for e in &endpoints {
-        let load = measure(
-            &oha,
-            e,
-            upstream_pid,
+        let shape = if e.target.is_peer() {
+            Shape::Closed {
+                connections: 8,
+                duration: plan.peer_warmup,
+            }
+        } else {
             Shape::Count {
                 connections: 8,
                 requests: plan.warmup_requests,
-            },
-        )
-        .await?;
-        note_failures(&mut notes, e.target, "warm-up", &load);
+            }
+        };
+        measure_noted(&oha, e, upstream_pid, shape, "warm-up", &mut notes).await?;
     }
 
     step("one client at a time");
     for e in &endpoints {
-        let load = measure(
-            &oha,
-            e,
-            upstream_pid,
-            Shape::Closed {
-                connections: 1,
-                duration: plan.one_client,
-            },
-        )
-        .await?;
-        note_failures(&mut notes, e.target, "one client", &load);
-        let i = idx(e.target);
-        results[i].one_client = Some(load);
+        let shape = Shape::Closed {
+            connections: 1,
+            duration: plan.one_client,
+        };
+        let load = measure_noted(&oha, e, upstream_pid, shape, "one client", &mut notes).await?;
+        slot(&mut results, e.target).one_client = load;
     }
 
     for &(rate, connections) in &plan.rates {
@@ -266,10 +329,10 @@ pub async fn run(opts: &Options) -> Result<Run> {
                 connections,
                 duration: plan.rate_duration,
             };
-            let load = measure(&oha, e, upstream_pid, shape).await?;
-            note_failures(&mut notes, e.target, &format!("{rate}/s"), &load);
-            let i = idx(e.target);
-            results[i].rates.push((rate, load));
+            let what = format!("{rate}/s");
+            if let Some(load) = measure_noted(&oha, e, upstream_pid, shape, &what, &mut notes).await? {
+                slot(&mut results, e.target).rates.push((rate, load));
+            }
         }
     }
 
@@ -280,40 +343,52 @@ pub async fn run(opts: &Options) -> Result<Run> {
                 connections,
                 duration: plan.concurrency_duration,
             };
-            let load = measure(&oha, e, upstream_pid, shape).await?;
-            note_failures(&mut notes, e.target, &format!("c={connections}"), &load);
-            let i = idx(e.target);
-            results[i].concurrency.push((connections, load));
+            let what = format!("c={connections}");
+            if let Some(load) = measure_noted(&oha, e, upstream_pid, shape, &what, &mut notes).await? {
+                slot(&mut results, e.target).concurrency.push((connections, load));
+            }
         }
     }
 
     step("CPU per request");
     for e in &endpoints {
-        let shape = Shape::Count {
-            connections: plan.cpu_connections,
-            requests: plan.cpu_requests,
+        let shape = if e.target.is_peer() {
+            Shape::Closed {
+                connections: plan.cpu_connections,
+                duration: plan.peer_cpu,
+            }
+        } else {
+            Shape::Count {
+                connections: plan.cpu_connections,
+                requests: plan.cpu_requests,
+            }
         };
-        let load = measure(&oha, e, upstream_pid, shape).await?;
-        note_failures(&mut notes, e.target, "CPU run", &load);
-        let i = idx(e.target);
-        results[i].cpu_run = Some(load);
+        let load = measure_noted(&oha, e, upstream_pid, shape, "CPU run", &mut notes).await?;
+        slot(&mut results, e.target).cpu_run = load;
     }
 
     step("streaming: time to first token and per chunk");
     for e in &endpoints {
         let body = streams::stream_body(manifests::STREAM_MODEL);
-        let timings = streams::time_streams(e.addr, body, plan.stream_warmup, plan.streams)
+        let (warmup, count) = if e.target.is_peer() {
+            (plan.peer_stream_warmup, plan.peer_streams)
+        } else {
+            (plan.stream_warmup, plan.streams)
+        };
+        let timed = streams::time_streams(e.addr, body, &e.headers, warmup, count)
             .await
-            .with_context(|| format!("streaming through {}", e.target.label()))?;
-        let i = idx(e.target);
-        results[i].streaming = Some(summarize_streams(&timings));
+            .with_context(|| format!("streaming through {}", e.target.label()));
+        match timed {
+            Ok(timings) => slot(&mut results, e.target).streaming = Some(summarize_streams(&timings)),
+            Err(err) if e.target.is_peer() => notes.push(format!("{}: streaming failed: {err:#}", e.target.label())),
+            Err(err) => return Err(err),
+        }
     }
 
     step("memory after load");
     tokio::time::sleep(Duration::from_secs(1)).await;
     for e in &endpoints {
-        let i = idx(e.target);
-        results[i].footprint.rss_after_load = procs::rss_of(e.pid).ok();
+        slot(&mut results, e.target).footprint.rss_after_load = procs::tree_rss(e.pid).ok();
     }
 
     step(&format!(
@@ -333,8 +408,8 @@ pub async fn run(opts: &Options) -> Result<Run> {
             }
         };
         let fresh = procs::rss_of(proc.pid()).ok();
-        let held = hold(&mut notes, target, addr, proc.pid(), opts.streams_held).await;
-        let f = &mut results[idx(target)].footprint;
+        let held = hold(&mut notes, target, addr, proc.pid(), &[], opts.streams_held).await;
+        let f = &mut slot(&mut results, target).footprint;
         f.rss_fresh = fresh;
         (f.streams_held, f.rss_streams) = held.unwrap_or_default();
         drop(proc);
@@ -344,10 +419,23 @@ pub async fn run(opts: &Options) -> Result<Run> {
         Target::SidecarFull,
         full.addr,
         full.proc.pid(),
+        &[],
         opts.streams_held,
     )
     .await;
-    results[idx(Target::SidecarFull)].footprint.rss_streams_after_load = held.and_then(|(_, rss)| rss);
+    slot(&mut results, Target::SidecarFull).footprint.rss_streams_after_load = held.and_then(|(_, rss)| rss);
+    for e in endpoints.iter().filter(|e| e.target.is_peer()) {
+        step(&format!(
+            "{} slow streams held open through {} (after its load runs)",
+            opts.streams_held,
+            e.target.label()
+        ));
+        let held = hold(&mut notes, e.target, e.addr, e.pid, &e.headers, opts.streams_held).await;
+        let f = &mut slot(&mut results, e.target).footprint;
+        if let Some((n, rss)) = held {
+            (f.streams_held, f.rss_streams_after_load) = (n, rss);
+        }
+    }
 
     for (sidecar, target) in [(&minimal, Target::SidecarMinimal), (&full, Target::SidecarFull)] {
         note_accounting(&mut notes, sidecar, target).await;
@@ -355,13 +443,22 @@ pub async fn run(opts: &Options) -> Result<Run> {
     for p in [&mut upstream, &mut floor] {
         p.check_alive()?;
     }
+    for (target, p) in &mut peer_procs {
+        if let Err(e) = p.check_alive() {
+            notes.push(format!("{}: {e:#} before the end of the run", target.label()));
+        }
+    }
 
     // Everything the machine did, less this driver, its waited-for children (oha, the sidecars
     // started and stopped) and the processes still running: what others used meanwhile.
-    let live: Duration = [&upstream, &floor, &minimal.proc, &full.proc]
+    let mut live: Duration = [&upstream, &floor, &minimal.proc, &full.proc]
         .iter()
         .filter_map(|p| p.cpu().ok())
         .sum();
+    for (_, p) in &peer_procs {
+        live += procs::tree_cpu(p.pid()).unwrap_or_default();
+        ours.extend(procs::tree_of(p.pid()));
+    }
     let ours_cpu = machine::self_and_children().saturating_sub(self_before) + live;
     let system = machine::system_busy().saturating_sub(system_before);
     let census_after = machine::CpuCensus::take();
@@ -374,10 +471,10 @@ pub async fn run(opts: &Options) -> Result<Run> {
         .map(|(name, cpu)| format!("{name} {:.0} CPU-s", cpu.as_secs_f64()))
         .collect();
     machine.load_after = machine::load_average();
-    let mut settings = plan.describe();
+    let mut settings = plan.describe(opts.peers_dir.is_some());
     settings.push(format!(
         "memory: {} streams of `{}` (one chunk a second) held open through each proxy, freshly started, \
-         and through the full-path sidecar again after all the load runs",
+         and through the full-path sidecar (and each peer) again after all the load runs",
         opts.streams_held,
         manifests::HOLD_MODEL
     ));
@@ -385,6 +482,7 @@ pub async fn run(opts: &Options) -> Result<Run> {
         "sidecar log level: `SLUICE_LOG={}` (default `info`: one access-log line per request, written to a file)",
         std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into())
     ));
+    drop(peer_procs);
     Ok(Run {
         date: jiff::Timestamp::now()
             .round(jiff::Unit::Second)
@@ -395,44 +493,80 @@ pub async fn run(opts: &Options) -> Result<Run> {
         settings,
         targets: results,
         notes,
+        peers: statuses,
     })
 }
 
-/// One `oha` run against `e`, with the CPU its process (and the upstream) used per request.
+/// One `oha` run against `e`, with the CPU its process tree (and the upstream) used per request.
 async fn measure(oha: &Oha, e: &Endpoint, upstream_pid: u32, shape: Shape) -> Result<Load> {
-    let (cpu0, up0) = (procs::cpu_of(e.pid)?, procs::cpu_of(upstream_pid)?);
+    let (cpu0, up0) = (procs::tree_cpu(e.pid)?, procs::cpu_of(upstream_pid)?);
     let mut load = oha
-        .run(e.addr, CHAT_BODY, shape)
+        .run(e.addr, CHAT_BODY, &e.headers, shape)
         .await
         .with_context(|| format!("loading {}", e.target.label()))?;
-    let (cpu1, up1) = (procs::cpu_of(e.pid)?, procs::cpu_of(upstream_pid)?);
+    let (cpu1, up1) = (procs::tree_cpu(e.pid)?, procs::cpu_of(upstream_pid)?);
     let requests = (load.ok + load.failed).max(1) as f64;
-    load.cpu_us_per_request = Some((cpu1 - cpu0).as_secs_f64() * 1e6 / requests);
-    load.upstream_cpu_us_per_request = Some((up1 - up0).as_secs_f64() * 1e6 / requests);
+    load.cpu_us_per_request = Some((cpu1.saturating_sub(cpu0)).as_secs_f64() * 1e6 / requests);
+    load.upstream_cpu_us_per_request = Some((up1.saturating_sub(up0)).as_secs_f64() * 1e6 / requests);
     Ok(load)
 }
 
+/// [`measure`], noting failed requests; a peer's failed run is noted and skipped (`None`) where
+/// one of ours ends the run.
+async fn measure_noted(
+    oha: &Oha,
+    e: &Endpoint,
+    upstream_pid: u32,
+    shape: Shape,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<Load>> {
+    match measure(oha, e, upstream_pid, shape).await {
+        Ok(load) => {
+            note_failures(notes, e.target, what, &load);
+            Ok(Some(load))
+        }
+        Err(err) if e.target.is_peer() => {
+            notes.push(format!("{} / {what}: not measured: {err:#}", e.target.label()));
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// How long holding the streams may take before it is given up (a peer accepting slowly).
+const HOLD_WITHIN: Duration = Duration::from_secs(120);
+
 /// Holds `count` slow streams through `addr` for a moment; returns how many opened and the RSS
-/// of `pid` with them open.
+/// of `pid`'s process tree with them open.
 async fn hold(
     notes: &mut Vec<String>,
     target: Target,
     addr: SocketAddr,
     pid: u32,
+    headers: &[(String, String)],
     count: usize,
 ) -> Option<(usize, Option<u64>)> {
     let body = streams::stream_body(manifests::HOLD_MODEL);
-    let result = match streams::hold_streams(addr, body, count).await {
-        Ok(held) => {
+    let opened = tokio::time::timeout(HOLD_WITHIN, streams::hold_streams(addr, body, headers, count)).await;
+    let result = match opened {
+        Ok(Ok(held)) => {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let rss = procs::rss_of(pid).ok();
+            let rss = procs::tree_rss(pid).ok();
             let n = held.len();
             drop(held);
             Some((n, rss))
         }
-        Err(err) => {
+        Ok(Err(err)) => {
             notes.push(format!(
                 "{}: could not hold {count} streams open: {err:#}",
+                target.label()
+            ));
+            None
+        }
+        Err(_) => {
+            notes.push(format!(
+                "{}: {count} streams were not all open within {HOLD_WITHIN:?}; not measured",
                 target.label()
             ));
             None
@@ -513,6 +647,7 @@ fn summarize_streams(timings: &[streams::StreamTiming]) -> Streaming {
         ttft_p50_us: percentile(&mut ttft, 0.50),
         ttft_p99_us: percentile(&mut ttft, 0.99),
         total_p50_us: percentile(&mut total, 0.50),
+        total_p99_us: percentile(&mut total, 0.99),
         events: events.get(events.len() / 2).copied().unwrap_or(0),
     }
 }
@@ -558,9 +693,16 @@ async fn note_accounting(notes: &mut Vec<String>, sidecar: &Sidecar, target: Tar
     }
 }
 
-/// Where `t` sits in `Target::ALL` (and so in the results).
-fn idx(t: Target) -> usize {
-    Target::ALL.iter().position(|x| *x == t).unwrap_or(0)
+/// The results of `t`, created if this run had none yet.
+fn slot(results: &mut Vec<TargetResults>, t: Target) -> &mut TargetResults {
+    let i = match results.iter().position(|r| r.target == t) {
+        Some(i) => i,
+        None => {
+            results.push(TargetResults::new(t));
+            results.len() - 1
+        }
+    };
+    &mut results[i]
 }
 
 fn target_name(t: Target) -> &'static str {
@@ -569,6 +711,9 @@ fn target_name(t: Target) -> &'static str {
         Target::Floor => "floor",
         Target::SidecarMinimal => "minimal",
         Target::SidecarFull => "full",
+        Target::Litellm => "litellm",
+        Target::Portkey => "portkey",
+        Target::Onwards => "onwards",
     }
 }
 

@@ -17,9 +17,19 @@ struct Cli {
     /// The short run (about a minute): fewer requests, same scenarios.
     #[arg(long)]
     quick: bool,
-    /// Also measure LiteLLM, Portkey's gateway and onwards (not implemented in this revision).
+    /// Also measure LiteLLM, Portkey's gateway and onwards, installed by `tests/bench/run --peers`
+    /// in this directory (each with a `status` file).
     #[arg(long)]
-    peers: bool,
+    peers_dir: Option<PathBuf>,
+    /// The operator fan-out results (`fanout.json`, `fanout.md` from `bench-fanout`) to report.
+    #[arg(long)]
+    fanout_dir: Option<PathBuf>,
+    /// Why the operator fan-out was not measured (reported in its place).
+    #[arg(long)]
+    fanout_missing: Option<String>,
+    /// The request-path profile (`tests/bench/profile.md`), included verbatim when present.
+    #[arg(long)]
+    profile: Option<PathBuf>,
     /// Directory with release builds of bench-upstream, bench-floor and sluice-sidecar.
     #[arg(long)]
     bin_dir: PathBuf,
@@ -48,12 +58,6 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.peers {
-        bail!(
-            "--peers is not implemented in this revision: LiteLLM, Portkey's gateway and onwards are not \
-             measured yet (BENCHMARKS.md says so)"
-        );
-    }
     let opts = driver::Options {
         quick: cli.quick,
         bin_dir: cli.bin_dir,
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         repo: cli.repo,
         work_dir: cli.work_dir,
         streams_held: cli.streams_held,
+        peers_dir: cli.peers_dir,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -78,7 +83,12 @@ fn main() -> anyhow::Result<()> {
     })?;
     let json = serde_json::to_string_pretty(&run)?;
     std::fs::write(&cli.json, json).with_context(|| format!("writing {}", cli.json.display()))?;
-    let md = report::markdown(&run, cli.plot_link.as_deref());
+    let extras = report::Extras::read(
+        cli.fanout_dir.as_deref(),
+        cli.fanout_missing.as_deref(),
+        cli.profile.as_deref(),
+    );
+    let md = report::markdown(&run, cli.plot_link.as_deref(), &extras);
     std::fs::write(&cli.markdown, &md).with_context(|| format!("writing {}", cli.markdown.display()))?;
     println!("{md}");
     eprintln!("wrote {} and {}", cli.markdown.display(), cli.json.display());

@@ -67,14 +67,17 @@ impl Oha {
         })
     }
 
-    /// The arguments of one run against `addr`.
-    fn args(&self, addr: SocketAddr, body: &str, shape: Shape) -> Vec<String> {
+    /// The arguments of one run against `addr`, with `headers` added to every request.
+    fn args(&self, addr: SocketAddr, body: &str, headers: &[(String, String)], shape: Shape) -> Vec<String> {
         let mut args: Vec<String> = ["--no-tui", "-m", "POST", "-H", "content-type: application/json"]
             .into_iter()
             .chain(["-H", "x-sluice-user: bench-user", "-d", body])
             .chain(self.json_flag.iter().copied())
             .map(str::to_owned)
             .collect();
+        for (name, value) in headers {
+            args.extend(["-H".to_owned(), format!("{name}: {value}")]);
+        }
         let secs = |d: Duration| format!("{}s", d.as_secs().max(1));
         match shape {
             Shape::Closed { connections, duration } => {
@@ -111,8 +114,8 @@ impl Oha {
     }
 
     /// Runs `oha` once and reads its summary.
-    pub async fn run(&self, addr: SocketAddr, body: &str, shape: Shape) -> Result<Load> {
-        let args = self.args(addr, body, shape);
+    pub async fn run(&self, addr: SocketAddr, body: &str, headers: &[(String, String)], shape: Shape) -> Result<Load> {
+        let args = self.args(addr, body, headers, shape);
         let out = tokio::process::Command::new(&self.binary)
             .args(&args)
             .kill_on_drop(true)

@@ -26,10 +26,22 @@ pub struct Proc {
 impl Proc {
     /// Spawns `program args…` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// Like [`Proc::spawn`], with `env` added to the inherited environment.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -56,16 +68,24 @@ impl Proc {
 
     /// Waits until `GET http://addr/path` answers 200; returns how long that took from `since`.
     pub async fn wait_ok(&mut self, addr: SocketAddr, path: &str, since: Instant) -> Result<Duration> {
+        self.wait_ok_within(addr, path, since, READY_WITHIN).await
+    }
+
+    /// [`Proc::wait_ok`] with another bound (a slow-starting peer).
+    pub async fn wait_ok_within(
+        &mut self,
+        addr: SocketAddr,
+        path: &str,
+        since: Instant,
+        within: Duration,
+    ) -> Result<Duration> {
         loop {
             if probe(addr, path).await {
                 return Ok(since.elapsed());
             }
             self.check_alive()?;
-            if since.elapsed() > READY_WITHIN {
-                bail!(
-                    "{} did not answer 200 on {addr}{path} within {READY_WITHIN:?}",
-                    self.name
-                );
+            if since.elapsed() > within {
+                bail!("{} did not answer 200 on {addr}{path} within {within:?}", self.name);
             }
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
@@ -168,6 +188,62 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The process ids of `pid` and every live descendant of it (a peer's workers).
+pub fn tree_of(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            Some((p, parse_stat_ppid(&stat)?))
+        })
+        .collect();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree
+}
+
+/// CPU time of `pid` and its live descendants, with what their exited, reaped children used
+/// (`cutime + cstime`).
+pub fn tree_cpu(pid: u32) -> Result<Duration> {
+    let mut ticks = 0;
+    for (n, p) in tree_of(pid).into_iter().enumerate() {
+        match std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            Ok(stat) => ticks += parse_stat_cpu_ticks(&stat).unwrap_or(0) + parse_stat_child_ticks(&stat).unwrap_or(0),
+            // The root must be readable; a descendant may have exited since the listing.
+            Err(e) if n == 0 => return Err(e).with_context(|| format!("reading stat of {pid}")),
+            Err(_) => {}
+        }
+    }
+    Ok(ticks_to_duration(ticks))
+}
+
+/// `VmRSS` of `pid` and its live descendants, in bytes.
+pub fn tree_rss(pid: u32) -> Result<u64> {
+    let mut total = rss_of(pid)?;
+    for p in tree_of(pid).into_iter().skip(1) {
+        total += rss_of(p).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// The parent pid: field 4, after the parenthesised command name.
+pub fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `cutime + cstime` in ticks: fields 16 and 17.
+pub fn parse_stat_child_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some(fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?)
+}
+
 /// `VmRSS` of a process in bytes.
 pub fn rss_of(pid: u32) -> Result<u64> {
     let status =
@@ -200,6 +276,16 @@ mod tests {
     fn stat_cpu_is_utime_plus_stime_even_with_spaces_in_the_name() {
         let stat = "4242 (sluice side) S 1 4242 4242 0 -1 4194560 1000 0 0 0 120 35 0 0 20 0 5 0 100 0 0";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(155));
+        assert_eq!(parse_stat_ppid(stat), Some(1));
+        assert_eq!(parse_stat_child_ticks(stat), Some(0));
+    }
+
+    #[test]
+    fn the_tree_of_this_process_starts_with_it() {
+        let me = std::process::id();
+        assert_eq!(tree_of(me).first(), Some(&me));
+        assert!(tree_cpu(me).is_ok());
+        assert!(tree_rss(me).unwrap() > 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the direct call and the floor of the same run.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use super::manifests::STREAM_CHUNKS;
 use super::results::{Load, Run, Streaming, Target, TargetResults};
@@ -81,22 +82,86 @@ fn median(values: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| super::percentile(&mut v, 0.5))
 }
 
+/// The headline of the operator fan-out (`fanout.json` of `bench-fanout`).
+#[derive(Debug, Clone, Default)]
+pub struct FanoutHeadline {
+    /// Simulated sidecars.
+    pub sidecars: Option<u64>,
+    /// Change to all-acked, median over changes and sidecars, ms.
+    pub acked_p50_ms: Option<f64>,
+    /// The same, 99th percentile.
+    pub acked_p99_ms: Option<f64>,
+    /// The same, slowest (`None`: a sidecar never acked).
+    pub acked_max_ms: Option<f64>,
+}
+
+/// What the report includes beside the driver's own run: the operator fan-out and the profile.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `fanout.md`, verbatim.
+    pub fanout_md: Option<String>,
+    /// From `fanout.json`.
+    pub fanout: Option<FanoutHeadline>,
+    /// Why the fan-out was not measured.
+    pub fanout_missing: Option<String>,
+    /// `tests/bench/profile.md`, verbatim.
+    pub profile: Option<String>,
+}
+
+impl Extras {
+    /// Reads what exists; what does not becomes the reason it is missing.
+    pub fn read(fanout_dir: Option<&Path>, fanout_missing: Option<&str>, profile: Option<&Path>) -> Self {
+        let mut extras = Extras {
+            fanout_missing: fanout_missing.map(str::to_owned),
+            profile: profile.and_then(|p| std::fs::read_to_string(p).ok()),
+            ..Extras::default()
+        };
+        if let Some(dir) = fanout_dir {
+            let md = dir.join("fanout.md");
+            match std::fs::read_to_string(&md) {
+                Ok(text) => extras.fanout_md = Some(text),
+                Err(e) => {
+                    extras
+                        .fanout_missing
+                        .get_or_insert_with(|| format!("`bench-fanout` left no `{}` ({e})", md.display()));
+                }
+            }
+            if let Some(json) = std::fs::read_to_string(dir.join("fanout.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            {
+                extras.fanout = Some(FanoutHeadline {
+                    sidecars: json["sidecars"].as_u64(),
+                    acked_p50_ms: json["acked_p50_ms"].as_f64(),
+                    acked_p99_ms: json["acked_p99_ms"].as_f64(),
+                    acked_max_ms: json["acked_max_ms"].as_f64(),
+                });
+            }
+        }
+        extras
+    }
+}
+
 /// The whole markdown document; `plot` is the PNG's path relative to the document, if drawn.
-pub fn markdown(run: &Run, plot: Option<&str>) -> String {
+pub fn markdown(run: &Run, plot: Option<&str>, extras: &Extras) -> String {
     let mut out = String::new();
+    let peers = !run.peers.is_empty();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
         out,
-        "Written by `tests/bench/run{}` on {} (commit `{}`), in {:.0} s. Benchmarks measure; they are \
-         not tests and never fail on a timing. Reproduce with `tests/bench/run` (about 7 minutes plus the \
-         release build; `--quick` for a one-minute smoke run).\n",
+        "Written by `tests/bench/run{}{}` on {} (commit `{}`); the driver measured for {:.0} s. Benchmarks \
+         measure; they are not tests and never fail on a timing. Reproduce with `tests/bench/run --peers` \
+         (about 12 minutes of measuring after the builds and installs; without `--peers` about 7; `--quick` for a \
+         smoke run).\n",
         if run.quick { " --quick" } else { "" },
+        if peers { " --peers" } else { "" },
         run.date,
         run.machine.commit,
         run.seconds
     );
     machine_section(&mut out, run);
-    targets_section(&mut out, run);
+    targets_section(&mut out, run, extras);
+    peers_section(&mut out, run);
     decomposition_section(&mut out, run);
     if let Some(plot) = plot {
         let _ = writeln!(out, "![Latency against offered load]({plot})\n");
@@ -108,7 +173,12 @@ pub fn markdown(run: &Run, plot: Option<&str>) -> String {
     streaming_section(&mut out, run);
     memory_section(&mut out, run);
     setup_section(&mut out, run);
-    missing_section(&mut out);
+    fanout_section(&mut out, extras);
+    if let Some(profile) = &extras.profile {
+        out.push_str(profile.trim_end());
+        out.push_str("\n\n");
+    }
+    missing_section(&mut out, run, extras);
     out
 }
 
@@ -145,15 +215,26 @@ fn machine_section(out: &mut String, run: &Run) {
         )
     };
     let _ = writeln!(out, "- {busy}");
+    let peers: Vec<String> = run
+        .peers
+        .iter()
+        .filter(|p| p.not_measured.is_none())
+        .map(|p| p.version.clone().unwrap_or_else(|| p.target.label().to_owned()))
+        .collect();
     let _ = writeln!(
         out,
         "- Everything on loopback: `oha` (load), `bench-upstream` (answers at once), `bench-floor` (a bare \
          hyper forwarder), and two `sluice-sidecar --manifests` processes, all release builds on the same \
-         machine.\n"
+         machine{}.\n",
+        if peers.is_empty() {
+            String::new()
+        } else {
+            format!("; the peers {}", peers.join(", "))
+        }
     );
 }
 
-fn targets_section(out: &mut String, run: &Run) {
+fn targets_section(out: &mut String, run: &Run, extras: &Extras) {
     let (Some(d), Some(f), Some(full)) = (
         run.of(Target::Direct),
         run.of(Target::Floor),
@@ -216,14 +297,179 @@ fn targets_section(out: &mut String, run: &Run) {
     for c in &checks {
         let _ = writeln!(out, "| {} | {} | {} | {} |", c.what, c.goal, c.measured, c.verdict);
     }
+    let _ = writeln!(out, "{}", throughput_row(run));
+    let _ = writeln!(out, "{}\n", fanout_row(extras));
+}
+
+/// The fastest measured peer: its target and max req/s.
+fn fastest_peer(run: &Run) -> Option<(Target, f64)> {
+    Target::PEERS
+        .into_iter()
+        .filter_map(|p| Some((p, run.max_throughput(p)?.1)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+fn throughput_row(run: &Run) -> String {
+    let what = "max throughput ≥ 1.5× the fastest peer's (best of the fixed-concurrency runs)";
+    let sidecar = run.max_throughput(Target::SidecarFull);
+    match (sidecar, fastest_peer(run)) {
+        (Some((c, rps)), Some((peer, peer_rps))) if peer_rps > 0.0 => {
+            let r = rps / peer_rps;
+            let verdict = if r >= 1.5 {
+                "met".to_owned()
+            } else {
+                format!("missed by {:.2}× ({:.0} req/s short)", 1.5 - r, 1.5 * peer_rps - rps)
+            };
+            format!(
+                "| {what} | ≥ 1.50× | {r:.2}× ({rps:.0} req/s at {c} connections; {} {peer_rps:.0} req/s) | {verdict} |",
+                peer.label()
+            )
+        }
+        _ => {
+            let why = if run.peers.is_empty() {
+                "peers are measured by `tests/bench/run --peers` only".to_owned()
+            } else {
+                "no peer could be measured (see the peers below)".to_owned()
+            };
+            format!("| {what} | ≥ 1.50× | – | not measured: {why} |")
+        }
+    }
+}
+
+fn fanout_row(extras: &Extras) -> String {
+    let what = "operator: a route change acked by every one of 1,000 connected sidecars";
+    match &extras.fanout {
+        Some(h) if h.acked_p50_ms.is_some() => {
+            let ms = |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |v| format!("{v:.0} ms"));
+            let verdict = match h.acked_max_ms {
+                Some(max) if max <= 1_000.0 => "met".to_owned(),
+                Some(max) => format!("missed by {:.0} ms ({:.2}×)", max - 1_000.0, max / 1_000.0),
+                None => "missed: a sidecar never acked a change".to_owned(),
+            };
+            let fewer = match h.sidecars {
+                Some(n) if n != 1_000 => format!(" ({n} sidecars, not 1,000)"),
+                _ => String::new(),
+            };
+            format!(
+                "| {what} | ≤ 1000 ms (slowest) | p50 {}, p99 {}, max {}{fewer} | {verdict} |",
+                ms(h.acked_p50_ms),
+                ms(h.acked_p99_ms),
+                ms(h.acked_max_ms)
+            )
+        }
+        _ => format!(
+            "| {what} | ≤ 1000 ms (slowest) | – | not measured: {} |",
+            extras
+                .fanout_missing
+                .as_deref()
+                .unwrap_or("`bench-fanout` reported no change-to-ack times")
+        ),
+    }
+}
+
+/// The sidecar beside each peer, in the figures users choose a gateway by.
+fn peers_section(out: &mut String, run: &Run) {
+    if run.peers.is_empty() {
+        return;
+    }
+    let Some(d) = run.of(Target::Direct) else { return };
+    let _ = writeln!(out, "## Sluice beside the peers\n");
     let _ = writeln!(
         out,
-        "| throughput ≥ 1.5× the fastest peer | – | – | not measured: peers were not run in this revision |"
+        "Same upstream, same request, same `oha` runs, visited in turn with the other targets. *Added* is \
+         over the direct call of the same run; CPU and RSS of a peer are summed over its process tree.\n"
     );
     let _ = writeln!(
         out,
-        "| operator: a change reaches 1,000 sidecars within 1 s | – | – | not measured: outside this harness (see below) |\n"
+        "| target | added p50, one client | added p99, one client | CPU per request | max throughput | \
+         added TTFT p50 (streamed) | RSS ready | RSS with open streams (after the load runs) | start to ready |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
+    let ds = d.streaming.clone();
+    let mut rows: Vec<Target> = vec![Target::SidecarFull, Target::SidecarMinimal];
+    rows.extend(Target::PEERS.into_iter().filter(|p| run.of(*p).is_some()));
+    for target in rows {
+        let Some(t) = run.of(target) else { continue };
+        let added = |pick: fn(&Load) -> f64| match (&t.one_client, &d.one_client) {
+            (Some(l), Some(dl)) => fmt_us(pick(l) - pick(dl)),
+            _ => "–".to_owned(),
+        };
+        let cpu = t
+            .cpu_run
+            .as_ref()
+            .and_then(|l| l.cpu_us_per_request)
+            .map_or_else(|| "–".to_owned(), fmt_us);
+        let max = run
+            .max_throughput(target)
+            .map_or_else(|| "–".to_owned(), |(c, rps)| format!("{rps:.0} req/s (c={c})"));
+        let ttft = match (&t.streaming, &ds) {
+            (Some(s), Some(ds)) => fmt_us(s.ttft_p50_us - ds.ttft_p50_us),
+            _ => "–".to_owned(),
+        };
+        let f = &t.footprint;
+        let held = match (f.rss_streams_after_load, f.streams_held) {
+            (Some(rss), n) if n > 0 => format!("{} ({n} streams)", fmt_mib(Some(rss))),
+            _ => "–".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {cpu} | {max} | {ttft} | {} | {held} | {} |",
+            target.label(),
+            added(|l| l.p50_us),
+            added(|l| l.p99_us),
+            fmt_mib(f.rss_ready),
+            median(&f.ready_ms).map_or_else(|| "–".to_owned(), msf),
+        );
+    }
+    let full = run.of(Target::SidecarFull);
+    let measured: Vec<Target> = Target::PEERS.into_iter().filter(|p| run.of(*p).is_some()).collect();
+    if let (Some(full), false) = (full, measured.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nEach peer against the sidecar with the full feature path (above 1× the sidecar is ahead):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| peer | its added p50 ÷ sidecar's | its added p99 ÷ sidecar's | its CPU per request ÷ sidecar's | \
+             sidecar's max throughput ÷ its |\n|---|---|---|---|---|"
+        );
+        let added = |t: &TargetResults, pick: fn(&Load) -> f64| match (&t.one_client, &d.one_client) {
+            (Some(l), Some(dl)) => pick(l) - pick(dl),
+            _ => f64::NAN,
+        };
+        let cpu = |t: &TargetResults| {
+            t.cpu_run
+                .as_ref()
+                .and_then(|l| l.cpu_us_per_request)
+                .unwrap_or(f64::NAN)
+        };
+        let max = |t: Target| run.max_throughput(t).map_or(f64::NAN, |(_, r)| r);
+        for p in measured {
+            let Some(t) = run.of(p) else { continue };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                p.label(),
+                ratio(added(t, |l| l.p50_us), added(full, |l| l.p50_us)),
+                ratio(added(t, |l| l.p99_us), added(full, |l| l.p99_us)),
+                ratio(cpu(t), cpu(full)),
+                ratio(max(Target::SidecarFull), max(p)),
+            );
+        }
+    }
+    let _ = writeln!(out, "\nHow each peer ran:\n");
+    for p in &run.peers {
+        let name = p.version.clone().unwrap_or_else(|| p.target.label().to_owned());
+        match &p.not_measured {
+            None => {
+                let _ = writeln!(out, "- **{name}**: {}.", p.setup);
+            }
+            Some(why) => {
+                let _ = writeln!(out, "- **{}: not measured**: {why}", p.target.label());
+            }
+        }
+    }
+    out.push('\n');
 }
 
 /// One figure of the floor, the minimal route and the full path, and how to print it.
@@ -372,7 +618,7 @@ fn rates_section(out: &mut String, run: &Run) {
         let (Some(d), f) = (at(Target::Direct), at(Target::Floor)) else {
             continue;
         };
-        for target in Target::ALL {
+        for target in run.targets.iter().map(|t| t.target) {
             let Some(l) = at(target) else { continue };
             let floor_added = match (&f, target) {
                 (_, Target::Direct) | (None, _) => f64::NAN,
@@ -413,7 +659,7 @@ fn concurrency_section(out: &mut String, run: &Run) {
         };
         let d = at(Target::Direct).map_or(f64::NAN, |l| l.rps);
         let f = at(Target::Floor).map_or(f64::NAN, |l| l.rps);
-        for target in Target::ALL {
+        for target in run.targets.iter().map(|t| t.target) {
             let Some(l) = at(target) else { continue };
             let cpu = if target == Target::Direct {
                 "–".to_owned()
@@ -438,11 +684,11 @@ fn concurrency_section(out: &mut String, run: &Run) {
 fn cpu_section(out: &mut String, run: &Run) {
     let _ = writeln!(
         out,
-        "## CPU per request (the proxy's process only, from `/proc/<pid>/stat`)\n"
+        "## CPU per request (the proxy's process only, a peer's whole process tree; from `/proc/<pid>/stat`)\n"
     );
     let _ = writeln!(
         out,
-        "| target | CPU per request, one client | CPU per request, fixed count | ÷ floor | upstream's CPU per request (same run) |\n\
+        "| target | CPU per request, one client | CPU per request, fixed count (a peer: fixed time) | ÷ floor | upstream's CPU per request (same run) |\n\
          |---|---|---|---|---|"
     );
     let cpu = |t: &TargetResults| t.cpu_run.as_ref().and_then(|l| l.cpu_us_per_request);
@@ -554,7 +800,9 @@ fn memory_section(out: &mut String, run: &Run) {
     }
     let _ = writeln!(
         out,
-        "\nStart to ready: from spawning the process to the admin `/readyz` answering 200, polled every 0.5 ms.\n"
+        "\nStart to ready: from spawning the process to the admin `/readyz` answering 200, polled every 0.5 ms \
+         (a peer: once, to its own health or readiness endpoint). A peer's streams are held through the process \
+         that ran the load; its RSS is summed over its process tree.\n"
     );
 }
 
@@ -591,21 +839,81 @@ fn setup_section(out: &mut String, run: &Run) {
     out.push('\n');
 }
 
-fn missing_section(out: &mut String) {
-    let _ = writeln!(out, "## Not in this revision\n");
-    let _ = writeln!(
-        out,
-        "- **Peers** (LiteLLM proxy, Portkey's gateway, onwards): not run in this revision. \
-         `tests/bench/run --peers` says so and exits non-zero. DESIGN §10 quotes earlier figures for them; \
-         they are not re-measured here, so the throughput target (≥ 1.5× the fastest peer) is unmeasured."
-    );
-    let _ = writeln!(
-        out,
-        "- **Operator fan-out** (1,000 simulated sidecars, config push and usage to status): outside this \
-         harness's scope; not measured."
-    );
-    let _ = writeln!(
-        out,
-        "- **Profile and before/after** of the request path (issue 9, item 7): not done in this revision."
-    );
+/// The operator fan-out section: `fanout.md` as `bench-fanout` wrote it, or why it is missing.
+fn fanout_section(out: &mut String, extras: &Extras) {
+    match &extras.fanout_md {
+        Some(md) => {
+            if !md.trim_start().starts_with('#') {
+                let _ = writeln!(out, "## Operator fan-out\n");
+            }
+            out.push_str(md.trim_end());
+            out.push_str("\n\n");
+        }
+        None => {
+            let _ = writeln!(out, "## Operator fan-out\n");
+            let _ = writeln!(
+                out,
+                "Not measured: {}.\n",
+                extras.fanout_missing.as_deref().unwrap_or("`bench-fanout` was not run")
+            );
+        }
+    }
+}
+
+/// What this run did not measure, and why: generated from the run, so it stays true.
+fn missing_section(out: &mut String, run: &Run, extras: &Extras) {
+    let mut missing: Vec<String> = Vec::new();
+    if run.peers.is_empty() {
+        missing.push(
+            "**Peers** (LiteLLM proxy, Portkey's gateway, onwards): measured by `tests/bench/run --peers` only; \
+             this run was made without it, so the throughput target is unmeasured."
+                .to_owned(),
+        );
+    }
+    for p in &run.peers {
+        if let Some(why) = &p.not_measured {
+            missing.push(format!("**{}**: not measured: {why}.", p.target.label()));
+        } else if let Some(t) = run.of(p.target) {
+            if t.footprint.rss_streams_after_load.is_none() {
+                missing.push(format!(
+                    "**{}**: RSS with open streams not measured (see the notes of the run above).",
+                    p.target.label()
+                ));
+            }
+            if t.streaming.is_none() {
+                missing.push(format!(
+                    "**{}**: streaming not measured (see the notes of the run above).",
+                    p.target.label()
+                ));
+            }
+        }
+    }
+    if run.peers.iter().any(|p| p.not_measured.is_none()) {
+        missing.push(
+            "**Peers' memory with open streams on a fresh process** and their start-up over several starts: each \
+             peer is started once, and its streams are held after its load runs (restarting LiteLLM alone \
+             takes seconds); the sidecar's fresh-process figure has no peer counterpart."
+                .to_owned(),
+        );
+    }
+    if extras.fanout_md.is_none() {
+        missing.push(format!(
+            "**Operator fan-out**: not measured: {}.",
+            extras.fanout_missing.as_deref().unwrap_or("`bench-fanout` was not run")
+        ));
+    }
+    if extras.profile.is_none() {
+        missing.push(
+            "**Profile and before/after** of the request path (issue 9, item 7): `tests/bench/profile.md` was not \
+             there when this report was written."
+                .to_owned(),
+        );
+    }
+    let _ = writeln!(out, "## Not measured in this run\n");
+    if missing.is_empty() {
+        let _ = writeln!(out, "Nothing of issue 9: every figure above comes from this run.\n");
+    }
+    for m in missing {
+        let _ = writeln!(out, "- {m}");
+    }
 }

@@ -14,6 +14,12 @@ pub enum Target {
     SidecarMinimal,
     /// Through the sidecar with the full feature path.
     SidecarFull,
+    /// Through LiteLLM proxy (`--peers`).
+    Litellm,
+    /// Through Portkey's gateway (`--peers`).
+    Portkey,
+    /// Through onwards (`--peers`).
+    Onwards,
 }
 
 impl Target {
@@ -26,6 +32,13 @@ impl Target {
     ];
     /// The proxies, compared to the direct call.
     pub const PROXIES: [Target; 3] = [Target::Floor, Target::SidecarMinimal, Target::SidecarFull];
+    /// The peers `--peers` measures beside them, in report order.
+    pub const PEERS: [Target; 3] = [Target::Litellm, Target::Portkey, Target::Onwards];
+
+    /// Whether this is one of [`Target::PEERS`].
+    pub fn is_peer(self) -> bool {
+        Self::PEERS.contains(&self)
+    }
 
     /// Its name in tables.
     pub fn label(self) -> &'static str {
@@ -34,6 +47,9 @@ impl Target {
             Target::Floor => "floor",
             Target::SidecarMinimal => "sidecar (minimal)",
             Target::SidecarFull => "sidecar (full)",
+            Target::Litellm => "LiteLLM proxy",
+            Target::Portkey => "Portkey gateway",
+            Target::Onwards => "onwards",
         }
     }
 }
@@ -70,6 +86,8 @@ pub struct Streaming {
     pub ttft_p99_us: f64,
     /// Whole stream, median, microseconds.
     pub total_p50_us: f64,
+    /// Whole stream, 99th percentile, microseconds.
+    pub total_p99_us: f64,
     /// Events received per stream (median).
     pub events: usize,
 }
@@ -104,7 +122,8 @@ pub struct TargetResults {
     pub rates: Vec<(u32, Load)>,
     /// Fixed concurrency, `(connections, load)`.
     pub concurrency: Vec<(u32, Load)>,
-    /// A fixed number of requests at moderate concurrency, for CPU per request.
+    /// A fixed number of requests (a peer: a fixed time) at moderate concurrency, for CPU per
+    /// request.
     pub cpu_run: Option<Load>,
     /// Streaming timings.
     pub streaming: Option<Streaming>,
@@ -171,11 +190,35 @@ pub struct Run {
     pub targets: Vec<TargetResults>,
     /// Observations made during the run (what the full sidecar accounted, errors seen).
     pub notes: Vec<String>,
+    /// The peers asked for with `--peers`, measured or not (empty without it).
+    pub peers: Vec<PeerStatus>,
+}
+
+/// What became of one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// Which peer.
+    pub target: Target,
+    /// Its version as installed (`tests/bench/run` records it), when installed.
+    pub version: Option<String>,
+    /// How it was set up and driven, for the report.
+    pub setup: String,
+    /// Why it was not measured, when it was not.
+    pub not_measured: Option<String>,
 }
 
 impl Run {
     /// The results of `target`.
     pub fn of(&self, target: Target) -> Option<&TargetResults> {
         self.targets.iter().find(|t| t.target == target)
+    }
+
+    /// The highest req/s `target` reached at a fixed concurrency, with that concurrency.
+    pub fn max_throughput(&self, target: Target) -> Option<(u32, f64)> {
+        self.of(target)?
+            .concurrency
+            .iter()
+            .map(|(c, l)| (*c, l.rps))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }

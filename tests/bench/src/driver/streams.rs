@@ -53,23 +53,32 @@ async fn connect(addr: SocketAddr) -> Result<Conn> {
     Ok(Conn { sender, driver })
 }
 
-fn request(addr: SocketAddr, body: &Bytes) -> Result<Request<Full<Bytes>>> {
-    Ok(Request::post("/v1/chat/completions")
+fn request(addr: SocketAddr, body: &Bytes, headers: &[(String, String)]) -> Result<Request<Full<Bytes>>> {
+    let mut req = Request::post("/v1/chat/completions")
         .header(header::HOST, addr.to_string())
         .header(header::CONTENT_TYPE, "application/json")
-        .header("x-sluice-user", "bench-user")
-        .body(Full::new(body.clone()))?)
+        .header("x-sluice-user", "bench-user");
+    for (name, value) in headers {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    Ok(req.body(Full::new(body.clone()))?)
 }
 
-/// Sends `warmup + count` streamed requests one after another on one keep-alive connection;
-/// returns the timings of the last `count`.
-pub async fn time_streams(addr: SocketAddr, body: Bytes, warmup: usize, count: usize) -> Result<Vec<StreamTiming>> {
+/// Sends `warmup + count` streamed requests (with `headers`) one after another on one keep-alive
+/// connection; returns the timings of the last `count`.
+pub async fn time_streams(
+    addr: SocketAddr,
+    body: Bytes,
+    headers: &[(String, String)],
+    warmup: usize,
+    count: usize,
+) -> Result<Vec<StreamTiming>> {
     let mut conn = connect(addr).await?;
     let mut timings = Vec::with_capacity(count);
     for i in 0..warmup + count {
         conn.sender.ready().await?;
         let started = Instant::now();
-        let resp = conn.sender.send_request(request(addr, &body)?).await?;
+        let resp = conn.sender.send_request(request(addr, &body, headers)?).await?;
         if resp.status() != StatusCode::OK {
             bail!("{addr} answered {} to a streamed request", resp.status());
         }
@@ -127,20 +136,20 @@ impl Drop for Held {
     }
 }
 
-/// Opens `count` streams of `body` to `addr`, each on its own connection, and waits until each
-/// has delivered its first event.
-pub async fn hold_streams(addr: SocketAddr, body: Bytes, count: usize) -> Result<Held> {
+/// Opens `count` streams of `body` (with `headers`) to `addr`, each on its own connection, and
+/// waits until each has delivered its first event.
+pub async fn hold_streams(addr: SocketAddr, body: Bytes, headers: &[(String, String)], count: usize) -> Result<Held> {
     let opened: Vec<(Conn, Incoming)> = futures::stream::iter(0..count)
-        .map(|_| open_one(addr, body.clone()))
+        .map(|_| open_one(addr, body.clone(), headers))
         .buffer_unordered(64)
         .try_collect()
         .await?;
     Ok(Held { streams: opened })
 }
 
-async fn open_one(addr: SocketAddr, body: Bytes) -> Result<(Conn, Incoming)> {
+async fn open_one(addr: SocketAddr, body: Bytes, headers: &[(String, String)]) -> Result<(Conn, Incoming)> {
     let mut conn = connect(addr).await?;
-    let resp = conn.sender.send_request(request(addr, &body)?).await?;
+    let resp = conn.sender.send_request(request(addr, &body, headers)?).await?;
     if resp.status() != StatusCode::OK {
         bail!("{addr} answered {} to a held stream", resp.status());
     }
