@@ -37,6 +37,8 @@ pub struct Translator {
     tools: HashMap<u32, u32>,
     /// Whether the role chunk went out.
     started: bool,
+    /// Whether `message_stop` came, which reports the usage: the answer is whole, nothing follows.
+    stopped: bool,
 }
 
 impl Translator {
@@ -50,6 +52,7 @@ impl Translator {
             usage: Usage::default(),
             tools: HashMap::new(),
             started: false,
+            stopped: false,
         }
     }
 
@@ -98,6 +101,13 @@ impl Translator {
     }
 
     fn on(&mut self, event: Event) -> Result<Vec<StreamEvent>, ProviderError> {
+        if self.stopped {
+            // A second message_stop would report the usage twice.
+            return Err(ProviderError::InvalidResponse(format!(
+                "an anthropic stream sent {} after message_stop",
+                event.name()
+            )));
+        }
         Ok(match event {
             Event::MessageStart { message } => {
                 self.id = openai_id(&message.id);
@@ -179,6 +189,7 @@ impl Translator {
                 self.content(Delta::default(), Some(finish))
             }
             Event::MessageStop => {
+                self.stopped = true;
                 let usage = usage_to_openai(&self.usage);
                 let mut out = vec![StreamEvent::Usage(usage.to_usage())];
                 if self.wants_usage {
@@ -207,7 +218,14 @@ impl StreamTranslator for Translator {
     }
 
     fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        // The event stream only ends cleanly after `message_stop`, which said everything.
-        Ok(Vec::new())
+        // The event stream ends cleanly at an event *named* `message_stop` or `error`; unless its
+        // data was the stop (which said everything), the answer and its usage are not whole.
+        if self.stopped {
+            Ok(Vec::new())
+        } else {
+            Err(ProviderError::Interrupted(
+                "the anthropic stream ended without a message_stop event".into(),
+            ))
+        }
     }
 }

@@ -196,6 +196,31 @@ fn an_overloaded_error_event_fails_the_stream_before_any_chunk_with_529() {
 }
 
 #[test]
+fn a_stream_ending_at_an_event_named_message_stop_whose_data_is_not_the_stop_is_interrupted() {
+    // Found by fuzzing: the decoder ends the stream at the event *named* message_stop (or error),
+    // so a ping under that name used to end a "whole" answer with no usage at all.
+    let transcript = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\
+        \"model\":\"claude\",\"usage\":{\"input_tokens\":3,\"output_tokens\":0}}}\n\n\
+        event: message_stop\ndata: {\"type\":\"ping\"}\n\n";
+    let (_, usage, error) = translate_transcript(transcript, false);
+
+    assert!(usage.is_empty());
+    assert!(matches!(error, Some(ProviderError::Interrupted(_))), "{error:?}");
+}
+
+#[test]
+fn an_event_after_message_stop_fails_instead_of_reporting_usage_twice() {
+    let mut translator = Translator::new(false, CREATED);
+    let stop = SseEvent {
+        event: Some("content_block_stop".into()),
+        data: r#"{"type":"message_stop"}"#.into(),
+    };
+    let first = translator.event(stop.clone()).unwrap();
+    assert_eq!(first.iter().filter(|i| matches!(i, StreamEvent::Usage(_))).count(), 1);
+    assert!(matches!(translator.event(stop), Err(ProviderError::InvalidResponse(_))));
+}
+
+#[test]
 fn upstream_error_bodies_take_openai_shape_keeping_status_and_retry_after() {
     let raw = ProviderError::Status {
         status: StatusCode::TOO_MANY_REQUESTS,
