@@ -80,7 +80,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     std::fs::create_dir_all(&opts.work_dir)?;
     let logs = procs::fresh_dir(&opts.work_dir, "logs")?;
     let manifests = procs::fresh_dir(&opts.work_dir, "manifests")?;
-    let date = now();
+    let (date, commit, uncommitted_changes) = (now(), commit(), uncommitted());
 
     step("starting the in-process upstream");
     let upstream = CountedUpstream::start().await?;
@@ -196,7 +196,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
     drop(sidecar);
     Ok(Report {
         date,
-        commit: commit(),
+        commit,
+        uncommitted_changes,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average_after: crate::driver::machine::load_average(),
         command: opts.command.clone(),
@@ -384,16 +385,22 @@ fn spend_check(tally: &Tally, spend: &BTreeMap<(String, String), u64>, budget: a
     }
 }
 
-fn commit() -> String {
+fn git(args: &[&str]) -> Option<String> {
     std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map_or_else(
-            || "unknown".into(),
-            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+fn commit() -> String {
+    git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether tracked files differ from the commit (the tree is shared; the build took them in).
+fn uncommitted() -> bool {
+    git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty())
 }
 
 fn now() -> String {

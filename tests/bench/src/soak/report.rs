@@ -58,6 +58,8 @@ pub struct Report {
     pub date: String,
     /// The commit measured.
     pub commit: String,
+    /// Whether tracked files differed from it when the run started.
+    pub uncommitted_changes: bool,
     /// Cores the machine offers.
     pub cores: usize,
     /// `/proc/loadavg` at the end.
@@ -140,8 +142,16 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(md, "## Soak\n");
     let _ = writeln!(
         md,
-        "**{verdict}** — {} UTC, commit `{}`, {} cores shared with other work (load average after: {}).\n",
-        r.date, r.commit, r.cores, r.load_average_after
+        "**{verdict}** — {} UTC, commit `{}`{}, {} cores shared with other work (load average after: {}).\n",
+        r.date,
+        r.commit,
+        if r.uncommitted_changes {
+            " with uncommitted changes of the shared tree"
+        } else {
+            ""
+        },
+        r.cores,
+        r.load_average_after
     );
     let _ = writeln!(md, "Command:\n\n```sh\n{}\n```\n", r.command);
     let l = &r.load;
@@ -287,6 +297,16 @@ pub fn markdown(r: &Report) -> String {
                 mib(v.bound),
                 if v.within { "within" } else { "EXCEEDED" }
             );
+            let after: Vec<&Sample> = r.samples.iter().filter(|s| s.at_s >= r.warmup_s).collect();
+            if let (Some(first), Some(last)) = (after.first(), after.last()) {
+                let answers = last.finished.saturating_sub(first.finished);
+                let _ = writeln!(
+                    md,
+                    "Between those samples the sidecar answered {answers} requests: memory kept at {:.0} bytes per \
+                     request or more would have exceeded the bound.\n",
+                    v.bound as f64 / answers.max(1) as f64
+                );
+            }
         }
         None => {
             let _ = writeln!(md, "RSS: no sample after the warm-up.\n");
