@@ -917,3 +917,112 @@ fn missing_section(out: &mut String, run: &Run, extras: &Extras) {
         let _ = writeln!(out, "- {m}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::results::{Machine, PeerStatus, Streaming};
+
+    fn load(rps: f64, p50: f64, cpu: f64) -> Load {
+        Load {
+            rps,
+            p50_us: p50,
+            p90_us: p50 * 1.5,
+            p99_us: p50 * 2.0,
+            ok: 1000,
+            failed: 0,
+            cpu_us_per_request: Some(cpu),
+            upstream_cpu_us_per_request: Some(4.0),
+        }
+    }
+
+    fn target(t: Target, rps: f64, p50: f64, cpu: f64) -> TargetResults {
+        let mut r = TargetResults::new(t);
+        r.one_client = Some(load(rps, p50, cpu));
+        r.rates = vec![(1_000, load(1_000.0, p50, cpu))];
+        r.concurrency = vec![(32, load(rps * 2.0, p50, cpu)), (256, load(rps, p50, cpu))];
+        r.cpu_run = Some(load(rps, p50, cpu));
+        r.streaming = Some(Streaming {
+            streams: 10,
+            ttft_p50_us: p50,
+            ttft_p99_us: p50,
+            total_p50_us: p50 * 3.0,
+            total_p99_us: p50 * 4.0,
+            events: 102,
+        });
+        r
+    }
+
+    fn run(peers: Vec<PeerStatus>, extra: Vec<TargetResults>) -> Run {
+        let mut targets = vec![
+            target(Target::Direct, 50_000.0, 10.0, 4.0),
+            target(Target::Floor, 30_000.0, 20.0, 9.0),
+            target(Target::SidecarMinimal, 20_000.0, 40.0, 25.0),
+            target(Target::SidecarFull, 20_000.0, 45.0, 27.0),
+        ];
+        targets.extend(extra);
+        Run {
+            date: "2026-11-22T00:00:00Z".into(),
+            quick: false,
+            machine: Machine::default(),
+            seconds: 1.0,
+            settings: Vec::new(),
+            targets,
+            notes: Vec::new(),
+            peers,
+        }
+    }
+
+    fn status(t: Target, not_measured: Option<&str>) -> PeerStatus {
+        PeerStatus {
+            target: t,
+            version: not_measured.is_none().then(|| "x 1.0".to_owned()),
+            setup: "set up".into(),
+            not_measured: not_measured.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_throughput_target_compares_with_the_fastest_peer() {
+        let r = run(
+            vec![
+                status(Target::Litellm, None),
+                status(Target::Portkey, Some("install failed: npm")),
+                status(Target::Onwards, None),
+            ],
+            vec![
+                target(Target::Litellm, 100.0, 15_000.0, 15_000.0),
+                target(Target::Onwards, 10_000.0, 130.0, 60.0),
+            ],
+        );
+        let md = markdown(&r, None, &Extras::default());
+        // Sidecar 40,000 at c=32 against onwards' 20,000: 2.00×.
+        assert!(md.contains("| ≥ 1.50× | 2.00× (40000 req/s at 32 connections; onwards 20000 req/s) | met |"));
+        assert!(md.contains("## Sluice beside the peers"));
+        assert!(md.contains("- **Portkey gateway: not measured**: install failed: npm"));
+        assert!(md.contains("**Portkey gateway**: not measured: install failed: npm."));
+        assert!(md.contains("| LiteLLM proxy | "));
+        assert!(md.contains("**Operator fan-out**: not measured"));
+    }
+
+    #[test]
+    fn without_peers_nothing_pretends_to_be_measured() {
+        let extras = Extras {
+            fanout_md: Some("## Operator fan-out\n\nfigures\n".into()),
+            fanout: Some(FanoutHeadline {
+                sidecars: Some(1_000),
+                acked_p50_ms: Some(120.0),
+                acked_p99_ms: Some(480.0),
+                acked_max_ms: Some(1_200.0),
+            }),
+            fanout_missing: None,
+            profile: Some("## Profile\n\nbefore/after\n".into()),
+        };
+        let md = markdown(&run(Vec::new(), Vec::new()), None, &extras);
+        assert!(md.contains("not measured: peers are measured by `tests/bench/run --peers` only"));
+        assert!(md.contains("p50 120 ms, p99 480 ms, max 1200 ms | missed by 200 ms (1.20×) |"));
+        assert!(md.contains("## Profile\n\nbefore/after\n"));
+        assert!(!md.contains("## Sluice beside the peers"));
+        assert!(!md.contains("**Operator fan-out**: not measured"));
+    }
+}
