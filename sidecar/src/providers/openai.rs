@@ -83,7 +83,16 @@ pub fn translate_body(body: impl BodyStream, deadline: tokio::time::Instant, cli
     let events = sse_events(body, deadline, |e| e.data == "[DONE]");
     let chunks = events
         .filter_map(move |event| async move { to_stream_events(event, client_wants_usage) })
-        .flat_map(futures::stream::iter);
+        .flat_map(futures::stream::iter)
+        // An error ends the answer, as in every provider's stream: an error event followed by
+        // the connection closing without `[DONE]` is one failure, not two.
+        .scan(false, |failed, item| {
+            let next = (!*failed).then_some(item);
+            if let Some(Err(_)) = &next {
+                *failed = true;
+            }
+            futures::future::ready(next)
+        });
     Box::pin(chunks)
 }
 
@@ -210,6 +219,18 @@ mod tests {
         assert!(to_stream_events(event("[DONE]"), false).is_none());
         let out = to_stream_events(event("{not json"), false).unwrap();
         assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))));
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_at_its_first_error() {
+        // Found by fuzzing: an error event, then the connection closing without [DONE], gave two
+        // errors, where every other provider's stream ends at the first.
+        let body = b"data: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: {\"choices\":[]}\n\n";
+        let reads = futures::stream::iter([Ok(Bytes::from_static(body))]);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let items: Vec<_> = translate_body(reads, deadline, false).collect().await;
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert!(matches!(items[0], Err(ProviderError::Status { .. })));
     }
 
     #[test]
