@@ -204,6 +204,21 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
 
 /// Parses JSON into `T`, naming the field at fault in the error.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Tracking the path costs about as much as the parse itself and only serves an error
+    // message: a body is parsed without it, and parsed again with it only when it fails.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match T::deserialize(&mut de) {
+        Ok(parsed) => {
+            de.end()
+                .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
+            Ok(parsed)
+        }
+        Err(_) => parse_json_tracked(body),
+    }
+}
+
+/// [`parse_json`] tracking the path of each value, so that an error names the field at fault.
+fn parse_json_tracked<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
