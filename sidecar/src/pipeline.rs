@@ -150,8 +150,21 @@ impl Admitted<'_> {
         refused
     }
 
-    /// What the request holds until its answer ends.
-    fn holds(self, served: Served, recorder: &Arc<Recorder>, guard: Option<failover::Guard>) -> Holds {
+    /// What the request holds until its answer ends. `usage_known`: the answer is whole and
+    /// carries the provider's usage, so the prompt need not be counted for an estimate (counting
+    /// it with a BPE costs more than the rest of the request path).
+    fn holds(
+        self,
+        served: Served,
+        recorder: &Arc<Recorder>,
+        guard: Option<failover::Guard>,
+        usage_known: bool,
+    ) -> Holds {
+        let prompt_tokens = if usage_known {
+            self.facts.counted_prompt_tokens().unwrap_or(0)
+        } else {
+            self.facts.prompt_tokens()
+        };
         Holds {
             guard,
             charge: Some(self.charge),
@@ -160,7 +173,7 @@ impl Admitted<'_> {
             served,
             recorder: recorder.clone(),
             user: self.asks.user,
-            prompt_tokens: self.facts.prompt_tokens(),
+            prompt_tokens,
         }
     }
 }
@@ -315,7 +328,8 @@ pub async fn chat(
                 Lookup::Hit(entry) => match replay(&admitted.route, request, &entry) {
                     Some((backend, reply)) => {
                         let served = admitted.served(backend, 0, endpoint, CacheStatus::Hit);
-                        let holds = admitted.holds(served.clone(), &config.recorder, None);
+                        let usage_known = matches!(reply, Reply::Complete(_)) && entry.usage.is_some();
+                        let holds = admitted.holds(served.clone(), &config.recorder, None, usage_known);
                         return Ok(ChatServed {
                             served,
                             reply: settle_or_tap(reply, holds, entry.usage),
@@ -341,7 +355,8 @@ pub async fn chat(
     .await;
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, endpoint, started))?;
     let served = admitted.served(ok.backend.clone(), ok.attempts, endpoint, status);
-    let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard));
+    let usage_known = matches!(&ok.reply, Reply::Complete(c) if c.usage.is_some());
+    let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage_known);
     let reply = match ok.reply {
         Reply::Complete(complete) => {
             if let Some(fill) = fill {
@@ -414,7 +429,12 @@ pub async fn embeddings(
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, "embeddings", started))?;
     let served = admitted.served(ok.backend.clone(), ok.attempts, "embeddings", CacheStatus::Bypass);
     admitted
-        .holds(served.clone(), &config.recorder, Some(ok.guard))
+        .holds(
+            served.clone(),
+            &config.recorder,
+            Some(ok.guard),
+            ok.reply.usage.is_some(),
+        )
         .settle(ok.reply.usage, End::Complete, 0, None);
     Ok(EmbeddingsServed {
         served,

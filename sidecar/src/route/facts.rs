@@ -65,6 +65,11 @@ impl<'a> Facts<'a> {
         })
     }
 
+    /// Prompt tokens if something has counted them already; `None` rather than counting now.
+    pub fn counted_prompt_tokens(&self) -> Option<u64> {
+        self.prompt_tokens.get().copied()
+    }
+
     /// Completion tokens to expect: the request's cap up to [`MAX_EXPECTED_OUTPUT`], else
     /// [`DEFAULT_EXPECTED_OUTPUT`]; none for embeddings.
     pub fn expected_output(&self) -> u64 {
