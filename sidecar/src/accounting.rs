@@ -1,5 +1,6 @@
 //! Usage and cost of one answer, and where finished requests are counted.
 
+pub mod body;
 pub mod ledger;
 pub mod recorder;
 

@@ -15,8 +15,10 @@ use crate::{accounting::Usage, request::StreamOptions, sse::SseEvent};
 #[derive(Debug)]
 pub struct OpenAi {
     client: reqwest::Client,
-    chat_url: String,
-    embeddings_url: String,
+    /// Parsed once: reqwest would parse a `&str` again on every request. A URL that does not
+    /// parse is kept as text, for reqwest to refuse as before.
+    chat_url: Result<reqwest::Url, String>,
+    embeddings_url: Result<reqwest::Url, String>,
     api_key: Option<ApiKey>,
 }
 
@@ -26,8 +28,8 @@ impl OpenAi {
         let base = base_url.trim_end_matches('/');
         Self {
             client,
-            chat_url: format!("{base}/chat/completions"),
-            embeddings_url: format!("{base}/embeddings"),
+            chat_url: parsed(format!("{base}/chat/completions")),
+            embeddings_url: parsed(format!("{base}/embeddings")),
             api_key,
         }
     }
@@ -68,13 +70,26 @@ impl OpenAi {
         complete(resp, call.deadline).await
     }
 
-    async fn send(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self.client.post(url).json(body);
+    async fn send(
+        &self,
+        url: &Result<reqwest::Url, String>,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let request = match url {
+            Ok(url) => self.client.post(url.clone()),
+            Err(text) => self.client.post(text),
+        };
+        let mut request = request.json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
         request.send().await.map_err(|e| transport_error(&e))
     }
+}
+
+/// `url` parsed, or its text when it does not parse.
+fn parsed(url: String) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&url).map_err(|_| url)
 }
 
 /// The chunks of a streamed answer's body (server-sent events up to `[DONE]`), with usage split
@@ -103,12 +118,8 @@ async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Re
 
 /// A whole answer's body, checked to be a JSON object, with its usage.
 pub fn parse_complete(body: Bytes) -> Result<Complete, ProviderError> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ProviderError::InvalidResponse(format!("the body is not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ProviderError::InvalidResponse("the body is not a JSON object".into()));
-    }
-    let usage = value.get("usage").and_then(Usage::from_openai);
+    let usage =
+        crate::accounting::body::openai_usage(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
     Ok(Complete { body, usage })
 }
 
