@@ -100,8 +100,12 @@ fn main() -> anyhow::Result<()> {
             _ = term.recv() => anyhow::bail!("terminated; the sidecar it started was stopped"),
         }
     })?;
-    let md = report::markdown(&run);
     let json = serde_json::to_string_pretty(&run)?;
+    // The JSON rides along in the markdown too, so the committed report carries every figure.
+    let md = format!(
+        "{}\n<details><summary>The same run as JSON</summary>\n\n```json\n{json}\n```\n\n</details>\n",
+        report::markdown(&run)
+    );
     for (path, text) in [(&cli.markdown, &md), (&cli.json, &json)] {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
