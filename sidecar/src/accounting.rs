@@ -3,6 +3,7 @@
 pub mod body;
 pub mod ledger;
 pub mod recorder;
+pub mod series;
 
 use std::sync::Arc;
 

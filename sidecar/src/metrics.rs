@@ -8,6 +8,8 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sluice_crds::Outcome;
 
 use crate::budget::Budgets;
@@ -90,9 +92,13 @@ pub struct BudgetLabels {
     pub budget: String,
 }
 
+/// Numbers [`Metrics`] instances, so that a series cached for one is never counted into another.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 /// Every metric of the sidecar.
 #[derive(Debug)]
 pub struct Metrics {
+    id: u64,
     registry: Registry,
     /// Requests by outcome.
     pub requests: Family<RequestLabels, Counter>,
@@ -187,6 +193,7 @@ impl Default for Metrics {
             budget_limit.clone(),
         );
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             requests,
             tokens,
@@ -203,6 +210,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// This instance's number, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The text exposition, with budget gauges read fresh.
     pub fn encode(&self, budgets: &Budgets) -> Result<String, std::fmt::Error> {
         let now = jiff::Timestamp::now();

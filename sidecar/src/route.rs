@@ -83,6 +83,8 @@ pub struct BackendRuntime {
     pub index: usize,
     /// Circuit, limits and latency, carried across config versions.
     pub state: Arc<BackendState>,
+    /// The metric series its requests count into, looked up once.
+    pub series: crate::accounting::series::SeriesCache,
 }
 
 /// Why a snapshot could not become the active config.
@@ -266,6 +268,7 @@ fn compile_route(
             priority: backend.priority,
             index,
             state: states.backend(pending, &config.key, backend),
+            series: Default::default(),
         }));
     }
     // Priority order, stable so equal priorities keep their written order; the strategy

@@ -7,6 +7,7 @@ use sluice_crds::{MicroUsd, ObjectKey, Outcome};
 use super::{
     Usage,
     ledger::{Entry, UsageLedger},
+    series::{Labels, Series, TOKEN_TYPES},
 };
 use crate::{
     metrics::{LatencyLabels, Metrics, RequestLabels, TokenLabels},
@@ -59,6 +60,75 @@ impl Recorder {
     /// Counts one finished request everywhere it is counted.
     pub fn record(&self, f: &Finished<'_>) {
         let usage = f.usage.unwrap_or_default();
+        let cached = f.backend.filter(|_| !self.user_labels).and_then(|backend| {
+            let labels = Labels {
+                route: f.route,
+                backend,
+                endpoint: f.endpoint,
+                outcome: f.outcome.into(),
+            };
+            backend
+                .series
+                .get(&self.metrics, &labels)
+                .map(|series| (series, labels))
+        });
+        match cached {
+            Some((series, labels)) => self.count_cached(f, series, &labels, usage),
+            None => self.count(f, usage),
+        }
+        if let Some(backend_runtime) = f.backend {
+            self.ledger.add(&Entry {
+                route: f.route,
+                backend: &backend_runtime.name,
+                model: &backend_runtime.model,
+                user: f.user,
+                outcome: f.outcome,
+                usage,
+                cost: f.cost,
+                failovers: f.attempts.saturating_sub(1),
+            });
+        }
+        let (backend, model) = f
+            .backend
+            .map(|b| (b.name.as_str(), b.model.as_str()))
+            .unwrap_or_default();
+        tracing::info!(target: "sluice::access", endpoint = f.endpoint, route = %f.route, backend, model,
+            user = f.user.unwrap_or_default(), outcome = ?f.outcome, attempts = f.attempts, stream = f.streamed, cache = f.cache,
+            latency_ms = f.duration.as_millis() as u64,
+            ttft_ms = f.time_to_first_token.map(|t| t.as_millis() as u64),
+            input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0, output_tokens = usage.output.0,
+            usage_estimated = usage.estimated, cost_usd = %f.cost, error = f.error.as_deref().unwrap_or_default(),
+            "request finished");
+    }
+    /// Counts into the series cached for the request's backend.
+    fn count_cached(&self, f: &Finished<'_>, series: &Series, labels: &Labels<'_>, usage: Usage) {
+        let m = &self.metrics;
+        series.requests.inc();
+        series.spend.inc_by(f.cost.micros());
+        let failovers = u64::from(f.attempts.saturating_sub(1));
+        if failovers > 0 {
+            m.failovers
+                .get_or_create(&labels.request(String::new()))
+                .inc_by(failovers);
+        }
+        series.duration.observe(f.duration.as_secs_f64());
+        if let Some(ttft) = f.time_to_first_token {
+            series.time_to_first_token(m, labels).observe(ttft.as_secs_f64());
+        }
+        if f.usage.is_some() {
+            let (counters, histograms) = series.tokens(m, labels);
+            let counts = [usage.input, usage.output, usage.cached_input];
+            for (counter, count) in counters.iter().zip(counts) {
+                counter.inc_by(count.0);
+            }
+            for (histogram, count) in histograms.iter().zip(counts) {
+                histogram.observe(count.0 as f64);
+            }
+        }
+    }
+
+    /// Counts by looking each series up by its labels.
+    fn count(&self, f: &Finished<'_>, usage: Usage) {
         let route = f.route.to_string();
         let (backend, model) = f
             .backend
@@ -83,7 +153,7 @@ impl Recorder {
         if failovers > 0 {
             m.failovers.get_or_create(&labels).inc_by(failovers);
         }
-        if let Some(backend_runtime) = f.backend {
+        if f.backend.is_some() {
             let latency = LatencyLabels {
                 gen_ai_operation_name: f.endpoint,
                 route: route.clone(),
@@ -97,11 +167,10 @@ impl Recorder {
                     .observe(ttft.as_secs_f64());
             }
             if f.usage.is_some() {
-                for (kind, count) in [
-                    ("input", usage.input),
-                    ("output", usage.output),
-                    ("cached_input", usage.cached_input),
-                ] {
+                for (kind, count) in TOKEN_TYPES
+                    .into_iter()
+                    .zip([usage.input, usage.output, usage.cached_input])
+                {
                     let labels = TokenLabels {
                         route: route.clone(),
                         backend: backend.clone(),
@@ -115,23 +184,6 @@ impl Recorder {
                     }
                 }
             }
-            self.ledger.add(&Entry {
-                route: f.route,
-                backend: &backend_runtime.name,
-                model: &backend_runtime.model,
-                user: f.user,
-                outcome: f.outcome,
-                usage,
-                cost: f.cost,
-                failovers: f.attempts.saturating_sub(1),
-            });
         }
-        tracing::info!(target: "sluice::access", endpoint = f.endpoint, route = %f.route, backend, model,
-            user = f.user.unwrap_or_default(), outcome = ?f.outcome, attempts = f.attempts, stream = f.streamed, cache = f.cache,
-            latency_ms = f.duration.as_millis() as u64,
-            ttft_ms = f.time_to_first_token.map(|t| t.as_millis() as u64),
-            input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0, output_tokens = usage.output.0,
-            usage_estimated = usage.estimated, cost_usd = %f.cost, error = f.error.as_deref().unwrap_or_default(),
-            "request finished");
     }
 }
