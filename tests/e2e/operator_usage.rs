@@ -215,6 +215,35 @@ spec:
     )
 }
 
+/// A cluster whose namespace holds [`priced_manifests`] with a Budget of `limit`, and the
+/// upstream, certificates and scratch directory the tests around it share.
+struct Priced {
+    c: TestCluster,
+    upstream: sluice_tests::upstream::Upstream,
+    manifests: String,
+    dir: tempfile::TempDir,
+    certs: Certs,
+}
+
+async fn priced_cluster(test: &str, limit: &str) -> Result<Option<Priced>> {
+    let Some(c) = cluster(test).await? else {
+        return Ok(None);
+    };
+    c.install_crds().await?;
+    let upstream = sluice_tests::upstream::Upstream::start().await?;
+    let manifests = priced_manifests(&upstream, limit);
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests)).await?.ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    Ok(Some(Priced {
+        c,
+        upstream,
+        manifests,
+        dir,
+        certs,
+    }))
+}
+
 /// Sends one chat request capped at 5 completion tokens: (status, cost header, error code).
 async fn priced_chat(sidecar: &sluice_tests::operator::ClusterSidecar) -> Result<(u16, String, String)> {
     let response = reqwest::Client::new()
@@ -268,16 +297,16 @@ async fn wait_spent(c: &TestCluster, expected: &str) -> Result<()> {
 
 #[tokio::test]
 async fn spend_through_two_real_sidecars_sums_exactly_and_a_restarted_sidecar_counts_nothing_twice() -> Result<()> {
-    let Some(c) = cluster("operator_usage_sidecars").await? else {
+    let Some(Priced {
+        c,
+        upstream: _upstream, // kept alive: it answers the sidecars
+        dir,
+        certs,
+        ..
+    }) = priced_cluster("operator_usage_sidecars", "10.00").await?
+    else {
         return Ok(());
     };
-    c.install_crds().await?;
-    let upstream = sluice_tests::upstream::Upstream::start().await?;
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&priced_manifests(&upstream, "10.00")))
-        .await?
-        .ok()?;
-    let dir = tempfile::tempdir()?;
-    let certs = Certs::generate(dir.path())?;
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&c, dir.path(), "pod-b", &[]).await?;
@@ -313,17 +342,17 @@ async fn spend_through_two_real_sidecars_sums_exactly_and_a_restarted_sidecar_co
 
 #[tokio::test]
 async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<()> {
-    let Some(c) = cluster("operator_usage_hard_limit").await? else {
+    // $0.30: fifteen requests of $0.02.
+    let Some(Priced {
+        c,
+        upstream: _upstream, // kept alive: it answers the sidecars
+        dir,
+        certs,
+        ..
+    }) = priced_cluster("operator_usage_hard_limit", "0.30").await?
+    else {
         return Ok(());
     };
-    c.install_crds().await?;
-    let upstream = sluice_tests::upstream::Upstream::start().await?;
-    // $0.30: fifteen requests of $0.02.
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&priced_manifests(&upstream, "0.30")))
-        .await?
-        .ok()?;
-    let dir = tempfile::tempdir()?;
-    let certs = Certs::generate(dir.path())?;
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let mut sidecars = Vec::new();
     for i in 0..5 {
@@ -421,15 +450,16 @@ async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<
 
 #[tokio::test]
 async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports_each_request_once() -> Result<()> {
-    let Some(c) = cluster("operator_usage_away").await? else {
+    let Some(Priced {
+        c,
+        upstream,
+        manifests,
+        dir,
+        certs,
+    }) = priced_cluster("operator_usage_away", "10.00").await?
+    else {
         return Ok(());
     };
-    c.install_crds().await?;
-    let upstream = sluice_tests::upstream::Upstream::start().await?;
-    let manifests = priced_manifests(&upstream, "10.00");
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests)).await?.ok()?;
-    let dir = tempfile::tempdir()?;
-    let certs = Certs::generate(dir.path())?;
     let control = sluice_tests::operator::free_port()?.to_string();
     let pinned = ["--control-listen", control.as_str()];
     let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &pinned)?;
@@ -483,16 +513,16 @@ async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports
 
 #[tokio::test]
 async fn a_sidecar_stopped_with_sigterm_reports_its_last_usage_before_it_exits() -> Result<()> {
-    let Some(c) = cluster("operator_usage_sigterm").await? else {
+    let Some(Priced {
+        c,
+        upstream: _upstream, // kept alive: it answers the sidecars
+        dir,
+        certs,
+        ..
+    }) = priced_cluster("operator_usage_sigterm", "10.00").await?
+    else {
         return Ok(());
     };
-    c.install_crds().await?;
-    let upstream = sluice_tests::upstream::Upstream::start().await?;
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&priced_manifests(&upstream, "10.00")))
-        .await?
-        .ok()?;
-    let dir = tempfile::tempdir()?;
-    let certs = Certs::generate(dir.path())?;
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
     // No periodic report within the test: only the shutdown flush can bring the usage.
