@@ -69,7 +69,10 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |req| {
-            let response = handler(req);
+            // Boxed: hyper keeps one allocation the size of this future for the connection's
+            // whole life, a streamed answer's included; the handler's future is large (~17 KiB
+            // with every stage of the pipeline) and is freed once the response head is out.
+            let response = Box::pin(handler(req));
             async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
