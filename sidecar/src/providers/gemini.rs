@@ -232,8 +232,8 @@ fn retry_delay(details: &[serde_json::Value]) -> Option<Duration> {
                 .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
         })
         .find_map(|d| d.get("retryDelay")?.as_str()?.strip_suffix('s')?.parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64)
+        // A delay no Duration holds ("1e300s") is no delay: `from_secs_f64` would panic on it.
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
 }
 
 /// Rewrites a Google error body (an object, or an array of one) into OpenAI's shape, keeping the

@@ -274,6 +274,23 @@ fn google_errors_take_openai_shape_with_the_retry_delay() {
 }
 
 #[test]
+fn a_retry_delay_too_large_for_a_duration_is_ignored_not_a_panic() {
+    // `Duration::from_secs_f64` panicked on a finite delay beyond its range; the fuzz target
+    // response_gemini keeps this input as a regression case.
+    for delay in ["1e300s", "-5s", "NaNs", "infs"] {
+        let body = json!({"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]}});
+        let raw = ProviderError::Status {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: None,
+            body: body.to_string().into(),
+        };
+        let (status, retry_after, _) = status_and_body(normalize(raw));
+        assert_eq!((status, retry_after), (StatusCode::TOO_MANY_REQUESTS, None), "{delay}");
+    }
+}
+
+#[test]
 fn a_google_error_in_an_array_is_read_too() {
     let raw = ProviderError::Status {
         status: StatusCode::BAD_REQUEST,
