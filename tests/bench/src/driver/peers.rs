@@ -57,7 +57,8 @@ pub fn setup_of(peer: Target) -> String {
             "`node build/start-server.js --headless` (npm `@portkey-ai/gateway`), `TRUSTED_CUSTOM_HOSTS=127.0.0.1`, \
              routed per request with `x-portkey-provider: openai` and `x-portkey-custom-host` = the upstream; \
              `@hono/node-server` pinned to 1.11.5 because later versions make every streamed answer fail \
-             with `TypeError: immutable` (Portkey gateway issue 1389)"
+             with `TypeError: immutable` (Portkey gateway issue 1389); its OpenAI stream transform waits 25 ms \
+             (`setTimeout`) before relaying the first chunk, which its added time to first token includes"
                 .to_owned()
         }
         _ => "`onwards -f targets.json` (crates.io, `cargo install --locked`), one target per model with `url` the \
