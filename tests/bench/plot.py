@@ -53,7 +53,7 @@ def main(results_path, out_path):
     labels = [x for x, _ in series(targets["direct"])]
     xs = range(len(labels))
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 7))
     for name, target in targets.items():
         points = dict(series(target))
         color = COLORS.get(name, "black")
@@ -77,9 +77,9 @@ def main(results_path, out_path):
         ax.set_xticks(list(xs), labels)
         ax.set_xlabel("offered load")
         ax.grid(True, which="both", alpha=0.3)
-    columns = 2 if len(targets) > 4 else 1
-    left.legend(fontsize=6.5, loc="upper left", ncol=columns)
-    right.legend(fontsize=6.5, loc="upper left", ncol=columns)
+    # One legend for both panels, below them, so that no line hides behind it.
+    handles, names = left.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=4, fontsize=7, frameon=False)
     machine = run["machine"]
     busy = f", other processes used {machine['other_cpu_cores']:.2f} cores" if machine["other_cpu_cores"] >= 0.1 else ""
     fig.suptitle(
@@ -87,7 +87,8 @@ def main(results_path, out_path):
         f"{machine['cores']} cores{busy}; loopback, oha with latency correction)",
         fontsize=10,
     )
-    fig.tight_layout()
+    rows = -(-len(names) // 4)
+    fig.tight_layout(rect=(0, 0.03 * rows + 0.02, 1, 1))
     fig.savefig(out_path, dpi=110)
 
 
