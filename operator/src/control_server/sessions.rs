@@ -213,6 +213,10 @@ impl Context {
             // Sessions register only after their namespace's ledger is loaded.
             return;
         };
+        // Each budget's outstanding allowance, summed once and then kept current as grants
+        // change below: summing every pod's grant again for every session made this quadratic
+        // in the sidecars, and `register` runs it once per connecting sidecar.
+        let mut outstanding: HashMap<String, MicroUsd> = HashMap::new();
         for uid in uids {
             let Some(session) = sessions.get_mut(&uid) else {
                 continue;
@@ -238,16 +242,22 @@ impl Context {
                 let totals = ns_ledger.ledger.budgets.entry(b.name.clone()).or_default();
                 if totals.roll(window.start) {
                     ns_ledger.dirty = true;
+                    outstanding.remove(&b.name);
                 }
-                let out = allowance::outstanding(totals.pods.values().map(|g| g.use_()).collect::<Vec<_>>().iter());
+                let out = *outstanding.entry(b.name.clone()).or_insert_with(|| {
+                    allowance::outstanding(totals.pods.values().map(|g| g.use_()).collect::<Vec<_>>().iter())
+                });
                 let free = allowance::free(spec.limit_usd, totals.spent, out);
                 let active = budget_pods.get(&b.name).copied().unwrap_or(1);
                 let grant = totals.pods.entry(uid.clone()).or_default();
                 let target = allowance::target_headroom(spec.limit_usd, totals.spent, grant.recent, active);
                 let next = allowance::next_grant(&grant.use_(), target, free);
                 if next != grant.granted {
+                    let before = grant.use_().headroom();
                     grant.granted = next;
                     ns_ledger.dirty = true;
+                    // `out` includes `before`, so this is the sum over the pods as they are now.
+                    outstanding.insert(b.name.clone(), out.saturating_sub(before) + grant.use_().headroom());
                 }
                 grants.insert(key, next);
             }
