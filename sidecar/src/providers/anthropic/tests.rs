@@ -209,6 +209,19 @@ fn a_stream_ending_at_an_event_named_message_stop_whose_data_is_not_the_stop_is_
 }
 
 #[test]
+fn a_messages_request_whose_messages_are_all_empty_is_refused_not_sent_with_no_messages() {
+    // Found by fuzzing (request_messages): an empty content list became no chat message at all,
+    // a request the chat endpoint itself refuses.
+    let request: MessagesRequest = serde_json::from_value(json!({
+        "model": "m", "max_tokens": 10, "system": "be brief",
+        "messages": [{"role": "user", "content": []}],
+    }))
+    .unwrap();
+    let error = anthropic_request_to_openai(request).unwrap_err();
+    assert!(error.to_string().contains("at least one message"), "{error}");
+}
+
+#[test]
 fn an_event_after_message_stop_fails_instead_of_reporting_usage_twice() {
     let mut translator = Translator::new(false, CREATED);
     let stop = SseEvent {

@@ -397,6 +397,13 @@ pub fn anthropic_request_to_openai(request: MessagesRequest) -> Result<ChatReque
             wire::Role::Assistant => messages.push(assistant_to_openai(message.content)?),
         }
     }
+    // Messages whose content is an empty block list translate to nothing: a request left with no
+    // message beyond the system prompt is refused here, as the chat endpoint refuses it.
+    if messages.iter().all(|m| m.role == Role::System) {
+        return Err(Untranslatable(
+            "messages must contain at least one message with content".into(),
+        ));
+    }
     let mut rest = Map::new();
     let mut put = |key: &str, value: Option<Value>| {
         if let Some(v) = value {
