@@ -60,7 +60,7 @@ impl Tokenizer {
             Self::Cl100kBase => cl100k(),
             Self::Estimate => return estimate(text),
         };
-        bpe.encode_ordinary(text).len() as u64
+        memo::count(self, text, || bpe.encode_ordinary(text).len() as u64)
     }
 
     /// Prompt tokens of a chat request: each message's text plus its framing.
@@ -96,6 +96,53 @@ fn texts(message: &ChatMessage) -> impl Iterator<Item = &str> {
 
 fn estimate(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
+}
+
+/// Counts of texts counted lately. A conversation sends its system prompt and its whole history
+/// again with every turn, and a BPE count costs about a microsecond per ten tokens (the
+/// pre-tokenizing regex dominates), against a hash and a compare for a text seen before.
+mod memo {
+    use std::{
+        hash::{DefaultHasher, Hash as _, Hasher as _},
+        sync::{LazyLock, Mutex},
+    };
+
+    use super::Tokenizer;
+
+    /// Slots of the direct-mapped table.
+    const SLOTS: usize = 512;
+    /// Longer texts are counted every time: the table holds at most `SLOTS` × this (2 MiB).
+    pub const MAX_BYTES: usize = 4096;
+
+    type Slot = Mutex<Option<(Tokenizer, Box<str>, u64)>>;
+
+    static TABLE: LazyLock<Vec<Slot>> = LazyLock::new(|| (0..SLOTS).map(|_| Mutex::new(None)).collect());
+
+    /// The count of `text` under `tokenizer`: remembered, or `count()` remembered.
+    pub fn count(tokenizer: Tokenizer, text: &str, count: impl FnOnce() -> u64) -> u64 {
+        if text.len() > MAX_BYTES {
+            return count();
+        }
+        let mut hasher = DefaultHasher::new();
+        (tokenizer as u8, text).hash(&mut hasher);
+        let Some(slot) = TABLE.get(hasher.finish() as usize % SLOTS) else {
+            return count();
+        };
+        if let Ok(entry) = slot.lock()
+            && let Some((t, seen, n)) = entry.as_ref()
+            && *t == tokenizer
+            && **seen == *text
+        {
+            return *n;
+        }
+        // Counted outside the lock: another thread may count the same text meanwhile, which
+        // only costs the time.
+        let n = count();
+        if let Ok(mut entry) = slot.lock() {
+            *entry = Some((tokenizer, text.into(), n));
+        }
+        n
+    }
 }
 
 fn o200k() -> &'static CoreBPE {
@@ -145,6 +192,31 @@ mod tests {
         assert_eq!(Tokenizer::O200kBase.count("Hello world"), 2);
         assert_eq!(Tokenizer::Cl100kBase.count("Hello world"), 2);
         assert_eq!(Tokenizer::Estimate.count("Hello world"), 3);
+    }
+
+    #[test]
+    fn a_remembered_count_is_the_count() {
+        let texts: Vec<String> = (0..2000)
+            .map(|i| format!("text number {i} of many, {}", "x".repeat(i % 7)))
+            .collect();
+        for tokenizer in [Tokenizer::O200kBase, Tokenizer::Cl100kBase] {
+            let bpe = match tokenizer {
+                Tokenizer::O200kBase => o200k(),
+                _ => cl100k(),
+            };
+            // Twice over more texts than slots: hits, misses and evictions, the two encodings
+            // sharing the table.
+            for _ in 0..2 {
+                for text in &texts {
+                    assert_eq!(tokenizer.count(text), bpe.encode_ordinary(text).len() as u64, "{text}");
+                }
+            }
+        }
+        let long = "word ".repeat(memo::MAX_BYTES);
+        assert_eq!(
+            Tokenizer::O200kBase.count(&long),
+            o200k().encode_ordinary(&long).len() as u64
+        );
     }
 
     #[test]
