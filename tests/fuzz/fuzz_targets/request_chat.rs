@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let _ = (request.prompt_chars(), request.completion_cap(), request.is_stream(), request.wants_stream_usage());
+    let _ = (
+        request.prompt_chars(),
+        request.completion_cap(),
+        request.is_stream(),
+        request.wants_stream_usage(),
+    );
     // The request as the OpenAI upstream gets it must read back as the same kind of request.
     let upstream = serde_json::to_vec(&request).expect("an accepted request serializes");
     if let Err(e) = parse_chat(&upstream) {

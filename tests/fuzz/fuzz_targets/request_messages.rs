@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let Ok(chat) = anthropic_request_to_openai(request) else { return };
+    let Ok(chat) = anthropic_request_to_openai(request) else {
+        return;
+    };
     let _ = (chat.prompt_chars(), chat.completion_cap(), chat.is_stream());
     // The translated request reaches OpenAI upstreams as JSON that the sidecar itself accepts.
     let upstream = serde_json::to_vec(&chat).expect("a translated request serializes");

@@ -9,7 +9,9 @@ use sluice_fuzz::error_status;
 use sluice_sidecar::providers::{ProviderError, anthropic, format::ChatCompletion};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&status, body)) = data.split_first() else { return };
+    let Some((&status, body)) = data.split_first() else {
+        return;
+    };
     if let Ok(complete) = anthropic::parse_message(body, 1) {
         let completion: ChatCompletion =
             serde_json::from_slice(&complete.body).expect("a translated answer is a chat completion");
@@ -31,6 +33,9 @@ fn check_openai_error(error: ProviderError) {
     };
     assert!(status.is_client_error() || status.is_server_error(), "{status}");
     let value: serde_json::Value = serde_json::from_slice(body).expect("the error body is JSON");
-    assert!(value.pointer("/error/message").is_some_and(|m| m.is_string()), "{value}");
+    assert!(
+        value.pointer("/error/message").is_some_and(|m| m.is_string()),
+        "{value}"
+    );
     let _ = error.to_string();
 }

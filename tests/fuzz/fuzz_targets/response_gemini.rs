@@ -18,7 +18,9 @@ use sluice_sidecar::providers::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&status, body)) = data.split_first() else { return };
+    let Some((&status, body)) = data.split_first() else {
+        return;
+    };
     if let Ok(answer) = gemini::parse_answer::<GenerateContentResponse>(body) {
         if let Ok(complete) = gemini::complete_answer(answer, "m", 1, "fallback") {
             let completion: ChatCompletion =
@@ -29,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let vectors = match gemini::parse_answer::<EmbedContentResponse>(body) {
         Ok(one) => Some(vec![one.embedding]),
-        Err(_) => gemini::parse_answer::<BatchEmbedContentsResponse>(body).ok().map(|b| b.embeddings),
+        Err(_) => gemini::parse_answer::<BatchEmbedContentsResponse>(body)
+            .ok()
+            .map(|b| b.embeddings),
     };
     if let Some(vectors) = vectors {
         let base64 = status & 1 == 1;
@@ -48,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(status.is_client_error() || status.is_server_error(), "{status}");
     let value: serde_json::Value = serde_json::from_slice(body).expect("the error body is JSON");
-    assert!(value.pointer("/error/message").is_some_and(|m| m.is_string()), "{value}");
+    assert!(
+        value.pointer("/error/message").is_some_and(|m| m.is_string()),
+        "{value}"
+    );
     let _ = normalized.to_string();
 });

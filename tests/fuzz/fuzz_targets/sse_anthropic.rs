@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let chunks = anthropic::translate_body(input.body_stream(), far_deadline(), input.wants_usage, 1);
     let (items, error) = drain(chunks);
     for chunk in data_objects(&items) {
-        assert_eq!(chunk.get("object").and_then(|o| o.as_str()), Some("chat.completion.chunk"));
+        assert_eq!(
+            chunk.get("object").and_then(|o| o.as_str()),
+            Some("chat.completion.chunk")
+        );
         assert!(chunk.get("choices").is_some_and(|c| c.is_array()), "{chunk:?}");
         if !input.wants_usage {
             assert!(!chunk.contains_key("usage"), "usage forwarded unasked: {chunk:?}");
