@@ -372,7 +372,11 @@ impl ControlClient {
     /// Sends the in-flight report (or cuts a new one); `Ok(true)` when one was acked.
     pub async fn report_once(&self) -> Result<bool, ControlError> {
         let uid = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone());
-        let (report, changed) = locked(&self.shared.reports).next(&self.shared.store.recorder().ledger, uid.as_deref());
+        let Some(ledger) = self.shared.store.recorder().ledger.as_ref() else {
+            // A recorder without a ledger records no usage: there is nothing to report.
+            return Ok(false);
+        };
+        let (report, changed) = locked(&self.shared.reports).next(ledger, uid.as_deref());
         if changed {
             self.save_usage();
         }

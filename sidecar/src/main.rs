@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_sidecar::{
-    accounting::recorder::Recorder,
+    accounting::{ledger::UsageLedger, recorder::Recorder},
     admin,
     budget::{Budgets, state_file},
     config::ConfigStore,
@@ -216,6 +216,8 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     let recorder = Recorder {
         user_labels: options.metrics_user_label,
+        // Only the operator takes usage reports; local mode keeps spend in its state file.
+        ledger: options.control_plane.is_some().then(UsageLedger::default),
         ..Recorder::default()
     };
     let store = Arc::new(ConfigStore::new(recorder));

@@ -19,8 +19,9 @@ use crate::{
 pub struct Recorder {
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// Usage not yet reported to the operator.
-    pub ledger: UsageLedger,
+    /// Usage not yet reported to the operator; `None` where no operator takes reports (local
+    /// mode), since a ledger nobody drains grows with every new user.
+    pub ledger: Option<UsageLedger>,
     /// Whether the `user` label is filled (it has unbounded cardinality, so it is opt-in).
     pub user_labels: bool,
 }
@@ -76,8 +77,8 @@ impl Recorder {
             Some((series, labels)) => self.count_cached(f, series, &labels, usage),
             None => self.count(f, usage),
         }
-        if let Some(backend_runtime) = f.backend {
-            self.ledger.add(&Entry {
+        if let (Some(ledger), Some(backend_runtime)) = (&self.ledger, f.backend) {
+            ledger.add(&Entry {
                 route: f.route,
                 backend: &backend_runtime.name,
                 model: &backend_runtime.model,
