@@ -256,14 +256,16 @@ pub fn markdown(f: &Fanout) -> String {
     );
     out.push_str(
         "- RSS and CPU are the operator process's own, from `/proc/<pid>/status` (`VmRSS`, `VmHWM`) and \
-         `/proc/<pid>/stat` (`utime + stime`); idle is measured over 5 s with every sidecar connected.\n",
+         `/proc/<pid>/stat` (`utime + stime`, in clock ticks of 10 ms); idle is measured over 5 s with every \
+         sidecar connected.\n",
     );
     let _ = writeln!(
         out,
         "- Usage: each round every sidecar posts one report (its next sequence, different figures per pod and \
          round) at once; the time runs until the Budget's `spentUSD` and `byRoute` and the ModelRoute's \
-         `status.usage` (cost, requests, tokens) show the exact running total (now {} USD), read every 25 ms.",
-        f.usage_total_usd
+         `status.usage` (cost, requests, tokens) show the exact running total (now {} USD), read every 25 ms. The operator writes usage into status \
+         every `--status-interval` ({} s) and acks a report only once it is written, which bounds this figure.",
+        f.usage_total_usd, f.status_interval_s
     );
     if !f.failure_samples.is_empty() {
         let _ = writeln!(out, "\nFailures seen ({}):\n", f.failures);
