@@ -21,13 +21,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&status, body)) = data.split_first() else {
         return;
     };
-    if let Ok(answer) = gemini::parse_answer::<GenerateContentResponse>(body) {
-        if let Ok(complete) = gemini::complete_answer(answer, "m", 1, "fallback") {
-            let completion: ChatCompletion =
-                serde_json::from_slice(&complete.body).expect("a translated answer is a chat completion");
-            assert!(!completion.choices.is_empty());
-            assert!(complete.usage.is_some() == completion.usage.is_some());
-        }
+    if let Ok(answer) = gemini::parse_answer::<GenerateContentResponse>(body)
+        && let Ok(complete) = gemini::complete_answer(answer, "m", 1, "fallback")
+    {
+        let completion: ChatCompletion =
+            serde_json::from_slice(&complete.body).expect("a translated answer is a chat completion");
+        assert!(!completion.choices.is_empty());
+        assert!(complete.usage.is_some() == completion.usage.is_some());
     }
     let vectors = match gemini::parse_answer::<EmbedContentResponse>(body) {
         Ok(one) => Some(vec![one.embedding]),
