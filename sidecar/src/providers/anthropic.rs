@@ -94,13 +94,7 @@ pub fn parse_message(bytes: &[u8], created: u64) -> Result<Complete, ProviderErr
     let message: wire::MessagesResponse = serde_json::from_slice(bytes)
         .map_err(|e| ProviderError::InvalidResponse(format!("the body is not an anthropic message: {e}")))?;
     let completion = translate::anthropic_to_openai(message, created);
-    let usage = completion.usage.as_ref().map(|u| u.to_usage());
-    let body = serde_json::to_vec(&completion)
-        .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
-    Ok(Complete {
-        body: Bytes::from(body),
-        usage,
-    })
+    Complete::encode(&completion)
 }
 
 /// The OpenAI chunks of a streamed Messages answer's body (server-sent events up to

@@ -14,7 +14,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use sluice_crds::ApiKey;
@@ -152,13 +151,7 @@ pub fn complete_answer(
     fallback_id: &str,
 ) -> Result<Complete, ProviderError> {
     let completion = translate::gemini_to_openai(answer, model, created, fallback_id)?;
-    let usage = completion.usage.as_ref().map(|u| u.to_usage());
-    let body = serde_json::to_vec(&completion)
-        .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
-    Ok(Complete {
-        body: Bytes::from(body),
-        usage,
-    })
+    Complete::encode(&completion)
 }
 
 /// The OpenAI chunks of a `streamGenerateContent?alt=sse` body, which ends when the connection

@@ -74,6 +74,18 @@ pub struct Complete {
     pub usage: Option<Usage>,
 }
 
+impl Complete {
+    /// A translated answer, encoded for the client, with its usage.
+    fn encode(completion: &format::ChatCompletion) -> Result<Self, ProviderError> {
+        let body = serde_json::to_vec(completion)
+            .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
+        Ok(Self {
+            body: Bytes::from(body),
+            usage: completion.usage.as_ref().map(|u| u.to_usage()),
+        })
+    }
+}
+
 /// What an upstream answered to a chat request.
 pub enum Reply {
     /// A whole JSON document.
