@@ -22,7 +22,7 @@ use anyhow::{Context as _, Result};
 
 use self::manifests::Features;
 use self::oha::{Oha, Shape};
-use self::procs::Proc;
+use self::procs::{Proc, Sidecar};
 use self::results::{Load, PeerStatus, Run, Streaming, Target, TargetResults};
 
 /// The non-streamed request every load run sends.
@@ -172,15 +172,6 @@ struct Endpoint {
     pid: u32,
     /// Headers every request carries (a peer's auth and routing).
     headers: Vec<(String, String)>,
-}
-
-/// A started sidecar.
-#[derive(Debug)]
-struct Sidecar {
-    proc: Proc,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    ready: Duration,
 }
 
 /// Runs everything; returns what was measured.
@@ -595,46 +586,7 @@ async fn start_floor(opts: &Options, upstream: SocketAddr, name: &str, logs: &Pa
 }
 
 async fn start_sidecar(opts: &Options, name: &str, manifests: &Path, logs: &Path) -> Result<Sidecar> {
-    let mut last_error = None;
-    // Another process may take a probed port before the sidecar binds it: try again then.
-    for _ in 0..3 {
-        let (addr, admin) = (procs::free_addr()?, procs::free_addr()?);
-        let state = procs::fresh_dir(&opts.work_dir, &format!("state-{name}"))?;
-        let args = [
-            "--listen".into(),
-            addr.to_string(),
-            "--admin-listen".into(),
-            admin.to_string(),
-            "--manifests".into(),
-            manifests.display().to_string(),
-            "--state-dir".into(),
-            state.display().to_string(),
-        ];
-        let since = Instant::now();
-        let mut proc = Proc::spawn(
-            &format!("sluice-sidecar ({name})"),
-            &opts.bin_dir.join("sluice-sidecar"),
-            &args,
-            &logs.join(format!("sidecar-{name}.log")),
-        )?;
-        match proc.wait_ok(admin, "/readyz", since).await {
-            Ok(ready) => {
-                return Ok(Sidecar {
-                    proc,
-                    addr,
-                    admin,
-                    ready,
-                });
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error
-        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
-        .context(format!(
-            "starting the {name} sidecar (its log is in {})",
-            logs.display()
-        )))
+    procs::start_sidecar(&opts.bin_dir, &opts.work_dir, name, manifests, logs).await
 }
 
 fn summarize_streams(timings: &[streams::StreamTiming]) -> Streaming {

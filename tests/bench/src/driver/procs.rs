@@ -294,3 +294,67 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(8192 * 1024));
     }
 }
+
+/// A `sluice-sidecar --manifests` process, where it listens, and how long it took to be ready.
+#[derive(Debug)]
+pub struct Sidecar {
+    /// The process.
+    pub proc: Proc,
+    /// Its API listener.
+    pub addr: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+    /// From spawn to `/readyz` answering 200.
+    pub ready: Duration,
+}
+
+/// Starts `bin_dir/sluice-sidecar` on `manifests` with a fresh state directory under `work_dir`,
+/// logging to `logs/sidecar-<name>.log`, and waits until it is ready.
+pub async fn start_sidecar(
+    bin_dir: &Path,
+    work_dir: &Path,
+    name: &str,
+    manifests: &Path,
+    logs: &Path,
+) -> Result<Sidecar> {
+    let mut last_error = None;
+    // Another process may take a probed port before the sidecar binds it: try again then.
+    for _ in 0..3 {
+        let (addr, admin) = (free_addr()?, free_addr()?);
+        let state = fresh_dir(work_dir, &format!("state-{name}"))?;
+        let args = [
+            "--listen".into(),
+            addr.to_string(),
+            "--admin-listen".into(),
+            admin.to_string(),
+            "--manifests".into(),
+            manifests.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ];
+        let since = Instant::now();
+        let mut proc = Proc::spawn(
+            &format!("sluice-sidecar ({name})"),
+            &bin_dir.join("sluice-sidecar"),
+            &args,
+            &logs.join(format!("sidecar-{name}.log")),
+        )?;
+        match proc.wait_ok(admin, "/readyz", since).await {
+            Ok(ready) => {
+                return Ok(Sidecar {
+                    proc,
+                    addr,
+                    admin,
+                    ready,
+                });
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
+        .context(format!(
+            "starting the {name} sidecar (its log is in {})",
+            logs.display()
+        )))
+}

@@ -15,7 +15,7 @@ pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use self::client::{Load, Progress, Tally};
 use self::manifest::UserLimit;
 use self::report::{CountRow, Report, SpendCheck};
 use self::upstream::CountedUpstream;
-use crate::driver::procs::{self, Proc};
+use crate::driver::procs;
 
 /// A kind of request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -94,7 +94,12 @@ pub async fn run(opts: &Options) -> Result<Report> {
     )?;
 
     step("starting the sidecar (release build)");
-    let (mut sidecar, addr, admin) = start_sidecar(opts, &manifests, &logs).await?;
+    let procs::Sidecar {
+        proc: mut sidecar,
+        addr,
+        admin,
+        ..
+    } = procs::start_sidecar(&opts.bin_dir, &opts.work_dir, "soak", &manifests, &logs).await?;
     let pid = sidecar.pid();
     // Let start-up work (config load, first state write) finish before the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -234,38 +239,6 @@ fn user_limits(load: &Load) -> (UserLimit, UserLimit) {
         }
     };
     (limit(load.plain_rate), limit(load.stream_rate))
-}
-
-async fn start_sidecar(opts: &Options, manifests: &Path, logs: &Path) -> Result<(Proc, SocketAddr, SocketAddr)> {
-    let mut last_error = None;
-    // Another process may take a probed port before the sidecar binds it: try again then.
-    for attempt in 0..3 {
-        let (addr, admin) = (procs::free_addr()?, procs::free_addr()?);
-        let state = procs::fresh_dir(&opts.work_dir, "state")?;
-        let args = [
-            "--listen".into(),
-            addr.to_string(),
-            "--admin-listen".into(),
-            admin.to_string(),
-            "--manifests".into(),
-            manifests.display().to_string(),
-            "--state-dir".into(),
-            state.display().to_string(),
-        ];
-        let mut proc = Proc::spawn(
-            "sluice-sidecar",
-            &opts.bin_dir.join("sluice-sidecar"),
-            &args,
-            &logs.join(format!("sidecar-{attempt}.log")),
-        )?;
-        match proc.wait_ok(admin, "/readyz", Instant::now()).await {
-            Ok(_) => return Ok((proc, addr, admin)),
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error
-        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
-        .context(format!("starting the sidecar (its log is in {})", logs.display())))
 }
 
 /// Polls `/metrics` until the sidecar has counted as many requests per kind as the client saw
