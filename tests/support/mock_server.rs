@@ -90,18 +90,29 @@ impl Drop for MockServer {
 }
 
 async fn serve(listener: TcpListener, requests: Arc<Mutex<Vec<RecordedRequest>>>, handler: Handler) {
+    serve_connections(listener, move |request| {
+        handle(request, Arc::clone(&requests), Arc::clone(&handler))
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` for ever, answering each request (HTTP/1 or HTTP/2) with
+/// `handle`; the in-test upstreams' accept loop.
+pub async fn serve_connections<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
-        let requests = Arc::clone(&requests);
-        let handler = Arc::clone(&handler);
+        let handle = handle.clone();
         connections.spawn(async move {
-            let service = service_fn(move |request| handle(request, Arc::clone(&requests), Arc::clone(&handler)));
             // A connection that ends in error (a dropped stream, a client that went away) is expected here.
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(socket), service)
+                .serve_connection(TokioIo::new(socket), service_fn(handle))
                 .await;
         });
         // Reap finished connections so the set does not grow without bound.

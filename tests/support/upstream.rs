@@ -44,15 +44,12 @@ use futures::stream;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// The `created` timestamp of every answer.
 pub const CREATED: u64 = 1_700_000_000;
@@ -228,23 +225,10 @@ impl Drop for Upstream {
 }
 
 async fn serve(listener: TcpListener, requests: Arc<Mutex<Vec<RecordedRequest>>>, controls: Arc<Mutex<Controls>>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let requests = Arc::clone(&requests);
-        let controls = Arc::clone(&controls);
-        connections.spawn(async move {
-            let service = service_fn(move |request| handle(request, Arc::clone(&requests), Arc::clone(&controls)));
-            // A connection that ends in error (a dropped stream, a client that went away) is expected here.
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
-        });
-        // Reap finished connections so the set does not grow without bound.
-        while connections.try_join_next().is_some() {}
-    }
+    crate::mock_server::serve_connections(listener, move |request| {
+        handle(request, Arc::clone(&requests), Arc::clone(&controls))
+    })
+    .await;
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
