@@ -7,7 +7,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, runtime::reflector::ObjectRef};
+use kube::Api;
 use serde::{Serialize, de::DeserializeOwned};
 use sluice_crds::{
     ObjectKey, UsageAck, UsageReport,
@@ -80,16 +80,13 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) ->
 }
 
 /// The pod's labels, checked against the token's UID (a re-created pod of the same name is
-/// another pod).
+/// another pod). Read from the API server, not the reflector: a cache that has not yet seen the
+/// pod's deletion would let the token of a deleted pod in.
 async fn labels_of(ctx: &Context, pod: &PodIdentity) -> Result<std::collections::BTreeMap<String, String>, Refusal> {
-    let stored = match ctx.pods.get(&ObjectRef::<Pod>::new(&pod.name).within(&pod.namespace)) {
-        Some(p) => Some(p.as_ref().clone()),
-        None => Api::<Pod>::namespaced(ctx.client.clone(), &pod.namespace)
-            .get_opt(&pod.name)
-            .await
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("reading the pod: {e}")))?,
-    };
-    let stored = stored
+    let stored = Api::<Pod>::namespaced(ctx.client.clone(), &pod.namespace)
+        .get_opt(&pod.name)
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("reading the pod: {e}")))?
         .filter(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()))
         .ok_or((
             StatusCode::FORBIDDEN,
