@@ -13,6 +13,10 @@ use std::{
 use sluice_crds::{CircuitBreaker, CircuitState};
 use tokio::time::Instant;
 
+/// The longest a 429's `Retry-After` keeps a backend idle; a backend still limited after it is
+/// asked again and answers with a new one.
+pub const MAX_COOL_DOWN: Duration = Duration::from_secs(3600);
+
 /// One backend's breaker.
 #[derive(Debug, Default)]
 pub struct Circuit {
@@ -122,8 +126,12 @@ impl Circuit {
         self.apply(verdict, false, config, now);
     }
 
-    /// Makes the backend wait until `until` (a 429's `Retry-After`), keeping a later wait.
-    pub fn cool_down(&self, until: Instant) {
+    /// Makes the backend wait `after` from `now` (a 429's `Retry-After`, at most
+    /// [`MAX_COOL_DOWN`]), keeping a later wait.
+    pub fn cool_down(&self, now: Instant, after: Duration) {
+        // An upstream's figure is not trusted to be sane: days would idle the backend, and a
+        // figure near u64::MAX seconds would overflow the Instant.
+        let until = now + after.min(MAX_COOL_DOWN);
         let mut inner = self.lock();
         inner.cool_until = Some(inner.cool_until.map_or(until, |u| u.max(until)));
     }
@@ -298,11 +306,23 @@ mod tests {
         let circuit = Arc::new(Circuit::default());
         let now = Instant::now();
         let until = now + Duration::from_secs(2);
-        circuit.cool_down(until);
+        circuit.cool_down(now, Duration::from_secs(2));
         assert_eq!(circuit.availability(now), Availability::CoolingDown(until));
         assert!(circuit.try_acquire(now + Duration::from_millis(1999)).is_none());
         assert!(circuit.try_acquire(until).is_some());
         assert_eq!(circuit.view(now).cooling_down_for, Some(Duration::from_secs(2)));
         assert_eq!(circuit.view(now).state, CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_retry_after_cools_down_for_an_hour_at_most() {
+        let circuit = Arc::new(Circuit::default());
+        let now = Instant::now();
+        circuit.cool_down(now, Duration::from_secs(u64::MAX));
+        assert_eq!(
+            circuit.availability(now),
+            Availability::CoolingDown(now + MAX_COOL_DOWN)
+        );
+        assert!(circuit.try_acquire(now + MAX_COOL_DOWN).is_some());
     }
 }

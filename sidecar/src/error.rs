@@ -249,5 +249,8 @@ fn set_retry_after(resp: &mut Response, after: Duration) {
 
 /// Whole seconds, rounded up: a client that waits the advertised time must find capacity.
 fn retry_after_secs(after: Duration) -> u64 {
-    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
+    after
+        .as_secs()
+        .saturating_add(u64::from(after.subsec_nanos() > 0))
+        .max(1)
 }

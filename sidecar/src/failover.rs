@@ -210,7 +210,7 @@ where
                 } = &error
                     && class == Class::RateLimited
                 {
-                    backend.state.circuit.cool_down(now + *after);
+                    backend.state.circuit.cool_down(now, *after);
                 }
                 tracing::debug!(route = %route.key, backend = %backend.name, attempt = progress.attempts,
                     error = %error, "attempt failed");

@@ -115,6 +115,23 @@ async fn a_429_with_retry_after_2_skips_that_backend_for_2_seconds() {
 }
 
 #[tokio::test]
+async fn a_429_asking_for_u64_max_seconds_is_answered_elsewhere_and_cools_for_an_hour_at_most() {
+    let g = two_backends(PRIMARY, json!({}), json!({})).await;
+    g.upstream.script(PRIMARY, [Behaviour::RateLimitedFor(u64::MAX)]);
+
+    let first = g.chat(&hello("chat")).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "x-sluice-backend").as_deref(), Some("secondary"));
+
+    let state = g.backend_state("chat", "primary").await;
+    let cooling = state["coolingDownForMs"].as_u64();
+    assert!(
+        cooling.is_some_and(|ms| (3_500_000..=3_600_000).contains(&ms)),
+        "{state}"
+    );
+}
+
+#[tokio::test]
 async fn with_one_backend_a_429_with_retry_after_is_waited_out_within_the_total_timeout() {
     let g = Gateway::start(|url| {
         vec![route(

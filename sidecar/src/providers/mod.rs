@@ -244,12 +244,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// blanked out: some upstreams quote the key they were sent, and this body reaches clients and logs.
 async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Option<&ApiKey>) -> ProviderError {
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = retry_after(resp.headers(), jiff::Timestamp::now());
     let body = read_body(resp, MAX_ERROR_BODY, deadline).await.unwrap_or_default();
     let body = match key {
         Some(key) => redact(&body, key.expose()),
@@ -259,6 +254,30 @@ async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Op
         status,
         retry_after,
         body,
+    }
+}
+
+/// How long an upstream asks to be left alone: OpenAI's `retry-after-ms`, else `Retry-After` as
+/// seconds (OpenAI-compatible servers send fractions) or as an HTTP date.
+fn retry_after(headers: &http::HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(after) = header("retry-after-ms").and_then(seconds).map(|ms| ms / 1000) {
+        return Some(after);
+    }
+    let value = header(http::header::RETRY_AFTER.as_str())?;
+    seconds(value).or_else(|| {
+        let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+        // A date already past means "now".
+        Some(Duration::try_from(date.duration_since(now)).unwrap_or(Duration::ZERO))
+    })
+}
+
+/// A non-negative decimal `text` as that many seconds; `None` for anything else (the caller then
+/// retries on its own schedule).
+fn seconds(text: &str) -> Option<Duration> {
+    match text.parse::<u64>() {
+        Ok(whole) => Some(Duration::from_secs(whole)),
+        Err(_) => Duration::try_from_secs_f64(text.parse::<f64>().ok()?).ok(),
     }
 }
 
@@ -439,6 +458,55 @@ mod tests {
         assert_eq!(
             redact(&body, "sk-abc"),
             Bytes::from_static(br#"{"error": {"message": "bad key [redacted]; [redacted] is revoked"}}"#)
+        );
+    }
+
+    fn retry_after_of(headers: &[(&'static str, &'static str)]) -> Option<Duration> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, http::HeaderValue::from_static(value));
+        }
+        let now: jiff::Timestamp = "2026-11-22T08:49:30Z".parse().unwrap();
+        retry_after(&map, now)
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_fractions_milliseconds_or_an_http_date() {
+        assert_eq!(retry_after_of(&[("retry-after", "7")]), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after_of(&[("retry-after", " 1.5 ")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after_of(&[("retry-after", "Sun, 22 Nov 2026 08:49:37 GMT")]),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after_of(&[("retry-after", "Sun, 22 Nov 2026 08:00:00 GMT")]),
+            Some(Duration::ZERO),
+            "a date already past"
+        );
+        // OpenAI sends both; the finer one wins.
+        assert_eq!(
+            retry_after_of(&[("retry-after", "1"), ("retry-after-ms", "250")]),
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn a_retry_after_that_is_no_duration_is_ignored_not_a_panic() {
+        for value in ["-1", "NaN", "inf", "1e400", "soon", "", "Sun, 99 Nov 2026 08:49:37 GMT"] {
+            let headers = [("retry-after", value), ("retry-after-ms", value)];
+            let mut map = http::HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(name, http::HeaderValue::from_str(value).unwrap());
+            }
+            assert_eq!(retry_after(&map, jiff::Timestamp::UNIX_EPOCH), None, "{value:?}");
+        }
+        assert_eq!(
+            retry_after_of(&[("retry-after", "18446744073709551615")]),
+            Some(Duration::from_secs(u64::MAX)),
+            "huge but a duration: the circuit bounds the cool-down"
         );
     }
 
