@@ -201,7 +201,7 @@ impl Cache {
     /// this check makes expiry exact and testable with a paused clock).
     fn fresh(&self, key: &Key) -> Option<Arc<Entry>> {
         let entry = self.entries.get(key)?;
-        if entry.stored_at + self.ttl > Instant::now() {
+        if Instant::now().saturating_duration_since(entry.stored_at) < self.ttl {
             return Some(entry);
         }
         self.entries.invalidate(key);

@@ -55,7 +55,8 @@ impl Charge {
     /// Corrects the token charges to the real usage; `None` (nothing was used, e.g. a failed
     /// request or a cache hit) returns the whole estimate.
     pub fn settle(self, actual: Option<u64>, now: Instant) {
-        let delta = actual.unwrap_or(0) as i64 - self.estimate as i64;
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let delta = signed(actual.unwrap_or(0)).saturating_sub(signed(self.estimate));
         for bucket in &self.token_buckets {
             bucket.adjust(delta, now);
         }

@@ -104,6 +104,25 @@ async fn token_limits_count_the_real_usage_not_the_estimate() {
 }
 
 #[tokio::test]
+async fn an_upstream_claiming_absurd_usage_blocks_a_token_limit_for_an_hour_at_most() {
+    let g = one_backend(json!({"rateLimit": {"tokensPerMinute": 10}}), json!({})).await;
+    g.upstream.set_usage(MODEL, 0, u64::MAX / 2);
+    let mut request = hello("chat");
+    request["max_tokens"] = json!(1);
+
+    assert_eq!(g.chat(&request).await.status(), StatusCode::OK);
+    let refused = g.chat(&request).await;
+
+    // The debt stops at an hour's worth of the limit: the wait is that hour plus this request's
+    // own estimate (at most a minute's worth), not ages, and not an overflow that drops the
+    // connection.
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let secs = retry_after(&refused);
+    assert!((3_590..=3_661).contains(&secs), "{secs}s");
+    assert_eq!(g.upstream.count(MODEL).await, 1);
+}
+
+#[tokio::test]
 async fn per_user_limits_isolate_users() {
     let g = one_backend(json!({"perUser": {"requestsPerMinute": 2}}), json!({})).await;
     let as_bob = |mut body: Value| {

@@ -49,7 +49,7 @@ fn openai_usage(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.input.0,
         "completion_tokens": u.output.0,
-        "total_tokens": u.input.0 + u.output.0,
+        "total_tokens": (u.input + u.output).0,
         "prompt_tokens_details": {"cached_tokens": u.cached_input.0},
     })
 }

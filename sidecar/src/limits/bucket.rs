@@ -9,13 +9,18 @@ use tokio::time::Instant;
 /// A burst of `capacity` is admitted at once and the next unit waits for the refill, as
 /// DESIGN §5.3 asks ("a burst of N is admitted under N per minute, the N+1st is refused").
 /// Charges larger than the capacity are admitted from a full bucket and leave it in debt, so a
-/// request bigger than a whole minute's worth is not refused forever.
+/// request bigger than a whole minute's worth is not refused forever. The debt stops at
+/// [`MAX_DEBT_PERIODS`] periods' worth: an answer claiming absurd usage cannot idle the bucket for
+/// longer than that, nor push its wait beyond what a `Duration` holds.
 #[derive(Debug)]
 pub struct TokenBucket {
     capacity: f64,
     per_second: f64,
     state: Mutex<Level>,
 }
+
+/// How many periods' worth of debt a bucket can owe (an hour for per-minute limits).
+pub const MAX_DEBT_PERIODS: f64 = 60.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Level {
@@ -61,7 +66,7 @@ impl TokenBucket {
         self.with_level(now, |level| {
             let need = self.need(n);
             if level.units >= need {
-                level.units -= n as f64;
+                level.units = self.bounded(level.units - n as f64);
                 Ok(())
             } else {
                 Err(self.wait(level.units, need))
@@ -82,7 +87,7 @@ impl TokenBucket {
     /// Corrects an earlier charge: positive takes more (possibly into debt), negative returns.
     pub fn adjust(&self, delta: i64, now: Instant) {
         self.with_level(now, |level| {
-            level.units = (level.units - delta as f64).min(self.capacity);
+            level.units = self.bounded(level.units - delta as f64);
         });
     }
 
@@ -97,6 +102,11 @@ impl TokenBucket {
     /// Whether the bucket is full, i.e. unused for a whole period.
     pub fn is_full(&self, now: Instant) -> bool {
         self.with_level(now, |level| level.units >= self.capacity)
+    }
+
+    /// `units` within the bucket's capacity and its largest debt.
+    fn bounded(&self, units: f64) -> f64 {
+        units.clamp(-self.capacity * MAX_DEBT_PERIODS, self.capacity)
     }
 
     /// A charge needs at most a full bucket, so that an oversized one can still pass.
@@ -170,6 +180,17 @@ mod tests {
         assert_eq!(bucket.level(now).available, 80.0);
         bucket.give_back(500, now);
         assert_eq!(bucket.level(now).available, 100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_usage_leaves_at_most_an_hour_of_debt() {
+        let bucket = TokenBucket::per_minute(100);
+        let now = Instant::now();
+        bucket.adjust(i64::MAX, now);
+        assert_eq!(bucket.level(now).available, -6_000.0);
+        // 6,000 of debt plus 1 token at 100/min: 6,001 × 0.6 s.
+        assert_close(bucket.wait_for(1, now), 6_001.0 * 0.6);
+        assert_eq!(bucket.take(1, now + Duration::from_secs(3601)), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

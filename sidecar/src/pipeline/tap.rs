@@ -80,7 +80,7 @@ impl Holds {
             },
             estimated: true,
         });
-        let tokens = usage.input.0 + usage.output.0;
+        let tokens = (usage.input + usage.output).0;
         if let Some(guard) = self.guard {
             guard.finish(Some(tokens), end == End::Broke);
         }

@@ -206,7 +206,7 @@ impl Simulator {
 }
 
 fn openai_usage(u: &Usage) -> Value {
-    json!({"prompt_tokens": u.input.0, "completion_tokens": u.output.0, "total_tokens": u.input.0 + u.output.0})
+    json!({"prompt_tokens": u.input.0, "completion_tokens": u.output.0, "total_tokens": (u.input + u.output).0})
 }
 
 fn now() -> u64 {

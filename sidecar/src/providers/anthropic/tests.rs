@@ -350,3 +350,18 @@ fn inbound_requests_that_cannot_be_translated_are_refused() {
         assert!(error.0.contains(reason), "{body}: {error}");
     }
 }
+
+#[test]
+fn usage_counts_at_the_top_of_u64_saturate_both_ways() {
+    let most = super::wire::Usage {
+        input_tokens: u64::MAX,
+        output_tokens: u64::MAX,
+        cache_creation_input_tokens: Some(u64::MAX),
+        cache_read_input_tokens: Some(u64::MAX),
+        ..super::wire::Usage::default()
+    };
+    let openai = super::translate::usage_to_openai(&most);
+    assert_eq!((openai.prompt_tokens, openai.total_tokens), (u64::MAX, u64::MAX));
+    let back = super::translate::usage_to_anthropic(&openai);
+    assert_eq!((back.input_tokens, back.output_tokens), (0, u64::MAX));
+}

@@ -358,11 +358,11 @@ pub fn finish_reason(stop: Option<StopReason>) -> &'static str {
 pub fn usage_to_openai(usage: &wire::Usage) -> CompletionUsage {
     let read = usage.cache_read_input_tokens.unwrap_or(0);
     let write = usage.cache_creation_input_tokens.unwrap_or(0);
-    let prompt = usage.input_tokens + read + write;
+    let prompt = usage.input_tokens.saturating_add(read).saturating_add(write);
     CompletionUsage {
         prompt_tokens: prompt,
         completion_tokens: usage.output_tokens,
-        total_tokens: prompt + usage.output_tokens,
+        total_tokens: prompt.saturating_add(usage.output_tokens),
         prompt_tokens_details: Some(PromptTokensDetails {
             cached_tokens: read,
             cache_creation_tokens: (write > 0).then_some(write),
@@ -708,7 +708,7 @@ pub fn usage_to_anthropic(usage: &CompletionUsage) -> wire::Usage {
     let read = usage.cached();
     let write = usage.cache_creation();
     wire::Usage {
-        input_tokens: usage.prompt_tokens.saturating_sub(read + write),
+        input_tokens: usage.prompt_tokens.saturating_sub(read.saturating_add(write)),
         output_tokens: usage.completion_tokens,
         cache_creation_input_tokens: Some(write),
         cache_read_input_tokens: Some(read),

@@ -357,3 +357,16 @@ fn token_array_input_is_refused() {
     let request = parse_embeddings(br#"{"model":"embed","input":[[1,2,3]]}"#).unwrap();
     assert!(openai_embeddings_to_gemini(&request, "m").is_err());
 }
+
+#[test]
+fn usage_counts_at_the_top_of_u64_saturate() {
+    let most: super::wire::UsageMetadata = serde_json::from_value(json!({
+        "promptTokenCount": u64::MAX, "toolUsePromptTokenCount": 1,
+        "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1}))
+    .unwrap();
+    let openai = super::translate::usage_to_openai(&most);
+    assert_eq!(
+        (openai.prompt_tokens, openai.completion_tokens, openai.total_tokens),
+        (u64::MAX, u64::MAX, u64::MAX)
+    );
+}

@@ -445,8 +445,10 @@ pub fn finish_reason(reason: Option<&str>, made_calls: bool) -> &'static str {
 
 /// Gemini usage as OpenAI's: reasoning counts as completion, tool prompts as prompt.
 pub fn usage_to_openai(usage: &UsageMetadata) -> CompletionUsage {
-    let prompt = usage.prompt_token_count + usage.tool_use_prompt_token_count;
-    let completion = usage.candidates_token_count + usage.thoughts_token_count;
+    let prompt = usage
+        .prompt_token_count
+        .saturating_add(usage.tool_use_prompt_token_count);
+    let completion = usage.candidates_token_count.saturating_add(usage.thoughts_token_count);
     let mut out = CompletionUsage::new(prompt, completion, usage.cached_content_token_count);
     if usage.thoughts_token_count > 0 {
         out.completion_tokens_details = Some(CompletionTokensDetails {
