@@ -40,6 +40,16 @@ impl Usage {
         })
     }
 
+    /// OpenAI's `usage` object for these counts.
+    pub fn to_openai(&self) -> Value {
+        serde_json::json!({
+            "prompt_tokens": self.input.0,
+            "completion_tokens": self.output.0,
+            "total_tokens": (self.input + self.output).0,
+            "prompt_tokens_details": {"cached_tokens": self.cached_input.0},
+        })
+    }
+
     /// The price of this usage, rounded to the nearest micro-dollar.
     pub fn cost(&self, pricing: &Pricing) -> MicroUsd {
         let cached = self.cached_input.0.min(self.input.0);

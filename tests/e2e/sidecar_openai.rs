@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("cut-stream", "mock-cut-stream"),
     ("slow-stream", "mock-slow-stream"),
     ("stall", "mock-stall"),
+    ("whole", "mock-whole"),
 ];
 
 /// How long a test waits for something eventual (a reload, a log line): a bound, never a target.
@@ -315,6 +316,52 @@ async fn streamed_chat_with_include_usage_ends_with_the_usage_chunk() {
     assert_eq!(
         h.upstream.requests().await[0].body["stream_options"],
         json!({"include_usage": true})
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_ignores_stream_still_gives_the_client_a_stream_of_its_answer() {
+    let h = Harness::start().await;
+    for include_usage in [false, true] {
+        let mut request = hello("whole");
+        request["stream"] = json!(true);
+        request["stream_options"] = json!({"include_usage": include_usage});
+
+        let response = h.chat(&request).await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(header(&response, "content-type").is_some_and(|t| t.starts_with("text/event-stream")));
+        let text = response.text().await.unwrap();
+        let (events, done) = sse_json(&text);
+        assert!(done, "the stream must end with data: [DONE]:\n{text}");
+        let content: String = events
+            .iter()
+            .filter_map(|e| e["choices"].get(0)?["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(content, OK_CONTENT);
+        assert!(events.iter().all(|e| e["object"] == "chat.completion.chunk"), "{text}");
+        let finishes: Vec<&Value> = events
+            .iter()
+            .filter_map(|e| e["choices"].get(0)?.get("finish_reason").filter(|f| !f.is_null()))
+            .collect();
+        assert_eq!(finishes, [&json!("stop")]);
+        let usage: Vec<&Value> = events.iter().filter_map(|e| e.get("usage")).collect();
+        if include_usage {
+            assert_eq!(usage, [&upstream::usage()], "the upstream's usage, as it was");
+            assert_eq!(events.last().unwrap()["choices"], json!([]));
+        } else {
+            assert!(usage.is_empty(), "{text}");
+        }
+    }
+    // Both were accounted from the upstream's usage, not estimated.
+    let metrics = h.http.get(h.sidecar.admin_url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("sluice_tokens_total")
+            && l.contains("route=\"team-a/whole\"")
+            && l.contains("gen_ai_token_type=\"output\"")
+            && l.ends_with(&format!(" {}", 2 * upstream::COMPLETION_TOKENS))),
+        "{metrics}"
     );
 }
 

@@ -15,6 +15,7 @@
 //! | `mock-cut-stream` | the first [`CUT_AFTER_CHUNKS`] chunks, then the TCP connection drops (no `[DONE]`) |
 //! | `mock-slow-stream` | like `mock-ok`, one chunk every [`SLOW_CHUNK_INTERVAL`] |
 //! | `mock-stall` | accepts the request and never answers |
+//! | `mock-whole` | like `mock-ok`, but always whole (JSON): `stream` ignored, as some OpenAI-compatible servers do |
 //! | `mock-tool` | a tool call, then an answer from its result (see [`crate::mock_server::openai_tool_answer`]) |
 //! | `mock-ok-*` (e.g. `mock-ok-a`) | like `mock-ok`: distinct names for distinct backends |
 //! | anything else | 404 `model_not_found` |
@@ -138,6 +139,8 @@ pub enum Behaviour {
     SlowStream,
     /// Never answers.
     Stall,
+    /// A normal answer, always whole: `stream` ignored.
+    Whole,
     /// 404 `model_not_found`.
     UnknownModel,
 }
@@ -366,6 +369,7 @@ fn behaviour(model: &str) -> Behaviour {
         "mock-cut-stream" => Behaviour::CutStream,
         "mock-slow-stream" => Behaviour::SlowStream,
         "mock-stall" => Behaviour::Stall,
+        "mock-whole" => Behaviour::Whole,
         _ => Behaviour::UnknownModel,
     }
 }
@@ -398,6 +402,7 @@ async fn chat(body: &Value, sequence: usize, steer: Steer) -> Response<Body> {
         Behaviour::Ok | Behaviour::SlowStream if !streamed => {
             json_response(StatusCode::OK, &with_usage(completion(&id, model)))
         }
+        Behaviour::Whole => json_response(StatusCode::OK, &with_usage(completion(&id, model))),
         Behaviour::Ok => sse(steps(
             completion_chunks(&id, model, include_usage)
                 .into_iter()
@@ -459,7 +464,7 @@ async fn embeddings(body: &Value, behaviour: Behaviour) -> Response<Body> {
         );
     };
     match behaviour {
-        Behaviour::Ok | Behaviour::SlowStream | Behaviour::CutStream => {}
+        Behaviour::Ok | Behaviour::SlowStream | Behaviour::CutStream | Behaviour::Whole => {}
         Behaviour::Fail(status) => return failure(status),
         Behaviour::RateLimitedFor(secs) => return rate_limited_for(secs),
         Behaviour::Garbage => {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{Entry, Stored};
 use crate::{
     accounting::Usage,
-    providers::{ChunkStream, StreamEvent},
+    providers::{self, ChunkStream, format},
 };
 
 /// The answer as one `chat.completion` document; `None` if the stored form cannot be read.
@@ -24,78 +24,21 @@ pub fn complete(entry: &Entry) -> Option<Bytes> {
 /// The answer as a stream of chunks, ending with a usage chunk when the client asked for one.
 pub fn stream(entry: &Entry, wants_usage: bool) -> Option<ChunkStream> {
     let chunks = match &entry.answer {
-        Stored::Chunks(chunks) => chunks.clone(),
-        Stored::Complete(body) => split(body)?,
-    };
-    let mut events: Vec<_> = chunks.into_iter().map(|c| Ok(StreamEvent::Data(c))).collect();
-    if let Some(usage) = entry.usage {
-        events.push(Ok(StreamEvent::Usage(usage)));
-        if wants_usage {
-            let first = events.first().and_then(|e| match e {
-                Ok(StreamEvent::Data(d)) => serde_json::from_slice::<Value>(d).ok(),
-                _ => None,
-            });
-            let mut last = header_of(first.as_ref().unwrap_or(&Value::Null), "chat.completion.chunk");
-            last.insert("choices".into(), json!([]));
-            last.insert("usage".into(), openai_usage(&usage));
-            events.push(Ok(StreamEvent::Data(Bytes::from(Value::Object(last).to_string()))));
-        }
-    }
-    Some(Box::pin(futures::stream::iter(events)))
-}
-
-/// OpenAI's `usage` object.
-fn openai_usage(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input.0,
-        "completion_tokens": u.output.0,
-        "total_tokens": (u.input + u.output).0,
-        "prompt_tokens_details": {"cached_tokens": u.cached_input.0},
-    })
-}
-
-/// `id`, `object`, `created`, `model` and `system_fingerprint` of a document or chunk.
-fn header_of(v: &Value, object: &str) -> Map<String, Value> {
-    let mut out = Map::new();
-    for field in ["id", "created", "model", "system_fingerprint", "service_tier"] {
-        if let Some(x) = v.get(field) {
-            out.insert(field.into(), x.clone());
-        }
-    }
-    out.insert("object".into(), Value::String(object.into()));
-    out
-}
-
-/// A document's choices as chunks: per choice, its whole message as one delta, then its finish.
-fn split(body: &Bytes) -> Option<Vec<Bytes>> {
-    let doc: Value = serde_json::from_slice(body).ok()?;
-    let base = header_of(&doc, "chat.completion.chunk");
-    let mut out = Vec::new();
-    for (i, choice) in doc.get("choices")?.as_array()?.iter().enumerate() {
-        let index = choice.get("index").cloned().unwrap_or(json!(i));
-        let mut delta = choice
-            .get("message")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
-            for (n, call) in calls.iter_mut().enumerate() {
-                if let Value::Object(call) = call {
-                    call.insert("index".into(), json!(n));
-                }
+        Stored::Chunks(chunks) => {
+            let mut chunks = chunks.clone();
+            if let Some(usage) = entry.usage.filter(|_| wants_usage) {
+                let first = chunks.first().and_then(|c| serde_json::from_slice::<Value>(c).ok());
+                let mut last =
+                    format::completion_header(first.as_ref().unwrap_or(&Value::Null), "chat.completion.chunk");
+                last.insert("choices".into(), json!([]));
+                last.insert("usage".into(), usage.to_openai());
+                chunks.push(Bytes::from(Value::Object(last).to_string()));
             }
+            chunks
         }
-        let finish = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
-        for (delta, finish) in [(Value::Object(delta), Value::Null), (json!({}), finish)] {
-            let mut chunk = base.clone();
-            chunk.insert(
-                "choices".into(),
-                json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}]),
-            );
-            out.push(Bytes::from(Value::Object(chunk).to_string()));
-        }
-    }
-    Some(out)
+        Stored::Complete(body) => format::completion_to_chunks(body, wants_usage)?,
+    };
+    Some(providers::replayed_stream(chunks, entry.usage))
 }
 
 #[derive(Default)]
@@ -113,7 +56,7 @@ fn assemble(chunks: &[Bytes], usage: Option<Usage>) -> Option<Value> {
         .iter()
         .map(|c| serde_json::from_slice(c).ok())
         .collect::<Option<_>>()?;
-    let mut doc = header_of(parsed.first()?, "chat.completion");
+    let mut doc = format::completion_header(parsed.first()?, "chat.completion");
     let mut choices: BTreeMap<u64, Choice> = BTreeMap::new();
     for chunk in &parsed {
         for c in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
@@ -140,7 +83,7 @@ fn assemble(chunks: &[Bytes], usage: Option<Usage>) -> Option<Value> {
     let choices: Vec<Value> = choices.into_iter().map(|(index, c)| finish_choice(index, c)).collect();
     doc.insert("choices".into(), Value::Array(choices));
     if let Some(u) = usage {
-        doc.insert("usage".into(), openai_usage(&u));
+        doc.insert("usage".into(), u.to_openai());
     }
     Some(Value::Object(doc))
 }

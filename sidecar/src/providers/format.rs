@@ -651,6 +651,59 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// `id`, `created`, `model`, `system_fingerprint` and `service_tier` of a completion or chunk,
+/// under a new `object`.
+pub fn completion_header(v: &Value, object: &str) -> Map<String, Value> {
+    let mut out = Map::new();
+    for field in ["id", "created", "model", "system_fingerprint", "service_tier"] {
+        if let Some(x) = v.get(field) {
+            out.insert(field.into(), x.clone());
+        }
+    }
+    out.insert("object".into(), Value::String(object.into()));
+    out
+}
+
+/// A whole `chat.completion` as the chunks a stream of it would carry: per choice, its whole
+/// message as one delta, then its finish; with `usage_chunk`, a last chunk without choices
+/// carrying the completion's `usage` as it is. `None` when `body` is not a completion.
+pub fn completion_to_chunks(body: &[u8], usage_chunk: bool) -> Option<Vec<bytes::Bytes>> {
+    let doc: Value = serde_json::from_slice(body).ok()?;
+    let base = completion_header(&doc, "chat.completion.chunk");
+    let mut out = Vec::new();
+    for (i, choice) in doc.get("choices")?.as_array()?.iter().enumerate() {
+        let index = choice.get("index").cloned().unwrap_or(Value::from(i));
+        let mut delta = choice
+            .get("message")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+            for (n, call) in calls.iter_mut().enumerate() {
+                if let Value::Object(call) = call {
+                    call.insert("index".into(), Value::from(n));
+                }
+            }
+        }
+        let finish = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
+        for (delta, finish) in [(Value::Object(delta), Value::Null), (Value::Object(Map::new()), finish)] {
+            let mut chunk = base.clone();
+            chunk.insert(
+                "choices".into(),
+                serde_json::json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}]),
+            );
+            out.push(bytes::Bytes::from(Value::Object(chunk).to_string()));
+        }
+    }
+    if let Some(usage) = doc.get("usage").filter(|u| usage_chunk && u.is_object()) {
+        let mut last = base;
+        last.insert("choices".into(), Value::Array(Vec::new()));
+        last.insert("usage".into(), usage.clone());
+        out.push(bytes::Bytes::from(Value::Object(last).to_string()));
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,6 +257,16 @@ async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Op
     }
 }
 
+/// Chunks already in hand as a stream, then the answer's usage for accounting.
+pub fn replayed_stream(chunks: Vec<Bytes>, usage: Option<Usage>) -> ChunkStream {
+    let events = chunks
+        .into_iter()
+        .map(StreamEvent::Data)
+        .chain(usage.map(StreamEvent::Usage))
+        .map(Ok);
+    Box::pin(futures::stream::iter(events.collect::<Vec<_>>()))
+}
+
 /// How long an upstream asks to be left alone: OpenAI's `retry-after-ms`, else `Retry-After` as
 /// seconds (OpenAI-compatible servers send fractions) or as an HTTP date.
 fn retry_after(headers: &http::HeaderMap, now: jiff::Timestamp) -> Option<Duration> {

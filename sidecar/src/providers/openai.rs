@@ -7,7 +7,7 @@ use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent,
-    body_stream, error_from_response, read_body, sse_events, transport_error,
+    body_stream, error_from_response, format, read_body, replayed_stream, sse_events, transport_error,
 };
 use crate::{accounting::Usage, request::StreamOptions, sse::SseEvent};
 
@@ -51,6 +51,17 @@ impl OpenAi {
         }
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
+        }
+        if is_json(&resp) {
+            // Some OpenAI-compatible servers ignore `stream: true` and answer whole: the client
+            // still gets the stream it asked for, made of that answer.
+            let whole = complete(resp, call.deadline).await?;
+            let chunks = format::completion_to_chunks(&whole.body, client_wants_usage).ok_or_else(|| {
+                ProviderError::InvalidResponse(
+                    "the upstream answered a streamed request with JSON that is not a chat completion".to_owned(),
+                )
+            })?;
+            return Ok(Reply::Stream(replayed_stream(chunks, whole.usage)));
         }
         Ok(Reply::Stream(translate_body(
             body_stream(resp),
@@ -112,6 +123,14 @@ pub fn translate_body(body: impl BodyStream, deadline: tokio::time::Instant, cli
 }
 
 /// Reads a whole JSON answer and its usage.
+/// Whether the answer says it is a JSON document (rather than an event stream).
+fn is_json(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+}
+
 async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
     parse_complete(read_body(resp, MAX_UPSTREAM_BODY, deadline).await?)
 }

@@ -121,7 +121,7 @@ impl Simulator {
                 "id": id, "object": "chat.completion", "created": now(), "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": draw.words.join(" ")},
                              "logprobs": null, "finish_reason": finish}],
-                "usage": openai_usage(&usage),
+                "usage": usage.to_openai(),
             });
             return Ok(Reply::Complete(Complete {
                 body: Bytes::from(body.to_string()),
@@ -149,7 +149,7 @@ impl Simulator {
         if wants_usage {
             let mut last = payloads[0].clone();
             last["choices"] = json!([]);
-            last["usage"] = openai_usage(&usage);
+            last["usage"] = usage.to_openai();
             tail.push(Ok(StreamEvent::Data(Bytes::from(last.to_string()))));
         }
         let content_chunks =
@@ -203,10 +203,6 @@ impl Simulator {
         let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
         raw.into_iter().map(|x| x / norm).collect()
     }
-}
-
-fn openai_usage(u: &Usage) -> Value {
-    json!({"prompt_tokens": u.input.0, "completion_tokens": u.output.0, "total_tokens": (u.input + u.output).0})
 }
 
 fn now() -> u64 {
