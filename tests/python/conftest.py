@@ -224,6 +224,7 @@ PROVIDER_ROUTES = {
     "compat-tool": ("openai-compatible", "mock-tool"),
     "compat-cut": ("openai-compatible", "mock-cut-stream"),
     "compat-429": ("openai-compatible", "mock-429"),
+    "compat-whole": ("openai-compatible", "mock-whole"),
 }
 PROVIDERS_SIMULATOR_MODEL = "sim"
 

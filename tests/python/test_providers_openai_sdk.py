@@ -143,6 +143,20 @@ def test_streamed_tool_call_round_trip(providers_client, model):
     assert text == TOOL_ANSWER_PREFIX + "rain"
 
 
+def test_an_upstream_that_ignores_stream_still_streams_to_the_sdk(providers_client):
+    # Some OpenAI-compatible servers answer `stream: true` with one JSON document.
+    chunks = list(
+        providers_client.chat.completions.create(
+            model="compat-whole", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == OK_CONTENT
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == 5
+
+
 @pytest.mark.parametrize("model", ["claude-cut", "claude-error-event", "gemini-cut"])
 def test_upstream_failure_mid_stream_raises_in_the_sdk(providers_client, model):
     pieces = []
