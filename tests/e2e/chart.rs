@@ -9,6 +9,7 @@
 //! injecting real pods, which needs the operator's HTTPS handler.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use sluice_tests::cluster::{TestCluster, cluster, repo_root};
@@ -476,7 +477,21 @@ fn rbac_questions(release: &str, own: &str, cert_manager: bool) -> Vec<Question>
 }
 
 /// Asks every question as the operator's ServiceAccount; returns the ones answered wrongly.
+/// The answers that differ from the table once RBAC has settled: the API server's authorizer
+/// reads roles and bindings through a cache, so ones helm created a moment ago may not count yet.
+/// Asks again for a while before reporting what is still wrong.
 async fn wrong_answers(c: &TestCluster, service_account: &str, questions: &[Question]) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let wrong = answers_against_table(c, service_account, questions).await?;
+        if wrong.is_empty() || Instant::now() > deadline {
+            return Ok(wrong);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn answers_against_table(c: &TestCluster, service_account: &str, questions: &[Question]) -> Result<Vec<String>> {
     let mut wrong = Vec::new();
     for (args, allowed) in questions {
         let mut full = vec!["auth", "can-i", "--as", service_account];

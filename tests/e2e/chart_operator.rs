@@ -11,7 +11,7 @@ use std::{process::Command, time::Duration};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Process, eventually, free_port, operator_binary};
+use sluice_tests::operator::{Process, eventually, free_port, operator_binary, sidecar_count, wait_until_injected};
 
 /// Bounds for things to happen, never targets.
 const WITHIN: Duration = Duration::from_secs(90);
@@ -83,14 +83,6 @@ fn pod(name: &str, annotations: &str) -> String {
     )
 }
 
-fn sidecars(pod: &Value) -> usize {
-    let count = |list: &Value| {
-        list.as_array()
-            .map_or(0, |l| l.iter().filter(|c| c["name"] == "sluice-sidecar").count())
-    };
-    count(&pod["spec"]["initContainers"]) + count(&pod["spec"]["containers"])
-}
-
 #[tokio::test]
 async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -> Result<()> {
     let Some(c) = cluster("chart_operator").await? else {
@@ -156,6 +148,29 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
         })
         .await
     };
+    // The API server's authorizer reads the roles helm just made through a cache: wait for it
+    // to grant them, or a first refusal would be counted against the chart below.
+    let subject = format!("system:serviceaccount:{}:{account}", c.namespace);
+    for question in [
+        ["list", "pods"],
+        ["watch", "modelroutes.sluice.dev"],
+        ["create", "tokenreviews"],
+    ] {
+        let args = [
+            "auth",
+            "can-i",
+            "--as",
+            subject.as_str(),
+            "--all-namespaces",
+            question[0],
+            question[1],
+        ];
+        eventually(&format!("RBAC granting {question:?}"), WITHIN, || async {
+            let out = c.kubectl(&args, None).await.ok()?;
+            (out.stdout.trim() == "yes").then_some(())
+        })
+        .await?;
+    }
     let mut operator = start(None)?;
     if let Err(e) = wait_ready().await {
         let _ = operator.kill();
@@ -173,16 +188,10 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
 
     let result = async {
         // The webhook's caBundle is the operator's CA: the API server trusts it and injects.
-        let created = eventually("the first pod is admitted", WITHIN, || async {
-            c.kubectl(&["apply", "-n", &apps, "-f", "-"], Some(&pod("app", "")))
-                .await
-                .ok()
-                .filter(|o| o.success)
-        })
-        .await?;
-        drop(created);
+        wait_until_injected(&c, &apps, &pod("app", ""), WITHIN).await?;
+        kubectl_ok(&c, &["apply", "-n", &apps, "-f", "-"], Some(&pod("app", ""))).await?;
         let injected = json(&c, &["get", "pod", "app", "-n", &apps, "-o", "json"]).await?;
-        ensure!(sidecars(&injected) == 1, "not injected once: {injected:#}");
+        ensure!(sidecar_count(&injected) == 1, "not injected once: {injected:#}");
 
         kubectl_ok(
             &c,
@@ -191,13 +200,13 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
         )
         .await?;
         ensure!(
-            sidecars(&json(&c, &["get", "pod", "opted-out", "-n", &apps, "-o", "json"]).await?) == 0,
+            sidecar_count(&json(&c, &["get", "pod", "opted-out", "-n", &apps, "-o", "json"]).await?) == 0,
             "opted-out pod injected"
         );
 
         kubectl_ok(&c, &["apply", "-n", &plain, "-f", "-"], Some(&pod("app", ""))).await?;
         ensure!(
-            sidecars(&json(&c, &["get", "pod", "app", "-n", &plain, "-o", "json"]).await?) == 0,
+            sidecar_count(&json(&c, &["get", "pod", "app", "-n", &plain, "-o", "json"]).await?) == 0,
             "unlabelled namespace injected"
         );
 
@@ -208,7 +217,7 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
         again.as_object_mut().map(|o| o.remove("status"));
         kubectl_ok(&c, &["apply", "-n", &apps, "-f", "-"], Some(&again.to_string())).await?;
         ensure!(
-            sidecars(&json(&c, &["get", "pod", "again", "-n", &apps, "-o", "json"]).await?) == 1,
+            sidecar_count(&json(&c, &["get", "pod", "again", "-n", &apps, "-o", "json"]).await?) == 1,
             "injected twice"
         );
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Certs, OperatorProcess, free_port};
+use sluice_tests::operator::{Certs, OperatorProcess, eventually, free_port, sidecar_count, wait_until_injected};
 
 /// Bounds for things to happen, never targets.
 const WITHIN: Duration = Duration::from_secs(90);
@@ -50,20 +50,21 @@ async fn serving_cert(c: &TestCluster) -> Result<String> {
         .context("no tls.crt in the Secret")
 }
 
+fn pod_manifest(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: app, image: example/app:1}}]}}\n"
+    )
+}
+
 /// Creates a pod through the webhook and checks it came back with the sidecar.
 async fn admit_pod(c: &TestCluster, name: &str) -> Result<()> {
-    let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: app, image: example/app:1}}]}}\n"
-    );
-    let created = c.kubectl_ns(&["apply", "-f", "-"], Some(&pod)).await?;
+    let created = c.kubectl_ns(&["apply", "-f", "-"], Some(&pod_manifest(name))).await?;
     ensure!(created.success, "creating pod {name}: {}", created.stderr);
     let stored = json(c, &["get", "pod", name, "-n", &c.namespace, "-o", "json"]).await?;
-    let injected = stored["spec"]["initContainers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["name"] == "sluice-sidecar");
-    ensure!(injected, "pod {name} was stored without the sidecar");
+    ensure!(
+        sidecar_count(&stored) == 1,
+        "pod {name} was not stored with one sidecar"
+    );
     Ok(())
 }
 
@@ -111,14 +112,23 @@ async fn the_operator_publishes_its_ca_and_rotates_its_certificate_without_faili
         let mut operator = OperatorProcess::spawn(&c, &certs, "certs-op", &args)?;
         operator.wait_ready(WITHIN).await?;
 
-        let webhooks = json(&c, &["get", "mutatingwebhookconfiguration", &config_name, "-o", "json"]).await?;
-        let bundle = webhooks["webhooks"][0]["clientConfig"]["caBundle"]
-            .as_str()
-            .unwrap_or_default();
-        ensure!(!bundle.is_empty(), "the operator did not fill caBundle: {webhooks:#}");
+        // The operator fills caBundle and publishes the CA as it starts, retrying on its own.
+        eventually("the operator filling caBundle", WITHIN, || async {
+            let webhooks = json(&c, &["get", "mutatingwebhookconfiguration", &config_name, "-o", "json"])
+                .await
+                .ok()?;
+            let bundle = webhooks["webhooks"][0]["clientConfig"]["caBundle"].as_str()?;
+            (!bundle.is_empty()).then_some(())
+        })
+        .await?;
         let first = serving_cert(&c).await?;
         // The CA is published where injected sidecars mount it from.
-        let ca = json(&c, &["get", "configmap", "sluice-ca", "-n", &c.namespace, "-o", "json"]).await?;
+        let ca = eventually("the CA ConfigMap", WITHIN, || async {
+            json(&c, &["get", "configmap", "sluice-ca", "-n", &c.namespace, "-o", "json"])
+                .await
+                .ok()
+        })
+        .await?;
         let secret = json(&c, &["get", "secret", SECRET, "-n", &c.namespace, "-o", "json"]).await?;
         let secret_ca = secret["data"]["ca.crt"].as_str().context("no ca.crt in the Secret")?;
         ensure!(
@@ -131,7 +141,9 @@ async fn the_operator_publishes_its_ca_and_rotates_its_certificate_without_faili
         );
 
         // Admit pods one after another until the certificate has been rotated and served: every
-        // call must succeed, before, during and after the swap.
+        // call must succeed, before, during and after the swap (once the API server has taken
+        // the filled caBundle in).
+        wait_until_injected(&c, &c.namespace, &pod_manifest("probe"), WITHIN).await?;
         let deadline = Instant::now() + WITHIN;
         let mut admitted = 0;
         loop {

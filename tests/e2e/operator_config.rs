@@ -280,8 +280,12 @@ async fn without_its_operator_a_restarted_sidecar_serves_its_saved_config() -> R
     // Still serving with the operator gone…
     ensure!(chat(&sidecar).await == Some((200, "main".to_owned())));
     // …and after a restart of the sidecar itself (same state directory, the pod's emptyDir).
+    // The sidecar saves a config just after it starts serving it.
+    let saved = eventually("the snapshot saved", WITHIN, || async {
+        std::fs::metadata(pod.state_dir.join("snapshot.json")).ok()
+    })
+    .await?;
     sidecar.process.kill()?;
-    let saved = std::fs::metadata(pod.state_dir.join("snapshot.json"))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

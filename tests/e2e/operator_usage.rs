@@ -354,15 +354,22 @@ async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<
         return Ok(());
     };
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
-    let mut sidecars = Vec::new();
+    let mut pods = Vec::new();
     for i in 0..5 {
-        let pod = TestPod::create(&c, dir.path(), &format!("pod-{i}"), &[]).await?;
-        sidecars.push(sluice_tests::operator::ClusterSidecar::spawn(
-            &pod,
-            &operator.control_url,
-            &certs.ca(),
-        )?);
+        pods.push(TestPod::create(&c, dir.path(), &format!("pod-{i}"), &[]).await?);
     }
+    // The budget is shared among the pods the operator knows: the first sidecar to connect
+    // would otherwise be sized for fewer pods than there are, leaving the last with nothing.
+    let routes = Api::<ModelRoute>::namespaced(c.client.clone(), &c.namespace);
+    sluice_tests::operator::eventually("the operator seeing five pods", Duration::from_secs(60), || async {
+        let desired = routes.get("chat").await.ok()?.status?.sidecars?.desired;
+        (desired == 5).then_some(())
+    })
+    .await?;
+    let sidecars = pods
+        .iter()
+        .map(|pod| sluice_tests::operator::ClusterSidecar::spawn(pod, &operator.control_url, &certs.ca()))
+        .collect::<Result<Vec<_>>>()?;
     for s in &sidecars {
         wait_config(s).await?;
     }
@@ -421,24 +428,24 @@ async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<
             threshold["status"] == "True" && threshold["message"].as_str().unwrap_or_default().starts_with("100%"),
             "{threshold}"
         );
-        let events = c
-            .kubectl_ns(
-                &[
-                    "get",
-                    "events",
-                    "--field-selector",
-                    "involvedObject.name=monthly",
-                    "-o",
-                    "json",
-                ],
-                None,
-            )
-            .await?
-            .ok()?;
-        ensure!(
-            events.contains("ThresholdCrossed") && events.contains("Exhausted"),
-            "{events}"
-        );
+        // Events are published after the status write that the wait above saw.
+        let args = [
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=monthly",
+            "-o",
+            "json",
+        ];
+        sluice_tests::operator::eventually(
+            "ThresholdCrossed and Exhausted events",
+            Duration::from_secs(60),
+            || async {
+                let events = c.kubectl_ns(&args, None).await.ok()?.ok().ok()?;
+                (events.contains("ThresholdCrossed") && events.contains("Exhausted")).then_some(())
+            },
+        )
+        .await?;
     }
     let metrics = operator.metrics().await?;
     ensure!(

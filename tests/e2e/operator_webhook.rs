@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, ensure};
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Certs, OperatorProcess, free_port};
+use sluice_tests::operator::{Certs, OperatorProcess, free_port, sidecar_count, wait_until_injected};
 
 /// A bound for the operator to come up, not a target.
 const WITHIN: Duration = Duration::from_secs(60);
@@ -58,11 +58,7 @@ async fn stored_pod(c: &TestCluster, namespace: &str, name: &str) -> Result<Valu
 }
 
 fn has_sidecar(pod: &Value) -> bool {
-    let named = |list: &Value| {
-        list.as_array()
-            .is_some_and(|l| l.iter().any(|c| c["name"] == "sluice-sidecar"))
-    };
-    named(&pod["spec"]["initContainers"]) || named(&pod["spec"]["containers"])
+    sidecar_count(pod) > 0
 }
 
 #[tokio::test]
@@ -107,6 +103,7 @@ async fn pods_of_labelled_namespaces_are_stored_with_the_sidecar_and_others_unto
     ensure!(registered.success, "registering the webhook: {}", registered.stderr);
 
     let result = async {
+        wait_until_injected(&c, &c.namespace, &pod("app", ""), WITHIN).await?;
         let created = c.kubectl_ns(&["apply", "-f", "-"], Some(&pod("app", ""))).await?;
         ensure!(created.success, "creating the pod: {}", created.stderr);
         let injected = stored_pod(&c, &c.namespace, "app").await?;

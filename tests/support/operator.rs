@@ -539,3 +539,30 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// How many `sluice-sidecar` containers (native sidecar or plain) a pod's JSON holds.
+pub fn sidecar_count(pod: &serde_json::Value) -> usize {
+    let count = |list: &serde_json::Value| {
+        list.as_array()
+            .map_or(0, |l| l.iter().filter(|c| c["name"] == "sluice-sidecar").count())
+    };
+    count(&pod["spec"]["initContainers"]) + count(&pod["spec"]["containers"])
+}
+
+/// Waits until the API server injects the sidecar into `pod` (a manifest) in `namespace`,
+/// asking with a server-side dry run. The API server sees webhook configurations, their
+/// `caBundle` and namespace labels through caches, so one written a moment ago may not count yet;
+/// a pod created for real meanwhile would be stored without the sidecar for good.
+pub async fn wait_until_injected(c: &TestCluster, namespace: &str, pod: &str, within: Duration) -> Result<()> {
+    let args = ["apply", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-"];
+    eventually(
+        &format!("the webhook injecting into pods of {namespace}"),
+        within,
+        || async {
+            let out = c.kubectl(&args, Some(pod)).await.ok().filter(|o| o.success)?;
+            let object: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            (sidecar_count(&object) > 0).then_some(())
+        },
+    )
+    .await
+}
