@@ -101,6 +101,15 @@ impl Translator {
             }
             for call in delta.tool_calls {
                 let index = match self.tools.get(&call.index) {
+                    // Anthropic's blocks come one after another: a closed block cannot take
+                    // more arguments, and a second block for the same call would split its JSON.
+                    Some(index) if self.open != Some(Open::Tool(*index)) => {
+                        return Err(ProviderError::InvalidResponse(format!(
+                            "the upstream went back to tool call {} after another content block, which an \
+                             Anthropic stream cannot carry",
+                            call.index
+                        )));
+                    }
                     Some(index) => *index,
                     None => {
                         let function = call.function.clone().unwrap_or_default();
@@ -308,6 +317,15 @@ pub struct MessagesSseBody {
     stream: Option<ChunkStream>,
     translator: Translator,
     pending: VecDeque<Bytes>,
+}
+
+impl std::fmt::Debug for MessagesSseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessagesSseBody")
+            .field("translator", &self.translator)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MessagesSseBody {

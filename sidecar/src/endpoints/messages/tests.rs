@@ -130,6 +130,23 @@ fn a_chunk_that_is_not_json_is_an_error() {
 }
 
 #[test]
+fn a_tool_call_continued_after_another_block_is_an_error_not_a_delta_to_a_closed_block() {
+    let mut translator = Translator::default();
+    let tool = |args: &str| {
+        json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "function": {"name": "f", "arguments": args}}]}}]})
+        .to_string()
+    };
+    let text = json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]}).to_string();
+    translator.chunk(tool("{\"a\":").as_bytes()).unwrap();
+    translator.chunk(text.as_bytes()).unwrap();
+    assert!(matches!(
+        translator.chunk(tool("1}").as_bytes()),
+        Err(ProviderError::InvalidResponse(m)) if m.contains("tool call 0")
+    ));
+}
+
+#[test]
 fn a_whole_message_streams_as_the_events_that_rebuild_it() {
     let message: MessagesResponse =
         serde_json::from_str(include_str!("../../providers/fixtures/anthropic/inbound_message.json")).unwrap();
