@@ -314,12 +314,28 @@ pub fn reload(dir: &Path, store: &ConfigStore) -> bool {
     }
 }
 
-/// Reloads `dir` whenever a file in it changes, until the returned watcher is dropped.
+/// Whether a change in the watched directory may change what [`load`] reads: a `*.yaml` /
+/// `*.yml` file, or the `..data` links through which Kubernetes swaps a mounted ConfigMap or
+/// Secret. Other files are not read, and reacting to them would reload in a loop when, say, the
+/// sidecar's own log is written into the directory.
+fn concerns_manifests(event: &notify::Event) -> bool {
+    if event.kind.is_access() {
+        return false;
+    }
+    event.paths.iter().any(|path| {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return true;
+        };
+        name.starts_with("..") || name.ends_with(".yaml") || name.ends_with(".yml")
+    })
+}
+
+/// Reloads `dir` whenever a manifest in it changes, until the returned watcher is dropped.
 pub fn watch(dir: PathBuf, store: Arc<ConfigStore>) -> Result<notify::RecommendedWatcher, notify::Error> {
     use notify::Watcher;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if event.is_ok_and(|e| concerns_manifests(&e)) {
             let _ = tx.send(());
         }
     })?;
@@ -339,6 +355,23 @@ pub fn watch(dir: PathBuf, store: Arc<ConfigStore>) -> Result<notify::Recommende
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_changes_to_manifests_or_mounted_data_cause_a_reload() {
+        use notify::{
+            Event, EventKind,
+            event::{AccessKind, CreateKind, ModifyKind},
+        };
+        let event = |kind: EventKind, path: &str| Event::new(kind).add_path(PathBuf::from(path));
+        let modified = EventKind::Modify(ModifyKind::Any);
+        assert!(concerns_manifests(&event(modified, "/m/route.yaml")));
+        assert!(concerns_manifests(&event(modified, "/m/secret.yml")));
+        // A mounted ConfigMap's atomic swap.
+        assert!(concerns_manifests(&event(EventKind::Create(CreateKind::Any), "/m/..data_tmp")));
+        assert!(!concerns_manifests(&event(modified, "/m/sidecar.log")));
+        assert!(!concerns_manifests(&event(modified, "/m/.route.yaml.swp")));
+        assert!(!concerns_manifests(&event(EventKind::Access(AccessKind::Any), "/m/route.yaml")));
+    }
 
     #[test]
     fn env_var_names_are_upper_snake() {
