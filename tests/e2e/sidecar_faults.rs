@@ -40,6 +40,8 @@ enum Script {
     Endless,
     /// [`BEFORE_GATE`] chunks, then waits for the gate, then [`AFTER_GATE`] more and `[DONE]`.
     Gated(Arc<Notify>),
+    /// [`BEFORE_GATE`] chunks, then nothing until the sidecar hangs up, which it signals.
+    UntilHungUp(Arc<Notify>),
 }
 
 /// Starts the raw streaming upstream; every request gets `script`.
@@ -98,6 +100,13 @@ async fn answer(mut socket: TcpStream, script: Script) {
             send_event(&mut socket, "[DONE]").await;
             let _ = socket.write_all(b"0\r\n\r\n").await;
         }
+        Script::UntilHungUp(hung_up) => {
+            for _ in 0..BEFORE_GATE {
+                send_event(&mut socket, &chunk(None)).await;
+            }
+            while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+            hung_up.notify_one();
+        }
     }
 }
 
@@ -122,11 +131,15 @@ async fn send_event(socket: &mut TcpStream, data: &str) -> bool {
 
 /// A sidecar serving route `chat` from one backend at `base_url` with `timeouts`.
 async fn sidecar(base_url: &str, timeouts: Value) -> (SidecarProcess, tempfile::TempDir) {
+    sidecar_with(base_url, json!({"timeouts": timeouts})).await
+}
+
+/// A sidecar serving route `chat` from one backend at `base_url` with `extra` backend fields.
+async fn sidecar_with(base_url: &str, extra: Value) -> (SidecarProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let doc = route(
         "chat",
-        json!({"retry": {"attempts": 1},
-            "backends": [backend("raw", base_url, "raw", json!({"timeouts": timeouts}))]}),
+        json!({"retry": {"attempts": 1}, "backends": [backend("raw", base_url, "raw", extra)]}),
     );
     std::fs::write(dir.path().join("routes.yaml"), doc.to_string()).unwrap();
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
@@ -255,4 +268,49 @@ async fn sigterm_during_a_stream_lets_it_finish_then_the_sidecar_exits() {
         "the stream drained within the grace period:\n{}",
         sidecar.stderr()
     );
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_mid_stream_frees_its_slot_and_ends_the_upstream_call() {
+    let hung_up = Arc::new(Notify::new());
+    let upstream = sse_upstream(Script::UntilHungUp(Arc::clone(&hung_up))).await;
+    let extra = json!({"limits": {"maxConcurrency": 1},
+        "timeouts": {"connect": "1s", "firstByte": "5s", "total": "60s"}});
+    let (sidecar, _dir) = sidecar_with(&format!("http://{upstream}/v1"), extra).await;
+    let http = client();
+
+    // Twice over: were the first stream's slot kept, the second request would queue behind it
+    // until the total timeout.
+    for round in 0..2 {
+        let response = http
+            .post(sidecar.url("/v1/chat/completions"))
+            .json(&streamed_hello())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "round {round}");
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        while sse_data(&text).len() < BEFORE_GATE {
+            let bytes = body.next().await.expect("the stream ended early").unwrap();
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        drop(body);
+        // The sidecar lets go of the upstream call too.
+        tokio::time::timeout(WITHIN, hung_up.notified())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the upstream call was left open"));
+    }
+
+    let config: Value = http
+        .get(sidecar.admin_url("/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let backend = &config["state"]["routes"][0]["backends"][0];
+    assert_eq!(backend["concurrency"]["inFlight"], 0, "{backend}");
+    sidecar.wait_for_stderr("the client went away", WITHIN).await.unwrap();
 }
