@@ -216,7 +216,14 @@ impl ControlClient {
             };
             match result {
                 Ok(()) => tracing::warn!(url, "the config stream ended; reconnecting"),
-                Err(e) => tracing::warn!(url, error = %e, "control plane unavailable; serving the current config"),
+                Err(e) => {
+                    let serving = if self.shared.store.current().is_some() {
+                        "serving the current config"
+                    } else {
+                        "no config to serve until it answers"
+                    };
+                    tracing::warn!(url, error = %crate::error::with_causes(&e), "control plane unavailable; {serving}");
+                }
             }
             // A stream that ran a while was healthy: start the backoff over.
             if started.elapsed() > Duration::from_secs(30) {

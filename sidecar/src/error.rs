@@ -11,6 +11,24 @@ use crate::{
     response::{self, Response},
 };
 
+/// The error with its causes, which carry the useful part (e.g. "connection refused"); a cause
+/// that only repeats the text before it (a wrapper displaying its source) is left out.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut last = text.clone();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if said != last {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        last = said;
+        source = cause.source();
+    }
+    text
+}
+
 /// Why a request was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -253,4 +271,29 @@ fn retry_after_secs(after: Duration) -> u64 {
         .as_secs()
         .saturating_add(u64::from(after.subsec_nanos() > 0))
         .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("{0}")]
+        Wraps(#[from] std::io::Error),
+        #[error("sending the request")]
+        Sending(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn causes_are_appended_once_each() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(with_causes(&refused()), "connection refused");
+        // A wrapper that displays its source: the repeat is left out.
+        assert_eq!(with_causes(&Outer::from(refused())), "connection refused");
+        assert_eq!(
+            with_causes(&Outer::Sending(refused())),
+            "sending the request: connection refused"
+        );
+    }
 }

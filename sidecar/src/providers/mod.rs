@@ -222,22 +222,10 @@ fn transport_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Timeout(TimeoutPhase::FirstByte)
     } else if e.is_connect() {
-        ProviderError::Connect(error_chain(e))
+        ProviderError::Connect(crate::error::with_causes(e))
     } else {
-        ProviderError::Interrupted(error_chain(e))
+        ProviderError::Interrupted(crate::error::with_causes(e))
     }
-}
-
-/// The error with its causes, which carry the useful part (e.g. "connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Turns a non-success upstream response into an error, keeping a bounded body with the key
@@ -318,7 +306,7 @@ async fn read_body(mut resp: reqwest::Response, limit: usize, deadline: Instant)
         let chunk = tokio::time::timeout_at(deadline, resp.chunk())
             .await
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))?
-            .map_err(|e| ProviderError::Interrupted(error_chain(&e)))?;
+            .map_err(|e| ProviderError::Interrupted(crate::error::with_causes(&e)))?;
         let Some(chunk) = chunk else { return Ok(out.freeze()) };
         if out.len() + chunk.len() > limit {
             return Err(ProviderError::InvalidResponse(format!(
@@ -337,7 +325,7 @@ impl<S: Stream<Item = Result<Bytes, ProviderError>> + Send + 'static> BodyStream
 /// The body of an upstream response as a [`BodyStream`].
 fn body_stream(resp: reqwest::Response) -> impl BodyStream {
     resp.bytes_stream()
-        .map(|chunk| chunk.map_err(|e| ProviderError::Interrupted(error_chain(&e))))
+        .map(|chunk| chunk.map_err(|e| ProviderError::Interrupted(crate::error::with_causes(&e))))
 }
 
 /// The upstream's events, decoded as they arrive, bounded in size and by the deadline.
