@@ -143,7 +143,7 @@ impl LeaderElector {
             lease_transitions: Some(if ours || previous.is_none() {
                 transitions
             } else {
-                transitions + 1
+                transitions.saturating_add(1)
             }),
             ..LeaseSpec::default()
         }
