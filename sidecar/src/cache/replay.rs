@@ -27,16 +27,11 @@ pub fn stream(entry: &Entry, wants_usage: bool) -> Option<ChunkStream> {
         Stored::Chunks(chunks) => {
             let mut chunks = chunks.clone();
             if let Some(usage) = entry.usage.filter(|_| wants_usage) {
-                let first = chunks.first().and_then(|c| serde_json::from_slice::<Value>(c).ok());
-                let mut last =
-                    format::completion_header(first.as_ref().unwrap_or(&Value::Null), "chat.completion.chunk");
-                last.insert("choices".into(), json!([]));
-                last.insert("usage".into(), usage.to_openai());
-                chunks.push(Bytes::from(Value::Object(last).to_string()));
+                format::push_usage_chunk(&mut chunks, usage.to_openai());
             }
             chunks
         }
-        Stored::Complete(body) => format::completion_to_chunks(body, wants_usage)?,
+        Stored::Complete(body) => format::completion_as_stream(body, wants_usage, entry.usage)?,
     };
     Some(providers::replayed_stream(chunks, entry.usage))
 }

@@ -664,10 +664,11 @@ pub fn completion_header(v: &Value, object: &str) -> Map<String, Value> {
     out
 }
 
-/// A whole `chat.completion` as the chunks a stream of it would carry: per choice, its whole
-/// message as one delta, then its finish; with `usage_chunk`, a last chunk without choices
-/// carrying the completion's `usage` as it is. `None` when `body` is not a completion.
-pub fn completion_to_chunks(body: &[u8], usage_chunk: bool) -> Option<Vec<bytes::Bytes>> {
+/// A whole `chat.completion` as the chunks of the stream a client asked for: per choice, its
+/// whole message as one delta, then its finish; then, when `wants_usage`, the usage chunk with
+/// the completion's own `usage` (or `metered` when it has none). `None` when `body` is not a
+/// completion.
+pub fn completion_as_stream(body: &[u8], wants_usage: bool, metered: Option<Usage>) -> Option<Vec<bytes::Bytes>> {
     let doc: Value = serde_json::from_slice(body).ok()?;
     let base = completion_header(&doc, "chat.completion.chunk");
     let mut out = Vec::new();
@@ -695,18 +696,66 @@ pub fn completion_to_chunks(body: &[u8], usage_chunk: bool) -> Option<Vec<bytes:
             out.push(bytes::Bytes::from(Value::Object(chunk).to_string()));
         }
     }
-    if let Some(usage) = doc.get("usage").filter(|u| usage_chunk && u.is_object()) {
-        let mut last = base;
-        last.insert("choices".into(), Value::Array(Vec::new()));
-        last.insert("usage".into(), usage.clone());
-        out.push(bytes::Bytes::from(Value::Object(last).to_string()));
+    let stated = doc.get("usage").filter(|u| u.is_object()).cloned();
+    if wants_usage && let Some(usage) = stated.or_else(|| metered.map(|u| u.to_openai())) {
+        push_usage_chunk(&mut out, usage);
     }
     Some(out)
+}
+
+/// Appends the chunk that ends an OpenAI stream under `include_usage`: no choices, `usage`, and
+/// the id, model and times of the first chunk.
+pub fn push_usage_chunk(chunks: &mut Vec<bytes::Bytes>, usage: Value) {
+    let first = chunks.first().and_then(|c| serde_json::from_slice::<Value>(c).ok());
+    let mut last = completion_header(first.as_ref().unwrap_or(&Value::Null), "chat.completion.chunk");
+    last.insert("choices".into(), Value::Array(Vec::new()));
+    last.insert("usage".into(), usage);
+    chunks.push(bytes::Bytes::from(Value::Object(last).to_string()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_completion_streams_as_its_deltas_then_the_usage_it_states_or_the_metered_one() {
+        let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "x": 1});
+        let body = serde_json::json!({"id": "c1", "object": "chat.completion", "created": 7, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": usage});
+        let parse = |chunks: Vec<bytes::Bytes>| -> Vec<Value> {
+            chunks.iter().map(|c| serde_json::from_slice(c).unwrap()).collect()
+        };
+        let metered = Usage {
+            input: Tokens(10),
+            output: Tokens(20),
+            ..Usage::default()
+        };
+
+        let chunks = parse(completion_as_stream(body.to_string().as_bytes(), true, Some(metered)).unwrap());
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "hi");
+        assert_eq!(chunks[1]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            (&chunks[2]["choices"], &chunks[2]["usage"]),
+            (&serde_json::json!([]), &usage)
+        );
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == "c1")
+        );
+
+        let mut without = body.clone();
+        without.as_object_mut().unwrap().remove("usage");
+        let chunks = parse(completion_as_stream(without.to_string().as_bytes(), true, Some(metered)).unwrap());
+        assert_eq!(chunks[2]["usage"]["completion_tokens"], 20);
+        assert_eq!(
+            parse(completion_as_stream(body.to_string().as_bytes(), false, None).unwrap()).len(),
+            2
+        );
+        assert!(completion_as_stream(b"[1, 2]", true, None).is_none());
+    }
     use serde_json::json;
 
     #[test]

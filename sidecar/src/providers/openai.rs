@@ -56,11 +56,12 @@ impl OpenAi {
             // Some OpenAI-compatible servers ignore `stream: true` and answer whole: the client
             // still gets the stream it asked for, made of that answer.
             let whole = complete(resp, call.deadline).await?;
-            let chunks = format::completion_to_chunks(&whole.body, client_wants_usage).ok_or_else(|| {
-                ProviderError::InvalidResponse(
-                    "the upstream answered a streamed request with JSON that is not a chat completion".to_owned(),
-                )
-            })?;
+            let chunks =
+                format::completion_as_stream(&whole.body, client_wants_usage, whole.usage).ok_or_else(|| {
+                    ProviderError::InvalidResponse(
+                        "the upstream answered a streamed request with JSON that is not a chat completion".to_owned(),
+                    )
+                })?;
             return Ok(Reply::Stream(replayed_stream(chunks, whole.usage)));
         }
         Ok(Reply::Stream(translate_body(
