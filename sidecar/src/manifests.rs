@@ -367,10 +367,12 @@ mod tests {
         assert!(concerns_manifests(&event(modified, "/m/route.yaml")));
         assert!(concerns_manifests(&event(modified, "/m/secret.yml")));
         // A mounted ConfigMap's atomic swap.
-        assert!(concerns_manifests(&event(EventKind::Create(CreateKind::Any), "/m/..data_tmp")));
+        let created = EventKind::Create(CreateKind::Any);
+        assert!(concerns_manifests(&event(created, "/m/..data_tmp")));
         assert!(!concerns_manifests(&event(modified, "/m/sidecar.log")));
         assert!(!concerns_manifests(&event(modified, "/m/.route.yaml.swp")));
-        assert!(!concerns_manifests(&event(EventKind::Access(AccessKind::Any), "/m/route.yaml")));
+        let read = EventKind::Access(AccessKind::Any);
+        assert!(!concerns_manifests(&event(read, "/m/route.yaml")));
     }
 
     #[test]
