@@ -1,6 +1,8 @@
 //! An OpenAI(-compatible) upstream's whole answer: the chat/embeddings body check and its usage
 //! (`providers::openai::parse_complete`); when it is a chat completion, the `/v1/messages`
-//! endpoint's translation of it to an Anthropic message; and the body as an error answer.
+//! endpoint's translation of it to an Anthropic message; the answer as the stream of chunks a
+//! streaming client gets when an upstream ignores `stream` or a cached answer is replayed
+//! (`format::completion_as_stream`); and the body as an error answer.
 #![no_main]
 
 use bytes::Bytes;
@@ -9,7 +11,12 @@ use serde_json::Value;
 use sluice_fuzz::error_status;
 use sluice_sidecar::{
     accounting::Usage,
-    providers::{ProviderError, anthropic::translate::openai_response_to_anthropic, format::ChatCompletion, openai},
+    providers::{
+        ProviderError,
+        anthropic::translate::openai_response_to_anthropic,
+        format::{ChatCompletion, completion_as_stream},
+        openai,
+    },
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +34,23 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(completion) = serde_json::from_slice::<ChatCompletion>(&complete.body) {
                 let message = openai_response_to_anthropic(completion);
                 serde_json::to_vec(&message).expect("an Anthropic message serializes");
+            }
+            // As a stream: every chunk a chunk object; with usage asked for and known, the last
+            // one carries it and no choices.
+            if let Some(chunks) = completion_as_stream(&complete.body, true, usage) {
+                let chunks: Vec<Value> = chunks
+                    .iter()
+                    .map(|c| serde_json::from_slice(c).expect("a replayed chunk is JSON"))
+                    .collect();
+                assert!(
+                    chunks.iter().all(|c| c["object"] == "chat.completion.chunk"),
+                    "{chunks:?}"
+                );
+                let said = object.get("usage").is_some_and(Value::is_object);
+                if said || usage.is_some() {
+                    let last = chunks.last().expect("a usage chunk");
+                    assert!(last["usage"].is_object() && last["choices"] == Value::Array(Vec::new()));
+                }
             }
         }
         (Ok(_), Ok(other)) => panic!("an answer that is not an object passed: {other}"),
