@@ -343,10 +343,18 @@ async fn spend_flushed_before_a_crash_is_there_after_restart() {
             StatusCode::OK
         );
     }
-    // Wait until a flush has written the spend, then crash.
-    let file = std::fs::read_dir(state.path()).unwrap().next().unwrap().unwrap().path();
+    // Wait until a flush has written the spend, then crash. Only the renamed file counts: a
+    // flush writes a `.tmp` first, which a crash before the rename leaves unused.
+    let flushed = || {
+        std::fs::read_dir(state.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .any(|p| std::fs::read_to_string(p).unwrap_or_default().contains("0.003000"))
+    };
     let deadline = std::time::Instant::now() + EVENTUALLY;
-    while !std::fs::read_to_string(&file).unwrap_or_default().contains("0.003000") {
+    while !flushed() {
         assert!(std::time::Instant::now() < deadline, "spend never flushed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
