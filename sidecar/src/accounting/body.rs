@@ -40,7 +40,7 @@ pub fn openai_usage(body: &[u8]) -> Result<Option<Usage>, BodyError> {
 
 /// Whether `body` may hold a `\uD…` escape (an escaped backslash before `ud` counts too: it only
 /// costs the slow road).
-fn escapes_a_surrogate(body: &[u8]) -> bool {
+pub(crate) fn escapes_a_surrogate(body: &[u8]) -> bool {
     body.windows(3)
         .any(|w| w[0] == b'\\' && w[1] == b'u' && w[2].eq_ignore_ascii_case(&b'd'))
 }

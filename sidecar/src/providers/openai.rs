@@ -1,8 +1,14 @@
 //! OpenAI and OpenAI-compatible upstreams: the body passes through with `model` rewritten.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::Value;
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, Visitor},
+};
+use serde_json::{Value, value::RawValue};
 use sluice_crds::ApiKey;
 
 use super::{
@@ -154,16 +160,13 @@ fn to_stream_events(
         Ok(e) => e,
         Err(e) => return Some(vec![Err(e)]),
     };
-    let mut chunk: Value = match serde_json::from_str(&event.data) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        Ok(_) | Err(_) => {
-            return Some(vec![Err(ProviderError::InvalidResponse(
-                "a stream event is not a JSON object".into(),
-            ))]);
-        }
+    let Ok(chunk) = Chunk::parse(&event.data) else {
+        return Some(vec![Err(ProviderError::InvalidResponse(
+            "a stream event is not a JSON object".into(),
+        ))]);
     };
-    if let Some(error) = chunk.get("error") {
-        let body = Bytes::from(serde_json::json!({ "error": error }).to_string());
+    if let Some(error) = chunk.member("error") {
+        let body = Bytes::from(format!(r#"{{"error":{}}}"#, error.get()));
         let status = http::StatusCode::BAD_GATEWAY;
         return Some(vec![Err(ProviderError::Status {
             status,
@@ -171,24 +174,122 @@ fn to_stream_events(
             body,
         })]);
     }
-    let usage = chunk.get("usage").and_then(Usage::from_openai);
-    let usage_only = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let usage = chunk
+        .member("usage")
+        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .and_then(|usage| Usage::from_openai(&usage));
     let mut out = Vec::with_capacity(2);
     if let Some(u) = usage {
         out.push(Ok(StreamEvent::Usage(u)));
     }
     let forward = if client_wants_usage {
         Some(Bytes::from(event.data))
-    } else if usage.is_some() && usage_only {
+    } else if usage.is_some() && chunk.has_no_choices() {
         None
-    } else if let Some(map) = chunk.as_object_mut().filter(|m| m.contains_key("usage")) {
-        map.remove("usage");
-        Some(Bytes::from(chunk.to_string()))
+    } else if chunk.member("usage").is_some() {
+        match chunk.without("usage") {
+            Ok(stripped) => Some(stripped),
+            Err(e) => return Some(vec![Err(ProviderError::InvalidResponse(e.to_string()))]),
+        }
     } else {
         Some(Bytes::from(event.data))
     };
     out.extend(forward.map(|b| Ok(StreamEvent::Data(b))));
     Some(out)
+}
+
+/// A stream chunk's top-level members, borrowed from its text in order: what a chunk needs
+/// (its `error`, its `usage`, whether it has choices, itself less `usage`) without building
+/// the tree of maps and strings a [`Value`] would be for every chunk of every stream.
+struct Chunk<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Chunk<'a> {
+    /// The members of `data` when it is one JSON object; the same verdict as parsing a [`Value`].
+    fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
+        // Raw values check escapes but not that surrogates pair up, which a `Value` refuses.
+        if crate::accounting::body::escapes_a_surrogate(data.as_bytes()) {
+            serde_json::from_str::<Value>(data)?;
+        }
+        serde_json::from_str(data)
+    }
+
+    /// The value of `key`; the last one when a key repeats, as in a parsed [`Value`].
+    fn member(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// Whether `choices` is missing, not an array, or empty (a usage-only chunk).
+    fn has_no_choices(&self) -> bool {
+        self.member("choices").is_none_or(|raw| {
+            let text = raw.get();
+            !text.starts_with('[') || text[1..].trim_start().starts_with(']')
+        })
+    }
+
+    /// The chunk's text without any `key` member, the others as they came.
+    fn without(&self, key: &str) -> Result<Bytes, serde_json::Error> {
+        let mut out = Vec::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum());
+        out.push(b'{');
+        for (k, v) in self.0.iter().filter(|(k, _)| k != key) {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, k.as_ref())?;
+            out.push(b':');
+            out.extend_from_slice(v.get().as_bytes());
+        }
+        out.push(b'}');
+        Ok(Bytes::from(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Chunk<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ChunkVisitor)
+    }
+}
+
+struct ChunkVisitor;
+
+impl<'de> Visitor<'de> for ChunkVisitor {
+    type Value = Chunk<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Chunk<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(key) = map.next_key::<MemberKey<'de>>()? {
+            members.push((key.0, map.next_value()?));
+        }
+        Ok(Chunk(members))
+    }
+}
+
+/// An object key, borrowed unless it had escapes (serde's own `Cow<str>` always copies).
+struct MemberKey<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for MemberKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = MemberKey<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberKey(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(MemberKey(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +322,57 @@ mod tests {
             data_of(&out),
             vec![r#"{"id":"1","choices":[{"index":0,"delta":{"content":"hi"}}]}"#]
         );
+    }
+
+    #[test]
+    fn strips_a_null_usage_from_every_chunk_and_keeps_the_rest_as_sent() {
+        // OpenAI puts `"usage": null` on every chunk once usage is asked for.
+        let chunk = r#"{"id":"1", "usage": null, "choices":[ {"index":0,"delta":{"content":"h\u00e9"}} ],"x\"y":1}"#;
+        let out = to_stream_events(event(chunk), false).unwrap();
+        assert_eq!(
+            data_of(&out),
+            vec![r#"{"id":"1","choices":[ {"index":0,"delta":{"content":"h\u00e9"}} ],"x\"y":1}"#]
+        );
+    }
+
+    #[test]
+    fn a_repeated_usage_key_is_stripped_whole_and_counted_by_its_last_value() {
+        let chunk = r#"{"choices":[],"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
+        let out = to_stream_events(event(chunk), false).unwrap();
+        assert!(data_of(&out).is_empty());
+        assert!(matches!(
+            out[0],
+            Ok(StreamEvent::Usage(Usage {
+                input: Tokens(5),
+                output: Tokens(7),
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn choices_that_are_not_an_array_make_a_usage_only_chunk() {
+        let chunk = r#"{"choices":null,"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
+        let out = to_stream_events(event(chunk), false).unwrap();
+        assert!(data_of(&out).is_empty());
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_chunk_with_an_unpaired_surrogate_is_refused_as_a_parsed_value_would_be() {
+        let out = to_stream_events(event(r#"{"choices":[{"delta":{"content":"\ud800"}}]}"#), false).unwrap();
+        assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))));
+        let paired = r#"{"choices":[{"delta":{"content":"\ud83d\ude00"}}]}"#;
+        let out = to_stream_events(event(paired), false).unwrap();
+        assert_eq!(data_of(&out), vec![paired]);
+    }
+
+    #[test]
+    fn a_chunk_that_is_not_one_object_is_refused() {
+        for data in ["[1]", "\"text\"", "{} {}", "{\"a\":}", "null"] {
+            let out = to_stream_events(event(data), false).unwrap();
+            assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))), "{data}");
+        }
     }
 
     #[test]
