@@ -20,6 +20,7 @@ pub mod error;
 pub mod failover;
 pub mod limits;
 pub mod listener;
+pub mod log_fields;
 pub mod manifests;
 pub mod metrics;
 pub mod pipeline;

@@ -17,7 +17,7 @@ use sluice_sidecar::{
     config::ConfigStore,
     control,
     listener::{self, ApiState, DEFAULT_MAX_BODY_BYTES},
-    manifests,
+    log_fields, manifests,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -133,7 +133,7 @@ fn init_logging(format: LogFormat) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(log_fields::PlainFields).init(),
         LogFormat::Json => builder.json().init(),
     }
 }
