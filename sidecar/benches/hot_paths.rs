@@ -402,6 +402,27 @@ mod translate_stream {
         });
     }
 
+    /// OpenAI to OpenAI as OpenAI streams once usage is asked for: `"usage": null` on every
+    /// chunk, taken out of each for a client that did not ask.
+    #[divan::bench]
+    fn openai_null_usage_stripped(b: Bencher) {
+        let rt = runtime();
+        let body = openai_body().replace(r#""choices":[{"#, r#""usage":null,"choices":[{"#);
+        assert_eq!(
+            run(&rt, &body, |bytes| openai::translate_body(
+                once(bytes),
+                deadline(),
+                false
+            )),
+            CHUNKS
+        );
+        b.counter(divan::counter::ItemsCount::new(CHUNKS)).bench_local(|| {
+            run(&rt, black_box(&body), |bytes| {
+                openai::translate_body(once(bytes), deadline(), false)
+            })
+        });
+    }
+
     /// Anthropic's Messages events to OpenAI chunks.
     #[divan::bench]
     fn anthropic_to_openai(b: Bencher) {
