@@ -386,41 +386,26 @@ mod translate_stream {
     /// OpenAI to OpenAI: each chunk parsed for usage and passed through.
     #[divan::bench]
     fn openai_pass_through(b: Bencher) {
-        let (rt, body) = (runtime(), openai_body());
-        assert_eq!(
-            run(&rt, &body, |bytes| openai::translate_body(
-                once(bytes),
-                deadline(),
-                false
-            )),
-            CHUNKS
-        );
-        b.counter(divan::counter::ItemsCount::new(CHUNKS)).bench_local(|| {
-            run(&rt, black_box(&body), |bytes| {
-                openai::translate_body(once(bytes), deadline(), false)
-            })
-        });
+        bench_openai(b, &openai_body());
     }
 
     /// OpenAI to OpenAI as OpenAI streams once usage is asked for: `"usage": null` on every
     /// chunk, taken out of each for a client that did not ask.
     #[divan::bench]
     fn openai_null_usage_stripped(b: Bencher) {
-        let rt = runtime();
-        let body = openai_body().replace(r#""choices":[{"#, r#""usage":null,"choices":[{"#);
-        assert_eq!(
-            run(&rt, &body, |bytes| openai::translate_body(
-                once(bytes),
-                deadline(),
-                false
-            )),
-            CHUNKS
+        bench_openai(
+            b,
+            &openai_body().replace(r#""choices":[{"#, r#""usage":null,"choices":[{"#),
         );
-        b.counter(divan::counter::ItemsCount::new(CHUNKS)).bench_local(|| {
-            run(&rt, black_box(&body), |bytes| {
-                openai::translate_body(once(bytes), deadline(), false)
-            })
-        });
+    }
+
+    /// The OpenAI stream translation over `body`, for a client that did not ask for usage.
+    fn bench_openai(b: Bencher, body: &str) {
+        let rt = runtime();
+        let translate = |bytes| openai::translate_body(once(bytes), deadline(), false);
+        assert_eq!(run(&rt, body, translate), CHUNKS);
+        b.counter(divan::counter::ItemsCount::new(CHUNKS))
+            .bench_local(|| run(&rt, black_box(body), translate));
     }
 
     /// Anthropic's Messages events to OpenAI chunks.

@@ -314,6 +314,20 @@ mod tests {
             .collect()
     }
 
+    fn assert_usage_5_in_7_out(item: &Result<StreamEvent, ProviderError>) {
+        assert!(
+            matches!(
+                item,
+                Ok(StreamEvent::Usage(Usage {
+                    input: Tokens(5),
+                    output: Tokens(7),
+                    ..
+                }))
+            ),
+            "{item:?}"
+        );
+    }
+
     #[test]
     fn strips_usage_the_client_did_not_ask_for() {
         let chunk = r#"{"id":"1","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}"#;
@@ -340,14 +354,7 @@ mod tests {
         let chunk = r#"{"choices":[],"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
         let out = to_stream_events(event(chunk), false).unwrap();
         assert!(data_of(&out).is_empty());
-        assert!(matches!(
-            out[0],
-            Ok(StreamEvent::Usage(Usage {
-                input: Tokens(5),
-                output: Tokens(7),
-                ..
-            }))
-        ));
+        assert_usage_5_in_7_out(&out[0]);
     }
 
     #[test]
@@ -380,14 +387,7 @@ mod tests {
         let chunk = r#"{"id":"1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
         let out = to_stream_events(event(chunk), false).unwrap();
         assert!(data_of(&out).is_empty());
-        assert!(matches!(
-            out[0],
-            Ok(StreamEvent::Usage(Usage {
-                input: Tokens(5),
-                output: Tokens(7),
-                ..
-            }))
-        ));
+        assert_usage_5_in_7_out(&out[0]);
     }
 
     #[test]
