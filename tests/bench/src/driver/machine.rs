@@ -25,7 +25,17 @@ pub fn describe(oha: &Path, repo: &Path) -> Machine {
         .find(|l| l.starts_with("MemTotal:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024);
-    let dirty = command(repo, "git", &["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+    // The run's own outputs (the fan-out's results are copied in before the driver starts) do
+    // not make the measured tree dirty.
+    let outputs_excluded = [
+        "status",
+        "--porcelain",
+        "--",
+        ".",
+        ":!BENCHMARKS.md",
+        ":!tests/bench/results",
+    ];
+    let dirty = command(repo, "git", &outputs_excluded).is_some_and(|s| !s.is_empty());
     let commit = command(repo, "git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     Machine {
         cpu,
