@@ -37,8 +37,13 @@ fn client(certs: &Certs) -> Result<reqwest::Client> {
 
 /// Opens the config stream with `token` and returns its first events (hello, snapshot).
 async fn first_events(http: &reqwest::Client, url: &str, token: &str) -> Result<Vec<Value>> {
+    first_events_of(http, &format!("{url}/v1/watch"), token).await
+}
+
+/// [`first_events`] of the watch at `watch_url`, query and all.
+async fn first_events_of(http: &reqwest::Client, watch_url: &str, token: &str) -> Result<Vec<Value>> {
     let response = http
-        .get(format!("{url}/v1/watch"))
+        .get(watch_url)
         .bearer_auth(token)
         .send()
         .await?
@@ -133,6 +138,19 @@ async fn a_pod_gets_only_its_routes_and_secrets_and_a_wrong_audience_is_refused(
     ensure!(
         routes_and_keys(&events[1]) == [(format!("{ns}/for-b"), "sk-b".to_owned())],
         "pod B got {:?}",
+        routes_and_keys(&events[1])
+    );
+    // Pod A naming pod B in its request still gets pod A's config: who is served comes from the
+    // token alone.
+    let asks_for_b = format!(
+        "{}/v1/watch?pod=pod-b&podUid={}&namespace={ns}",
+        operator.control_url, pod_b.uid
+    );
+    let events = first_events_of(&http, &asks_for_b, &token_a).await?;
+    ensure!(events[0]["pod"]["name"] == "pod-a", "{}", events[0]);
+    ensure!(
+        routes_and_keys(&events[1]) == [(format!("{ns}/for-a"), "sk-a".to_owned())],
+        "pod A asking for pod B got {:?}",
         routes_and_keys(&events[1])
     );
     // The pod in the other namespace gets its namespace's route only.
