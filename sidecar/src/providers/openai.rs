@@ -174,8 +174,8 @@ fn to_stream_events(
             body,
         })]);
     }
-    let usage = chunk
-        .member("usage")
+    let usage_member = chunk.member("usage");
+    let usage = usage_member
         .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
         .and_then(|usage| Usage::from_openai(&usage));
     let mut out = Vec::with_capacity(2);
@@ -186,7 +186,7 @@ fn to_stream_events(
         Some(Bytes::from(event.data))
     } else if usage.is_some() && chunk.has_no_choices() {
         None
-    } else if chunk.member("usage").is_some() {
+    } else if usage_member.is_some() {
         match chunk.without("usage") {
             Ok(stripped) => Some(stripped),
             Err(e) => return Some(vec![Err(ProviderError::InvalidResponse(e.to_string()))]),
