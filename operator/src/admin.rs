@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz` (the process runs) and `/readyz` (this replica
-//! leads and has reconciled what it found at start; followers are not ready).
+//! serves: a follower once it knows another replica leads, a replica leading from its start once
+//! it has reconciled what it found; see `run` in `main.rs`).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -21,7 +22,7 @@ use crate::metrics::Metrics;
 pub struct AdminState {
     /// The metrics.
     pub metrics: Arc<Metrics>,
-    /// True while this replica leads and is synced.
+    /// True once this replica serves what it should.
     pub ready: watch::Receiver<bool>,
 }
 
@@ -42,7 +43,7 @@ pub fn handle(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Byte
         "/readyz" => respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
-            "not the leader, or not synced yet\n".into(),
+            "not serving yet: the first election round or the start-up sync is not done\n".into(),
         ),
         "/metrics" => match state.metrics.encode() {
             Ok(text) => respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text),

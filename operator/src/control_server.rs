@@ -1,6 +1,12 @@
 //! The control server (DESIGN §6.1): HTTPS, every call authenticated by the pod's projected
 //! ServiceAccount token. Serves the config stream, takes acks and usage reports. The protocol
 //! itself is documented in `sluice_crds::control`.
+//!
+//! Every replica listens, but only the leader serves: a follower answers every call with 503
+//! and a message saying so, and the sidecar, which treats any refusal like an unreachable
+//! server, keeps serving its last snapshot and reconnects with backoff (to the next URL it was
+//! given, or through the Service to whichever replica it reaches next). A refusal rather than
+//! a proxy to the leader keeps followers free of state and of a second hop that could fail.
 
 pub mod auth;
 pub mod handlers;
@@ -12,7 +18,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +34,8 @@ pub struct ControlServer {
     pub ctx: Arc<Context>,
     /// Token reviews.
     pub auth: auth::Authenticator,
+    /// True while this replica leads (only then are calls served).
+    pub leading: watch::Receiver<bool>,
 }
 
 /// Serves the control API on `listener` until `shutdown`; open streams are then closed after a

@@ -1,5 +1,5 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: one replica at a time reconciles,
-//! serves control connections and writes status.
+//! serves control connections and writes status (every replica serves the webhook).
 //!
 //! A lease is taken when it has no holder or when its record has not changed for a whole
 //! lease duration *as observed locally* (client-go's rule: no clock comparison across
@@ -70,15 +70,16 @@ impl LeaderElector {
         }
     }
 
-    /// Waits until this replica holds the lease; `false` when cancelled first.
-    pub async fn acquire(&mut self, cancel: &CancellationToken) -> bool {
+    /// Waits until this replica holds the lease; `false` when cancelled first. `on_follow` is
+    /// called after every round that found another holder (readiness waits for the first).
+    pub async fn acquire(&mut self, cancel: &CancellationToken, mut on_follow: impl FnMut()) -> bool {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");
                     return true;
                 }
-                Ok(false) => {}
+                Ok(false) => on_follow(),
                 Err(e) => tracing::warn!(error = %e, "leader election"),
             }
             tokio::select! {

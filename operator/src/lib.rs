@@ -6,11 +6,13 @@
 //! into the shared [`context::Context`], from which [`desired`] computes each pod's snapshot
 //! and [`control_server`] streams it. [`usage`] applies reports exactly once and persists them;
 //! [`status`] writes what is known into the resources. [`leader`] makes sure one replica at a
-//! time does any of this.
+//! time does any of this; the [`webhook`], the certificates ([`managed_certs`]) and the CA
+//! published for the sidecars ([`ca_publisher`]) are served by every replica.
 
 pub mod admin;
 pub mod allowance;
 pub mod budget_controller;
+pub mod ca_publisher;
 pub mod certs;
 pub mod conditions;
 pub mod context;

@@ -15,7 +15,9 @@ use kube::{
     },
 };
 use sluice_operator::{
-    SIDECAR_LABEL, admin, budget_controller, certs,
+    SIDECAR_LABEL, admin, budget_controller,
+    ca_publisher::CaPublisher,
+    certs,
     context::{Context, Settings},
     control_server::{self, ControlServer, auth::Authenticator},
     leader::LeaderElector,
@@ -236,7 +238,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API")?;
     let shutdown = CancellationToken::new();
-    let tls = match &options.tls_secret_name {
+    let (tls, ca_publisher) = match &options.tls_secret_name {
         Some(secret_name) => {
             let (managed, tls) = ManagedCerts::start(
                 client.clone(),
@@ -247,20 +249,28 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
                     names: options.sans.clone(),
                     lifetime: options.cert_lifetime.get(),
                     renew_before: options.cert_renew_before.get(),
-                    ca_config_map: options
-                        .inject
-                        .ca_secret
-                        .is_none()
-                        .then(|| (options.inject.ca_configmap.clone(), options.inject.ca_key.clone())),
                 },
             )
             .await
             .with_context(|| format!("operator-managed certificates in Secret {secret_name}"))?;
+            // The CA goes where injected sidecars mount it, unless they read a Secret that
+            // something else distributes (`--ca-secret`).
+            let publisher = options.inject.ca_secret.is_none().then(|| {
+                Arc::new(CaPublisher::new(
+                    client.clone(),
+                    options.inject.ca_configmap.clone(),
+                    options.inject.ca_key.clone(),
+                    managed.ca(),
+                ))
+            });
+            if let Some(publisher) = &publisher {
+                tokio::spawn(publisher.clone().run(shutdown.clone()));
+            }
             // Every replica keeps its certificate current, so a new leader serves a valid one.
             tokio::spawn(managed.run(shutdown.clone()));
-            tls
+            (tls, publisher)
         }
-        None => tls_config(&options)?,
+        None => (tls_config(&options)?, None),
     };
     let metrics = Arc::new(Metrics::default());
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -283,6 +293,21 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
             shutdown.cancel();
         });
     }
+    // The webhook is stateless: every replica serves it from the start, leader or not.
+    if let Some(addr) = options.webhook_listen {
+        let webhook_listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
+        let (inject, ca) = (inject.clone(), ca_publisher.clone());
+        let handler = move |req| webhook::server::handle(req, inject.clone(), ca.clone());
+        tokio::spawn(control_server::serve_https(
+            webhook_listener,
+            tls.clone(),
+            handler,
+            shutdown.clone(),
+        ));
+    }
 
     let identity = options
         .identity
@@ -295,13 +320,6 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         &identity,
         options.lease_duration.get(),
     );
-    tracing::info!(identity, lease = %options.lease_name, "waiting to become the leader");
-    if !elector.acquire(&shutdown).await {
-        return Ok(());
-    }
-    metrics.leader.set(1);
-
-    let work = shutdown.child_token();
     let (routes, routes_writer) = reflector::store();
     let (budgets, budgets_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store::<Pod>();
@@ -323,7 +341,41 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         Recorder::new(client.clone(), reporter),
         metrics.clone(),
     ));
+    // Every replica listens for sidecars; followers answer 503 (see `control_server`).
+    let (leading_tx, leading_rx) = watch::channel(false);
+    let control_listener = TcpListener::bind(options.control_listen)
+        .await
+        .with_context(|| format!("binding {}", options.control_listen))?;
+    tracing::info!(control = %control_listener.local_addr()?, admin = %options.admin_listen, "serving");
+    let server = Arc::new(ControlServer {
+        ctx: ctx.clone(),
+        auth: Authenticator::new(client.clone()),
+        leading: leading_rx,
+    });
+    let control_stop = shutdown.child_token();
+    tokio::spawn(control_server::serve(
+        control_listener,
+        tls,
+        server,
+        control_stop.clone(),
+    ));
 
+    tracing::info!(identity, lease = %options.lease_name, "waiting to become the leader");
+    // Ready means serving (DESIGN §6.4). A replica that finds another leader at start is ready
+    // at once; one that leads from the start is ready once it serves sidecars too (synced,
+    // below), so `helm install --wait` returns when the whole operator works. Once ready, a
+    // replica stays ready through a takeover: the webhook never loses an endpoint to it.
+    let follower_ready = ready_tx.clone();
+    let first_round_lost = move || {
+        follower_ready.send_if_modified(|ready| !std::mem::replace(ready, true));
+    };
+    if !elector.acquire(&shutdown, first_round_lost).await {
+        return Ok(());
+    }
+    leading_tx.send_replace(true);
+    metrics.leader.set(1);
+
+    let work = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(route_controller::run(ctx.clone(), routes_writer, work.clone()));
     tasks.spawn(budget_controller::run(ctx.clone(), budgets_writer, work.clone()));
@@ -378,7 +430,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
                 ctx.recompute(&ns);
             }
             ready_tx.send_replace(true);
-            tracing::info!("ready");
+            tracing::info!("leading and synced: serving sidecars");
         });
     }
     {
@@ -386,37 +438,11 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         let work = work.clone();
         tasks.spawn(async move { ctx.run_flusher(work).await });
     }
-    let control_listener = TcpListener::bind(options.control_listen)
-        .await
-        .with_context(|| format!("binding {}", options.control_listen))?;
-    tracing::info!(control = %control_listener.local_addr()?, admin = %options.admin_listen, "serving");
-    let server = Arc::new(ControlServer {
-        ctx: ctx.clone(),
-        auth: Authenticator::new(client.clone()),
-    });
-    tasks.spawn(control_server::serve(
-        control_listener,
-        tls.clone(),
-        server,
-        work.clone(),
-    ));
-    if let Some(addr) = options.webhook_listen {
-        let webhook_listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
-        let handler = move |req| webhook::server::handle(req, inject.clone());
-        tasks.spawn(control_server::serve_https(
-            webhook_listener,
-            tls,
-            handler,
-            work.clone(),
-        ));
-    }
 
     let held = elector.hold(&shutdown).await;
-    ready_tx.send_replace(false);
+    leading_tx.send_replace(false);
     metrics.leader.set(0);
+    control_stop.cancel();
     work.cancel();
     // Let the controllers stop and the flusher write what it holds, within a bound.
     let _ = tokio::time::timeout(Duration::from_secs(10), async {

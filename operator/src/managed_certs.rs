@@ -1,6 +1,7 @@
 //! Operator-managed certificates (DESIGN §7): a CA and a serving certificate kept in one Secret
 //! shared by the replicas, the serving certificate re-issued (same CA) before it expires, and
-//! the CA written into the webhook configuration's `caBundle`.
+//! the CA written into the webhook configuration's `caBundle` and handed to the
+//! [`crate::ca_publisher`] (which puts it where the sidecars mount it).
 //!
 //! Every replica runs this, leader or not, so a follower taking over already serves the current
 //! certificate. Writes are optimistic: the Secret is created only if absent and replaced only
@@ -17,23 +18,16 @@ use std::{
 
 use k8s_openapi::{
     ByteString,
-    api::{
-        admissionregistration::v1::MutatingWebhookConfiguration,
-        core::v1::{ConfigMap, Namespace, Secret},
-    },
+    api::{admissionregistration::v1::MutatingWebhookConfiguration, core::v1::Secret},
 };
 use kube::{
     Api, Client,
-    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::{self, CertError, SwappableCert};
-
-/// Namespaces whose pods are injected, and so need the CA.
-const INJECT_NAMESPACE_SELECTOR: &str = "sluice.dev/inject=enabled";
-/// The field manager of what the operator applies.
-const FIELD_MANAGER: &str = "sluice-operator";
 
 /// The CA certificate's key in the Secret.
 pub const CA_CERT: &str = "ca.crt";
@@ -84,9 +78,6 @@ pub struct Settings {
     pub lifetime: Duration,
     /// A serving certificate is re-issued when it expires within this.
     pub renew_before: Duration,
-    /// The ConfigMap (name, key) the CA is published as in every namespace labelled for
-    /// injection, where injected sidecars mount it; `None` when sidecars read it elsewhere.
-    pub ca_config_map: Option<(String, String)>,
 }
 
 /// The four PEMs of the Secret.
@@ -183,8 +174,9 @@ pub struct ManagedCerts {
     settings: Settings,
     secrets: Api<Secret>,
     webhooks: Api<MutatingWebhookConfiguration>,
-    namespaces: Api<Namespace>,
     cert: Arc<SwappableCert>,
+    /// The CA certificate (PEM) as stored, for whoever publishes it.
+    ca: watch::Sender<String>,
     /// The PEM of the certificate being served.
     serving: String,
 }
@@ -201,8 +193,7 @@ impl ManagedCerts {
             });
         }
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
-        let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-        let namespaces: Api<Namespace> = Api::all(client);
+        let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client);
         let identity = load_or_create(&secrets, &settings).await?;
         let cert = Arc::new(SwappableCert::new(certs::certified_key(
             identity.cert.as_bytes(),
@@ -213,8 +204,8 @@ impl ManagedCerts {
             settings,
             secrets,
             webhooks,
-            namespaces,
             cert,
+            ca: watch::channel(identity.ca_cert).0,
             serving: identity.cert,
         };
         // Renew a certificate found near expiry and publish the CA before serving, so that the
@@ -224,6 +215,11 @@ impl ManagedCerts {
         }
         tracing::info!(secret = %managed.settings.secret_name, "serving the operator-managed certificate");
         Ok((managed, tls))
+    }
+
+    /// The CA certificate (PEM), current whenever the stored one changes.
+    pub fn ca(&self) -> watch::Receiver<String> {
+        self.ca.subscribe()
     }
 
     /// Polls until `shutdown`: renews the certificate when due, serves the one in the Secret
@@ -263,43 +259,13 @@ impl ManagedCerts {
         if let Some(name) = &self.settings.webhook_config_name {
             self.publish_ca(name, &identity.ca_cert).await?;
         }
-        if let Some((name, key)) = &self.settings.ca_config_map {
-            self.publish_ca_to_namespaces(name, key, &identity.ca_cert).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the CA into the ConfigMap `name` of every namespace labelled for injection, so an
-    /// injected sidecar can trust the control server (a volume reads only its own namespace).
-    async fn publish_ca_to_namespaces(&self, name: &str, key: &str, ca: &str) -> Result<(), ManagedError> {
-        let labelled = self
-            .namespaces
-            .list(&ListParams::default().labels(INJECT_NAMESPACE_SELECTOR))
-            .await?;
-        for namespace in labelled.items.iter().filter_map(|n| n.metadata.name.as_deref()) {
-            let config_maps: Api<ConfigMap> = Api::namespaced(self.namespaces.clone().into_client(), namespace);
-            if config_maps
-                .get_opt(name)
-                .await?
-                .and_then(|c| c.data)
-                .and_then(|d| d.get(key).cloned())
-                .as_deref()
-                == Some(ca)
-            {
-                continue;
+        self.ca.send_if_modified(|ca| {
+            let changed = *ca != identity.ca_cert;
+            if changed {
+                ca.clone_from(&identity.ca_cert);
             }
-            let wanted = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.to_owned()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(BTreeMap::from([(key.to_owned(), ca.to_owned())])),
-                ..ConfigMap::default()
-            };
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            config_maps.patch(name, &params, &Patch::Apply(&wanted)).await?;
-            tracing::info!(namespace, config_map = name, "published the CA for injected sidecars");
-        }
+            changed
+        });
         Ok(())
     }
 

@@ -295,6 +295,31 @@ async fn every_rendered_manifest_passes_the_api_servers_strict_validation() -> R
 }
 
 #[tokio::test]
+async fn images_and_pull_policies_set_on_the_command_line_reach_the_operator_and_the_injected_sidecar() -> Result<()> {
+    let Some(c) = cluster("chart_images").await? else {
+        return Ok(());
+    };
+    let set = [
+        "image.repository=sluice-operator",
+        "image.tag=dev",
+        "image.pullPolicy=Never",
+        "sidecar.image.repository=sluice-sidecar",
+        "sidecar.image.tag=dev",
+        "sidecar.image.pullPolicy=Never",
+    ];
+    let out = render(&c, "sluice", "sluice-system", &set_args(&set)).await?;
+    for line in [
+        "image: \"sluice-operator:dev\"\n",
+        "imagePullPolicy: Never\n",
+        "- --sidecar-image=sluice-sidecar:dev\n",
+        "- --sidecar-image-pull-policy=Never\n",
+    ] {
+        ensure!(out.contains(line), "rendered without {line:?}:\n{out}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn sidecar_mode_auto_is_native_from_1_29_and_plain_before() -> Result<()> {
     let Some(c) = cluster("chart_sidecar_mode").await? else {
         return Ok(());
@@ -608,6 +633,16 @@ async fn helm_install_creates_rbac_that_allows_exactly_the_readme_table() -> Res
         .kubectl(&["get", &format!("clusterrole/{release}-operator")], None)
         .await?;
     ensure!(!gone.success, "the ClusterRole outlived helm uninstall");
+    // Nothing is left that could refuse a pod: the webhook configuration (whose caBundle the
+    // operator wrote) goes with the release.
+    let webhooks = c
+        .kubectl(&["get", "mutatingwebhookconfigurations", "-o", "name"], None)
+        .await?
+        .ok()?;
+    ensure!(
+        !webhooks.contains(&format!("{release}-operator")),
+        "a webhook configuration outlived helm uninstall: {webhooks}"
+    );
     c.kubectl(&["get", "crd/modelroutes.sluice.dev", "crd/budgets.sluice.dev"], None)
         .await?
         .ok()

@@ -1,10 +1,14 @@
 //! The install path end to end on a real kube-apiserver: `helm install` of the chart, then the
 //! real operator binary run with the chart's own flags under the chart's ServiceAccount token
 //! (so its RBAC is what is exercised), the chart's webhook pointed at it by URL (no Service
-//! routing here). A pod of a labelled namespace is stored with the sidecar; an opted-out pod, a
-//! pod of an unlabelled namespace and an already-injected pod are stored as sent; a route in
-//! the labelled namespace is reconciled to Accepted, and once the operator injects another
-//! sidecar image its status counts the two pods running the old one as outdated.
+//! routing here: only host and port are replaced, the path is the chart's own). A pod of a
+//! labelled namespace is stored with the sidecar and the namespace gets the CA ConfigMap the
+//! sidecar mounts; an opted-out pod, a pod of an unlabelled namespace and an already-injected
+//! pod are stored as sent; a pod opted in by its label from an unlabelled namespace is injected
+//! and its namespace has the CA before the pod is stored; a route in the labelled namespace is
+//! reconciled to Accepted, and once the operator injects another sidecar image its status
+//! counts the two pods running the old one as outdated. With the operator gone, the chart's
+//! `failurePolicy: Fail` refuses pods of the labelled namespace, and opted-out pods still start.
 
 use std::{process::Command, time::Duration};
 
@@ -99,10 +103,27 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
     service_account_kubeconfig(&c, &account, &kubeconfig).await?;
 
     let (webhook, control, admin) = (free_port()?, free_port()?, free_port()?);
-    // Point the chart's webhook at the operator process, which keeps its caBundle itself.
-    let url = format!("https://127.0.0.1:{}/mutate", webhook.port());
-    let patch = serde_json::json!([{"op": "replace", "path": "/webhooks/0/clientConfig",
-        "value": {"url": url}}, {"op": "replace", "path": "/webhooks/1/clientConfig", "value": {"url": url}}]);
+    // Point the chart's webhook at the operator process, which keeps its caBundle itself. Only
+    // the host and port stand in for the Service: the path is the one the chart registers, so
+    // a chart calling a path the operator does not serve fails here.
+    let registered = json(&c, &["get", "mutatingwebhookconfiguration", &account, "-o", "json"]).await?;
+    let mut patch = Vec::new();
+    for (i, hook) in registered["webhooks"]
+        .as_array()
+        .context("no webhooks")?
+        .iter()
+        .enumerate()
+    {
+        let path = hook["clientConfig"]["service"]["path"]
+            .as_str()
+            .context("the chart's webhook names no service path")?;
+        let url = format!("https://127.0.0.1:{}{path}", webhook.port());
+        patch.push(
+            serde_json::json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig"),
+            "value": {"url": url}}),
+        );
+    }
+    let patch = Value::Array(patch);
     kubectl_ok(
         &c,
         &[
@@ -210,6 +231,37 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
             "unlabelled namespace injected"
         );
 
+        // The labelled namespace gets the CA its sidecars mount, from the namespace watch.
+        let ca_of = |ns: String| {
+            let c = &c;
+            async move {
+                let out = c
+                    .kubectl(
+                        &["get", "configmap", "sluice-ca", "-n", &ns, "-o", "jsonpath={.data.ca\\.crt}"],
+                        None,
+                    )
+                    .await
+                    .ok()?;
+                (out.success && out.stdout.contains("BEGIN CERTIFICATE")).then_some(out.stdout)
+            }
+        };
+        let published = eventually("the CA published to the labelled namespace", WITHIN, || ca_of(apps.clone())).await?;
+        // A pod opted in by its label from an unlabelled namespace: the webhook puts the CA into
+        // its namespace before admitting it, so the pod can mount it.
+        ensure!(ca_of(plain.clone()).await.is_none(), "the CA reached an unlabelled namespace unasked");
+        let opted_in = "apiVersion: v1\nkind: Pod\nmetadata: {name: opted-in, labels: {sluice.dev/inject: \"true\"}}\n\
+                        spec: {containers: [{name: app, image: example/app:1}]}\n";
+        wait_until_injected(&c, &plain, opted_in, WITHIN).await?;
+        kubectl_ok(&c, &["apply", "-n", &plain, "-f", "-"], Some(opted_in)).await?;
+        ensure!(
+            sidecar_count(&json(&c, &["get", "pod", "opted-in", "-n", &plain, "-o", "json"]).await?) == 1,
+            "opted-in pod not injected"
+        );
+        ensure!(
+            ca_of(plain.clone()).await.as_deref() == Some(published.as_str()),
+            "the opted-in pod was admitted before its namespace had the CA"
+        );
+
         // Sending an injected pod again changes nothing: one sidecar, not two.
         let mut again = injected.clone();
         again["metadata"] = serde_json::json!({"name": "again", "labels": injected["metadata"]["labels"],
@@ -265,6 +317,20 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
         wait_ready().await?;
         // The two injected pods (`app`, `again`) now run an older sidecar than would be injected.
         outdated(2).await?;
+
+        // The operator gone (scaled to 0): with the chart's failurePolicy Fail a pod of the
+        // labelled namespace is refused rather than started without its sidecar, and a pod
+        // that opted out by label never reaches the webhook, so it still starts.
+        operator.kill()?;
+        let refused = c.kubectl(&["apply", "-n", &apps, "-f", "-"], Some(&pod("while-down", ""))).await?;
+        ensure!(
+            !refused.success && refused.stderr.contains("inject.sluice.dev"),
+            "a pod was admitted past a webhook that cannot be reached: {}",
+            refused.stderr
+        );
+        let opted_out = "apiVersion: v1\nkind: Pod\nmetadata: {name: opted-out-while-down, labels: {sluice.dev/inject: \"false\"}}\n\
+                         spec: {containers: [{name: app, image: example/app:1}]}\n";
+        kubectl_ok(&c, &["apply", "-n", &apps, "-f", "-"], Some(opted_out)).await?;
         Ok(())
     }
     .await;

@@ -1,6 +1,7 @@
-//! Two operator replicas (DESIGN §6.4): one leads through a Lease and the other is not ready;
-//! when the leader dies the other takes over, serves the sidecars and pushes changes; a
-//! leader stopped with SIGTERM hands over at once by releasing the lease.
+//! Two operator replicas (DESIGN §6.4): one leads through a Lease; the other is ready too (it
+//! serves the webhook) but refuses control connections with 503; when the leader dies the
+//! other takes over, serves the sidecars and pushes changes; a leader stopped with SIGTERM
+//! hands over at once by releasing the lease.
 
 use std::time::Duration;
 
@@ -88,7 +89,24 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
         .wait_for_output("waiting to become the leader", WITHIN)
         .await?;
     ensure!(lease_holder(&c.client, &c.namespace, LEASE).await.as_deref() == Some("op-1"));
-    ensure!(!second.is_ready().await, "a follower must not be ready");
+    // Readiness is about serving, not leading: the follower is ready (so rollouts and the PDB
+    // work with two replicas) and refuses control calls, which only the leader serves.
+    eventually("the follower ready", WITHIN, || async {
+        second.is_ready().await.then_some(())
+    })
+    .await?;
+    ensure!(lease_holder(&c.client, &c.namespace, LEASE).await.as_deref() == Some("op-1"));
+    let refusal = control_client(&certs)?
+        .get(format!("{}/v1/watch", second.control_url))
+        .send()
+        .await?;
+    ensure!(
+        refusal.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refusal.status()
+    );
+    let body = refusal.text().await?;
+    ensure!(body.contains("not the leader"), "{body}");
 
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
     let urls = format!("{},{}", first.control_url, second.control_url);
@@ -102,11 +120,12 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
 
     // The leader dies without releasing its lease: the follower waits out the lease and leads.
     first.process.kill()?;
-    eventually("the second replica ready", WITHIN, || async {
-        second.is_ready().await.then_some(())
+    eventually("the second replica leading", WITHIN, || async {
+        let holder = lease_holder(&c.client, &c.namespace, LEASE).await;
+        (holder.as_deref() == Some("op-2")).then_some(())
     })
     .await?;
-    ensure!(lease_holder(&c.client, &c.namespace, LEASE).await.as_deref() == Some("op-2"));
+    ensure!(second.is_ready().await, "a replica taking over stays ready");
     // It serves the sidecar (which moved to it) and pushes an edit.
     c.kubectl_ns(&["apply", "-f", "-"], Some(&route(&upstream, "second")))
         .await?
@@ -122,20 +141,25 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
     // A graceful stop releases the lease: a new replica leads without waiting it out.
     let mut second = second;
     let third = OperatorProcess::spawn(&c, &certs, "op-3", &[])?;
-    third
-        .process
-        .wait_for_output("waiting to become the leader", WITHIN)
-        .await?;
+    eventually("the third replica ready as a follower", WITHIN, || async {
+        third.is_ready().await.then_some(())
+    })
+    .await?;
     second.process.terminate().await?;
     ensure!(
         second.process.output().contains("released the leader lease"),
         "{}",
         second.process.output()
     );
-    eventually("the third replica ready", WITHIN, || async {
-        third.is_ready().await.then_some(())
+    eventually("the third replica leading", WITHIN, || async {
+        let holder = lease_holder(&c.client, &c.namespace, LEASE).await;
+        (holder.as_deref() == Some("op-3")).then_some(())
     })
     .await?;
-    ensure!(lease_holder(&c.client, &c.namespace, LEASE).await.as_deref() == Some("op-3"));
     Ok(())
+}
+
+fn control_client(certs: &Certs) -> Result<reqwest::Client> {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
+    Ok(reqwest::Client::builder().tls_certs_only([ca]).build()?)
 }

@@ -171,6 +171,11 @@ async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_
 
     // The sidecar resends the unacked report to the next operator: applied once.
     let next = OperatorProcess::start(&c, &certs, "op-2").await?;
+    // Ready means serving the webhook; a replica that started as a follower serves sidecars only
+    // once the dead one's lease has run out and it leads.
+    next.process
+        .wait_for_output("serving sidecars", Duration::from_secs(60))
+        .await?;
     let caller = Caller::new(&certs, &next.control_url)?;
     ensure!(caller.send(&a, &body).await? == 1);
     ensure!(caller.send(&a, &body).await? == 1);
@@ -179,6 +184,9 @@ async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_
     // And once more across another restart: the applied sequence is durable with the total.
     drop(next);
     let last = OperatorProcess::start(&c, &certs, "op-3").await?;
+    last.process
+        .wait_for_output("serving sidecars", Duration::from_secs(60))
+        .await?;
     let caller = Caller::new(&certs, &last.control_url)?;
     ensure!(caller.send(&a, &body).await? == 1);
     ensure!(caller.send(&a, &report(&c, &a, 2, 1, "0.020000")).await? == 2);

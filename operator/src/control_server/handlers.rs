@@ -22,11 +22,23 @@ use crate::context::Context;
 /// A response body: whole or streamed.
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// What a follower answers to every control call.
+pub const NOT_LEADING: &str = "this operator replica is not the leader; reconnect (only the leader serves sidecars)";
+
 const MAX_ACK_BYTES: usize = 64 << 10;
 const MAX_REPORT_BYTES: usize = 16 << 20;
 
 /// Dispatches one request.
 pub async fn handle(req: Request<Incoming>, server: Arc<ControlServer>) -> Response<Body> {
+    if !*server.leading.borrow() {
+        // Not even authenticated: a follower holds no state a caller could learn from.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &ControlError {
+                message: NOT_LEADING.to_owned(),
+            },
+        );
+    }
     let result = match (req.method(), req.uri().path()) {
         (&Method::GET, WATCH_PATH) => watch(req, &server).await,
         (&Method::POST, ACK_PATH) => ack(req, &server).await,

@@ -187,6 +187,39 @@ mod tests {
     }
 
     #[test]
+    fn the_sidecar_pull_policy_flag_is_what_the_injected_container_gets() {
+        let cli = Cli::try_parse_from([
+            "operator",
+            "--sidecar-image=sluice-sidecar:dev",
+            "--sidecar-image-pull-policy=Never",
+        ])
+        .unwrap();
+        let config = cli.inject.into_config().unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app", "namespace": "team-a"},
+            "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}
+        }))
+        .unwrap();
+        let patch = serde_json::to_value(super::super::inject::inject(&pod, &config).unwrap().unwrap()).unwrap();
+        let sidecar = patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| &op["value"])
+            .flat_map(|v| {
+                if v.is_array() {
+                    v.as_array().unwrap().clone()
+                } else {
+                    vec![v.clone()]
+                }
+            })
+            .find(|v| v["name"] == "sluice-sidecar")
+            .unwrap();
+        assert_eq!(sidecar["image"], "sluice-sidecar:dev");
+        assert_eq!(sidecar["imagePullPolicy"], "Never");
+    }
+
+    #[test]
     fn a_bad_quantity_flag_names_the_flag() {
         let cli = Cli::try_parse_from(["operator", "--sidecar-memory-request=64m"]).unwrap();
         let error = cli.inject.into_config().unwrap_err();

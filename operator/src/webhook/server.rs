@@ -1,6 +1,8 @@
 //! The webhook's HTTPS endpoint: `POST /mutate` takes an `AdmissionReview` of a Pod and answers
 //! with the injection patch, nothing (not selected, opted out, already injected), or a denial
-//! that says what is wrong with the pod's annotations.
+//! that says what is wrong with the pod's annotations. Before it admits an injected pod it makes
+//! sure the CA ConfigMap the sidecar mounts exists in the pod's namespace (not for dry runs):
+//! a pod opted in from an unlabelled namespace would otherwise never start.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -12,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 
 use super::inject::{InjectConfig, inject};
-use crate::control_server::handlers::Body;
+use crate::{ca_publisher::CaPublisher, control_server::handlers::Body};
 
 /// The path the webhook configuration calls.
 pub const MUTATE_PATH: &str = "/mutate";
@@ -20,8 +22,9 @@ pub const MUTATE_PATH: &str = "/mutate";
 /// The largest review accepted: a Pod is far smaller; the API server's own limit is 3 MiB.
 const MAX_REVIEW_BYTES: usize = 3 << 20;
 
-/// Answers one webhook call.
-pub async fn handle(req: Request<Incoming>, config: Arc<InjectConfig>) -> Response<Body> {
+/// Answers one webhook call; `ca` publishes the CA into the pod's namespace (`None`: the CA
+/// reaches the pods some other way, e.g. cert-manager mode).
+pub async fn handle(req: Request<Incoming>, config: Arc<InjectConfig>, ca: Option<Arc<CaPublisher>>) -> Response<Body> {
     if (req.method(), req.uri().path()) != (&Method::POST, MUTATE_PATH) {
         return reply(
             StatusCode::NOT_FOUND,
@@ -50,7 +53,18 @@ pub async fn handle(req: Request<Incoming>, config: Arc<InjectConfig>) -> Respon
             );
         }
     };
-    let response = review_response(&request, &config);
+    let mut response = review_response(&request, &config);
+    if let (Some(ca), Some(_), false) = (&ca, &response.patch, request.dry_run) {
+        let namespace = request.namespace.as_deref().unwrap_or_default();
+        if let Err(e) = ca.ensure(namespace).await {
+            // Admitted without its CA the pod would hang in PodInitializing; refused, its
+            // controller tries again and the error says why.
+            tracing::warn!(namespace, error = %e, "could not publish the CA; pod refused");
+            response = AdmissionResponse::from(&request).deny(format!(
+                "sluice: the CA ConfigMap the sidecar mounts could not be written in namespace {namespace}: {e}"
+            ));
+        }
+    }
     reply(
         StatusCode::OK,
         Bytes::from(serde_json::to_vec(&response.into_review()).unwrap_or_default()),
@@ -98,4 +112,20 @@ fn reply(status: StatusCode, body: Bytes) -> Response<Body> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MUTATE_PATH;
+
+    #[test]
+    fn the_chart_registers_the_webhook_at_the_path_the_operator_serves() {
+        let template = include_str!("../../../charts/sluice/templates/webhook.yaml");
+        let paths: Vec<&str> = template
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("path:"))
+            .map(str::trim)
+            .collect();
+        assert_eq!(paths, [MUTATE_PATH]);
+    }
 }
