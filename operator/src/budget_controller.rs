@@ -38,6 +38,8 @@ pub fn until_next_period(budget: &Budget, now: Timestamp) -> Duration {
 
 /// Reconciles one budget.
 pub async fn reconcile(budget: Arc<Budget>, ctx: Arc<Context>) -> Result<Action> {
+    // Snapshots computed here read every cache: wait until each holds its first full list.
+    ctx.wait_caches().await;
     ctx.metrics.reconciled("budget");
     let key = key_of(budget.as_ref());
     if key.namespace.is_empty() {

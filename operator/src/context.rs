@@ -153,9 +153,11 @@ impl Context {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Marks the start-up reconcile done once every known route has a verdict.
+    /// Marks the start-up reconcile done once every cache is filled and every known route has
+    /// a verdict: a verdict reached against a cache still being listed (a Budget not seen yet)
+    /// must never reach a sidecar.
     pub fn check_synced(&self) {
-        if *self.synced.borrow() {
+        if *self.synced.borrow() || !self.caches.borrow().all() {
             return;
         }
         let inner = self.lock();

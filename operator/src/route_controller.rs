@@ -85,10 +85,22 @@ pub async fn resolve(
     if let Err(invalid) = validation::validate_model_route(spec) {
         return Ok(Err(Rejection::Invalid(invalid.to_string())));
     }
-    let budget = spec.budget_ref.as_ref().and_then(|r| {
-        ctx.budgets
+    let budget = match &spec.budget_ref {
+        None => None,
+        Some(r) => match ctx
+            .budgets
             .get(&ObjectRef::<Budget>::new(&r.name).within(&key.namespace))
-    });
+        {
+            Some(cached) => Some(cached),
+            // The Budget watch that triggered this reconcile and the one filling the cache are
+            // two streams: a Budget just created may be in the first and not yet in the second.
+            // Ask the API server before calling it missing.
+            None => Api::<Budget>::namespaced(ctx.client.clone(), &key.namespace)
+                .get_opt(&r.name)
+                .await?
+                .map(Arc::new),
+        },
+    };
     if let Err(invalid) = validation::validate_references(spec, budget.as_ref().map(|b| &b.spec)) {
         let (refs, rules): (Vec<FieldError>, Vec<FieldError>) = invalid
             .0
@@ -226,6 +238,10 @@ async fn restore_last_accepted(ctx: &Context, key: &ObjectKey) -> Result<()> {
 
 /// Reconciles one route.
 pub async fn reconcile(route: Arc<ModelRoute>, ctx: Arc<Context>) -> Result<Action> {
+    // A route is judged against the Budgets and Pods caches: before their first full list a
+    // Budget that exists would read as missing, the route would be refused, and its sidecars
+    // would be sent a config without it.
+    ctx.wait_caches().await;
     ctx.metrics.reconciled("modelroute");
     let key = key_of(route.as_ref());
     if key.namespace.is_empty() {

@@ -1,14 +1,15 @@
 //! Two operator replicas (DESIGN §6.4): one leads through a Lease; the other is ready too (it
 //! serves the webhook) but refuses control connections with 503; when the leader dies the
 //! other takes over, serves the sidecars and pushes changes; a leader stopped with SIGTERM
-//! hands over at once by releasing the lease.
+//! hands over at once by releasing the lease. And an operator restarted again and again never
+//! sends a connected sidecar a config judged from caches that were still filling.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use sluice_crds::{Budget, MicroUsd};
 use sluice_tests::cluster::cluster;
-use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, lease_holder};
+use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, free_port, lease_holder};
 use sluice_tests::upstream::Upstream;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -162,4 +163,66 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
 fn control_client(certs: &Certs) -> Result<reqwest::Client> {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
     Ok(reqwest::Client::builder().tls_certs_only([ca]).build()?)
+}
+
+/// Budgets nobody spends from: they make the Budget list longer than the route list, which is
+/// when a route judged before the Budgets were listed would be refused.
+fn fillers(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("apiVersion: sluice.dev/v1alpha1\nkind: Budget\nmetadata: {{name: filler-{i}}}\nspec: {{limitUSD: \"1\"}}\n"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[tokio::test]
+async fn an_operator_restarted_again_and_again_never_sends_a_connected_sidecar_fewer_routes() -> Result<()> {
+    let Some(c) = cluster("operator_restarts").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let dir = tempfile::tempdir()?;
+    let upstream = Upstream::start().await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&fillers(20))).await?.ok()?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&route(&upstream, "only")))
+        .await?
+        .ok()?;
+    let certs = Certs::generate(dir.path())?;
+    // Every incarnation listens where the sidecar was told the control plane is.
+    let control = free_port()?.to_string();
+    let pinned = ["--control-listen", control.as_str()];
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-0", &pinned)?;
+    operator.wait_ready(WITHIN).await?;
+    let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    sidecar.wait_served_by("chat", "only", WITHIN).await?;
+
+    let mut outputs = Vec::new();
+    for i in 1..=6 {
+        // Alternately a crash (the lease must run out) and a graceful stop (released at once).
+        if i % 2 == 0 {
+            operator.process.kill()?;
+        } else {
+            operator.process.terminate().await?;
+        }
+        outputs.push(operator.process.output());
+        operator = OperatorProcess::spawn(&c, &certs, &format!("op-{i}"), &pinned)?;
+        // The new operator has served the reconnected sidecar its snapshot.
+        operator.process.wait_for_output("sidecar connected", WITHIN).await?;
+        sidecar.wait_served_by("chat", "only", WITHIN).await?;
+    }
+    outputs.push(operator.process.output());
+    // No incarnation judged the route against a Budget cache still being listed…
+    for (i, output) in outputs.iter().enumerate() {
+        ensure!(
+            !output.contains("route not accepted"),
+            "op-{i} refused the route:\n{output}"
+        );
+    }
+    // …and the sidecar never applied a config without it.
+    let applied = sidecar.process.output();
+    ensure!(
+        applied.contains("config applied") && !applied.contains("routes=0"),
+        "the sidecar lost its route:\n{applied}"
+    );
+    Ok(())
 }
