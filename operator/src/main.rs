@@ -105,6 +105,12 @@ struct RunOptions {
     /// Address of the sidecar-injection webhook (HTTPS, `POST /mutate`); omitted: no webhook.
     #[arg(long, env = "SLUICE_WEBHOOK_LISTEN")]
     webhook_listen: Option<SocketAddr>,
+    /// Once every listener is bound (before the leader election), write their addresses to this
+    /// file as one JSON object, `{"admin-listen":"…","control-listen":"…","webhook-listen":"…"}`
+    /// (webhook only with --webhook-listen; written whole: a temporary file renamed into place).
+    /// With port 0 in the listen flags, this is how whoever started the operator learns its ports.
+    #[arg(long, env = "SLUICE_ADDRESS_FILE")]
+    address_file: Option<PathBuf>,
     /// Secret (in the `--lease-namespace`) holding the operator's CA and serving certificate:
     /// read, or created with a new CA when absent; the certificate is re-issued before it
     /// expires and served without a restart. Instead of --tls-cert/--tls-key.
@@ -224,6 +230,26 @@ async fn wait_for_signal() {
     }
 }
 
+/// Accepts and at once closes every connection on `listener` until `until` is cancelled, then
+/// hands the listener back: a bound listener nobody accepts on would leave clients waiting for a
+/// handshake instead of moving on to the next address.
+fn close_accepted_until(listener: TcpListener, until: CancellationToken) -> tokio::task::JoinHandle<TcpListener> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                () = until.cancelled() => return listener,
+                accepted = listener.accept() => {
+                    if accepted.is_err() {
+                        // E.g. out of file descriptors: do not spin on it.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    })
+}
+
 async fn run(options: RunOptions) -> anyhow::Result<()> {
     let inject = Arc::new(
         options
@@ -267,6 +293,34 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(options.admin_listen)
         .await
         .with_context(|| format!("binding {}", options.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    // Every listener is bound here, before the election, so that the address file can say where
+    // each one is from the start (a follower's control address is what a sidecar lists next).
+    // Until this replica leads, control and webhook connections are closed as soon as accepted,
+    // as they were refused when the listeners were bound only by the leader.
+    let leading = CancellationToken::new();
+    let control_listener = TcpListener::bind(options.control_listen)
+        .await
+        .with_context(|| format!("binding {}", options.control_listen))?;
+    let webhook_listener = match options.webhook_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &options.address_file {
+        let mut addresses = sluice_crds::address_file::Addresses::new();
+        addresses.insert("admin-listen".into(), admin_addr);
+        addresses.insert("control-listen".into(), control_listener.local_addr()?);
+        if let Some(listener) = &webhook_listener {
+            addresses.insert("webhook-listen".into(), listener.local_addr()?);
+        }
+        sluice_crds::address_file::write(path, &addresses)?;
+    }
+    let control_listener = close_accepted_until(control_listener, leading.clone());
+    let webhook_listener = webhook_listener.map(|l| close_accepted_until(l, leading.clone()));
     tokio::spawn(admin::serve(
         admin_listener,
         admin::AdminState {
@@ -300,6 +354,8 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     metrics.leader.set(1);
+    leading.cancel();
+    let control_listener = control_listener.await.context("the control listener")?;
 
     let work = shutdown.child_token();
     let (routes, routes_writer) = reflector::store();
@@ -386,10 +442,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         let work = work.clone();
         tasks.spawn(async move { ctx.run_flusher(work).await });
     }
-    let control_listener = TcpListener::bind(options.control_listen)
-        .await
-        .with_context(|| format!("binding {}", options.control_listen))?;
-    tracing::info!(control = %control_listener.local_addr()?, admin = %options.admin_listen, "serving");
+    tracing::info!(control = %control_listener.local_addr()?, admin = %admin_addr, "serving");
     let server = Arc::new(ControlServer {
         ctx: ctx.clone(),
         auth: Authenticator::new(client.clone()),
@@ -400,10 +453,8 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         server,
         work.clone(),
     ));
-    if let Some(addr) = options.webhook_listen {
-        let webhook_listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+    if let Some(webhook_listener) = webhook_listener {
+        let webhook_listener = webhook_listener.await.context("the webhook listener")?;
         tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
         let handler = move |req| webhook::server::handle(req, inject.clone());
         tasks.spawn(control_server::serve_https(
