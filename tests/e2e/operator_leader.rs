@@ -82,7 +82,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
         .ok()?;
     let certs = Certs::generate(dir.path())?;
     let mut first = OperatorProcess::start(&c, &certs, "op-1").await?;
-    let second = OperatorProcess::spawn(&c, &certs, "op-2", &[])?;
+    let second = OperatorProcess::spawn(&c, &certs, "op-2", &[]).await?;
     second
         .process
         .wait_for_output("waiting to become the leader", WITHIN)
@@ -92,7 +92,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
 
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
     let urls = format!("{},{}", first.control_url, second.control_url);
-    let sidecar = ClusterSidecar::spawn(&pod, &urls, &certs.ca())?;
+    let sidecar = ClusterSidecar::spawn(&pod, &urls, &certs.ca()).await?;
     let mut total = spend_until_served_by(&sidecar, "first").await?;
     let expected = MicroUsd::new(total).to_string();
     eventually("the first leader's status", WITHIN, || async {
@@ -121,7 +121,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
 
     // A graceful stop releases the lease: a new replica leads without waiting it out.
     let mut second = second;
-    let third = OperatorProcess::spawn(&c, &certs, "op-3", &[])?;
+    let third = OperatorProcess::spawn(&c, &certs, "op-3", &[]).await?;
     third
         .process
         .wait_for_output("waiting to become the leader", WITHIN)
