@@ -119,9 +119,12 @@ impl SidecarProcess {
         .flatten()
         .collect();
         let output = || stderr.lock().map(|s| s.clone()).unwrap_or_default();
-        let reported = addresses::wait_for_addresses(&address_file, &mut child, &mut readers, &output).await;
-        let reported = match reported {
-            Ok(reported) => reported,
+        let reported = addresses::wait_for_addresses(&address_file, &mut child, &mut readers, &output)
+            .await
+            .map_err(anyhow::Error::new)
+            .and_then(|r| Ok((listener(&r, "listen")?, listener(&r, "admin-listen")?)));
+        let (addr, admin_addr) = match reported {
+            Ok(addresses) => addresses,
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -129,8 +132,8 @@ impl SidecarProcess {
             }
         };
         let mut sidecar = Self {
-            addr: listener(&reported, "listen")?,
-            admin_addr: listener(&reported, "admin-listen")?,
+            addr,
+            admin_addr,
             child,
             _dir: dir,
             stderr,
