@@ -1,6 +1,8 @@
 //! The Sluice contract: the `ModelRoute` and `Budget` resources, the config snapshot the operator
-//! pushes, the usage reports sidecars send back, and the validation both sides share.
+//! pushes, the usage reports sidecars send back, and the validation both sides share; and the
+//! [`address_file`] in which each Sluice process reports the addresses it bound.
 
+pub mod address_file;
 mod budget;
 mod byte_size;
 pub mod control;

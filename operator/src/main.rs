@@ -107,6 +107,12 @@ struct RunOptions {
     /// Address of the sidecar-injection webhook (HTTPS, `POST /mutate`); omitted: no webhook.
     #[arg(long, env = "SLUICE_WEBHOOK_LISTEN")]
     webhook_listen: Option<SocketAddr>,
+    /// Once every listener is bound (before the leader election), write their addresses to this
+    /// file as one JSON object, `{"admin-listen":"…","control-listen":"…","webhook-listen":"…"}`
+    /// (webhook only with --webhook-listen; written whole: a temporary file renamed into place).
+    /// With port 0 in the listen flags, this is how whoever started the operator learns its ports.
+    #[arg(long, env = "SLUICE_ADDRESS_FILE")]
+    address_file: Option<PathBuf>,
     /// Secret (in the `--lease-namespace`) holding the operator's CA and serving certificate:
     /// read, or created with a new CA when absent; the certificate is re-issued before it
     /// expires and served without a restart. Instead of --tls-cert/--tls-key.
@@ -277,6 +283,29 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(options.admin_listen)
         .await
         .with_context(|| format!("binding {}", options.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    // Every replica binds every listener before the election (followers serve the webhook and
+    // answer control calls with 503), so the address file says where each one is from the start.
+    let control_listener = TcpListener::bind(options.control_listen)
+        .await
+        .with_context(|| format!("binding {}", options.control_listen))?;
+    let webhook_listener = match options.webhook_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &options.address_file {
+        let mut addresses = sluice_crds::address_file::Addresses::new();
+        addresses.insert("admin-listen".into(), admin_addr);
+        addresses.insert("control-listen".into(), control_listener.local_addr()?);
+        if let Some(listener) = &webhook_listener {
+            addresses.insert("webhook-listen".into(), listener.local_addr()?);
+        }
+        sluice_crds::address_file::write(path, &addresses)?;
+    }
     tokio::spawn(admin::serve(
         admin_listener,
         admin::AdminState {
@@ -294,10 +323,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         });
     }
     // The webhook is stateless: every replica serves it from the start, leader or not.
-    if let Some(addr) = options.webhook_listen {
-        let webhook_listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+    if let Some(webhook_listener) = webhook_listener {
         tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
         let (inject, ca) = (inject.clone(), ca_publisher.clone());
         let handler = move |req| webhook::server::handle(req, inject.clone(), ca.clone());
@@ -343,10 +369,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
     ));
     // Every replica listens for sidecars; followers answer 503 (see `control_server`).
     let (leading_tx, leading_rx) = watch::channel(false);
-    let control_listener = TcpListener::bind(options.control_listen)
-        .await
-        .with_context(|| format!("binding {}", options.control_listen))?;
-    tracing::info!(control = %control_listener.local_addr()?, admin = %options.admin_listen, "serving");
+    tracing::info!(control = %control_listener.local_addr()?, admin = %admin_addr, "serving");
     let server = Arc::new(ControlServer {
         ctx: ctx.clone(),
         auth: Authenticator::new(client.clone()),

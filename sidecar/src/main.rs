@@ -50,6 +50,12 @@ struct ServeOptions {
     /// Address of the admin listener (probes, config, metrics).
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:4001")]
     admin_listen: SocketAddr,
+    /// Once both listeners are bound, write their addresses to this file as one JSON object,
+    /// `{"admin-listen":"127.0.0.1:PORT","listen":"127.0.0.1:PORT"}` (written whole: a temporary
+    /// file renamed into place). With port 0 in --listen/--admin-listen, this is how whoever
+    /// started the sidecar learns the ports it got.
+    #[arg(long, env = "SLUICE_ADDRESS_FILE")]
+    address_file: Option<PathBuf>,
     /// Directory of ModelRoute, Budget and Secret YAML files (local mode).
     #[arg(long, env = "SLUICE_MANIFESTS", conflicts_with = "control_plane")]
     manifests: Option<PathBuf>,
@@ -234,7 +240,14 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(options.admin_listen)
         .await
         .with_context(|| format!("binding {}", options.admin_listen))?;
-    tracing::info!(api = %api_listener.local_addr()?, admin = %admin_listener.local_addr()?, "listening");
+    let (api_addr, admin_addr) = (api_listener.local_addr()?, admin_listener.local_addr()?);
+    tracing::info!(api = %api_addr, admin = %admin_addr, "listening");
+    if let Some(path) = &options.address_file {
+        let addresses = [("listen", api_addr), ("admin-listen", admin_addr)]
+            .map(|(flag, addr)| (flag.to_owned(), addr))
+            .into();
+        sluice_crds::address_file::write(path, &addresses)?;
+    }
 
     let grace: Duration = options.shutdown_grace.get();
     let state = Arc::new(ApiState {

@@ -10,12 +10,13 @@
 //! counts the two pods running the old one as outdated. With the operator gone, the chart's
 //! `failurePolicy: Fail` refuses pods of the labelled namespace, and opted-out pods still start.
 
-use std::{process::Command, time::Duration};
+use std::{net::SocketAddr, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
+use sluice_tests::addresses::listener;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Process, eventually, free_port, operator_binary, sidecar_count, wait_until_injected};
+use sluice_tests::operator::{Process, eventually, operator_binary, sidecar_count, wait_until_injected};
 
 /// Bounds for things to happen, never targets.
 const WITHIN: Duration = Duration::from_secs(90);
@@ -60,8 +61,9 @@ async fn service_account_kubeconfig(c: &TestCluster, account: &str, path: &std::
     Ok(())
 }
 
-/// The chart's operator arguments, with listeners moved to free loopback ports.
-fn operator_args(deployment: &Value, webhook: u16, control: u16, admin: u16) -> Result<Vec<String>> {
+/// The chart's operator arguments, with listeners moved to loopback port 0 (the operator reports
+/// the ports it got in its address file).
+fn operator_args(deployment: &Value) -> Result<Vec<String>> {
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .context("no args")?;
@@ -69,15 +71,59 @@ fn operator_args(deployment: &Value, webhook: u16, control: u16, admin: u16) -> 
         .iter()
         .filter_map(Value::as_str)
         .map(|a| match a.split_once('=') {
-            Some(("--webhook-listen", _)) => format!("--webhook-listen=127.0.0.1:{webhook}"),
-            Some(("--control-listen", _)) => format!("--control-listen=127.0.0.1:{control}"),
-            Some(("--admin-listen", _)) => format!("--admin-listen=127.0.0.1:{admin}"),
+            Some((flag @ ("--webhook-listen" | "--control-listen" | "--admin-listen"), _)) => {
+                format!("{flag}=127.0.0.1:0")
+            }
             _ => a.to_owned(),
         })
         .collect();
     // The API server calls the webhook at 127.0.0.1: the certificate must name it too.
     out.push("--san=127.0.0.1".to_owned());
     Ok(out)
+}
+
+/// Points the chart's webhooks at the operator process's webhook listener by URL (no Service
+/// routing here), leaving the caBundle the operator keeps current alone.
+async fn point_webhooks_at(c: &TestCluster, config: &str, webhook: SocketAddr) -> Result<()> {
+    let current = json(c, &["get", "mutatingwebhookconfiguration", config, "-o", "json"]).await?;
+    let webhooks = current["webhooks"].as_array().context("no webhooks")?;
+    let mut patch = Vec::new();
+    for (i, hook) in webhooks.iter().enumerate() {
+        // Only the host and port stand in for the Service: the path is the one the chart
+        // registers (kept in the URL after a first patch), so a chart calling a path the
+        // operator does not serve fails here.
+        let registered = &hook["clientConfig"];
+        let chart_path = match registered["service"]["path"].as_str() {
+            Some(path) => path.to_owned(),
+            None => registered["url"]
+                .as_str()
+                .and_then(|u| u.strip_prefix("https://"))
+                .and_then(|u| u.find('/').map(|at| u[at..].to_owned()))
+                .context("the chart's webhook names no path")?,
+        };
+        let url = format!("https://{webhook}{chart_path}");
+        let path = format!("/webhooks/{i}/clientConfig");
+        // The chart's Service reference goes (a restart finds it gone already); `add` sets the URL.
+        if registered.get("service").is_some() {
+            patch.push(serde_json::json!({"op": "remove", "path": format!("{path}/service")}));
+        }
+        patch.push(serde_json::json!({"op": "add", "path": format!("{path}/url"), "value": url}));
+    }
+    let patch = Value::Array(patch).to_string();
+    kubectl_ok(
+        c,
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            config,
+            "--type=json",
+            "-p",
+            &patch,
+        ],
+        None,
+    )
+    .await?;
+    Ok(())
 }
 
 fn pod(name: &str, annotations: &str) -> String {
@@ -102,64 +148,41 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
     let kubeconfig = dir.path().join("sa.kubeconfig");
     service_account_kubeconfig(&c, &account, &kubeconfig).await?;
 
-    let (webhook, control, admin) = (free_port()?, free_port()?, free_port()?);
-    // Point the chart's webhook at the operator process, which keeps its caBundle itself. Only
-    // the host and port stand in for the Service: the path is the one the chart registers, so
-    // a chart calling a path the operator does not serve fails here.
-    let registered = json(&c, &["get", "mutatingwebhookconfiguration", &account, "-o", "json"]).await?;
-    let mut patch = Vec::new();
-    for (i, hook) in registered["webhooks"]
-        .as_array()
-        .context("no webhooks")?
-        .iter()
-        .enumerate()
-    {
-        let path = hook["clientConfig"]["service"]["path"]
-            .as_str()
-            .context("the chart's webhook names no service path")?;
-        let url = format!("https://127.0.0.1:{}{path}", webhook.port());
-        patch.push(
-            serde_json::json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig"),
-            "value": {"url": url}}),
-        );
-    }
-    let patch = Value::Array(patch);
-    kubectl_ok(
-        &c,
-        &[
-            "patch",
-            "mutatingwebhookconfiguration",
-            &account,
-            "--type=json",
-            "-p",
-            &patch.to_string(),
-        ],
-        None,
-    )
-    .await?;
-
     let deployment = json(&c, &["get", "deployment", &account, "-n", &c.namespace, "-o", "json"]).await?;
-    let chart_args = operator_args(&deployment, webhook.port(), control.port(), admin.port())?;
+    let chart_args = operator_args(&deployment)?;
     // Starts the operator with the chart's args (they begin with `run`), optionally injecting
-    // another sidecar image than the chart says.
-    let start = |image: Option<&str>| -> Result<Process> {
-        let mut command = Command::new(operator_binary()?);
-        let args = chart_args
+    // another sidecar image than the chart says; once it has bound its listeners, points the
+    // chart's webhooks at it and returns it with its admin address.
+    let starts = std::cell::Cell::new(0);
+    let (c_ref, account_ref, kubeconfig_ref) = (&c, &account, &kubeconfig);
+    let start = |image: Option<&str>| {
+        starts.set(starts.get() + 1);
+        // A new file for each start: the address file is never reused.
+        let address_file = dir.path().join(format!("addresses-{}.json", starts.get()));
+        let args: Vec<String> = chart_args
             .iter()
             .map(|a| match (image, a.starts_with("--sidecar-image=")) {
                 (Some(image), true) => format!("--sidecar-image={image}"),
                 _ => a.clone(),
-            });
-        command
-            .args(args)
-            .args(["--identity", "chart-operator"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAMESPACE", &c.namespace)
-            .env("SLUICE_LOG", "info,kube=warn");
-        Process::spawn("operator (chart RBAC)", command)
+            })
+            .collect();
+        async move {
+            let mut command = Command::new(operator_binary()?);
+            command
+                .args(args)
+                .args(["--identity", "chart-operator"])
+                .arg("--address-file")
+                .arg(&address_file)
+                .env("KUBECONFIG", kubeconfig_ref)
+                .env("POD_NAMESPACE", &c_ref.namespace)
+                .env("SLUICE_LOG", "info,kube=warn");
+            let (process, reported) = Process::spawn_reporting("operator (chart RBAC)", command, &address_file).await?;
+            point_webhooks_at(c_ref, account_ref, listener(&reported, "webhook-listen")?).await?;
+            anyhow::Ok((process, listener(&reported, "admin-listen")?))
+        }
     };
-    let ready_url = format!("http://{admin}/readyz");
-    let wait_ready = || async {
+    let wait_ready = |admin: SocketAddr| async move {
+        let ready_url = format!("http://{admin}/readyz");
         eventually("the operator is ready", WITHIN, || async {
             let ok = reqwest::get(&ready_url)
                 .await
@@ -192,8 +215,8 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
         })
         .await?;
     }
-    let mut operator = start(None)?;
-    if let Err(e) = wait_ready().await {
+    let (mut operator, admin) = start(None).await?;
+    if let Err(e) = wait_ready(admin).await {
         let _ = operator.kill();
         bail!("{e}\n{}", operator.output());
     }
@@ -313,8 +336,9 @@ async fn helm_install_then_a_label_is_all_it_takes_under_the_charts_own_rbac() -
         };
         outdated(0).await?;
         operator.kill()?;
-        operator = start(Some("sluice/sluice-sidecar:9.9.9"))?;
-        wait_ready().await?;
+        let admin;
+        (operator, admin) = start(Some("sluice/sluice-sidecar:9.9.9")).await?;
+        wait_ready(admin).await?;
         // The two injected pods (`app`, `again`) now run an older sidecar than would be injected.
         outdated(2).await?;
 

@@ -114,7 +114,7 @@ async fn a_pod_gets_only_its_routes_and_secrets_and_a_wrong_audience_is_refused(
     let dir = tempfile::tempdir()?;
     let certs = Certs::generate(dir.path())?;
     // This operator serves every namespace: isolation must come from the token alone.
-    let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &["--watch-namespace", ""])?;
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &["--watch-namespace", ""]).await?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     let http = client(&certs)?;
     let pod_a = TestPod::create(&c, dir.path(), "pod-a", &[("app", "a")]).await?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Certs, OperatorProcess, eventually, free_port, sidecar_count, wait_until_injected};
+use sluice_tests::operator::{Certs, OperatorProcess, eventually, sidecar_count, wait_until_injected};
 
 /// Bounds for things to happen, never targets.
 const WITHIN: Duration = Duration::from_secs(90);
@@ -76,8 +76,27 @@ async fn the_operator_publishes_its_ca_and_rotates_its_certificate_without_faili
     c.install_crds().await?;
     let dir = tempfile::tempdir()?;
     let certs = Certs::generate(dir.path())?;
-    let webhook = free_port()?;
     let config_name = format!("sluice-certs-{}", c.namespace);
+    // A certificate that lives 20 s and is renewed 15 s before it expires: a rotation every few
+    // seconds.
+    let args = [
+        "--webhook-listen",
+        "127.0.0.1:0",
+        "--tls-secret-name",
+        SECRET,
+        "--webhook-config-name",
+        &config_name,
+        "--cert-lifetime",
+        "20s",
+        "--cert-renew-before",
+        "15s",
+    ];
+    // Started before its webhook is registered, at the address it reports: the operator fills
+    // the caBundle of a configuration that appears later (it looks on every round).
+    let mut operator = OperatorProcess::spawn(&c, &certs, "certs-op", &args).await?;
+    let webhook = operator
+        .webhook_addr
+        .context("the operator reported no webhook address")?;
     let registered = c
         .kubectl(
             &["apply", "-f", "-"],
@@ -95,21 +114,6 @@ async fn the_operator_publishes_its_ca_and_rotates_its_certificate_without_faili
     ensure!(labelled.success, "labelling: {}", labelled.stderr);
 
     let result = async {
-        // A certificate that lives 20 s and is renewed 15 s before it expires: a rotation
-        // every few seconds.
-        let args = [
-            "--webhook-listen",
-            &webhook.to_string(),
-            "--tls-secret-name",
-            SECRET,
-            "--webhook-config-name",
-            &config_name,
-            "--cert-lifetime",
-            "20s",
-            "--cert-renew-before",
-            "15s",
-        ];
-        let mut operator = OperatorProcess::spawn(&c, &certs, "certs-op", &args)?;
         operator.wait_ready(WITHIN).await?;
 
         // The operator fills caBundle and publishes the CA as it starts, retrying on its own.

@@ -102,7 +102,7 @@ async fn a_route_applied_edited_and_broken_reaches_the_sidecar_and_a_broken_edit
     let certs = Certs::generate(dir.path())?;
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let pod = TestPod::create(&c, dir.path(), "bot", &[("app", "bot")]).await?;
-    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
 
     served_by(&sidecar, "first").await?;
     let ready = eventually("Ready=True on the route", WITHIN, || condition(&c, "chat", "Ready")).await?;
@@ -171,8 +171,8 @@ async fn a_route_applied_edited_and_broken_reaches_the_sidecar_and_a_broken_edit
     // (recorded with the usage ledger): the sidecar keeps the route.
     let mut operator = operator;
     operator.process.kill()?;
-    let addr = operator.control_url.trim_start_matches("https://").to_owned();
-    let mut operator = OperatorProcess::spawn(&c, &certs, "op-2", &["--control-listen", &addr])?;
+    let addr = operator.control_addr().to_owned();
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-2", &["--control-listen", &addr]).await?;
     operator.wait_ready(WITHIN).await?;
     eventually("the new operator's snapshot acked", WITHIN, || async {
         let metrics = operator.metrics().await.ok()?;
@@ -216,7 +216,7 @@ async fn a_rotated_secret_is_the_key_of_the_next_request() -> Result<()> {
     let certs = Certs::generate(dir.path())?;
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
-    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
     served_by(&sidecar, "main").await?;
     let last_key = || async {
         upstream
@@ -273,7 +273,7 @@ async fn without_its_operator_a_restarted_sidecar_serves_its_saved_config() -> R
     let certs = Certs::generate(dir.path())?;
     let mut operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
-    let mut sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    let mut sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
     served_by(&sidecar, "main").await?;
 
     operator.process.kill()?;
@@ -294,7 +294,7 @@ async fn without_its_operator_a_restarted_sidecar_serves_its_saved_config() -> R
             "the saved snapshot holds keys: mode 0600"
         );
     }
-    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
     served_by(&sidecar, "main").await?;
     ensure!(
         sidecar.process.output().contains("serving the last saved config"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use sluice_crds::{Budget, MicroUsd};
 use sluice_tests::cluster::cluster;
-use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, free_port, lease_holder};
+use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, lease_holder};
 use sluice_tests::upstream::Upstream;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -84,7 +84,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
         .ok()?;
     let certs = Certs::generate(dir.path())?;
     let mut first = OperatorProcess::start(&c, &certs, "op-1").await?;
-    let second = OperatorProcess::spawn(&c, &certs, "op-2", &[])?;
+    let second = OperatorProcess::spawn(&c, &certs, "op-2", &[]).await?;
     second
         .process
         .wait_for_output("waiting to become the leader", WITHIN)
@@ -111,7 +111,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
 
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
     let urls = format!("{},{}", first.control_url, second.control_url);
-    let sidecar = ClusterSidecar::spawn(&pod, &urls, &certs.ca())?;
+    let sidecar = ClusterSidecar::spawn(&pod, &urls, &certs.ca()).await?;
     let mut total = spend_until_served_by(&sidecar, "first").await?;
     let expected = MicroUsd::new(total).to_string();
     eventually("the first leader's status", WITHIN, || async {
@@ -141,7 +141,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
 
     // A graceful stop releases the lease: a new replica leads without waiting it out.
     let mut second = second;
-    let third = OperatorProcess::spawn(&c, &certs, "op-3", &[])?;
+    let third = OperatorProcess::spawn(&c, &certs, "op-3", &[]).await?;
     eventually("the third replica ready as a follower", WITHIN, || async {
         third.is_ready().await.then_some(())
     })
@@ -187,13 +187,14 @@ async fn an_operator_restarted_again_and_again_never_sends_a_connected_sidecar_f
         .await?
         .ok()?;
     let certs = Certs::generate(dir.path())?;
-    // Every incarnation listens where the sidecar was told the control plane is.
-    let control = free_port()?.to_string();
-    let pinned = ["--control-listen", control.as_str()];
-    let mut operator = OperatorProcess::spawn(&c, &certs, "op-0", &pinned)?;
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-0", &[]).await?;
     operator.wait_ready(WITHIN).await?;
+    // Every later incarnation listens where the sidecar was told the control plane is: the
+    // address the first one reported (see `OperatorProcess::spawn_binary`).
+    let control = operator.control_addr().to_owned();
+    let pinned = ["--control-listen", control.as_str()];
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
-    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
     sidecar.wait_served_by("chat", "only", WITHIN).await?;
 
     let mut outputs = Vec::new();
@@ -205,7 +206,7 @@ async fn an_operator_restarted_again_and_again_never_sends_a_connected_sidecar_f
             operator.process.terminate().await?;
         }
         outputs.push(operator.process.output());
-        operator = OperatorProcess::spawn(&c, &certs, &format!("op-{i}"), &pinned)?;
+        operator = OperatorProcess::spawn(&c, &certs, &format!("op-{i}"), &pinned).await?;
         // The new operator has served the reconnected sidecar its snapshot.
         operator.process.wait_for_output("sidecar connected", WITHIN).await?;
         sidecar.wait_served_by("chat", "only", WITHIN).await?;

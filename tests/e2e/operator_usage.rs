@@ -152,7 +152,7 @@ async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_
         return Ok(());
     };
     // This replica takes reports but writes status only once an hour.
-    let mut slow = OperatorProcess::spawn(&c, &certs, "op-1", &["--status-interval", "1h"])?;
+    let mut slow = OperatorProcess::spawn(&c, &certs, "op-1", &["--status-interval", "1h"]).await?;
     slow.wait_ready(Duration::from_secs(60)).await?;
     let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
     let body = report(&c, &a, 1, 5, "0.100000");
@@ -318,8 +318,8 @@ async fn spend_through_two_real_sidecars_sums_exactly_and_a_restarted_sidecar_co
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&c, dir.path(), "pod-b", &[]).await?;
-    let mut sidecar_a = sluice_tests::operator::ClusterSidecar::spawn(&a, &operator.control_url, &certs.ca())?;
-    let sidecar_b = sluice_tests::operator::ClusterSidecar::spawn(&b, &operator.control_url, &certs.ca())?;
+    let mut sidecar_a = sluice_tests::operator::ClusterSidecar::spawn(&a, &operator.control_url, &certs.ca()).await?;
+    let sidecar_b = sluice_tests::operator::ClusterSidecar::spawn(&b, &operator.control_url, &certs.ca()).await?;
     wait_config(&sidecar_a).await?;
     wait_config(&sidecar_b).await?;
 
@@ -338,7 +338,7 @@ async fn spend_through_two_real_sidecars_sums_exactly_and_a_restarted_sidecar_co
     // A crash of sidecar A: its acked usage is not applied again when it comes back (its
     // unacked report, if the crash beat the ack, is resent and recognised).
     sidecar_a.process.kill()?;
-    let sidecar_a = sluice_tests::operator::ClusterSidecar::spawn(&a, &operator.control_url, &certs.ca())?;
+    let sidecar_a = sluice_tests::operator::ClusterSidecar::spawn(&a, &operator.control_url, &certs.ca()).await?;
     wait_config(&sidecar_a).await?;
     let (status, cost, _) = priced_chat(&sidecar_a).await?;
     ensure!(status == 200 && cost == "0.020000");
@@ -374,10 +374,10 @@ async fn five_sidecars_driven_at_once_never_spend_past_a_hard_limit() -> Result<
         (desired == 5).then_some(())
     })
     .await?;
-    let sidecars = pods
-        .iter()
-        .map(|pod| sluice_tests::operator::ClusterSidecar::spawn(pod, &operator.control_url, &certs.ca()))
-        .collect::<Result<Vec<_>>>()?;
+    let mut sidecars = Vec::new();
+    for pod in &pods {
+        sidecars.push(sluice_tests::operator::ClusterSidecar::spawn(pod, &operator.control_url, &certs.ca()).await?);
+    }
     for s in &sidecars {
         wait_config(s).await?;
     }
@@ -475,12 +475,13 @@ async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports
     else {
         return Ok(());
     };
-    let control = sluice_tests::operator::free_port()?.to_string();
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &[]).await?;
+    // The restarted operator comes back at this address: the sidecar keeps its URL.
+    let control = operator.control_addr().to_owned();
     let pinned = ["--control-listen", control.as_str()];
-    let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &pinned)?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
-    let sidecar = sluice_tests::operator::ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca())?;
+    let sidecar = sluice_tests::operator::ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
     wait_config(&sidecar).await?;
     for _ in 0..2 {
         ensure!(priced_chat(&sidecar).await?.0 == 200);
@@ -499,7 +500,7 @@ async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports
     c.kubectl_ns(&["apply", "-f", "-"], Some(&renamed)).await?.ok()?;
     ensure!(budget_status(&c).await?["spentUSD"] == "0.040000");
 
-    let mut operator = OperatorProcess::spawn(&c, &certs, "op-2", &pinned)?;
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-2", &pinned).await?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     // Waiting on /config, not on requests: every request would count.
     sluice_tests::operator::eventually("the renamed backend in /config", Duration::from_secs(60), || async {
@@ -543,7 +544,8 @@ async fn a_sidecar_stopped_with_sigterm_reports_its_last_usage_before_it_exits()
     // No periodic report within the test: only the shutdown flush can bring the usage.
     let quiet = [("SLUICE_USAGE_INTERVAL", "1h")];
     let mut sidecar =
-        sluice_tests::operator::ClusterSidecar::spawn_with_env(&pod, &operator.control_url, &certs.ca(), &quiet)?;
+        sluice_tests::operator::ClusterSidecar::spawn_with_env(&pod, &operator.control_url, &certs.ca(), &quiet)
+            .await?;
     wait_config(&sidecar).await?;
     for _ in 0..3 {
         ensure!(priced_chat(&sidecar).await?.0 == 200);

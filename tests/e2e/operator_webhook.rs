@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, ensure};
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Certs, OperatorProcess, free_port, sidecar_count, wait_until_injected};
+use sluice_tests::operator::{Certs, OperatorProcess, sidecar_count, wait_until_injected};
 
 /// A bound for the operator to come up, not a target.
 const WITHIN: Duration = Duration::from_secs(60);
@@ -69,8 +69,10 @@ async fn pods_of_labelled_namespaces_are_stored_with_the_sidecar_and_others_unto
     c.install_crds().await?;
     let dir = tempfile::tempdir()?;
     let certs = Certs::generate(dir.path())?;
-    let webhook = free_port()?;
-    let mut operator = OperatorProcess::spawn(&c, &certs, "webhook-op", &["--webhook-listen", &webhook.to_string()])?;
+    let mut operator = OperatorProcess::spawn(&c, &certs, "webhook-op", &["--webhook-listen", "127.0.0.1:0"]).await?;
+    let webhook = operator
+        .webhook_addr
+        .context("the operator reported no webhook address")?;
     operator.wait_ready(WITHIN).await?;
 
     let plain = format!("{}-plain", c.namespace);

@@ -6,14 +6,15 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use hyper::StatusCode;
 use serde_json::json;
+use sluice_tests::addresses::listener;
 use sluice_tests::cluster::cluster;
 use sluice_tests::mock_server::{Handler, MockServer, json_response};
-use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, free_port};
+use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, Process, TestPod, eventually};
 use sluice_tests::sidecar::sidecar_binary;
 use sluice_tests::upstream::{RecordedRequest, Upstream};
 
@@ -49,10 +50,9 @@ fn sidecar_command(listen: &str, admin: &str, dir: &std::path::Path, extra: &[&s
 async fn the_api_listener_refuses_a_non_loopback_address_unless_explicitly_allowed() -> Result<()> {
     let dir = tempfile::tempdir()?;
     local_manifest(dir.path())?;
-    let (port, admin) = (free_port()?.port(), free_port()?);
-    let everywhere = format!("0.0.0.0:{port}");
+    let everywhere = "0.0.0.0:0";
 
-    let refused = sidecar_command(&everywhere, &admin.to_string(), dir.path(), &[])?.output()?;
+    let refused = sidecar_command(everywhere, "127.0.0.1:0", dir.path(), &[])?.output()?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     ensure!(!refused.status.success(), "it started on {everywhere}: {stderr}");
     ensure!(
@@ -60,25 +60,26 @@ async fn the_api_listener_refuses_a_non_loopback_address_unless_explicitly_allow
         "the refusal does not say why or what to pass: {stderr}"
     );
 
-    let mut allowed =
-        sidecar_command(&everywhere, &admin.to_string(), dir.path(), &["--allow-non-loopback"])?.spawn()?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let deadline = Instant::now() + WITHIN;
-    let served = loop {
-        if let Some(status) = allowed.try_wait()? {
-            bail!("the sidecar exited with {status} although --allow-non-loopback was given");
-        }
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/v1/models")).send().await {
-            break r.text().await?;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "not serving on {everywhere} within {WITHIN:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let address_file = dir.path().join("addresses.json");
+    let file = address_file.to_string_lossy();
+    let command = sidecar_command(
+        everywhere,
+        "127.0.0.1:0",
+        dir.path(),
+        &["--allow-non-loopback", "--address-file", &file],
+    )?;
+    // Its report comes once both listeners are bound, after the manifests are loaded.
+    let (mut allowed, reported) = Process::spawn_reporting("sidecar on 0.0.0.0", command, &address_file).await?;
+    let bound = listener(&reported, "listen")?;
+    ensure!(bound.ip().is_unspecified(), "it bound {bound}, not {everywhere}");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let served = http
+        .get(format!("http://127.0.0.1:{}/v1/models", bound.port()))
+        .send()
+        .await?
+        .text()
+        .await?;
     allowed.kill()?;
-    allowed.wait()?;
     ensure!(served.contains("\"chat\""), "{served}");
     Ok(())
 }
@@ -217,7 +218,7 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
     let mut operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
     let debug = [("SLUICE_LOG", "debug,h2=info,hyper=info,rustls=info")];
-    let mut sidecar = ClusterSidecar::spawn_with_env(&pod, &operator.control_url, &certs.ca(), &debug)?;
+    let mut sidecar = ClusterSidecar::spawn_with_env(&pod, &operator.control_url, &certs.ca(), &debug).await?;
     eventually("the sidecar's config", WITHIN, || async {
         sidecar
             .config()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -56,10 +56,21 @@ def _binary(env: str, name: str) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _wait_for_addresses(process: subprocess.Popen, path: Path, output) -> dict[str, str]:
+    """The addresses `process` reports in its `--address-file` `path` once its listeners are bound
+    on port 0 (never a port probed free beforehand: anything on the machine could take it first).
+    Fails with the tail of `output()` if it exits first or does not report within the bound."""
+    deadline = time.monotonic() + READY_WITHIN_S
+    while not path.exists():
+        if process.poll() is not None:
+            tail = "\n".join(output().splitlines()[-40:])
+            pytest.fail(f"{process.args[0]} exited with {process.returncode} before it reported its addresses:\n{tail}", pytrace=False)
+        if time.monotonic() > deadline:
+            tail = "\n".join(output().splitlines()[-40:])
+            pytest.fail(f"{process.args[0]} reported no addresses within {READY_WITHIN_S}s:\n{tail}", pytrace=False)
+        time.sleep(0.02)
+    # Written to a temporary file and renamed into place: once it exists, it is whole.
+    return json.loads(path.read_text())
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -91,18 +102,8 @@ class Sidecar:
 
 @pytest.fixture(scope="session")
 def upstream():
-    binary = _binary("SLUICE_TEST_UPSTREAM_BIN", "sluice-test-upstream")
-    process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-    )
-    try:
-        first = process.stdout.readline().strip() if process.stdout else ""
-        if not first.startswith("listening on "):
-            pytest.fail(f"sluice-test-upstream printed {first!r} instead of 'listening on ADDR'", pytrace=False)
-        origin = "http://" + first.removeprefix("listening on ")
+    with _upstream_process("openai") as origin:
         yield Upstream(base_url=f"{origin}/v1", origin=origin)
-    finally:
-        _stop(process)
 
 
 def _manifest(upstream_base_url: str) -> str:
@@ -153,16 +154,19 @@ def running_sidecar(manifests: Path, workdir: Path):
     """Runs the real sidecar on `manifests` until the block ends; its log and state stay in `workdir`."""
     binary = _binary("SLUICE_SIDECAR_BIN", "sluice-sidecar")
     log = workdir / "sidecar.log"
-    port, admin_port = _free_port(), _free_port()
+    address_file = workdir / "addresses.json"
+    address_file.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     with log.open("w") as log_file:
         process = subprocess.Popen(
             [
                 str(binary),
                 "--listen",
-                f"127.0.0.1:{port}",
+                "127.0.0.1:0",
                 "--admin-listen",
-                f"127.0.0.1:{admin_port}",
+                "127.0.0.1:0",
+                "--address-file",
+                str(address_file),
                 "--manifests",
                 str(manifests),
                 "--state-dir",
@@ -174,7 +178,8 @@ def running_sidecar(manifests: Path, workdir: Path):
             env=env,
         )
     try:
-        admin = f"http://127.0.0.1:{admin_port}"
+        addresses = _wait_for_addresses(process, address_file, log.read_text)
+        admin = f"http://{addresses['admin-listen']}"
         deadline = time.monotonic() + READY_WITHIN_S
         while True:
             if process.poll() is not None:
@@ -188,7 +193,7 @@ def running_sidecar(manifests: Path, workdir: Path):
             if time.monotonic() > deadline:
                 pytest.fail(f"sidecar not ready within {READY_WITHIN_S}s:\n{log.read_text()}", pytrace=False)
             time.sleep(0.025)
-        yield Sidecar(base_url=f"http://127.0.0.1:{port}/v1", admin_url=admin, log=log)
+        yield Sidecar(base_url=f"http://{addresses['listen']}/v1", admin_url=admin, log=log)
     finally:
         _stop(process)
 
@@ -233,19 +238,21 @@ PROVIDERS_SIMULATOR_MODEL = "sim"
 def _upstream_process(protocol: str):
     """Runs `sluice-test-upstream --protocol PROTOCOL`; yields its origin, `http://127.0.0.1:PORT`."""
     binary = _binary("SLUICE_TEST_UPSTREAM_BIN", "sluice-test-upstream")
-    process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0", "--protocol", protocol],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        first = process.stdout.readline().strip() if process.stdout else ""
-        if not first.startswith("listening on "):
-            pytest.fail(f"sluice-test-upstream printed {first!r} instead of 'listening on ADDR'", pytrace=False)
-        yield "http://" + first.removeprefix("listening on ")
-    finally:
-        _stop(process)
+    with tempfile.TemporaryDirectory(prefix="sluice-upstream-") as workdir:
+        address_file = Path(workdir) / "addresses.json"
+        output = Path(workdir) / "output.log"
+        with output.open("w") as output_file:
+            process = subprocess.Popen(
+                [str(binary), "--listen", "127.0.0.1:0", "--address-file", str(address_file), "--protocol", protocol],
+                stdout=output_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            addresses = _wait_for_addresses(process, address_file, output.read_text)
+            yield f"http://{addresses['listen']}"
+        finally:
+            _stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 //! Support for cross-process tests.
+pub mod addresses;
 pub mod anthropic_upstream;
 pub mod cluster;
 pub mod gemini_upstream;

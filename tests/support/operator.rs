@@ -5,16 +5,19 @@
 //! Like the sidecar, the operator binary is built by the test command, not by the tests:
 //! `$SLUICE_OPERATOR_BIN`, else `target/debug/sluice-operator` in the workspace.
 //!
+//! Every process here binds port 0 and reports where it listens in an address file
+//! ([`crate::addresses`]); spawning one waits for that report.
+//!
 //! Each test runs its own operator with `--watch-namespace` set to the test's namespace and
 //! its leader Lease in it, so the tests of one binary share the API server without sharing an
 //! operator.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -23,6 +26,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
+use crate::addresses::{self, Addresses, NotBound, collect, listener};
 use crate::cluster::TestCluster;
 
 /// Overrides where the operator binary is.
@@ -36,18 +40,14 @@ pub fn operator_binary() -> Result<PathBuf> {
     crate::sidecar::workspace_binary(OPERATOR_BIN_ENV, "sluice-operator")
 }
 
-/// A loopback address whose port was free a moment ago.
-pub fn free_port() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("probing for a free port")?;
-    Ok(listener.local_addr()?)
-}
-
 /// A child process whose output is kept for the test, killed when dropped.
 #[derive(Debug)]
 pub struct Process {
     name: String,
     child: Child,
     output: Arc<Mutex<String>>,
+    /// The threads copying stderr and stdout into `output`.
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Process {
@@ -60,13 +60,37 @@ impl Process {
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         let output = Arc::new(Mutex::new(String::new()));
-        collect(child.stderr.take(), &output);
-        collect(child.stdout.take(), &output);
+        let readers = [
+            collect(child.stderr.take(), &output),
+            collect(child.stdout.take(), &output),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         Ok(Self {
             name: name.to_owned(),
             child,
             output,
+            readers,
         })
+    }
+
+    /// Spawns `command`, which was given `--address-file address_file` (a path that does not
+    /// exist yet), and waits until the process reports where it listens. When it does not, the
+    /// error is a [`NotBound`] carrying its output (see [`NotBound::address_in_use`]).
+    pub async fn spawn_reporting(name: &str, command: Command, address_file: &Path) -> Result<(Self, Addresses)> {
+        let mut process = Self::spawn(name, command)?;
+        let output = Arc::clone(&process.output);
+        let output = move || output.lock().map(|s| s.clone()).unwrap_or_default();
+        let reported =
+            addresses::wait_for_addresses(address_file, &mut process.child, &mut process.readers, &output).await;
+        match reported {
+            Ok(reported) => Ok((process, reported)),
+            Err(e) => {
+                let _ = process.kill();
+                Err(anyhow::Error::new(e).context(format!("{name} did not start")))
+            }
+        }
     }
 
     /// Its process id (for `/proc/<pid>` figures).
@@ -135,22 +159,6 @@ impl Drop for Process {
     }
 }
 
-fn collect<R: Read + Send + 'static>(pipe: Option<R>, sink: &Arc<Mutex<String>>) {
-    if let Some(pipe) = pipe {
-        let sink = Arc::clone(sink);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&line));
-                }
-                line.clear();
-            }
-        });
-    }
-}
-
 /// A CA and serving certificate for `127.0.0.1`, made by `sluice-operator certs`.
 #[derive(Debug, Clone)]
 pub struct Certs {
@@ -183,26 +191,38 @@ impl Certs {
     }
 }
 
-/// A running operator.
+/// A running operator, at the addresses it reported.
 #[derive(Debug)]
 pub struct OperatorProcess {
     /// Its control server (`https://127.0.0.1:PORT`).
     pub control_url: String,
     /// Its admin listener.
     pub admin_addr: SocketAddr,
+    /// Its webhook listener, when `--webhook-listen` was given (`127.0.0.1:0` picks a port).
+    pub webhook_addr: Option<SocketAddr>,
     /// The process.
     pub process: Process,
+    /// Holds the address file.
+    _dir: tempfile::TempDir,
 }
 
 impl OperatorProcess {
-    /// Starts an operator for `cluster`'s namespace named `identity`, with extra flags.
-    pub fn spawn(cluster: &TestCluster, certs: &Certs, identity: &str, extra: &[&str]) -> Result<Self> {
+    /// Starts an operator for `cluster`'s namespace named `identity`, with extra flags, and
+    /// waits until its listeners are bound (not until it leads: see [`wait_ready`](Self::wait_ready)).
+    pub async fn spawn(cluster: &TestCluster, certs: &Certs, identity: &str, extra: &[&str]) -> Result<Self> {
         let log = "info,sluice_operator=debug,kube=warn";
-        Self::spawn_binary(&operator_binary()?, cluster, certs, identity, extra, log)
+        Self::spawn_binary(&operator_binary()?, cluster, certs, identity, extra, log).await
     }
 
     /// Like [`spawn`](Self::spawn), running `binary` with `log` as its `SLUICE_LOG` filter.
-    pub fn spawn_binary(
+    ///
+    /// `--control-listen ADDR` in `extra` restarts an operator at the address an earlier one
+    /// reported, for tests whose sidecars keep its URL across the restart (as pods keep their
+    /// Service's name). That port was the kernel's pick for the earlier process, which is gone:
+    /// it is free unless something else took it since, the one case retried (`EADDRINUSE`, for
+    /// a bound: an outgoing connection's port is released when it closes). No port is ever
+    /// probed free and handed over.
+    pub async fn spawn_binary(
         binary: &Path,
         cluster: &TestCluster,
         certs: &Certs,
@@ -210,18 +230,33 @@ impl OperatorProcess {
         extra: &[&str],
         log: &str,
     ) -> Result<Self> {
-        let admin = free_port()?;
-        // `--control-listen ADDR` in `extra` pins the control address (a restart at the same place).
-        let pinned = extra
-            .iter()
-            .position(|a| *a == "--control-listen")
-            .and_then(|i| extra.get(i + 1))
-            .map(|a| a.parse::<SocketAddr>())
-            .transpose()?;
-        let control = match pinned {
-            Some(addr) => addr,
-            None => free_port()?,
-        };
+        let pinned = extra.contains(&"--control-listen");
+        let deadline = Instant::now() + addresses::BOUND_WITHIN;
+        loop {
+            match Self::spawn_once(binary, cluster, certs, identity, extra, log).await {
+                Err(e)
+                    if pinned
+                        && Instant::now() < deadline
+                        && e.downcast_ref::<NotBound>().is_some_and(NotBound::address_in_use) =>
+                {
+                    eprintln!("the pinned control address is taken; starting again: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn spawn_once(
+        binary: &Path,
+        cluster: &TestCluster,
+        certs: &Certs,
+        identity: &str,
+        extra: &[&str],
+        log: &str,
+    ) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let address_file = dir.path().join("addresses.json");
         let mut command = Command::new(binary);
         command.arg("run");
         // `--watch-namespace ""` in `extra` watches every namespace.
@@ -238,10 +273,11 @@ impl OperatorProcess {
                 command.args([flag, value]);
             }
         }
-        if pinned.is_none() {
-            command.args(["--control-listen", &control.to_string()]);
+        if !extra.contains(&"--control-listen") {
+            command.args(["--control-listen", "127.0.0.1:0"]);
         }
-        command.args(["--admin-listen", &admin.to_string()]);
+        command.args(["--admin-listen", "127.0.0.1:0"]);
+        command.arg("--address-file").arg(&address_file);
         // `--tls-secret-name` in `extra`: the operator manages its own certificate.
         if !extra.contains(&"--tls-secret-name") {
             command
@@ -259,21 +295,32 @@ impl OperatorProcess {
         for var in [
             "SLUICE_CONTROL_LISTEN",
             "SLUICE_ADMIN_LISTEN",
+            "SLUICE_WEBHOOK_LISTEN",
+            "SLUICE_ADDRESS_FILE",
             "POD_NAMESPACE",
             "POD_NAME",
         ] {
             command.env_remove(var);
         }
+        let name = format!("operator {identity}");
+        let (process, reported) = Process::spawn_reporting(&name, command, &address_file).await?;
         Ok(Self {
-            control_url: format!("https://{control}"),
-            admin_addr: admin,
-            process: Process::spawn(&format!("operator {identity}"), command)?,
+            control_url: format!("https://{}", listener(&reported, "control-listen")?),
+            admin_addr: listener(&reported, "admin-listen")?,
+            webhook_addr: reported.get("webhook-listen").copied(),
+            process,
+            _dir: dir,
         })
+    }
+
+    /// The control address, for `--control-listen` in a restart at the same place.
+    pub fn control_addr(&self) -> &str {
+        self.control_url.trim_start_matches("https://")
     }
 
     /// Starts an operator and waits until it leads and is ready.
     pub async fn start(cluster: &TestCluster, certs: &Certs, identity: &str) -> Result<Self> {
-        let mut operator = Self::spawn(cluster, certs, identity, &[])?;
+        let mut operator = Self::spawn(cluster, certs, identity, &[]).await?;
         operator.wait_ready(READY_WITHIN).await?;
         Ok(operator)
     }
@@ -401,21 +448,27 @@ pub struct ClusterSidecar {
     pub admin_addr: SocketAddr,
     /// The process.
     pub process: Process,
+    /// Holds the address file.
+    _dir: tempfile::TempDir,
 }
 
 impl ClusterSidecar {
-    /// Starts the sidecar of `pod` against `urls` (comma-separated) trusting `ca`; does not wait.
-    pub fn spawn(pod: &TestPod, urls: &str, ca: &Path) -> Result<Self> {
-        Self::spawn_with_env(pod, urls, ca, &[])
+    /// Starts the sidecar of `pod` against `urls` (comma-separated) trusting `ca`; waits until
+    /// its listeners are bound, not until it has a config.
+    pub async fn spawn(pod: &TestPod, urls: &str, ca: &Path) -> Result<Self> {
+        Self::spawn_with_env(pod, urls, ca, &[]).await
     }
 
     /// Like [`spawn`](Self::spawn), with extra environment variables (e.g. `SLUICE_LOG`).
-    pub fn spawn_with_env(pod: &TestPod, urls: &str, ca: &Path, env: &[(&str, &str)]) -> Result<Self> {
+    pub async fn spawn_with_env(pod: &TestPod, urls: &str, ca: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let binary = crate::sidecar::sidecar_binary()?;
-        let (addr, admin_addr) = (free_port()?, free_port()?);
+        let dir = tempfile::tempdir()?;
+        let address_file = dir.path().join("addresses.json");
         let mut command = Command::new(binary);
         command
-            .args(["--listen", &addr.to_string(), "--admin-listen", &admin_addr.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--address-file")
+            .arg(&address_file)
             .args(["--control-plane", urls])
             .arg("--control-plane-ca")
             .arg(ca)
@@ -431,6 +484,7 @@ impl ClusterSidecar {
         for var in [
             "SLUICE_LISTEN",
             "SLUICE_ADMIN_LISTEN",
+            "SLUICE_ADDRESS_FILE",
             "SLUICE_MANIFESTS",
             "SLUICE_CONTROL_PLANE",
             "SLUICE_STATE_DIR",
@@ -440,10 +494,13 @@ impl ClusterSidecar {
             command.env_remove(var);
         }
         command.envs(env.iter().copied());
+        let name = format!("sidecar {}", pod.name);
+        let (process, reported) = Process::spawn_reporting(&name, command, &address_file).await?;
         Ok(Self {
-            addr,
-            admin_addr,
-            process: Process::spawn(&format!("sidecar {}", pod.name), command)?,
+            addr: listener(&reported, "listen")?,
+            admin_addr: listener(&reported, "admin-listen")?,
+            process,
+            _dir: dir,
         })
     }
 

@@ -5,18 +5,21 @@
 //! `$SLUICE_SIDECAR_BIN`, else `$CARGO_TARGET_DIR/debug/sluice-sidecar`, else
 //! `target/debug/sluice-sidecar` in the workspace.
 //!
-//! [`SidecarProcess::start`] runs it in local mode on free loopback ports, waits until
-//! its admin `/readyz` answers 200, keeps everything it writes to stderr (and stdout)
-//! for the test to read, and kills it when dropped.
+//! [`SidecarProcess::start`] runs it in local mode on loopback port 0, waits for the address
+//! file in which it reports the ports it got ([`crate::addresses`]), then until its admin
+//! `/readyz` answers 200; it keeps everything the sidecar writes to stderr (and stdout) for the
+//! test to read, and kills it when dropped.
 
-use std::io::{BufRead as _, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::addresses::{self, collect, listener};
 
 /// Overrides where the sidecar binary is.
 pub const SIDECAR_BIN_ENV: &str = "SLUICE_SIDECAR_BIN";
@@ -32,10 +35,12 @@ pub struct SidecarProcess {
     /// The admin listener (`--admin-listen`).
     pub admin_addr: SocketAddr,
     child: Child,
-    /// Where the sidecar keeps state when the test did not choose a place; removed on drop.
-    _state_dir: Option<tempfile::TempDir>,
+    /// Holds the address file, and the state when the test did not choose a place; removed on drop.
+    _dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// The threads copying stderr and stdout.
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// The sidecar binary this test run uses.
@@ -79,42 +84,25 @@ impl SidecarProcess {
     /// Like [`start`](Self::start), with extra command-line arguments (e.g. `--max-body-bytes 1024`).
     pub async fn start_with_args(manifest_dir: &Path, extra_args: &[&str]) -> Result<Self> {
         let binary = sidecar_binary()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match Self::spawn(&binary, manifest_dir, extra_args).await {
-                // Another process may take a port between our probe and the sidecar's bind: retry then.
-                Err(e) if attempt < 3 && format!("{e:#}").contains("in use") => continue,
-                other => return other,
-            }
-        }
-    }
-
-    async fn spawn(binary: &Path, manifest_dir: &Path, extra_args: &[&str]) -> Result<Self> {
-        let (addr, admin_addr) = (free_port()?, free_port()?);
+        let dir = tempfile::tempdir()?;
+        let address_file = dir.path().join("addresses.json");
         // Keep state out of the manifests directory (it may be a checked-in example).
-        let state_dir = if extra_args.contains(&"--state-dir") {
-            None
-        } else {
-            Some(tempfile::tempdir()?)
-        };
-        let mut child = Command::new(binary)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--admin-listen")
-            .arg(admin_addr.to_string())
+        let state_dir = dir.path().join("state");
+        let default_state = (!extra_args.contains(&"--state-dir"))
+            .then(|| [std::ffi::OsStr::new("--state-dir"), state_dir.as_os_str()])
+            .into_iter()
+            .flatten();
+        let mut child = Command::new(&binary)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--address-file")
+            .arg(&address_file)
             .arg("--manifests")
             .arg(manifest_dir)
             .args(extra_args)
-            .args(
-                state_dir
-                    .as_ref()
-                    .map(|d| [std::ffi::OsStr::new("--state-dir"), d.path().as_os_str()])
-                    .into_iter()
-                    .flatten(),
-            )
+            .args(default_state)
             .env_remove("SLUICE_LISTEN")
             .env_remove("SLUICE_ADMIN_LISTEN")
+            .env_remove("SLUICE_ADDRESS_FILE")
             .env_remove("SLUICE_MANIFESTS")
             .env_remove("SLUICE_MAX_BODY_BYTES")
             .stdin(Stdio::null())
@@ -122,15 +110,35 @@ impl SidecarProcess {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let stderr = collect(child.stderr.take());
-        let stdout = collect(child.stdout.take());
+        let (stderr, stdout) = Default::default();
+        let mut readers: Vec<_> = [
+            collect(child.stderr.take(), &stderr),
+            collect(child.stdout.take(), &stdout),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let output = || stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        let reported = addresses::wait_for_addresses(&address_file, &mut child, &mut readers, &output)
+            .await
+            .map_err(anyhow::Error::new)
+            .and_then(|r| Ok((listener(&r, "listen")?, listener(&r, "admin-listen")?)));
+        let (addr, admin_addr) = match reported {
+            Ok(addresses) => addresses,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the sidecar did not start: {e}");
+            }
+        };
         let mut sidecar = Self {
             addr,
             admin_addr,
             child,
-            _state_dir: state_dir,
+            _dir: dir,
             stderr,
             stdout,
+            readers,
         };
         sidecar.wait_ready().await?;
         Ok(sidecar)
@@ -142,8 +150,10 @@ impl SidecarProcess {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                // Give the reader threads a moment to drain the pipes.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // It has exited: the readers end once they have copied what is left in the pipes.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 bail!(
                     "sidecar exited with {status} before it was ready; stderr:\n{}",
                     self.stderr()
@@ -260,29 +270,4 @@ impl Drop for SidecarProcess {
             );
         }
     }
-}
-
-/// A loopback address whose port was free a moment ago.
-fn free_port() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("probing for a free port")?;
-    Ok(listener.local_addr()?)
-}
-
-/// Copies a pipe into a shared buffer on a thread until it closes.
-fn collect<R: Read + Send + 'static>(pipe: Option<R>) -> Arc<Mutex<String>> {
-    let buffer = Arc::new(Mutex::new(String::new()));
-    if let Some(pipe) = pipe {
-        let sink = Arc::clone(&buffer);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&line));
-                }
-                line.clear();
-            }
-        });
-    }
-    buffer
 }

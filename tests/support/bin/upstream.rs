@@ -1,9 +1,10 @@
-//! `sluice-test-upstream --listen 127.0.0.1:0 [--protocol openai|anthropic|gemini]`: an in-test
-//! upstream as a process, for tests in other languages. Its first stdout line is
-//! `listening on 127.0.0.1:PORT`; it serves until killed.
+//! `sluice-test-upstream [--listen 127.0.0.1:0] [--address-file PATH] [--protocol openai|anthropic|gemini]`:
+//! an in-test upstream as a process, for tests in other languages. With `--address-file` it
+//! writes `{"listen":"127.0.0.1:PORT"}` there once it is bound (the same file the sidecar and the
+//! operator write, `sluice_crds::address_file`); it serves until killed.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
@@ -14,9 +15,13 @@ use sluice_tests::{anthropic_upstream::AnthropicUpstream, gemini_upstream::Gemin
 #[derive(Debug, Parser)]
 #[command(name = "sluice-test-upstream")]
 struct Args {
-    /// Address to listen on; port 0 picks a free one.
+    /// Address to listen on; port 0 picks a free one (see --address-file).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Once bound, write `{"listen":"127.0.0.1:PORT"}` to this file (a temporary file renamed
+    /// into place, so it is read whole or not at all): how a launcher learns the port it got.
+    #[arg(long)]
+    address_file: Option<PathBuf>,
     /// The wire protocol to speak.
     #[arg(long, value_enum, default_value_t = Protocol::Openai)]
     protocol: Protocol,
@@ -51,10 +56,9 @@ async fn main() -> Result<()> {
             (upstream.addr(), Box::new(upstream))
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {addr}")?;
-    stdout.flush()?;
-    drop(stdout);
+    if let Some(path) = &args.address_file {
+        sluice_crds::address_file::write(path, &[("listen".to_owned(), addr)].into())?;
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

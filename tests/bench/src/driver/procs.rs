@@ -66,6 +66,22 @@ impl Proc {
         Ok(())
     }
 
+    /// Waits until the process has written its address file `path` (`--address-file`, see
+    /// `sluice_crds::address_file`): where it bound the listeners it was given port 0 for.
+    pub async fn wait_for_addresses(&mut self, path: &Path) -> Result<sluice_crds::address_file::Addresses> {
+        let since = Instant::now();
+        loop {
+            if let Some(addresses) = sluice_crds::address_file::read(path)? {
+                return Ok(addresses);
+            }
+            self.check_alive()?;
+            if since.elapsed() > READY_WITHIN {
+                bail!("{} wrote no {} within {READY_WITHIN:?}", self.name, path.display());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits until `GET http://addr/path` answers 200; returns how long that took from `since`.
     pub async fn wait_ok(&mut self, addr: SocketAddr, path: &str, since: Instant) -> Result<Duration> {
         self.wait_ok_within(addr, path, since, READY_WITHIN).await
@@ -317,44 +333,46 @@ pub async fn start_sidecar(
     manifests: &Path,
     logs: &Path,
 ) -> Result<Sidecar> {
-    let mut last_error = None;
-    // Another process may take a probed port before the sidecar binds it: try again then.
-    for _ in 0..3 {
-        let (addr, admin) = (free_addr()?, free_addr()?);
-        let state = fresh_dir(work_dir, &format!("state-{name}"))?;
-        let args = [
-            "--listen".into(),
-            addr.to_string(),
-            "--admin-listen".into(),
-            admin.to_string(),
-            "--manifests".into(),
-            manifests.display().to_string(),
-            "--state-dir".into(),
-            state.display().to_string(),
-        ];
-        let since = Instant::now();
+    // Port 0 and the addresses the sidecar reports: a port probed free could be taken first.
+    let state = fresh_dir(work_dir, &format!("state-{name}"))?;
+    let address_file = state.join("addresses.json");
+    let args = [
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--admin-listen".into(),
+        "127.0.0.1:0".into(),
+        "--address-file".into(),
+        address_file.display().to_string(),
+        "--manifests".into(),
+        manifests.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ];
+    let since = Instant::now();
+    let started = async {
         let mut proc = Proc::spawn(
             &format!("sluice-sidecar ({name})"),
             &bin_dir.join("sluice-sidecar"),
             &args,
             &logs.join(format!("sidecar-{name}.log")),
         )?;
-        match proc.wait_ok(admin, "/readyz", since).await {
-            Ok(ready) => {
-                return Ok(Sidecar {
-                    proc,
-                    addr,
-                    admin,
-                    ready,
-                });
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error
-        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
-        .context(format!(
-            "starting the {name} sidecar (its log is in {})",
-            logs.display()
-        )))
+        let reported = proc.wait_for_addresses(&address_file).await?;
+        let listener = |flag: &str| {
+            reported
+                .get(flag)
+                .copied()
+                .with_context(|| format!("{} names no {flag}", address_file.display()))
+        };
+        let (addr, admin) = (listener("listen")?, listener("admin-listen")?);
+        let ready = proc.wait_ok(admin, "/readyz", since).await?;
+        anyhow::Ok(Sidecar {
+            proc,
+            addr,
+            admin,
+            ready,
+        })
+    };
+    started
+        .await
+        .with_context(|| format!("starting the {name} sidecar (its log is in {})", logs.display()))
 }

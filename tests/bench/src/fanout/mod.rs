@@ -94,7 +94,7 @@ pub async fn run(opts: &Options) -> Result<Fanout> {
     ];
     let extra: Vec<&str> = timings.iter().flat_map(|(f, v)| [*f, v.as_str()]).collect();
     let mut operator =
-        OperatorProcess::spawn_binary(&opts.operator_bin, &cluster, &certs, "bench-fanout", &extra, "info")?;
+        OperatorProcess::spawn_binary(&opts.operator_bin, &cluster, &certs, "bench-fanout", &extra, "info").await?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     let pid = operator.process.pid();
     // Its pod cache fills while it becomes ready; give the first list a moment to settle.
