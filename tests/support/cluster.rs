@@ -193,7 +193,7 @@ impl TestCluster {
         let mut cmd = tokio::process::Command::new(&self.kubectl);
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .args(args);
-        run(cmd, &self.kubectl, stdin).await
+        run_command(cmd, &self.kubectl, stdin).await
     }
 
     /// Runs `kubectl ARGS` in this test's namespace.
@@ -216,7 +216,7 @@ impl TestCluster {
             .env("HELM_CONFIG_HOME", home.join("config"))
             .env("HELM_DATA_HOME", home.join("data"))
             .args(args);
-        run(cmd, &self.helm, stdin).await
+        run_command(cmd, &self.helm, stdin).await
     }
 
     /// Installs `crds/` the way users do (`kubectl apply -f crds/`, client-side)
@@ -285,7 +285,8 @@ impl Drop for TestCluster {
     }
 }
 
-async fn run(mut cmd: tokio::process::Command, program: &Path, stdin: Option<&str>) -> Result<CmdOutput> {
+/// Runs `cmd` (the program `program`) with `stdin`, capturing both output streams.
+pub async fn run_command(mut cmd: tokio::process::Command, program: &Path, stdin: Option<&str>) -> Result<CmdOutput> {
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -304,7 +305,8 @@ async fn run(mut cmd: tokio::process::Command, program: &Path, stdin: Option<&st
     })
 }
 
-async fn client_for(kubeconfig: &Path) -> Result<Client> {
+/// An admin client for the cluster of `kubeconfig`.
+pub async fn client_for(kubeconfig: &Path) -> Result<Client> {
     let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -406,7 +408,8 @@ fn start() -> Availability {
     }
 }
 
-fn find_bin_dir() -> std::result::Result<PathBuf, String> {
+/// The control plane's bin dir: `$SLUICE_CLUSTER_BIN`, else what `tests/cluster/build` built.
+pub fn find_bin_dir() -> std::result::Result<PathBuf, String> {
     let dir = match std::env::var_os(BIN_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
