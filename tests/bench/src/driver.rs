@@ -188,14 +188,15 @@ pub async fn run(opts: &Options) -> Result<Run> {
     let mut ours: HashSet<u32> = HashSet::from([std::process::id()]);
 
     step("starting the upstream and the floor");
-    let up_addr = procs::free_addr()?;
-    let mut upstream = Proc::spawn(
+    let (mut upstream, up_addr) = procs::start_server(
         "bench-upstream",
         &opts.bin_dir.join("bench-upstream"),
-        &["--listen".into(), up_addr.to_string()],
+        &[],
+        &logs.join("upstream.addresses.json"),
+        "/healthz",
         &logs.join("upstream.log"),
-    )?;
-    upstream.wait_ok(up_addr, "/healthz", Instant::now()).await?;
+    )
+    .await?;
     let (mut floor, floor_addr) = start_floor(opts, up_addr, "floor", &logs).await?;
     ours.extend([upstream.pid(), floor.pid()]);
 
@@ -569,20 +570,15 @@ async fn hold(
 }
 
 async fn start_floor(opts: &Options, upstream: SocketAddr, name: &str, logs: &Path) -> Result<(Proc, SocketAddr)> {
-    let addr = procs::free_addr()?;
-    let mut floor = Proc::spawn(
+    procs::start_server(
         "bench-floor",
         &opts.bin_dir.join("bench-floor"),
-        &[
-            "--listen".into(),
-            addr.to_string(),
-            "--upstream".into(),
-            format!("http://{upstream}"),
-        ],
+        &["--upstream".into(), format!("http://{upstream}")],
+        &logs.join(format!("{name}.addresses.json")),
+        "/healthz",
         &logs.join(format!("{name}.log")),
-    )?;
-    floor.wait_ok(addr, "/healthz", Instant::now()).await?;
-    Ok((floor, addr))
+    )
+    .await
 }
 
 async fn start_sidecar(opts: &Options, name: &str, manifests: &Path, logs: &Path) -> Result<Sidecar> {

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -29,8 +30,9 @@ struct Floor {
     host: header::HeaderValue,
 }
 
-/// Serves the floor on `addr`, forwarding to `upstream` (`http://127.0.0.1:PORT`).
-pub async fn run(addr: SocketAddr, upstream: &Uri) -> Result<()> {
+/// Serves the floor on `addr`, forwarding to `upstream` (`http://127.0.0.1:PORT`), writing where
+/// it listens to `address_file` once bound (see [`serve::bind`]).
+pub async fn run(addr: SocketAddr, address_file: Option<&Path>, upstream: &Uri) -> Result<()> {
     let authority = upstream
         .authority()
         .cloned()
@@ -46,7 +48,10 @@ pub async fn run(addr: SocketAddr, upstream: &Uri) -> Result<()> {
         authority,
         host,
     });
-    serve::http1(addr, move |req| {
+    // Bound only once the upstream is known to be usable, so a launcher never reads an address
+    // file from a floor about to exit.
+    let listener = serve::bind(addr, address_file).await?;
+    serve::http1(listener, move |req| {
         let floor = Arc::clone(&floor);
         async move { Ok::<_, Infallible>(floor.forward(req).await) }
     })

@@ -17,6 +17,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -135,9 +136,11 @@ fn usage_chunk(chunks: u32) -> Bytes {
 /// The body of an upstream answer: a fixed one, or a stream of events.
 pub type Body = Either<Full<Bytes>, StreamBody<stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>;
 
-/// Serves the upstream on `addr` until the process ends.
-pub async fn run(addr: SocketAddr) -> Result<()> {
-    serve::http1(addr, |req| async move { Ok::<_, Infallible>(handle(req).await) }).await
+/// Serves the upstream on `addr` until the process ends, writing where it listens to
+/// `address_file` once bound (see [`serve::bind`]).
+pub async fn run(addr: SocketAddr, address_file: Option<&Path>) -> Result<()> {
+    let listener = serve::bind(addr, address_file).await?;
+    serve::http1(listener, |req| async move { Ok::<_, Infallible>(handle(req).await) }).await
 }
 
 /// Answers one request (what [`run`] serves), for callers that serve the upstream themselves,

@@ -96,6 +96,7 @@ pub fn status_of(peers_dir: &Path, peer: Target) -> PeerStatus {
 pub async fn start(peers_dir: &Path, peer: Target, upstream: SocketAddr, work: &Path, log: &Path) -> Result<Started> {
     let dir = dir_of(peers_dir, peer);
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    // Probed, not port 0: no peer can say which port it bound, so it is handed one found free.
     let addr = procs::free_addr()?;
     let since = Instant::now();
     let (mut proc, probe, headers) = match peer {
@@ -138,6 +139,7 @@ pub async fn start(peers_dir: &Path, peer: Target, upstream: SocketAddr, work: &
         Target::Onwards => {
             let config = work.join("targets.json");
             std::fs::write(&config, onwards_config(upstream)?)?;
+            // Probed like `addr`: onwards cannot report a port-0 bind of its metrics listener either.
             let metrics = procs::free_addr()?;
             let args = [
                 "-f".into(),

@@ -74,7 +74,13 @@ impl Proc {
             if let Some(addresses) = sluice_crds::address_file::read(path)? {
                 return Ok(addresses);
             }
-            self.check_alive()?;
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before it wrote its address file {}",
+                    self.name,
+                    path.display()
+                );
+            }
             if since.elapsed() > READY_WITHIN {
                 bail!("{} wrote no {} within {READY_WITHIN:?}", self.name, path.display());
             }
@@ -162,10 +168,54 @@ pub async fn get_text(addr: SocketAddr, path: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// A loopback address with a port free at the time of asking.
+/// A loopback address with a port free at the time of asking, for the third-party peers only:
+/// they cannot bind port 0 and say which port they got, so theirs is probed and handed over
+/// (and may be taken by another process in between). The bench's own servers use [`start_server`].
 pub fn free_addr() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?)
+}
+
+/// Starts one of the bench's own servers (`bench-upstream`, `bench-floor`) as `program args…
+/// --listen 127.0.0.1:0 --address-file ADDRESS_FILE`, logging to `log`, and waits until it has
+/// reported where it listens and answers 200 on `health`. Port 0 and the reported address: a port
+/// probed free and handed over could be taken by another process before the server bound it.
+pub async fn start_server(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    address_file: &Path,
+    health: &str,
+    log: &Path,
+) -> Result<(Proc, SocketAddr)> {
+    let started = async {
+        // A file left by an earlier run would be read as this one's address.
+        match std::fs::remove_file(address_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing the stale {}", address_file.display()));
+            }
+            _ => {}
+        }
+        let mut all = args.to_vec();
+        all.extend([
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--address-file".into(),
+            address_file.display().to_string(),
+        ]);
+        let since = Instant::now();
+        let mut proc = Proc::spawn(name, program, &all, log)?;
+        let reported = proc.wait_for_addresses(address_file).await?;
+        let addr = reported
+            .get("listen")
+            .copied()
+            .with_context(|| format!("{} names no listen", address_file.display()))?;
+        proc.wait_ok(addr, health, since).await?;
+        anyhow::Ok((proc, addr))
+    };
+    started
+        .await
+        .with_context(|| format!("starting {name} (its log: {})", log.display()))
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux almost always).
