@@ -147,7 +147,7 @@ async fn helm_upgrade_with_a_changed_value_rolls_the_operator_out_and_wait_retur
     let _one_at_a_time = node.exclusive().await;
     install(node, &[]).await?;
     let before = operator_pods(node).await?;
-    install(node, &["--set", "operator.logLevel=info,sluice_operator=debug"]).await?;
+    install(node, &["--set", "operator.logLevel=debug"]).await?;
     let after = operator_pods(node).await?;
     ensure!(after.len() == 2, "two operator replicas after the upgrade: {after:?}");
     ensure!(
