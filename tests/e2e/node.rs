@@ -41,12 +41,10 @@ fn cost_of_one_answer() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_labelled_namespace_is_served_through_the_sidecar_and_its_spend_lands_in_status() -> Result<()> {
-    let Some(node) = node("node_journey").await? else {
+    let Some(scene) = Scene::open("journey").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "journey").await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
 
     let pods = tenant.app_pods().await?;
     ensure!(pods.len() == 2, "two app replicas, got {pods:?}");
@@ -141,11 +139,11 @@ async fn a_labelled_namespace_is_served_through_the_sidecar_and_its_spend_lands_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn helm_upgrade_with_a_changed_value_rolls_the_operator_out_and_wait_returns() -> Result<()> {
-    let Some(node) = node("node_upgrade").await? else {
+    let Some(scene) = Scene::open("upgrade").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
+    let traffic = Traffic::start(tenant.app_pods().await?);
     let before = operator_pods(node).await?;
     install(node, &["--set", "operator.logLevel=debug"]).await?;
     let after = operator_pods(node).await?;
@@ -154,40 +152,27 @@ async fn helm_upgrade_with_a_changed_value_rolls_the_operator_out_and_wait_retur
         after.iter().all(|p| !before.contains(p)),
         "every replica was replaced: {before:?} → {after:?}"
     );
+    tenant.wait_sidecars_in_sync(2).await?;
+    let summary = traffic.stop().await;
+    ensure!(
+        summary.failed == 0,
+        "no request failed through the rollout: {summary:?}"
+    );
+    tenant.wait_spent(summary.spent).await?;
     install(node, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_leader_evicted_then_deleted_hands_over_without_a_failed_request_or_lost_spend() -> Result<()> {
-    let Some(node) = node("node_leader").await? else {
+    let Some(scene) = Scene::open("leader").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "leader").await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
     let traffic = Traffic::start(tenant.app_pods().await?);
-    let client = node.client().await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM);
-
-    // Evicted through the Eviction API, with the PDB in place.
-    let first = leader(node).await?;
-    pods.evict(&first, &EvictParams::default())
-        .await
-        .with_context(|| format!("evicting the leader {first}"))?;
-    let second = eventually("another replica leads", POD_WAIT, || async {
-        leader(node).await.ok().filter(|l| *l != first)
-    })
-    .await?;
-    wait_operator_ready(node).await?;
+    // Evicted through the Eviction API, with the PDB in place; then deleted outright.
+    replace_leader(node, Removal::Evict).await?;
     tenant.wait_sidecars_in_sync(2).await?;
-
-    // Deleted outright.
-    pods.delete(&second, &DeleteParams::default()).await?;
-    eventually("a third replica leads", POD_WAIT, || async {
-        leader(node).await.ok().filter(|l| *l != second && *l != first)
-    })
-    .await?;
-    wait_operator_ready(node).await?;
+    replace_leader(node, Removal::Delete).await?;
     tenant.wait_sidecars_in_sync(2).await?;
 
     let summary = traffic.stop().await;
@@ -206,20 +191,11 @@ async fn the_leader_evicted_then_deleted_hands_over_without_a_failed_request_or_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_operator_scaled_to_zero_pods_are_served_and_usage_lands_when_it_is_back() -> Result<()> {
-    let Some(node) = node("node_scale_zero").await? else {
+    let Some(scene) = Scene::open("zero").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "zero").await?;
-    let deployment = operator_deployment(node).await?;
-    node.kubectl(&["-n", SYSTEM, "scale", &deployment, "--replicas=0"], None)
-        .await?
-        .ok()?;
-    eventually("every operator pod is gone", POD_WAIT, || async {
-        operator_pods(node).await.ok().filter(Vec::is_empty)
-    })
-    .await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
+    scale_operator(node, 0).await?;
 
     let mut spent = 0;
     for pod in tenant.app_pods().await? {
@@ -254,35 +230,22 @@ async fn with_the_operator_scaled_to_zero_pods_are_served_and_usage_lands_when_i
         refused.stderr
     );
 
-    node.kubectl(&["-n", SYSTEM, "scale", &deployment, "--replicas=2"], None)
-        .await?
-        .ok()?;
-    wait_operator_ready(node).await?;
+    scale_operator(node, 2).await?;
     tenant.wait_spent(spent).await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_operator_restarts_in_a_row_never_take_a_route_from_a_sidecar() -> Result<()> {
-    let Some(node) = node("node_restarts").await? else {
+    let Some(scene) = Scene::open("restarts").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "restarts").await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
     let pods = tenant.app_pods().await?;
     let watcher = RouteWatcher::start(pods.clone());
     let traffic = Traffic::start(pods);
-    let client = node.client().await?;
-    let api: Api<Pod> = Api::namespaced(client, SYSTEM);
-    for round in 0..10 {
-        let current = leader(node).await?;
-        api.delete(&current, &DeleteParams::default()).await?;
-        eventually(&format!("a new leader after restart {round}"), POD_WAIT, || async {
-            leader(node).await.ok().filter(|l| *l != current)
-        })
-        .await?;
-        wait_operator_ready(node).await?;
+    for _ in 0..10 {
+        replace_leader(node, Removal::Delete).await?;
     }
     tenant.wait_sidecars_in_sync(2).await?;
     let summary = traffic.stop().await;
@@ -295,12 +258,10 @@ async fn ten_operator_restarts_in_a_row_never_take_a_route_from_a_sidecar() -> R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_sidecar_restarts_serves_its_saved_config_and_counts_nothing_twice() -> Result<()> {
-    let Some(node) = node("node_sidecar_kill").await? else {
+    let Some(scene) = Scene::open("sidecar-kill").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "sidecar-kill").await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
     let pods = tenant.app_pods().await?;
     let mut spent = 0;
     for pod in &pods {
@@ -309,14 +270,7 @@ async fn a_killed_sidecar_restarts_serves_its_saved_config_and_counts_nothing_tw
     tenant.wait_spent(spent).await?;
 
     // With no operator to ask, whatever the restarted sidecar serves comes from its saved state.
-    let deployment = operator_deployment(node).await?;
-    node.kubectl(&["-n", SYSTEM, "scale", &deployment, "--replicas=0"], None)
-        .await?
-        .ok()?;
-    eventually("every operator pod is gone", POD_WAIT, || async {
-        operator_pods(node).await.ok().filter(Vec::is_empty)
-    })
-    .await?;
+    scale_operator(node, 0).await?;
     let victim = &pods[0];
     let restarts = sidecar_restarts(node, &tenant.namespace, &victim.name).await?;
     kill_container(node, &tenant.namespace, &victim.name, "sluice-sidecar").await?;
@@ -333,10 +287,7 @@ async fn a_killed_sidecar_restarts_serves_its_saved_config_and_counts_nothing_tw
     .await?;
     spent += served_cost(&answer)?;
 
-    node.kubectl(&["-n", SYSTEM, "scale", &deployment, "--replicas=2"], None)
-        .await?
-        .ok()?;
-    wait_operator_ready(node).await?;
+    scale_operator(node, 2).await?;
     tenant.wait_spent(spent).await?;
     ensure!(tenant.upstream_calls().await? == 3, "three calls, each billed once");
     Ok(())
@@ -344,12 +295,10 @@ async fn a_killed_sidecar_restarts_serves_its_saved_config_and_counts_nothing_tw
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_rolled_out_after_an_upgrade_gets_the_current_sidecar() -> Result<()> {
-    let Some(node) = node("node_rollout").await? else {
+    let Some(scene) = Scene::open("rollout").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "rollout").await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
     // A different sidecar setting: the running pods are now outdated.
     install(node, &["--set", "sidecar.resources.requests.cpu=60m"]).await?;
     eventually("both pods count as outdated", STATUS_WAIT, || async {
@@ -396,12 +345,10 @@ async fn an_app_rolled_out_after_an_upgrade_gets_the_current_sidecar() -> Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn helm_uninstall_leaves_nothing_that_blocks_pod_creation() -> Result<()> {
-    let Some(node) = node("node_uninstall").await? else {
+    let Some(scene) = Scene::open("uninstall").await? else {
         return Ok(());
     };
-    let _one_at_a_time = node.exclusive().await;
-    install(node, &[]).await?;
-    let tenant = Tenant::create(node, "uninstall").await?;
+    let (node, tenant) = (scene.node, &scene.tenant);
     node.helm(&["uninstall", RELEASE, "-n", SYSTEM, "--wait", "--timeout", "3m"])
         .await?
         .ok()?;
@@ -450,6 +397,74 @@ async fn helm_uninstall_leaves_nothing_that_blocks_pod_creation() -> Result<()> 
 }
 
 // ---- the installation -------------------------------------------------------------------
+
+/// One test's hold on the shared node: the chart installed as shipped, the node to itself
+/// (an operation on the installation is felt by every tenant), and a tenant of its own.
+struct Scene {
+    node: &'static Node,
+    tenant: Tenant<'static>,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Scene {
+    /// `None` when no node can run on this machine (outside CI the test then passes after a
+    /// banner; under `SLUICE_REQUIRE_CLUSTER=1` that is an error).
+    async fn open(name: &str) -> Result<Option<Self>> {
+        let Some(node) = node(&format!("node_{name}")).await? else {
+            return Ok(None);
+        };
+        let one_at_a_time = node.exclusive().await;
+        install(node, &[]).await?;
+        let tenant = Tenant::create(node, name).await?;
+        Ok(Some(Self {
+            node,
+            tenant,
+            _one_at_a_time: one_at_a_time,
+        }))
+    }
+}
+
+/// How the leading operator replica goes.
+#[derive(Debug, Clone, Copy)]
+enum Removal {
+    /// Through the Eviction API, as a drain does: the PDB decides.
+    Evict,
+    /// Deleted outright.
+    Delete,
+}
+
+/// Removes the leading replica and waits until another one leads and the Deployment is whole.
+async fn replace_leader(node: &Node, how: Removal) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(node.client().await?, SYSTEM);
+    let current = leader(node).await?;
+    match how {
+        Removal::Evict => pods.evict(&current, &EvictParams::default()).await.map(drop),
+        Removal::Delete => pods.delete(&current, &DeleteParams::default()).await.map(drop),
+    }
+    .with_context(|| format!("{how:?} the leader {current}"))?;
+    eventually(&format!("another replica leads after {current}"), POD_WAIT, || async {
+        leader(node).await.ok().filter(|l| *l != current)
+    })
+    .await?;
+    wait_operator_ready(node).await
+}
+
+/// Scales the operator; to 0 it waits until no replica is left, else until the rollout is done.
+async fn scale_operator(node: &Node, replicas: u32) -> Result<()> {
+    let deployment = operator_deployment(node).await?;
+    let replicas_flag = format!("--replicas={replicas}");
+    node.kubectl(&["-n", SYSTEM, "scale", &deployment, &replicas_flag], None)
+        .await?
+        .ok()?;
+    if replicas > 0 {
+        return wait_operator_ready(node).await;
+    }
+    eventually("every operator pod is gone", POD_WAIT, || async {
+        operator_pods(node).await.ok().filter(Vec::is_empty)
+    })
+    .await
+    .map(drop)
+}
 
 /// `helm install --wait` of the chart as shipped with the node's images, or `helm upgrade
 /// --wait` once it is installed.
