@@ -223,7 +223,8 @@ node_wait() { # what seconds command...: poll a condition, bounded
 
 node_start_component() { # name binary args...
   local name=$1; shift
-  setsid "$@" </dev/null >"$NODE_DIR/logs/$name.log" 2>&1 &
+  # fd 8 is up's lock on bring-ups: a component must not hold it for its lifetime.
+  setsid "$@" </dev/null 8>&- >"$NODE_DIR/logs/$name.log" 2>&1 &
   echo $! >"$NODE_DIR/$name.pid"
 }
 
