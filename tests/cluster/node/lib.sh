@@ -12,6 +12,8 @@ SERVICE_CIDR=10.0.0.0/24
 DNS_IP=10.0.0.10
 # One node per machine: its record (what it changed, where its DIR is) lives here.
 NODE_RECORD=/run/sluice-node
+# A directory made atomically, holding the PID of the `up` that made it: unlike a flock, no
+# process the bring-up starts can inherit it, and one whose maker died is taken over.
 NODE_LOCK=/run/sluice-node.lock
 NODE_LAST_DOWN=/run/sluice-node.last-down
 # Host directories kubelet, containerd and the CNI plugins create outside DIR.
@@ -20,6 +22,31 @@ NODE_HOST_DIRS=(/var/lib/kubelet /var/log/containers /var/log/pods /usr/libexec/
 NODE_SYSCTL_PATTERN='^(vm\.overcommit_memory|kernel\.panic|kernel\.panic_on_oops|net\.ipv4\.ip_forward|net\.ipv6\.conf\.all\.forwarding|net\.bridge\..*|net\.ipv4\.conf\.(all|default|lo|eth0)\..*|net\.netfilter\.nf_conntrack_(max|tcp_timeout_established|tcp_timeout_close_wait|tcp_be_liberal))$'
 
 node_log() { echo "tests/cluster/node: $*" >&2; }
+
+node_lock_take() { # pid; waits (bounded) while another live up holds it
+  local i holder
+  for i in $(seq 1 4500); do
+    if mkdir "$NODE_LOCK" 2>/dev/null; then
+      echo "$1 $(awk '{print $22}' "/proc/$1/stat")" >"$NODE_LOCK/holder"
+      return 0
+    fi
+    read -r holder start <"$NODE_LOCK/holder" 2>/dev/null || holder=""
+    if [[ -n $holder && $(awk '{print $22}' "/proc/$holder/stat" 2>/dev/null) != "${start:-}" ]] || \
+      [[ -z $holder && $(($(date +%s) - $(stat -c %Y "$NODE_LOCK" 2>/dev/null || date +%s))) -gt 10 ]]; then
+      node_log "taking over the lock of a bring-up that ended without releasing it"
+      rm -rf "$NODE_LOCK"
+      continue
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+node_lock_release() { # pid
+  local holder
+  read -r holder _ <"$NODE_LOCK/holder" 2>/dev/null || return 0
+  [[ $holder == "$1" ]] && rm -rf "$NODE_LOCK"
+}
 
 # ---- the machine's state, before and after ---------------------------------------------
 
@@ -223,8 +250,7 @@ node_wait() { # what seconds command...: poll a condition, bounded
 
 node_start_component() { # name binary args...
   local name=$1; shift
-  # fd 8 is up's lock on bring-ups: a component must not hold it for its lifetime.
-  setsid "$@" </dev/null 8>&- >"$NODE_DIR/logs/$name.log" 2>&1 &
+  setsid "$@" </dev/null >"$NODE_DIR/logs/$name.log" 2>&1 &
   echo $! >"$NODE_DIR/$name.pid"
 }
 
