@@ -6,7 +6,9 @@
 //! answers repeats, [`pipeline`] runs the stages in order, [`failover`] runs the attempts under
 //! each backend's [`circuit`], [`providers`] speak
 //! each upstream's protocol, [`accounting`] counts usage and cost. [`config`] holds the active
-//! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes.
+//! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes. [`wire`] holds the
+//! types every stage shares and imports nothing from the crate, so imports run one way
+//! (`scripts/check-module-cycles` lists any cycle).
 
 pub mod accounting;
 pub mod admin;
@@ -30,3 +32,4 @@ pub mod response;
 pub mod route;
 pub mod sse;
 pub mod tokenizer;
+pub mod wire;

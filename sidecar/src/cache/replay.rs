@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Entry, Stored};
 use crate::{
-    accounting::Usage,
-    providers::{self, ChunkStream, format},
+    providers::{self, format},
+    wire::{ChunkStream, Usage},
 };
 
 /// The answer as one `chat.completion` document; `None` if the stored form cannot be read.

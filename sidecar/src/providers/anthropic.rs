@@ -18,7 +18,7 @@ use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
     error_from_response, format::Untranslatable, read_body, sse_events, translate_stream, transport_error,
 };
-use crate::{error::error_body, sse::SseEvent};
+use crate::{sse::SseEvent, wire::error_body};
 
 /// The API version every request names; the format this module speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -132,7 +132,7 @@ pub(crate) fn upstream_error(status: u16, kind: &str, message: &str) -> Provider
 }
 
 fn openai_error_body(status: StatusCode, kind: &str, message: &str) -> Bytes {
-    let openai_kind = if crate::error::is_client_fault(status) {
+    let openai_kind = if crate::wire::is_client_fault(status) {
         "invalid_request_error"
     } else if status == StatusCode::TOO_MANY_REQUESTS {
         "rate_limit_error"

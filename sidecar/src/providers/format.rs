@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use sluice_crds::Tokens;
 
-use crate::{accounting::Usage, request::ChatMessage};
+use crate::{request::ChatMessage, wire::Usage};
 
 /// A request that one wire format cannot express in another, with what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

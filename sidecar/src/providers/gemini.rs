@@ -23,10 +23,7 @@ use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
     error_from_response, format::Untranslatable, read_body, sse_events_until_close, translate_stream, transport_error,
 };
-use crate::{
-    accounting::{Usage, estimate_tokens},
-    error::error_body,
-};
+use crate::wire::{Usage, error_body, estimate_tokens};
 
 /// A Gemini upstream at one API root.
 #[derive(Debug)]
@@ -200,7 +197,7 @@ pub(crate) fn upstream_error(error: &wire::ErrorObject, retry_after: Option<Dura
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
         .unwrap_or(StatusCode::BAD_GATEWAY);
-    let kind = if crate::error::is_client_fault(status) {
+    let kind = if crate::wire::is_client_fault(status) {
         "invalid_request_error"
     } else if status == StatusCode::TOO_MANY_REQUESTS {
         "rate_limit_error"

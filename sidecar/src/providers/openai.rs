@@ -1,5 +1,7 @@
 //! OpenAI and OpenAI-compatible upstreams: the body passes through with `model` rewritten.
 
+pub mod body;
+
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -15,7 +17,7 @@ use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent,
     body_stream, error_from_response, format, read_body, replayed_stream, sse_events, transport_error,
 };
-use crate::{accounting::Usage, request::StreamOptions, sse::SseEvent};
+use crate::{request::StreamOptions, sse::SseEvent, wire::Usage};
 
 /// An OpenAI-protocol upstream at one API root.
 #[derive(Debug)]
@@ -144,8 +146,7 @@ async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Re
 
 /// A whole answer's body, checked to be a JSON object, with its usage.
 pub fn parse_complete(body: Bytes) -> Result<Complete, ProviderError> {
-    let usage =
-        crate::accounting::body::openai_usage(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+    let usage = body::openai_usage(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
     Ok(Complete { body, usage })
 }
 
@@ -207,7 +208,7 @@ impl<'a> Chunk<'a> {
     /// The members of `data` when it is one JSON object; the same verdict as parsing a [`Value`].
     fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
         // Raw values check escapes but not that surrogates pair up, which a `Value` refuses.
-        if crate::accounting::body::escapes_a_surrogate(data.as_bytes()) {
+        if body::escapes_a_surrogate(data.as_bytes()) {
             serde_json::from_str::<Value>(data)?;
         }
         serde_json::from_str(data)

@@ -20,9 +20,7 @@ use http_body_util::BodyExt;
 use serde_json::{Map, json};
 
 use crate::{
-    accounting::Usage,
     providers::{
-        ChunkStream, ProviderError, StreamEvent,
         anthropic::{
             translate::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
             wire::{
@@ -33,6 +31,7 @@ use crate::{
         format::{ChatChunk, CompletionUsage},
     },
     response,
+    wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 
 /// The block receiving deltas.

@@ -38,7 +38,7 @@ fn sse_events(transcript: &str) -> Vec<SseEvent> {
 fn translate_transcript(
     transcript: &str,
     wants_usage: bool,
-) -> (Vec<Value>, Vec<crate::accounting::Usage>, Option<ProviderError>) {
+) -> (Vec<Value>, Vec<crate::wire::Usage>, Option<ProviderError>) {
     let mut translator = Translator::new(wants_usage, CREATED);
     let (mut chunks, mut usage) = (Vec::new(), Vec::new());
     let mut results: Vec<_> = sse_events(transcript)

@@ -15,10 +15,10 @@ use super::{
     wire::{BatchEmbedContentsResponse, GenerateContentResponse},
 };
 use crate::{
-    accounting::Usage,
-    providers::{ProviderError, StreamEvent, StreamTranslator},
+    providers::StreamTranslator,
     request::{parse_chat, parse_embeddings},
     sse::SseDecoder,
+    wire::{ProviderError, StreamEvent, Usage},
 };
 
 const CREATED: u64 = 1_700_000_000;

@@ -23,15 +23,12 @@ use super::wire::{
     GenerationConfig, Part, Tool, ToolConfig, UsageMetadata,
 };
 use crate::{
-    error::error_body,
-    providers::{
-        ProviderError,
-        format::{
-            self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ContentPart,
-            ToolCall, ToolChoice, Untranslatable,
-        },
+    providers::format::{
+        self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ContentPart,
+        ToolCall, ToolChoice, Untranslatable,
     },
     request::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Role},
+    wire::{ProviderError, error_body},
 };
 
 /// The thought signature Google documents for function calls that no Gemini model made.
