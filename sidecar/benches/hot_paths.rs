@@ -441,7 +441,7 @@ mod translate_stream {
 /// A whole answer of each provider read for its usage (OpenAI's passes through; the others are
 /// translated into an OpenAI completion, which is where their usage is read).
 mod usage_per_provider {
-    use sluice_sidecar::{providers::anthropic, providers::gemini, providers::openai::body::openai_usage};
+    use sluice_sidecar::{formats::openai::usage::openai_usage, providers::anthropic, providers::gemini};
 
     use super::*;
 

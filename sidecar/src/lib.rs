@@ -20,6 +20,7 @@ pub mod control;
 pub mod endpoints;
 pub mod error;
 pub mod failover;
+pub mod formats;
 pub mod limits;
 pub mod listener;
 pub mod log_fields;

@@ -16,14 +16,14 @@ use super::{COST_HEADER, refused_response, set_served_by};
 use crate::{
     config::ActiveConfig,
     error::ApiError,
+    formats::{
+        anthropic::{ErrorBody, ErrorObject, MessagesRequest, error_type_for},
+        openai::ChatCompletion,
+    },
     pipeline,
     providers::{
         ProviderError, Reply,
-        anthropic::{
-            translate::{anthropic_request_to_openai, openai_response_to_anthropic},
-            wire::{ErrorBody, ErrorObject, MessagesRequest, error_type_for},
-        },
-        format::ChatCompletion,
+        anthropic::translate::{anthropic_request_to_openai, openai_response_to_anthropic},
     },
     request::parse_json,
     response::{self, Response},

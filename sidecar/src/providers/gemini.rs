@@ -4,7 +4,6 @@
 
 pub mod stream;
 pub mod translate;
-pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -21,9 +20,12 @@ use tokio::time::Instant;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, format::Untranslatable, read_body, sse_events_until_close, translate_stream, transport_error,
+    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error,
 };
-use crate::wire::{Usage, error_body, estimate_tokens};
+use crate::{
+    formats::{gemini, openai::Untranslatable},
+    wire::{Usage, error_body, estimate_tokens},
+};
 
 /// A Gemini upstream at one API root.
 #[derive(Debug)]
@@ -52,7 +54,7 @@ impl Gemini {
         let fallback_id = fallback_id();
         if !call.request.is_stream() {
             let url = format!("{}/{model}:generateContent", self.models_url);
-            let answer: wire::GenerateContentResponse = self.call(&url, &body, call.deadline).await?;
+            let answer: gemini::GenerateContentResponse = self.call(&url, &body, call.deadline).await?;
             return complete_answer(answer, model, created, &fallback_id).map(Reply::Complete);
         }
         let url = format!("{}/{model}:streamGenerateContent?alt=sse", self.models_url);
@@ -82,12 +84,12 @@ impl Gemini {
         let vectors = match &request {
             translate::EmbedRequest::One(body) => {
                 let url = format!("{}/{model}:embedContent", self.models_url);
-                let answer: wire::EmbedContentResponse = self.call(&url, body, call.deadline).await?;
+                let answer: gemini::EmbedContentResponse = self.call(&url, body, call.deadline).await?;
                 vec![answer.embedding]
             }
             translate::EmbedRequest::Batch(body) => {
                 let url = format!("{}/{model}:batchEmbedContents", self.models_url);
-                let answer: wire::BatchEmbedContentsResponse = self.call(&url, body, call.deadline).await?;
+                let answer: gemini::BatchEmbedContentsResponse = self.call(&url, body, call.deadline).await?;
                 answer.embeddings
             }
         };
@@ -142,7 +144,7 @@ pub fn parse_answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProviderErro
 /// A `generateContent` answer as an OpenAI chat completion with its usage; `model`, `created` and
 /// `fallback_id` as for [`translate::gemini_to_openai`].
 pub fn complete_answer(
-    answer: wire::GenerateContentResponse,
+    answer: gemini::GenerateContentResponse,
     model: &str,
     created: u64,
     fallback_id: &str,
@@ -192,7 +194,7 @@ fn unsupported(e: Untranslatable) -> ProviderError {
 
 /// A Google error as the sidecar's: the status from its `code`, the body in OpenAI's shape
 /// (Google's status name, lower-cased, as the `code`), a `RetryInfo` delay as `Retry-After`.
-pub(crate) fn upstream_error(error: &wire::ErrorObject, retry_after: Option<Duration>) -> ProviderError {
+pub(crate) fn upstream_error(error: &gemini::ErrorObject, retry_after: Option<Duration>) -> ProviderError {
     let status = StatusCode::from_u16(error.code)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
@@ -243,9 +245,9 @@ pub fn normalize(error: ProviderError) -> ProviderError {
     };
     let parsed = value
         .filter(serde_json::Value::is_object)
-        .and_then(|v| serde_json::from_value::<wire::ErrorBody>(v).ok())
+        .and_then(|v| serde_json::from_value::<gemini::ErrorBody>(v).ok())
         .map(|b| b.error);
-    let mut error = parsed.unwrap_or_else(|| wire::ErrorObject {
+    let mut error = parsed.unwrap_or_else(|| gemini::ErrorObject {
         code: status.as_u16(),
         message: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
         status: String::new(),

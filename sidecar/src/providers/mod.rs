@@ -1,7 +1,6 @@
 //! Upstream providers: one module per wire protocol behind one closed enum.
 
 pub mod anthropic;
-pub mod format;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
@@ -67,7 +66,7 @@ pub struct EmbeddingsCall<'a> {
 
 impl Complete {
     /// A translated answer, encoded for the client, with its usage.
-    fn encode(completion: &format::ChatCompletion) -> Result<Self, ProviderError> {
+    fn encode(completion: &crate::formats::openai::ChatCompletion) -> Result<Self, ProviderError> {
         let body = serde_json::to_vec(completion)
             .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
         Ok(Self {

@@ -20,16 +20,14 @@ use http_body_util::BodyExt;
 use serde_json::{Map, json};
 
 use crate::{
-    providers::{
+    formats::{
         anthropic::{
-            translate::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
-            wire::{
-                BlockDelta, ContentBlock, DeltaUsage, ErrorObject, Event, MessageDelta, MessagesResponse, StopReason,
-                ThinkingBlock, ToolUseBlock, error_type_for,
-            },
+            BlockDelta, ContentBlock, DeltaUsage, ErrorObject, Event, MessageDelta, MessagesResponse, StopReason,
+            ThinkingBlock, ToolUseBlock, error_type_for,
         },
-        format::{ChatChunk, CompletionUsage},
+        openai::{ChatChunk, CompletionUsage},
     },
+    providers::anthropic::translate::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
     response,
     wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
@@ -236,7 +234,7 @@ impl Translator {
     }
 }
 
-fn delta_usage(usage: &crate::providers::anthropic::wire::Usage) -> DeltaUsage {
+fn delta_usage(usage: &crate::formats::anthropic::Usage) -> DeltaUsage {
     DeltaUsage {
         output_tokens: usage.output_tokens,
         input_tokens: Some(usage.input_tokens),

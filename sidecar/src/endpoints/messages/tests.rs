@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    providers::anthropic::wire::MessagesResponse,
+    formats::anthropic::MessagesResponse,
     sse::SseDecoder,
     wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
@@ -182,7 +182,7 @@ fn a_whole_message_streams_as_the_events_that_rebuild_it() {
 
 #[test]
 fn encoded_events_name_their_type() {
-    let encoded = encode(&[crate::providers::anthropic::wire::Event::MessageStop]);
+    let encoded = encode(&[crate::formats::anthropic::Event::MessageStop]);
     assert_eq!(
         &encoded[..],
         b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"

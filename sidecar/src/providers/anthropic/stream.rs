@@ -15,13 +15,13 @@ use serde_json::Map;
 use super::{
     translate::{finish_reason, openai_id, usage_to_openai},
     upstream_error,
-    wire::{BlockDelta, ContentBlock, Event, StopReason, Usage},
 };
 use crate::{
-    providers::{
-        ProviderError, StreamEvent, StreamTranslator,
-        format::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
+    formats::{
+        anthropic::{BlockDelta, ContentBlock, Event, StopReason, Usage},
+        openai::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
     },
+    providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
 };
 
@@ -200,7 +200,7 @@ impl Translator {
             }
             Event::Error { error } => {
                 return Err(upstream_error(
-                    super::wire::status_for(&error.kind),
+                    crate::formats::anthropic::status_for(&error.kind),
                     &error.kind,
                     &error.message,
                 ));

@@ -11,10 +11,13 @@ use super::{
         DEFAULT_MAX_TOKENS, anthropic_request_to_openai, anthropic_to_openai, openai_response_to_anthropic,
         openai_to_anthropic,
     },
-    wire::{MessagesRequest, MessagesResponse},
 };
 use crate::{
-    providers::{ProviderError, StreamEvent, StreamTranslator, format::ChatCompletion},
+    formats::{
+        anthropic::{MessagesRequest, MessagesResponse},
+        openai::ChatCompletion,
+    },
+    providers::{ProviderError, StreamEvent, StreamTranslator},
     request::parse_chat,
     sse::{SseDecoder, SseEvent},
 };
@@ -353,12 +356,12 @@ fn inbound_requests_that_cannot_be_translated_are_refused() {
 
 #[test]
 fn usage_counts_at_the_top_of_u64_saturate_both_ways() {
-    let most = super::wire::Usage {
+    let most = crate::formats::anthropic::Usage {
         input_tokens: u64::MAX,
         output_tokens: u64::MAX,
         cache_creation_input_tokens: Some(u64::MAX),
         cache_read_input_tokens: Some(u64::MAX),
-        ..super::wire::Usage::default()
+        ..crate::formats::anthropic::Usage::default()
     };
     let openai = super::translate::usage_to_openai(&most);
     assert_eq!((openai.prompt_tokens, openai.total_tokens), (u64::MAX, u64::MAX));

@@ -18,12 +18,12 @@
 
 use serde_json::{Map, Value, json};
 
-use super::wire::{
+use crate::formats::anthropic::{
     self, Content, ContentBlock, Message, MessagesRequest, MessagesResponse, Source, SourceBlock, StopReason,
     TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 };
 use crate::{
-    providers::format::{
+    formats::openai::{
         self, AssistantMessage, ChatCompletion, Choice, CompletionUsage, ContentPart, FilePart, FunctionCall,
         FunctionDefinition, ImageUrl, PromptTokensDetails, Tool, ToolCall, ToolChoice, Untranslatable,
     },
@@ -52,7 +52,7 @@ pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<Message
     for message in &request.messages {
         match message.role {
             Role::System | Role::Developer => {
-                for part in format::content_parts(&message.content)? {
+                for part in openai::content_parts(&message.content)? {
                     match part {
                         ContentPart::Text { text, rest } => system.push(text_block(text, &rest)),
                         _ => return Err(Untranslatable("system messages may only hold text".into())),
@@ -64,16 +64,16 @@ pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<Message
                     Value::String(text) => Content::Text(text.clone()),
                     other => Content::Blocks(user_blocks(other)?),
                 };
-                push_turn(&mut messages, wire::Role::User, content);
+                push_turn(&mut messages, anthropic::Role::User, content);
             }
-            Role::Assistant => push_turn(&mut messages, wire::Role::Assistant, assistant_content(message)?),
+            Role::Assistant => push_turn(&mut messages, anthropic::Role::Assistant, assistant_content(message)?),
             Role::Tool => {
-                let tool_use_id = format::tool_call_id(message)
+                let tool_use_id = openai::tool_call_id(message)
                     .ok_or_else(|| Untranslatable("a tool message lacks its tool_call_id".into()))?;
                 let content = match &message.content {
                     Value::String(text) => Content::Text(text.clone()),
                     other => Content::Blocks(
-                        format::content_parts(other)?
+                        openai::content_parts(other)?
                             .into_iter()
                             .map(|part| match part {
                                 ContentPart::Text { text, rest } => Ok(text_block(text, &rest)),
@@ -88,7 +88,7 @@ pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<Message
                     is_error: None,
                     rest: Map::new(),
                 });
-                push_turn(&mut messages, wire::Role::User, Content::Blocks(vec![result]));
+                push_turn(&mut messages, anthropic::Role::User, Content::Blocks(vec![result]));
             }
             Role::Function => {
                 return Err(Untranslatable(
@@ -97,7 +97,7 @@ pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<Message
             }
         }
     }
-    let tools = format::tools(&request.rest)?;
+    let tools = openai::tools(&request.rest)?;
     let parallel = request.rest.get("parallel_tool_calls").and_then(Value::as_bool);
     let tool_choice = match request.rest.get("tool_choice") {
         Some(choice) if !choice.is_null() => Some(ToolChoice::parse(choice)?),
@@ -109,7 +109,7 @@ pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<Message
         messages,
         max_tokens: request.completion_cap().unwrap_or(DEFAULT_MAX_TOKENS),
         system: system_content(system),
-        stop_sequences: format::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
+        stop_sequences: openai::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
         stream: request.is_stream().then_some(true),
         temperature: rest_f64("temperature").map(|t| t.min(1.0)),
         top_p: rest_f64("top_p"),
@@ -120,7 +120,7 @@ pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<Message
             .and_then(|k| u32::try_from(k).ok()),
         tools: (!tools.is_empty()).then(|| tools.iter().map(tool_to_anthropic).collect()),
         tool_choice: anthropic_tool_choice(tool_choice, parallel),
-        metadata: request.user.as_ref().map(|user| wire::Metadata {
+        metadata: request.user.as_ref().map(|user| anthropic::Metadata {
             user_id: Some(user.clone()),
             rest: Map::new(),
         }),
@@ -139,7 +139,7 @@ fn system_content(mut blocks: Vec<ContentBlock>) -> Option<Content> {
 
 /// Appends a turn, merging it into the previous one of the same role: Anthropic wants every tool
 /// result of a step in the one user turn that follows the tool calls.
-fn push_turn(messages: &mut Vec<Message>, role: wire::Role, content: Content) {
+fn push_turn(messages: &mut Vec<Message>, role: anthropic::Role, content: Content) {
     match messages.last_mut() {
         Some(last) if last.role == role => {
             let previous = std::mem::replace(&mut last.content, Content::Blocks(Vec::new()));
@@ -166,7 +166,7 @@ fn only_cache_control(rest: &Map<String, Value>) -> Map<String, Value> {
 }
 
 fn user_blocks(content: &Value) -> Result<Vec<ContentBlock>, Untranslatable> {
-    format::content_parts(content)?
+    openai::content_parts(content)?
         .into_iter()
         .map(|part| match part {
             ContentPart::Text { text, rest } => Ok(text_block(text, &rest)),
@@ -185,7 +185,7 @@ fn user_blocks(content: &Value) -> Result<Vec<ContentBlock>, Untranslatable> {
 
 /// An image URL as an Anthropic image source: `data:` URLs inline, `http(s)` URLs by reference.
 fn image_source(url: &str) -> Result<Source, Untranslatable> {
-    if let Some((media_type, data)) = format::parse_data_url(url) {
+    if let Some((media_type, data)) = openai::parse_data_url(url) {
         return Ok(Source::Base64 {
             media_type: media_type.to_owned(),
             data: data.to_owned(),
@@ -203,7 +203,7 @@ fn file_block(file: &FilePart) -> Result<ContentBlock, Untranslatable> {
     let (media_type, data) = file
         .file_data
         .as_deref()
-        .and_then(format::parse_data_url)
+        .and_then(openai::parse_data_url)
         .ok_or_else(|| Untranslatable("anthropic backends take files as base64 data: URLs in file_data".into()))?;
     let mut rest = Map::new();
     if let Some(name) = &file.filename {
@@ -219,12 +219,12 @@ fn file_block(file: &FilePart) -> Result<ContentBlock, Untranslatable> {
 }
 
 fn assistant_content(message: &ChatMessage) -> Result<Content, Untranslatable> {
-    let calls = format::tool_calls(message)?;
+    let calls = openai::tool_calls(message)?;
     if let (Value::String(text), true) = (&message.content, calls.is_empty()) {
         return Ok(Content::Text(text.clone()));
     }
     let mut blocks = Vec::new();
-    let text = format::content_text(&message.content)?;
+    let text = openai::content_text(&message.content)?;
     if !text.is_empty() {
         blocks.push(ContentBlock::text(text));
     }
@@ -245,8 +245,8 @@ fn assistant_content(message: &ChatMessage) -> Result<Content, Untranslatable> {
     Ok(Content::Blocks(blocks))
 }
 
-fn tool_to_anthropic(tool: &Tool) -> wire::Tool {
-    wire::Tool {
+fn tool_to_anthropic(tool: &Tool) -> anthropic::Tool {
+    anthropic::Tool {
         name: tool.function.name.clone(),
         description: tool.function.description.clone(),
         // Anthropic requires a schema; a function without parameters takes an empty object.
@@ -260,24 +260,24 @@ fn tool_to_anthropic(tool: &Tool) -> wire::Tool {
     }
 }
 
-fn anthropic_tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<wire::ToolChoice> {
+fn anthropic_tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> Option<anthropic::ToolChoice> {
     let disable_parallel_tool_use = (parallel == Some(false)).then_some(true);
     match choice {
-        None if disable_parallel_tool_use.is_some() => Some(wire::ToolChoice::Auto {
+        None if disable_parallel_tool_use.is_some() => Some(anthropic::ToolChoice::Auto {
             disable_parallel_tool_use,
         }),
         None => None,
-        Some(ToolChoice::Auto) => Some(wire::ToolChoice::Auto {
+        Some(ToolChoice::Auto) => Some(anthropic::ToolChoice::Auto {
             disable_parallel_tool_use,
         }),
-        Some(ToolChoice::Required) => Some(wire::ToolChoice::Any {
+        Some(ToolChoice::Required) => Some(anthropic::ToolChoice::Any {
             disable_parallel_tool_use,
         }),
-        Some(ToolChoice::Function(name)) => Some(wire::ToolChoice::Tool {
+        Some(ToolChoice::Function(name)) => Some(anthropic::ToolChoice::Tool {
             name,
             disable_parallel_tool_use,
         }),
-        Some(ToolChoice::None) => Some(wire::ToolChoice::None),
+        Some(ToolChoice::None) => Some(anthropic::ToolChoice::None),
     }
 }
 
@@ -355,7 +355,7 @@ pub fn finish_reason(stop: Option<StopReason>) -> &'static str {
 }
 
 /// Anthropic usage as OpenAI's: prompt tokens include both cached parts.
-pub fn usage_to_openai(usage: &wire::Usage) -> CompletionUsage {
+pub fn usage_to_openai(usage: &anthropic::Usage) -> CompletionUsage {
     let read = usage.cache_read_input_tokens.unwrap_or(0);
     let write = usage.cache_creation_input_tokens.unwrap_or(0);
     let prompt = usage.input_tokens.saturating_add(read).saturating_add(write);
@@ -393,8 +393,8 @@ pub fn anthropic_request_to_openai(request: MessagesRequest) -> Result<ChatReque
     }
     for message in request.messages {
         match message.role {
-            wire::Role::User => user_to_openai(message.content, &mut messages)?,
-            wire::Role::Assistant => messages.push(assistant_to_openai(message.content)?),
+            anthropic::Role::User => user_to_openai(message.content, &mut messages)?,
+            anthropic::Role::Assistant => messages.push(assistant_to_openai(message.content)?),
         }
     }
     // Messages whose content is an empty block list translate to nothing: a request left with no
@@ -596,7 +596,7 @@ fn assistant_to_openai(content: Content) -> Result<ChatMessage, Untranslatable> 
     ))
 }
 
-fn tool_to_openai(tool: wire::Tool) -> Result<Tool, Untranslatable> {
+fn tool_to_openai(tool: anthropic::Tool) -> Result<Tool, Untranslatable> {
     let Some(parameters) = tool.input_schema else {
         return Err(Untranslatable(format!(
             "tool {:?} has no input_schema: Anthropic server tools cannot be served through this gateway",
@@ -615,20 +615,20 @@ fn tool_to_openai(tool: wire::Tool) -> Result<Tool, Untranslatable> {
     })
 }
 
-fn openai_tool_choice(choice: wire::ToolChoice) -> (ToolChoice, Option<bool>) {
+fn openai_tool_choice(choice: anthropic::ToolChoice) -> (ToolChoice, Option<bool>) {
     let parallel = |disable: Option<bool>| disable.filter(|d| *d).map(|_| false);
     match choice {
-        wire::ToolChoice::Auto {
+        anthropic::ToolChoice::Auto {
             disable_parallel_tool_use,
         } => (ToolChoice::Auto, parallel(disable_parallel_tool_use)),
-        wire::ToolChoice::Any {
+        anthropic::ToolChoice::Any {
             disable_parallel_tool_use,
         } => (ToolChoice::Required, parallel(disable_parallel_tool_use)),
-        wire::ToolChoice::Tool {
+        anthropic::ToolChoice::Tool {
             name,
             disable_parallel_tool_use,
         } => (ToolChoice::Function(name), parallel(disable_parallel_tool_use)),
-        wire::ToolChoice::None => (ToolChoice::None, None),
+        anthropic::ToolChoice::None => (ToolChoice::None, None),
     }
 }
 
@@ -704,10 +704,10 @@ pub fn stop_reason(finish: &str) -> StopReason {
 }
 
 /// OpenAI usage as Anthropic's: input tokens exclude both cached parts.
-pub fn usage_to_anthropic(usage: &CompletionUsage) -> wire::Usage {
+pub fn usage_to_anthropic(usage: &CompletionUsage) -> anthropic::Usage {
     let read = usage.cached();
     let write = usage.cache_creation();
-    wire::Usage {
+    anthropic::Usage {
         input_tokens: usage.prompt_tokens.saturating_sub(read.saturating_add(write)),
         output_tokens: usage.completion_tokens,
         cache_creation_input_tokens: Some(write),
@@ -717,10 +717,10 @@ pub fn usage_to_anthropic(usage: &CompletionUsage) -> wire::Usage {
 }
 
 /// Usage when the answer reported none.
-pub fn zero_usage() -> wire::Usage {
-    wire::Usage {
+pub fn zero_usage() -> anthropic::Usage {
+    anthropic::Usage {
         cache_creation_input_tokens: Some(0),
         cache_read_input_tokens: Some(0),
-        ..wire::Usage::default()
+        ..anthropic::Usage::default()
     }
 }

@@ -14,13 +14,13 @@ use bytes::Bytes;
 use super::{
     translate::{Translated, finish_reason, openai_id, prompt_blocked, translate_part, usage_to_openai},
     upstream_error,
-    wire::{ErrorObject, GenerateContentResponse, UsageMetadata},
 };
 use crate::{
-    providers::{
-        ProviderError, StreamEvent, StreamTranslator,
-        format::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
+    formats::{
+        gemini::{ErrorObject, GenerateContentResponse, UsageMetadata},
+        openai::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
     },
+    providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
 };
 

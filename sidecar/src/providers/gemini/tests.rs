@@ -12,9 +12,9 @@ use super::{
     translate::{
         EmbedRequest, gemini_embeddings_to_openai, gemini_to_openai, openai_embeddings_to_gemini, openai_to_gemini,
     },
-    wire::{BatchEmbedContentsResponse, GenerateContentResponse},
 };
 use crate::{
+    formats::gemini::{BatchEmbedContentsResponse, GenerateContentResponse},
     providers::StreamTranslator,
     request::{parse_chat, parse_embeddings},
     sse::SseDecoder,
@@ -360,7 +360,7 @@ fn token_array_input_is_refused() {
 
 #[test]
 fn usage_counts_at_the_top_of_u64_saturate() {
-    let most: super::wire::UsageMetadata = serde_json::from_value(json!({
+    let most: crate::formats::gemini::UsageMetadata = serde_json::from_value(json!({
         "promptTokenCount": u64::MAX, "toolUsePromptTokenCount": 1,
         "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1}))
     .unwrap();

@@ -13,17 +13,18 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::wire::{
+use crate::formats::gemini::{
     BatchEmbedContentsRequest, Blob, Candidate, Content, ContentEmbedding, EmbedContentRequest, FileData, FunctionCall,
     FunctionCallingConfig, FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
     GenerationConfig, Part, Tool, ToolConfig, UsageMetadata,
 };
 use crate::{
-    providers::format::{
+    formats::openai::{
         self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ContentPart,
         ToolCall, ToolChoice, Untranslatable,
     },
@@ -46,11 +47,11 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
     for message in &request.messages {
         match message.role {
             Role::System | Role::Developer => {
-                let text = format::content_text(&message.content)?;
+                let text = openai::content_text(&message.content)?;
                 system.push(Part::text(text));
             }
             Role::User => {
-                let parts = format::content_parts(&message.content)?
+                let parts = openai::content_parts(&message.content)?
                     .into_iter()
                     .map(user_part)
                     .collect::<Result<Vec<_>, _>>()?;
@@ -58,11 +59,11 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
             }
             Role::Assistant => {
                 let mut parts = Vec::new();
-                let text = format::content_text(&message.content)?;
+                let text = openai::content_text(&message.content)?;
                 if !text.is_empty() {
                     parts.push(Part::text(text));
                 }
-                let calls = format::tool_calls(message)?;
+                let calls = openai::tool_calls(message)?;
                 let any_signed = calls.iter().any(|c| thought_signature(c).is_some());
                 for (i, call) in calls.into_iter().enumerate() {
                     let args = match call.function.arguments.trim() {
@@ -91,7 +92,7 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
                 push_turn(&mut contents, "model", parts);
             }
             Role::Tool => {
-                let id = format::tool_call_id(message)
+                let id = openai::tool_call_id(message)
                     .ok_or_else(|| Untranslatable("a tool message lacks its tool_call_id".into()))?;
                 let name = names
                     .get(id)
@@ -102,7 +103,7 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
                             "tool message {id:?} answers no tool call of an earlier message"
                         ))
                     })?;
-                let text = format::content_text(&message.content)?;
+                let text = openai::content_text(&message.content)?;
                 let part = Part {
                     function_response: Some(FunctionResponse {
                         id: None,
@@ -120,7 +121,7 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
             }
         }
     }
-    let tools = format::tools(&request.rest)?;
+    let tools = openai::tools(&request.rest)?;
     let tool_config = match request.rest.get("tool_choice") {
         Some(choice) if !choice.is_null() => Some(tool_config(ToolChoice::parse(choice)?)),
         _ => None,
@@ -190,7 +191,7 @@ fn user_part(part: ContentPart) -> Result<Part, Untranslatable> {
     match part {
         ContentPart::Text { text, .. } => Ok(Part::text(text)),
         ContentPart::ImageUrl { image_url } => {
-            if let Some((mime_type, data)) = format::parse_data_url(&image_url.url) {
+            if let Some((mime_type, data)) = openai::parse_data_url(&image_url.url) {
                 Ok(inline(mime_type, data))
             } else if image_url.url.starts_with("https://") || image_url.url.starts_with("http://") {
                 Ok(Part {
@@ -212,7 +213,7 @@ fn user_part(part: ContentPart) -> Result<Part, Untranslatable> {
         ContentPart::File { file } => file
             .file_data
             .as_deref()
-            .and_then(format::parse_data_url)
+            .and_then(openai::parse_data_url)
             .map(|(mime_type, data)| inline(mime_type, data))
             .ok_or_else(|| Untranslatable("gemini backends take files as base64 data: URLs in file_data".into())),
         ContentPart::Unknown => Err(Untranslatable(
@@ -281,7 +282,7 @@ fn generation_config(request: &ChatRequest) -> Result<Option<GenerationConfig>, 
         top_p: f64_of("top_p"),
         top_k: u32_of("top_k"),
         max_output_tokens: request.completion_cap(),
-        stop_sequences: format::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
+        stop_sequences: openai::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
         candidate_count: u32_of("n"),
         presence_penalty: f64_of("presence_penalty"),
         frequency_penalty: f64_of("frequency_penalty"),
@@ -406,7 +407,7 @@ pub fn translate_part(part: Part, key: &str, calls_made: &mut u32) -> Option<Tra
         return Some(Translated::Call(ToolCall {
             id,
             kind: "function".into(),
-            function: format::FunctionCall {
+            function: openai::FunctionCall {
                 name: call.name,
                 arguments,
             },
@@ -520,7 +521,7 @@ pub fn gemini_embeddings_to_openai(
         .map(|(index, vector)| {
             let embedding = if base64 {
                 let bytes: Vec<u8> = vector.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
-                Value::String(format::base64_encode(&bytes))
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes))
             } else {
                 json!(vector.values)
             };
