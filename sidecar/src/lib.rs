@@ -33,4 +33,5 @@ pub mod response;
 pub mod route;
 pub mod sse;
 pub mod tokenizer;
+pub mod translate;
 pub mod wire;

@@ -21,12 +21,10 @@ use crate::{
         openai::ChatCompletion,
     },
     pipeline,
-    providers::{
-        ProviderError, Reply,
-        anthropic::translate::{anthropic_request_to_openai, openai_response_to_anthropic},
-    },
+    providers::{ProviderError, Reply},
     request::parse_json,
     response::{self, Response},
+    translate::{anthropic_to_openai::anthropic_request_to_openai, openai_to_anthropic::openai_response_to_anthropic},
 };
 
 /// Serves one Messages request, plain or streamed.

@@ -27,8 +27,8 @@ use crate::{
         },
         openai::{ChatChunk, CompletionUsage},
     },
-    providers::anthropic::translate::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
     response,
+    translate::openai_to_anthropic::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
     wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 

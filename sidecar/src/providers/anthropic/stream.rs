@@ -12,10 +12,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::Map;
 
-use super::{
-    translate::{finish_reason, openai_id, usage_to_openai},
-    upstream_error,
-};
+use super::upstream_error;
 use crate::{
     formats::{
         anthropic::{BlockDelta, ContentBlock, Event, StopReason, Usage},
@@ -23,6 +20,7 @@ use crate::{
     },
     providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
+    translate::anthropic_to_openai::{finish_reason, openai_id, usage_to_openai},
 };
 
 /// The translation of one streamed answer.

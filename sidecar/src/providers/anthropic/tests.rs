@@ -4,14 +4,7 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{
-    normalize,
-    stream::Translator,
-    translate::{
-        DEFAULT_MAX_TOKENS, anthropic_request_to_openai, anthropic_to_openai, openai_response_to_anthropic,
-        openai_to_anthropic,
-    },
-};
+use super::{normalize, stream::Translator};
 use crate::{
     formats::{
         anthropic::{MessagesRequest, MessagesResponse},
@@ -20,6 +13,10 @@ use crate::{
     providers::{ProviderError, StreamEvent, StreamTranslator},
     request::parse_chat,
     sse::{SseDecoder, SseEvent},
+    translate::{
+        anthropic_to_openai::{anthropic_request_to_openai, anthropic_to_openai},
+        openai_to_anthropic::{DEFAULT_MAX_TOKENS, openai_response_to_anthropic, openai_to_anthropic},
+    },
 };
 
 const CREATED: u64 = 1_700_000_000;
@@ -363,8 +360,8 @@ fn usage_counts_at_the_top_of_u64_saturate_both_ways() {
         cache_read_input_tokens: Some(u64::MAX),
         ..crate::formats::anthropic::Usage::default()
     };
-    let openai = super::translate::usage_to_openai(&most);
+    let openai = crate::translate::anthropic_to_openai::usage_to_openai(&most);
     assert_eq!((openai.prompt_tokens, openai.total_tokens), (u64::MAX, u64::MAX));
-    let back = super::translate::usage_to_anthropic(&openai);
+    let back = crate::translate::openai_to_anthropic::usage_to_anthropic(&openai);
     assert_eq!((back.input_tokens, back.output_tokens), (0, u64::MAX));
 }

@@ -11,10 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::{
-    translate::{Translated, finish_reason, openai_id, prompt_blocked, translate_part, usage_to_openai},
-    upstream_error,
-};
+use super::upstream_error;
 use crate::{
     formats::{
         gemini::{ErrorObject, GenerateContentResponse, UsageMetadata},
@@ -22,6 +19,9 @@ use crate::{
     },
     providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
+    translate::gemini_to_openai::{
+        Translated, finish_reason, openai_id, prompt_blocked, translate_part, usage_to_openai,
+    },
 };
 
 /// The translation of one streamed answer.

@@ -6,18 +6,16 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{
-    normalize,
-    stream::Translator,
-    translate::{
-        EmbedRequest, gemini_embeddings_to_openai, gemini_to_openai, openai_embeddings_to_gemini, openai_to_gemini,
-    },
-};
+use super::{normalize, stream::Translator};
 use crate::{
     formats::gemini::{BatchEmbedContentsResponse, GenerateContentResponse},
     providers::StreamTranslator,
     request::{parse_chat, parse_embeddings},
     sse::SseDecoder,
+    translate::{
+        gemini_to_openai::{gemini_embeddings_to_openai, gemini_to_openai},
+        openai_to_gemini::{EmbedRequest, openai_embeddings_to_gemini, openai_to_gemini},
+    },
     wire::{ProviderError, StreamEvent, Usage},
 };
 
@@ -364,7 +362,7 @@ fn usage_counts_at_the_top_of_u64_saturate() {
         "promptTokenCount": u64::MAX, "toolUsePromptTokenCount": 1,
         "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1}))
     .unwrap();
-    let openai = super::translate::usage_to_openai(&most);
+    let openai = crate::translate::gemini_to_openai::usage_to_openai(&most);
     assert_eq!(
         (openai.prompt_tokens, openai.completion_tokens, openai.total_tokens),
         (u64::MAX, u64::MAX, u64::MAX)
