@@ -19,7 +19,7 @@ use super::{
 use crate::{
     formats::{anthropic, openai::Untranslatable},
     sse::SseEvent,
-    translate::{anthropic_to_openai::anthropic_to_openai, openai_to_anthropic::openai_to_anthropic},
+    translate::{anthropic_to_openai, openai_to_anthropic},
     wire::error_body,
 };
 
@@ -46,7 +46,7 @@ impl Anthropic {
 
     /// Sends a chat request as a Messages request, streaming or not.
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
-        let body = openai_to_anthropic(call.request, call.model.as_str()).map_err(unsupported)?;
+        let body = openai_to_anthropic::request(call.request, call.model.as_str()).map_err(unsupported)?;
         let resp = self.send(&body).await?;
         if !resp.status().is_success() {
             return Err(normalize(
@@ -96,7 +96,7 @@ impl Anthropic {
 pub fn parse_message(bytes: &[u8], created: u64) -> Result<Complete, ProviderError> {
     let message: anthropic::MessagesResponse = serde_json::from_slice(bytes)
         .map_err(|e| ProviderError::InvalidResponse(format!("the body is not an anthropic message: {e}")))?;
-    let completion = anthropic_to_openai(message, created);
+    let completion = anthropic_to_openai::response(message, created);
     Complete::encode(&completion)
 }
 

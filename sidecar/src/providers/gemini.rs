@@ -24,8 +24,8 @@ use super::{
 use crate::{
     formats::{gemini, openai::Untranslatable},
     translate::{
-        gemini_to_openai::{gemini_embeddings_to_openai, gemini_to_openai},
-        openai_to_gemini::{EmbedRequest, openai_embeddings_to_gemini, openai_to_gemini},
+        gemini_to_openai,
+        openai_to_gemini::{self, EmbedRequest},
     },
     wire::{Usage, error_body, estimate_tokens},
 };
@@ -51,7 +51,7 @@ impl Gemini {
 
     /// Sends a chat request as `generateContent` or, streamed, `streamGenerateContent`.
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
-        let body = openai_to_gemini(call.request).map_err(unsupported)?;
+        let body = openai_to_gemini::request(call.request).map_err(unsupported)?;
         let model = model_id(call.model.as_str());
         let created = now();
         let fallback_id = fallback_id();
@@ -83,7 +83,7 @@ impl Gemini {
     /// embeddings, so usage is estimated from the texts.
     pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
         let model = model_id(call.model.as_str());
-        let request = openai_embeddings_to_gemini(call.request, model).map_err(unsupported)?;
+        let request = openai_to_gemini::embeddings_request(call.request, model).map_err(unsupported)?;
         let vectors = match &request {
             EmbedRequest::One(body) => {
                 let url = format!("{}/{model}:embedContent", self.models_url);
@@ -103,7 +103,7 @@ impl Gemini {
             ..Usage::default()
         };
         let base64 = call.request.rest.get("encoding_format").and_then(|f| f.as_str()) == Some("base64");
-        let body = gemini_embeddings_to_openai(vectors, call.model.as_str(), base64, usage.input.0);
+        let body = gemini_to_openai::embeddings_response(vectors, call.model.as_str(), base64, usage.input.0);
         Ok(Complete {
             body,
             usage: Some(usage),
@@ -145,14 +145,14 @@ pub fn parse_answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProviderErro
 }
 
 /// A `generateContent` answer as an OpenAI chat completion with its usage; `model`, `created` and
-/// `fallback_id` as for [`gemini_to_openai`].
+/// `fallback_id` as for [`gemini_to_openai::response`].
 pub fn complete_answer(
     answer: gemini::GenerateContentResponse,
     model: &str,
     created: u64,
     fallback_id: &str,
 ) -> Result<Complete, ProviderError> {
-    let completion = gemini_to_openai(answer, model, created, fallback_id)?;
+    let completion = gemini_to_openai::response(answer, model, created, fallback_id)?;
     Complete::encode(&completion)
 }
 

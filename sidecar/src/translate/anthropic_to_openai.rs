@@ -1,6 +1,6 @@
 //! Anthropic's Messages format → OpenAI's chat format, as pure functions: the `anthropic`
-//! provider reads Anthropic answers back ([`anthropic_to_openai`]), and the `/v1/messages`
-//! endpoint serves Anthropic requests through the pipeline ([`anthropic_request_to_openai`]).
+//! provider reads Anthropic answers back ([`response`]), and the `/v1/messages`
+//! endpoint serves Anthropic requests through the pipeline ([`request`]).
 //! The decisions a client may notice are listed in [`super::openai_to_anthropic`].
 
 use serde_json::{Map, Value};
@@ -23,7 +23,7 @@ use super::openai_to_anthropic::only_cache_control;
 // Anthropic → OpenAI (the `anthropic` provider's answers)
 
 /// An Anthropic message as an OpenAI `chat.completion` made at `created`.
-pub fn anthropic_to_openai(response: MessagesResponse, created: u64) -> ChatCompletion {
+pub fn response(response: MessagesResponse, created: u64) -> ChatCompletion {
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
     let mut tool_calls = Vec::new();
@@ -65,7 +65,7 @@ pub fn anthropic_to_openai(response: MessagesResponse, created: u64) -> ChatComp
             finish_reason: Some(finish_reason(response.stop_reason).into()),
             rest: Map::new(),
         }],
-        usage: Some(usage_to_openai(&response.usage)),
+        usage: Some(usage(&response.usage)),
         rest: Map::new(),
     }
 }
@@ -96,7 +96,7 @@ pub fn finish_reason(stop: Option<StopReason>) -> &'static str {
 }
 
 /// Anthropic usage as OpenAI's: prompt tokens include both cached parts.
-pub fn usage_to_openai(usage: &anthropic::Usage) -> CompletionUsage {
+pub fn usage(usage: &anthropic::Usage) -> CompletionUsage {
     let read = usage.cache_read_input_tokens.unwrap_or(0);
     let write = usage.cache_creation_input_tokens.unwrap_or(0);
     let prompt = usage.input_tokens.saturating_add(read).saturating_add(write);
@@ -121,7 +121,7 @@ pub fn usage_to_openai(usage: &anthropic::Usage) -> CompletionUsage {
 ///
 /// Fields without an OpenAI counterpart (`thinking`, `service_tier`, …) are dropped; a block
 /// that cannot be expressed (a document by URL, a server tool) is refused.
-pub fn anthropic_request_to_openai(request: MessagesRequest) -> Result<ChatRequest, Untranslatable> {
+pub fn request(request: MessagesRequest) -> Result<ChatRequest, Untranslatable> {
     if request.messages.is_empty() {
         return Err(Untranslatable("messages must contain at least one message".into()));
     }

@@ -20,7 +20,7 @@ use crate::{
 
 /// A Gemini answer as an OpenAI `chat.completion` made at `created`; `model` names the backend's
 /// model when the answer does not, `fallback_id` identifies it when it carries no `responseId`.
-pub fn gemini_to_openai(
+pub fn response(
     response: GenerateContentResponse,
     model: &str,
     created: u64,
@@ -73,7 +73,7 @@ pub fn gemini_to_openai(
         created,
         model: response.model_version.unwrap_or_else(|| model.to_owned()),
         choices,
-        usage: response.usage_metadata.as_ref().map(usage_to_openai),
+        usage: response.usage_metadata.as_ref().map(usage),
         rest: Map::new(),
     })
 }
@@ -89,7 +89,7 @@ fn candidate_parts(candidate: Candidate, key: &str, calls_made: &mut u32) -> (St
     let mut reasoning = String::new();
     let mut calls = Vec::new();
     for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-        match translate_part(part, key, calls_made) {
+        match self::part(part, key, calls_made) {
             Some(Translated::Text(t)) => text.push_str(&t),
             Some(Translated::Reasoning(t)) => reasoning.push_str(&t),
             Some(Translated::Call(call)) => calls.push(call),
@@ -111,7 +111,7 @@ pub enum Translated {
 }
 
 /// One answer part on the OpenAI side; `None` for parts without a counterpart.
-pub fn translate_part(part: Part, key: &str, calls_made: &mut u32) -> Option<Translated> {
+pub fn part(part: Part, key: &str, calls_made: &mut u32) -> Option<Translated> {
     if let Some(call) = part.function_call {
         let id = call.id.unwrap_or_else(|| format!("call_{key}_{calls_made}"));
         *calls_made += 1;
@@ -164,7 +164,7 @@ pub fn finish_reason(reason: Option<&str>, made_calls: bool) -> &'static str {
 }
 
 /// Gemini usage as OpenAI's: reasoning counts as completion, tool prompts as prompt.
-pub fn usage_to_openai(usage: &UsageMetadata) -> CompletionUsage {
+pub fn usage(usage: &UsageMetadata) -> CompletionUsage {
     let prompt = usage
         .prompt_token_count
         .saturating_add(usage.tool_use_prompt_token_count);
@@ -193,12 +193,7 @@ pub fn prompt_blocked(reason: &str) -> ProviderError {
 // Embeddings
 
 /// Gemini's vectors as OpenAI's embeddings `list`, floats or (`base64`) little-endian `f32` bytes.
-pub fn gemini_embeddings_to_openai(
-    vectors: Vec<ContentEmbedding>,
-    model: &str,
-    base64: bool,
-    prompt_tokens: u64,
-) -> Bytes {
+pub fn embeddings_response(vectors: Vec<ContentEmbedding>, model: &str, base64: bool, prompt_tokens: u64) -> Bytes {
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

@@ -1,6 +1,6 @@
 //! OpenAI's chat format → Anthropic's Messages format, as pure functions: the `anthropic`
-//! provider sends OpenAI requests as Anthropic ones ([`openai_to_anthropic`]), and the
-//! `/v1/messages` endpoint answers in Anthropic's format ([`openai_response_to_anthropic`]).
+//! provider sends OpenAI requests as Anthropic ones ([`request`]), and the
+//! `/v1/messages` endpoint answers in Anthropic's format ([`response`]).
 //! The other direction is [`super::anthropic_to_openai`].
 //!
 //! Decisions a client may notice:
@@ -36,7 +36,7 @@ const CACHE_CONTROL: &str = "cache_control";
 // OpenAI → Anthropic
 
 /// An OpenAI chat request as an Anthropic Messages request for `model`.
-pub fn openai_to_anthropic(request: &ChatRequest, model: &str) -> Result<MessagesRequest, Untranslatable> {
+pub fn request(request: &ChatRequest, model: &str) -> Result<MessagesRequest, Untranslatable> {
     if request.rest.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(Untranslatable(
             "anthropic backends answer one choice: n must be 1".into(),
@@ -280,7 +280,7 @@ fn anthropic_tool_choice(choice: Option<ToolChoice>, parallel: Option<bool>) -> 
 // OpenAI → Anthropic (the `/v1/messages` endpoint's answers)
 
 /// An OpenAI `chat.completion` (its first choice) as an Anthropic message.
-pub fn openai_response_to_anthropic(completion: ChatCompletion) -> MessagesResponse {
+pub fn response(completion: ChatCompletion) -> MessagesResponse {
     let mut content = Vec::new();
     let mut stop = None;
     if let Some(choice) = completion.choices.into_iter().next() {
@@ -312,11 +312,7 @@ pub fn openai_response_to_anthropic(completion: ChatCompletion) -> MessagesRespo
         content,
         stop_reason: Some(stop.unwrap_or(StopReason::EndTurn)),
         stop_sequence: None,
-        usage: completion
-            .usage
-            .as_ref()
-            .map(usage_to_anthropic)
-            .unwrap_or_else(zero_usage),
+        usage: completion.usage.as_ref().map(usage).unwrap_or_else(zero_usage),
         rest: Map::new(),
     }
 }
@@ -351,7 +347,7 @@ pub fn stop_reason(finish: &str) -> StopReason {
 }
 
 /// OpenAI usage as Anthropic's: input tokens exclude both cached parts.
-pub fn usage_to_anthropic(usage: &CompletionUsage) -> anthropic::Usage {
+pub fn usage(usage: &CompletionUsage) -> anthropic::Usage {
     let read = usage.cached();
     let write = usage.cache_creation();
     anthropic::Usage {

@@ -32,7 +32,7 @@ pub const PLACEHOLDER_SIGNATURE: &str = "skip_thought_signature_validator";
 // Requests
 
 /// An OpenAI chat request as a Gemini `generateContent` request (the model goes in the URL).
-pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest, Untranslatable> {
+pub fn request(request: &ChatRequest) -> Result<GenerateContentRequest, Untranslatable> {
     let mut system = Vec::new();
     let mut contents: Vec<Content> = Vec::new();
     // Function names by tool-call id: Gemini answers a call by name, OpenAI by id.
@@ -299,7 +299,7 @@ pub enum EmbedRequest {
 }
 
 /// An OpenAI embeddings request for `model` as Gemini's.
-pub fn openai_embeddings_to_gemini(request: &EmbeddingsRequest, model: &str) -> Result<EmbedRequest, Untranslatable> {
+pub fn embeddings_request(request: &EmbeddingsRequest, model: &str) -> Result<EmbedRequest, Untranslatable> {
     let dimensions = request
         .rest
         .get("dimensions")

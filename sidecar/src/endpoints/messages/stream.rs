@@ -28,7 +28,7 @@ use crate::{
         openai::{ChatChunk, CompletionUsage},
     },
     response,
-    translate::openai_to_anthropic::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
+    translate::openai_to_anthropic::{self, anthropic_id, stop_reason, zero_usage},
     wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 
@@ -149,10 +149,10 @@ impl Translator {
         self.start(&mut out, "", "");
         self.close(&mut out);
         let usage = match (&self.usage, self.metered) {
-            (Some(usage), _) => delta_usage(&usage_to_anthropic(usage)),
+            (Some(usage), _) => delta_usage(&openai_to_anthropic::usage(usage)),
             (None, Some(metered)) => {
                 let usage = CompletionUsage::new(metered.input.0, metered.output.0, metered.cached_input.0);
-                delta_usage(&usage_to_anthropic(&usage))
+                delta_usage(&openai_to_anthropic::usage(&usage))
             }
             (None, None) => DeltaUsage::default(),
         };

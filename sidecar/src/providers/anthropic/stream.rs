@@ -20,7 +20,7 @@ use crate::{
     },
     providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
-    translate::anthropic_to_openai::{finish_reason, openai_id, usage_to_openai},
+    translate::anthropic_to_openai::{self, finish_reason, openai_id},
 };
 
 /// The translation of one streamed answer.
@@ -188,7 +188,7 @@ impl Translator {
             }
             Event::MessageStop => {
                 self.stopped = true;
-                let usage = usage_to_openai(&self.usage);
+                let usage = anthropic_to_openai::usage(&self.usage);
                 let mut out = vec![StreamEvent::Usage(usage.to_usage())];
                 if self.wants_usage {
                     let chunk = ChatChunk::usage(&self.id, self.created, &self.model, usage);
