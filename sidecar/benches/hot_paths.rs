@@ -13,11 +13,11 @@ use std::time::Duration;
 use divan::{Bencher, black_box};
 use serde_json::Value;
 use sluice_crds::{Pricing, Provider, Tokens};
-use sluice_sidecar::accounting::Usage;
 use sluice_sidecar::limits::bucket::TokenBucket;
 use sluice_sidecar::request::parse_chat;
 use sluice_sidecar::sse::{SseDecoder, encode_data};
 use sluice_sidecar::tokenizer::Tokenizer;
+use sluice_sidecar::wire::Usage;
 
 fn main() {
     divan::main();
@@ -441,7 +441,7 @@ mod translate_stream {
 /// A whole answer of each provider read for its usage (OpenAI's passes through; the others are
 /// translated into an OpenAI completion, which is where their usage is read).
 mod usage_per_provider {
-    use sluice_sidecar::{accounting::body::openai_usage, providers::anthropic, providers::gemini};
+    use sluice_sidecar::{formats::openai::usage::openai_usage, providers::anthropic, providers::gemini};
 
     use super::*;
 

@@ -7,8 +7,9 @@ use hyper::body::Incoming;
 
 use crate::{
     config::ConfigStore,
-    error::{ApiError, error_body},
+    error::ApiError,
     response::{self, Response},
+    wire::error_body,
 };
 
 /// Serves `/healthz`, `/readyz`, `/config`, `/metrics` and `/budgets`.

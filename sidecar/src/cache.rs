@@ -24,34 +24,12 @@ use bytes::Bytes;
 use sluice_crds::{BackendName, CachePolicy};
 use tokio::{sync::watch, time::Instant};
 
-use crate::accounting::Usage;
+use crate::wire::Usage;
 pub use key::Key;
 pub use record::Recorder;
 
 /// Bytes an entry costs beyond its answer: key, bookkeeping, the map's own node.
 const ENTRY_OVERHEAD: usize = 128;
-
-/// How the cache took part in a request: the `x-sluice-cache` response header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CacheStatus {
-    /// Answered from the cache; no upstream call.
-    Hit,
-    /// Cacheable, not cached yet: answered upstream (and stored).
-    Miss,
-    /// Not cacheable: no cache on the route, a non-deterministic request, or the client said `bypass`.
-    Bypass,
-}
-
-impl CacheStatus {
-    /// `hit`, `miss` or `bypass`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Miss => "miss",
-            Self::Bypass => "bypass",
-        }
-    }
-}
 
 /// One route's cache.
 #[derive(Debug)]

@@ -222,7 +222,7 @@ impl ControlClient {
                     } else {
                         "no config to serve until it answers"
                     };
-                    tracing::warn!(url, error = %crate::error::with_causes(&e), "control plane unavailable; {serving}");
+                    tracing::warn!(url, error = %crate::wire::with_causes(&e), "control plane unavailable; {serving}");
                 }
             }
             // A stream that ran a while was healthy: start the backoff over.

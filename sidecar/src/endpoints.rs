@@ -9,7 +9,10 @@ mod sse_body;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::{accounting::Served, pipeline::Refused, response::Response};
+use crate::{
+    pipeline::{Refused, Served},
+    response::Response,
+};
 
 /// `x-sluice-route`: the `namespace/name` of the route that served.
 pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-sluice-route");

@@ -4,30 +4,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
 
 use crate::{
-    providers::ProviderError,
     response::{self, Response},
+    wire::{ProviderError, error_body, is_client_fault},
 };
-
-/// The error with its causes, which carry the useful part (e.g. "connection refused"); a cause
-/// that only repeats the text before it (a wrapper displaying its source) is left out.
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut last = text.clone();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if said != last {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        last = said;
-        source = cause.source();
-    }
-    text
-}
 
 /// Why a request was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -243,21 +224,10 @@ fn upstream_response(e: &ProviderError) -> Response {
     }
 }
 
-/// A 4xx that is the client's fault: not retried, passed back as such.
-pub fn is_client_fault(status: StatusCode) -> bool {
-    status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::REQUEST_TIMEOUT
-}
-
 fn is_openai_error(body: &Bytes) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .is_some_and(|v| v.get("error").is_some_and(serde_json::Value::is_object))
-}
-
-/// `{"error": {"message", "type", "code", "param"}}` as bytes.
-pub fn error_body(message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> Bytes {
-    let value = json!({"error": {"message": message, "type": kind, "code": code, "param": param}});
-    Bytes::from(value.to_string())
 }
 
 fn set_retry_after(resp: &mut Response, after: Duration) {
@@ -271,29 +241,4 @@ fn retry_after_secs(after: Duration) -> u64 {
         .as_secs()
         .saturating_add(u64::from(after.subsec_nanos() > 0))
         .max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_causes;
-
-    #[derive(Debug, thiserror::Error)]
-    enum Outer {
-        #[error("{0}")]
-        Wraps(#[from] std::io::Error),
-        #[error("sending the request")]
-        Sending(#[source] std::io::Error),
-    }
-
-    #[test]
-    fn causes_are_appended_once_each() {
-        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        assert_eq!(with_causes(&refused()), "connection refused");
-        // A wrapper that displays its source: the repeat is left out.
-        assert_eq!(with_causes(&Outer::from(refused())), "connection refused");
-        assert_eq!(
-            with_causes(&Outer::Sending(refused())),
-            "sending the request: connection refused"
-        );
-    }
 }

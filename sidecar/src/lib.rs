@@ -6,7 +6,9 @@
 //! answers repeats, [`pipeline`] runs the stages in order, [`failover`] runs the attempts under
 //! each backend's [`circuit`], [`providers`] speak
 //! each upstream's protocol, [`accounting`] counts usage and cost. [`config`] holds the active
-//! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes.
+//! snapshot that [`manifests`] (local mode) loads; [`admin`] serves probes. [`wire`] holds the
+//! types every stage shares and imports nothing from the crate, so imports run one way
+//! (`scripts/check-module-cycles` lists any cycle).
 
 pub mod accounting;
 pub mod admin;
@@ -18,6 +20,7 @@ pub mod control;
 pub mod endpoints;
 pub mod error;
 pub mod failover;
+pub mod formats;
 pub mod limits;
 pub mod listener;
 pub mod log_fields;
@@ -30,3 +33,5 @@ pub mod response;
 pub mod route;
 pub mod sse;
 pub mod tokenizer;
+pub mod translate;
+pub mod wire;

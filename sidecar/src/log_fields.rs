@@ -88,7 +88,7 @@ impl<W: Write> Visit for PlainVisitor<'_, W> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let text = crate::error::with_causes(value);
+        let text = crate::wire::with_causes(value);
         self.field(field, |out| Escaping(out).write_str(&text));
     }
 

@@ -3,6 +3,7 @@
 //! cache, run the attempts, meter the answer. Endpoints only translate in and out.
 
 pub mod asks;
+mod served;
 mod tap;
 
 use std::{sync::Arc, time::Duration};
@@ -11,25 +12,24 @@ use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::{
-    accounting::{
-        Served, Usage,
-        recorder::{Finished, Recorder},
-    },
+    accounting::recorder::{Finished, Recorder},
     budget::{Admission, BudgetHold},
-    cache::{self, CacheStatus, Lookup},
+    cache::{self, Lookup},
     config::ActiveConfig,
     error::ApiError,
     failover::{self, Attempts},
     limits::{ANONYMOUS, Charge},
-    providers::{ChatCall, Complete, EmbeddingsCall, Reply},
+    providers::{ChatCall, EmbeddingsCall},
     request::{ChatRequest, EmbeddingsRequest},
     route::{
         BackendRuntime, Route,
         facts::{Body, Facts},
         plan::Plan,
     },
+    wire::{CacheStatus, Complete, Reply, Usage},
 };
 use asks::Asks;
+pub use served::Served;
 use sluice_crds::{MicroUsd, Outcome, Pricing, Tokens};
 use tap::{End, Holds};
 

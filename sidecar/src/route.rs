@@ -7,6 +7,7 @@ pub mod facts;
 pub mod latency;
 pub mod plan;
 pub mod rules;
+pub mod series;
 pub mod state;
 pub mod strategy;
 #[cfg(test)]
@@ -84,7 +85,7 @@ pub struct BackendRuntime {
     /// Circuit, limits and latency, carried across config versions.
     pub state: Arc<BackendState>,
     /// The metric series its requests count into, looked up once.
-    pub series: crate::accounting::series::SeriesCache,
+    pub series: series::SeriesCache,
 }
 
 /// Why a snapshot could not become the active config.

@@ -7,7 +7,7 @@ use std::{
 
 use sluice_crds::{BackendName, MicroUsd, ModelName, ObjectKey, Outcome, UsageDelta};
 
-use super::Usage;
+use crate::wire::Usage;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {

@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use sluice_crds::{MicroUsd, ObjectKey, Outcome};
 
-use super::{
-    Usage,
-    ledger::{Entry, UsageLedger},
-    series::{Labels, Series, TOKEN_TYPES},
-};
+use super::ledger::{Entry, UsageLedger};
 use crate::{
     metrics::{LatencyLabels, Metrics, RequestLabels, TokenLabels},
-    route::BackendRuntime,
+    route::{
+        BackendRuntime,
+        series::{Labels, Series, TOKEN_TYPES},
+    },
+    wire::Usage,
 };
 
 /// Counts finished requests.

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sluice_crds::BackendName;
 
 use super::Fill;
-use crate::accounting::Usage;
+use crate::wire::Usage;
 
 /// Keeps a stream's chunks, normalized, until it ends; stored only if it ends cleanly.
 #[derive(Debug)]

@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::{Entry, Stored};
 use crate::{
-    accounting::Usage,
-    providers::{self, ChunkStream, format},
+    formats::openai,
+    providers,
+    wire::{ChunkStream, Usage},
 };
 
 /// The answer as one `chat.completion` document; `None` if the stored form cannot be read.
@@ -27,11 +28,11 @@ pub fn stream(entry: &Entry, wants_usage: bool) -> Option<ChunkStream> {
         Stored::Chunks(chunks) => {
             let mut chunks = chunks.clone();
             if let Some(usage) = entry.usage.filter(|_| wants_usage) {
-                format::push_usage_chunk(&mut chunks, usage.to_openai());
+                openai::push_usage_chunk(&mut chunks, usage.to_openai());
             }
             chunks
         }
-        Stored::Complete(body) => format::completion_as_stream(body, wants_usage, entry.usage)?,
+        Stored::Complete(body) => openai::completion_as_stream(body, wants_usage, entry.usage)?,
     };
     Some(providers::replayed_stream(chunks, entry.usage))
 }
@@ -51,7 +52,7 @@ fn assemble(chunks: &[Bytes], usage: Option<Usage>) -> Option<Value> {
         .iter()
         .map(|c| serde_json::from_slice(c).ok())
         .collect::<Option<_>>()?;
-    let mut doc = format::completion_header(parsed.first()?, "chat.completion");
+    let mut doc = openai::completion_header(parsed.first()?, "chat.completion");
     let mut choices: BTreeMap<u64, Choice> = BTreeMap::new();
     for chunk in &parsed {
         for c in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {

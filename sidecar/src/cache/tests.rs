@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sluice_crds::{ByteSize, Tokens};
 
 use super::*;
-use crate::{providers::StreamEvent, request::parse_chat};
+use crate::{request::parse_chat, wire::StreamEvent};
 
 fn policy(ttl_secs: u64, max_bytes: u64) -> CachePolicy {
     CachePolicy {
@@ -136,7 +136,7 @@ fn chunk(delta: Value, finish: Value) -> Bytes {
     )
 }
 
-async fn replayed(stream: crate::providers::ChunkStream) -> (Vec<Value>, Option<Usage>) {
+async fn replayed(stream: crate::wire::ChunkStream) -> (Vec<Value>, Option<Usage>) {
     let items: Vec<_> = stream.collect().await;
     let mut chunks = Vec::new();
     let mut usage = None;

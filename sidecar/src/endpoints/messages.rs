@@ -16,17 +16,15 @@ use super::{COST_HEADER, refused_response, set_served_by};
 use crate::{
     config::ActiveConfig,
     error::ApiError,
-    pipeline,
-    providers::{
-        ProviderError, Reply,
-        anthropic::{
-            translate::{anthropic_request_to_openai, openai_response_to_anthropic},
-            wire::{ErrorBody, ErrorObject, MessagesRequest, error_type_for},
-        },
-        format::ChatCompletion,
+    formats::{
+        anthropic::{ErrorBody, ErrorObject, MessagesRequest, error_type_for},
+        openai::ChatCompletion,
     },
+    pipeline,
+    providers::{ProviderError, Reply},
     request::parse_json,
     response::{self, Response},
+    translate::{anthropic_to_openai, openai_to_anthropic},
 };
 
 /// Serves one Messages request, plain or streamed.
@@ -49,8 +47,8 @@ pub async fn with_anthropic_errors(result: Result<Response, ApiError>) -> Respon
 /// Serves the request; a refusal comes back as the sidecar's usual (OpenAI-shaped) response.
 async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
     let request: MessagesRequest = parse_json(body).map_err(ApiError::into_response)?;
-    let request =
-        anthropic_request_to_openai(request).map_err(|e| ApiError::bad_request(e.to_string(), None).into_response())?;
+    let request = anthropic_to_openai::request(request)
+        .map_err(|e| ApiError::bad_request(e.to_string(), None).into_response())?;
     let served = pipeline::chat(config, &request, headers, "messages")
         .await
         .map_err(refused_response)?;
@@ -62,7 +60,7 @@ async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Resul
                 set_served_by(&mut resp, &served.served);
                 resp
             })?;
-            let message = openai_response_to_anthropic(completion);
+            let message = openai_to_anthropic::response(completion);
             let mut resp = if request.is_stream() {
                 // An answer that arrived whole (a cache hit, say) is still streamed as asked.
                 let events = Full::new(stream::message_events(&message)).boxed_unsync();

@@ -12,9 +12,8 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 
 use crate::{
-    error::error_body,
-    providers::{ChunkStream, ProviderError, StreamEvent},
     response, sse,
+    wire::{ChunkStream, ProviderError, StreamEvent, error_body},
 };
 
 /// A streamed chat answer as an HTTP body.

@@ -4,8 +4,7 @@ use sluice_crds::RetryOn;
 
 use crate::{
     circuit::Verdict,
-    error::is_client_fault,
-    providers::{ProviderError, TimeoutPhase},
+    wire::{ProviderError, TimeoutPhase, is_client_fault},
 };
 
 /// Kinds of failure, as the retry policy names them.

@@ -17,16 +17,14 @@ use serde::Deserialize;
 use sluice_crds::{MicroUsd, Outcome, Tokens};
 use tokio::time::Instant;
 
+use super::Served;
 use crate::{
-    accounting::{
-        Served, Usage, estimate_tokens,
-        recorder::{Finished, Recorder},
-    },
+    accounting::recorder::{Finished, Recorder},
     budget::BudgetHold,
     cache,
     failover::Guard,
     limits::Charge,
-    providers::{ChunkStream, ProviderError, StreamEvent},
+    wire::{CacheStatus, ChunkStream, ProviderError, StreamEvent, Usage, estimate_tokens},
 };
 
 /// What a request holds until its answer is over.
@@ -97,7 +95,7 @@ impl Holds {
             recording.finish();
         }
         let outcome = match (self.served.cache, end) {
-            (cache::CacheStatus::Hit, _) => Outcome::CacheHit,
+            (CacheStatus::Hit, _) => Outcome::CacheHit,
             (_, End::Broke) => Outcome::UpstreamError,
             (_, End::BudgetSpent) => Outcome::BudgetRefused,
             _ => Outcome::Ok,

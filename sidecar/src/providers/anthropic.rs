@@ -2,8 +2,6 @@
 //! and the answers, streamed or whole, back to OpenAI's. Anthropic has no embeddings API.
 
 pub mod stream;
-pub mod translate;
-pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -16,9 +14,14 @@ use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, format::Untranslatable, read_body, sse_events, translate_stream, transport_error,
+    error_from_response, read_body, sse_events, translate_stream, transport_error,
 };
-use crate::{error::error_body, sse::SseEvent};
+use crate::{
+    formats::{anthropic, openai::Untranslatable},
+    sse::SseEvent,
+    translate::{anthropic_to_openai, openai_to_anthropic},
+    wire::error_body,
+};
 
 /// The API version every request names; the format this module speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -43,7 +46,7 @@ impl Anthropic {
 
     /// Sends a chat request as a Messages request, streaming or not.
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
-        let body = translate::openai_to_anthropic(call.request, call.model.as_str()).map_err(unsupported)?;
+        let body = openai_to_anthropic::request(call.request, call.model.as_str()).map_err(unsupported)?;
         let resp = self.send(&body).await?;
         if !resp.status().is_success() {
             return Err(normalize(
@@ -73,7 +76,7 @@ impl Anthropic {
         )))
     }
 
-    async fn send(&self, body: &wire::MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+    async fn send(&self, body: &anthropic::MessagesRequest) -> Result<reqwest::Response, ProviderError> {
         let mut request = self
             .client
             .post(&self.messages_url)
@@ -91,9 +94,9 @@ impl Anthropic {
 
 /// A whole Messages answer as an OpenAI chat completion made at `created`, with its usage.
 pub fn parse_message(bytes: &[u8], created: u64) -> Result<Complete, ProviderError> {
-    let message: wire::MessagesResponse = serde_json::from_slice(bytes)
+    let message: anthropic::MessagesResponse = serde_json::from_slice(bytes)
         .map_err(|e| ProviderError::InvalidResponse(format!("the body is not an anthropic message: {e}")))?;
-    let completion = translate::anthropic_to_openai(message, created);
+    let completion = anthropic_to_openai::response(message, created);
     Complete::encode(&completion)
 }
 
@@ -132,7 +135,7 @@ pub(crate) fn upstream_error(status: u16, kind: &str, message: &str) -> Provider
 }
 
 fn openai_error_body(status: StatusCode, kind: &str, message: &str) -> Bytes {
-    let openai_kind = if crate::error::is_client_fault(status) {
+    let openai_kind = if crate::wire::is_client_fault(status) {
         "invalid_request_error"
     } else if status == StatusCode::TOO_MANY_REQUESTS {
         "rate_limit_error"
@@ -152,11 +155,11 @@ pub fn normalize(error: ProviderError) -> ProviderError {
     else {
         return error;
     };
-    let (kind, message) = match serde_json::from_slice::<wire::ErrorBody>(&body) {
+    let (kind, message) = match serde_json::from_slice::<anthropic::ErrorBody>(&body) {
         Ok(parsed) => (parsed.error.kind, parsed.error.message),
         // Not Anthropic's shape (a proxy's page, say): keep a bounded excerpt as the message.
         Err(_) => (
-            wire::error_type_for(status.as_u16()).to_owned(),
+            anthropic::error_type_for(status.as_u16()).to_owned(),
             String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
         ),
     };

@@ -3,8 +3,6 @@
 //! Gemini's format and the answers back.
 
 pub mod stream;
-pub mod translate;
-pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -21,11 +19,15 @@ use tokio::time::Instant;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, format::Untranslatable, read_body, sse_events_until_close, translate_stream, transport_error,
+    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error,
 };
 use crate::{
-    accounting::{Usage, estimate_tokens},
-    error::error_body,
+    formats::{gemini, openai::Untranslatable},
+    translate::{
+        gemini_to_openai,
+        openai_to_gemini::{self, EmbedRequest},
+    },
+    wire::{Usage, error_body, estimate_tokens},
 };
 
 /// A Gemini upstream at one API root.
@@ -49,13 +51,13 @@ impl Gemini {
 
     /// Sends a chat request as `generateContent` or, streamed, `streamGenerateContent`.
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
-        let body = translate::openai_to_gemini(call.request).map_err(unsupported)?;
+        let body = openai_to_gemini::request(call.request).map_err(unsupported)?;
         let model = model_id(call.model.as_str());
         let created = now();
         let fallback_id = fallback_id();
         if !call.request.is_stream() {
             let url = format!("{}/{model}:generateContent", self.models_url);
-            let answer: wire::GenerateContentResponse = self.call(&url, &body, call.deadline).await?;
+            let answer: gemini::GenerateContentResponse = self.call(&url, &body, call.deadline).await?;
             return complete_answer(answer, model, created, &fallback_id).map(Reply::Complete);
         }
         let url = format!("{}/{model}:streamGenerateContent?alt=sse", self.models_url);
@@ -81,16 +83,16 @@ impl Gemini {
     /// embeddings, so usage is estimated from the texts.
     pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
         let model = model_id(call.model.as_str());
-        let request = translate::openai_embeddings_to_gemini(call.request, model).map_err(unsupported)?;
+        let request = openai_to_gemini::embeddings_request(call.request, model).map_err(unsupported)?;
         let vectors = match &request {
-            translate::EmbedRequest::One(body) => {
+            EmbedRequest::One(body) => {
                 let url = format!("{}/{model}:embedContent", self.models_url);
-                let answer: wire::EmbedContentResponse = self.call(&url, body, call.deadline).await?;
+                let answer: gemini::EmbedContentResponse = self.call(&url, body, call.deadline).await?;
                 vec![answer.embedding]
             }
-            translate::EmbedRequest::Batch(body) => {
+            EmbedRequest::Batch(body) => {
                 let url = format!("{}/{model}:batchEmbedContents", self.models_url);
-                let answer: wire::BatchEmbedContentsResponse = self.call(&url, body, call.deadline).await?;
+                let answer: gemini::BatchEmbedContentsResponse = self.call(&url, body, call.deadline).await?;
                 answer.embeddings
             }
         };
@@ -101,7 +103,7 @@ impl Gemini {
             ..Usage::default()
         };
         let base64 = call.request.rest.get("encoding_format").and_then(|f| f.as_str()) == Some("base64");
-        let body = translate::gemini_embeddings_to_openai(vectors, call.model.as_str(), base64, usage.input.0);
+        let body = gemini_to_openai::embeddings_response(vectors, call.model.as_str(), base64, usage.input.0);
         Ok(Complete {
             body,
             usage: Some(usage),
@@ -143,14 +145,14 @@ pub fn parse_answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProviderErro
 }
 
 /// A `generateContent` answer as an OpenAI chat completion with its usage; `model`, `created` and
-/// `fallback_id` as for [`translate::gemini_to_openai`].
+/// `fallback_id` as for [`gemini_to_openai::response`].
 pub fn complete_answer(
-    answer: wire::GenerateContentResponse,
+    answer: gemini::GenerateContentResponse,
     model: &str,
     created: u64,
     fallback_id: &str,
 ) -> Result<Complete, ProviderError> {
-    let completion = translate::gemini_to_openai(answer, model, created, fallback_id)?;
+    let completion = gemini_to_openai::response(answer, model, created, fallback_id)?;
     Complete::encode(&completion)
 }
 
@@ -195,12 +197,12 @@ fn unsupported(e: Untranslatable) -> ProviderError {
 
 /// A Google error as the sidecar's: the status from its `code`, the body in OpenAI's shape
 /// (Google's status name, lower-cased, as the `code`), a `RetryInfo` delay as `Retry-After`.
-pub(crate) fn upstream_error(error: &wire::ErrorObject, retry_after: Option<Duration>) -> ProviderError {
+pub(crate) fn upstream_error(error: &gemini::ErrorObject, retry_after: Option<Duration>) -> ProviderError {
     let status = StatusCode::from_u16(error.code)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
         .unwrap_or(StatusCode::BAD_GATEWAY);
-    let kind = if crate::error::is_client_fault(status) {
+    let kind = if crate::wire::is_client_fault(status) {
         "invalid_request_error"
     } else if status == StatusCode::TOO_MANY_REQUESTS {
         "rate_limit_error"
@@ -246,9 +248,9 @@ pub fn normalize(error: ProviderError) -> ProviderError {
     };
     let parsed = value
         .filter(serde_json::Value::is_object)
-        .and_then(|v| serde_json::from_value::<wire::ErrorBody>(v).ok())
+        .and_then(|v| serde_json::from_value::<gemini::ErrorBody>(v).ok())
         .map(|b| b.error);
-    let mut error = parsed.unwrap_or_else(|| wire::ErrorObject {
+    let mut error = parsed.unwrap_or_else(|| gemini::ErrorObject {
         code: status.as_u16(),
         message: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
         status: String::new(),

@@ -1,7 +1,6 @@
 //! Upstream providers: one module per wire protocol behind one closed enum.
 
 pub mod anthropic;
-pub mod format;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
@@ -10,12 +9,12 @@ use std::{collections::VecDeque, pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::StatusCode;
 use sluice_crds::{ApiKey, Backend, ModelName, Provider};
 use tokio::time::Instant;
 
+use crate::wire::Usage;
+pub use crate::wire::{ChunkStream, Complete, ProviderError, Reply, StreamEvent, TimeoutPhase};
 use crate::{
-    accounting::Usage,
     request::{ChatRequest, EmbeddingsRequest},
     sse::{SseDecoder, SseEvent},
 };
@@ -65,18 +64,9 @@ pub struct EmbeddingsCall<'a> {
     pub deadline: Instant,
 }
 
-/// A whole answer in OpenAI's format.
-#[derive(Debug)]
-pub struct Complete {
-    /// The body to send to the client.
-    pub body: Bytes,
-    /// Usage from the answer, if it had any.
-    pub usage: Option<Usage>,
-}
-
 impl Complete {
     /// A translated answer, encoded for the client, with its usage.
-    fn encode(completion: &format::ChatCompletion) -> Result<Self, ProviderError> {
+    fn encode(completion: &crate::formats::openai::ChatCompletion) -> Result<Self, ProviderError> {
         let body = serde_json::to_vec(completion)
             .map_err(|e| ProviderError::InvalidResponse(format!("the answer could not be encoded: {e}")))?;
         Ok(Self {
@@ -84,90 +74,6 @@ impl Complete {
             usage: completion.usage.as_ref().map(|u| u.to_usage()),
         })
     }
-}
-
-/// What an upstream answered to a chat request.
-pub enum Reply {
-    /// A whole JSON document.
-    Complete(Complete),
-    /// Chunks of a streamed answer, as they arrive.
-    Stream(ChunkStream),
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Complete(c) => c.fmt(f),
-            Self::Stream(_) => f.write_str("Stream"),
-        }
-    }
-}
-
-/// A streamed answer: OpenAI `chat.completion.chunk` payloads and usage, ending or failing.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
-
-/// One item of a streamed answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
-    /// A JSON payload to forward as one `data:` event.
-    Data(Bytes),
-    /// Usage reported by the upstream, for accounting; not forwarded by itself.
-    Usage(Usage),
-}
-
-/// Which wait ran out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeoutPhase {
-    /// No answer before `timeouts.firstByte`.
-    FirstByte,
-    /// The request outlived `timeouts.total`.
-    Total,
-}
-
-/// Why an upstream call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProviderError {
-    /// No connection could be made.
-    #[error("could not connect to the upstream: {0}")]
-    Connect(String),
-    /// A timeout ran out.
-    #[error("the upstream did not answer in time ({})", match .0 { TimeoutPhase::FirstByte => "first byte", TimeoutPhase::Total => "total" })]
-    Timeout(TimeoutPhase),
-    /// The upstream answered with an error status.
-    #[error("the upstream answered {status}{}", upstream_message(body))]
-    Status {
-        /// The upstream's status.
-        status: StatusCode,
-        /// Its `Retry-After`, if any.
-        retry_after: Option<Duration>,
-        /// Its body, bounded.
-        body: Bytes,
-    },
-    /// The upstream answered something that is not its protocol.
-    #[error("the upstream answered an invalid response: {0}")]
-    InvalidResponse(String),
-    /// The connection broke or the stream ended early.
-    #[error("the upstream connection broke off: {0}")]
-    Interrupted(String),
-    /// The backend cannot serve this request as asked (an API its provider lacks, a part its
-    /// format cannot carry); the client's to change, not retried.
-    #[error("{0}")]
-    Unsupported(String),
-    /// The sidecar ended a streamed answer because its hard budget has no money for more.
-    #[error("{0}")]
-    BudgetSpent(String),
-}
-
-/// `: <message>` from an OpenAI- or Anthropic-shaped error body, when there is one.
-fn upstream_message(body: &Bytes) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(|m| format!(": {m}"))
-        })
-        .unwrap_or_default()
 }
 
 impl Upstream {
@@ -222,9 +128,9 @@ fn transport_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Timeout(TimeoutPhase::FirstByte)
     } else if e.is_connect() {
-        ProviderError::Connect(crate::error::with_causes(e))
+        ProviderError::Connect(crate::wire::with_causes(e))
     } else {
-        ProviderError::Interrupted(crate::error::with_causes(e))
+        ProviderError::Interrupted(crate::wire::with_causes(e))
     }
 }
 
@@ -306,7 +212,7 @@ async fn read_body(mut resp: reqwest::Response, limit: usize, deadline: Instant)
         let chunk = tokio::time::timeout_at(deadline, resp.chunk())
             .await
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))?
-            .map_err(|e| ProviderError::Interrupted(crate::error::with_causes(&e)))?;
+            .map_err(|e| ProviderError::Interrupted(crate::wire::with_causes(&e)))?;
         let Some(chunk) = chunk else { return Ok(out.freeze()) };
         if out.len() + chunk.len() > limit {
             return Err(ProviderError::InvalidResponse(format!(
@@ -325,7 +231,7 @@ impl<S: Stream<Item = Result<Bytes, ProviderError>> + Send + 'static> BodyStream
 /// The body of an upstream response as a [`BodyStream`].
 fn body_stream(resp: reqwest::Response) -> impl BodyStream {
     resp.bytes_stream()
-        .map(|chunk| chunk.map_err(|e| ProviderError::Interrupted(crate::error::with_causes(&e))))
+        .map(|chunk| chunk.map_err(|e| ProviderError::Interrupted(crate::wire::with_causes(&e))))
 }
 
 /// The upstream's events, decoded as they arrive, bounded in size and by the deadline.

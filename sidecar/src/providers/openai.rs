@@ -13,9 +13,14 @@ use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent,
-    body_stream, error_from_response, format, read_body, replayed_stream, sse_events, transport_error,
+    body_stream, error_from_response, read_body, replayed_stream, sse_events, transport_error,
 };
-use crate::{accounting::Usage, request::StreamOptions, sse::SseEvent};
+use crate::{
+    formats::openai::{self, usage::openai_usage},
+    request::StreamOptions,
+    sse::SseEvent,
+    wire::Usage,
+};
 
 /// An OpenAI-protocol upstream at one API root.
 #[derive(Debug)]
@@ -63,7 +68,7 @@ impl OpenAi {
             // still gets the stream it asked for, made of that answer.
             let whole = complete(resp, call.deadline).await?;
             let chunks =
-                format::completion_as_stream(&whole.body, client_wants_usage, whole.usage).ok_or_else(|| {
+                openai::completion_as_stream(&whole.body, client_wants_usage, whole.usage).ok_or_else(|| {
                     ProviderError::InvalidResponse(
                         "the upstream answered a streamed request with JSON that is not a chat completion".to_owned(),
                     )
@@ -144,8 +149,7 @@ async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Re
 
 /// A whole answer's body, checked to be a JSON object, with its usage.
 pub fn parse_complete(body: Bytes) -> Result<Complete, ProviderError> {
-    let usage =
-        crate::accounting::body::openai_usage(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+    let usage = openai_usage(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
     Ok(Complete { body, usage })
 }
 
@@ -207,7 +211,7 @@ impl<'a> Chunk<'a> {
     /// The members of `data` when it is one JSON object; the same verdict as parsing a [`Value`].
     fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
         // Raw values check escapes but not that surrogates pair up, which a `Value` refuses.
-        if crate::accounting::body::escapes_a_surrogate(data.as_bytes()) {
+        if openai::usage::escapes_a_surrogate(data.as_bytes()) {
             serde_json::from_str::<Value>(data)?;
         }
         serde_json::from_str(data)

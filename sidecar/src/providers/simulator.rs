@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sluice_crds::{SimulatedError, SimulatorSpec, Tokens};
 
 use super::{ChatCall, Complete, EmbeddingsCall, ProviderError, Reply, StreamEvent};
-use crate::accounting::{Usage, estimate_tokens};
+use crate::wire::{Usage, estimate_tokens};
 
 const WORDS: [&str; 24] = [
     "the", "gateway", "routes", "each", "request", "to", "a", "healthy", "backend", "and", "counts", "every", "token",

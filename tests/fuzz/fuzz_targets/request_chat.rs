@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_sidecar::{
-    providers::{anthropic::translate::openai_to_anthropic, gemini::translate::openai_to_gemini},
     request::parse_chat,
+    translate::{openai_to_anthropic, openai_to_gemini},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -29,10 +29,10 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = parse_chat(&upstream) {
         panic!("the upstream body of an accepted request does not parse: {e:?}");
     }
-    if let Ok(body) = openai_to_anthropic(&request, "m") {
+    if let Ok(body) = openai_to_anthropic::request(&request, "m") {
         serde_json::to_vec(&body).expect("an Anthropic request serializes");
     }
-    if let Ok(body) = openai_to_gemini(&request) {
+    if let Ok(body) = openai_to_gemini::request(&request) {
         serde_json::to_vec(&body).expect("a Gemini request serializes");
     }
 });

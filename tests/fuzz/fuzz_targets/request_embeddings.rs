@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_sidecar::{
-    providers::gemini::translate::{EmbedRequest, openai_embeddings_to_gemini},
     request::parse_embeddings,
+    translate::openai_to_gemini::{self, EmbedRequest},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = parse_embeddings(&upstream) {
         panic!("the upstream body of an accepted request does not parse: {e:?}");
     }
-    match openai_embeddings_to_gemini(&request, "m") {
+    match openai_to_gemini::embeddings_request(&request, "m") {
         Ok(EmbedRequest::One(body)) => drop(serde_json::to_vec(&body).expect("serializes")),
         Ok(EmbedRequest::Batch(body)) => drop(serde_json::to_vec(&body).expect("serializes")),
         Err(_) => {}

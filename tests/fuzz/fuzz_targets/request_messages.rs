@@ -1,18 +1,13 @@
 //! A client's `POST /v1/messages` (Anthropic) body: the parse the endpoint runs
 //! (`request::parse_json::<MessagesRequest>`), its translation to the OpenAI request the pipeline
-//! serves (`anthropic_request_to_openai`), and that request on to each provider's format.
+//! serves (`translate::anthropic_to_openai::request`), and that request on to each provider's format.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sluice_sidecar::{
-    providers::{
-        anthropic::{
-            translate::{anthropic_request_to_openai, openai_to_anthropic},
-            wire::MessagesRequest,
-        },
-        gemini::translate::openai_to_gemini,
-    },
+    formats::anthropic::MessagesRequest,
     request::{parse_chat, parse_json},
+    translate::{anthropic_to_openai, openai_to_anthropic, openai_to_gemini},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let Ok(chat) = anthropic_request_to_openai(request) else {
+    let Ok(chat) = anthropic_to_openai::request(request) else {
         return;
     };
     let _ = (chat.prompt_chars(), chat.completion_cap(), chat.is_stream());
@@ -33,10 +28,10 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = parse_chat(&upstream) {
         panic!("a translated request is not a valid chat request: {e:?}");
     }
-    if let Ok(body) = openai_to_anthropic(&chat, "m") {
+    if let Ok(body) = openai_to_anthropic::request(&chat, "m") {
         serde_json::to_vec(&body).expect("an Anthropic request serializes");
     }
-    if let Ok(body) = openai_to_gemini(&chat) {
+    if let Ok(body) = openai_to_gemini::request(&chat) {
         serde_json::to_vec(&body).expect("a Gemini request serializes");
     }
 });

@@ -6,7 +6,10 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_fuzz::error_status;
-use sluice_sidecar::providers::{ProviderError, anthropic, format::ChatCompletion};
+use sluice_sidecar::{
+    formats::openai::ChatCompletion,
+    providers::{ProviderError, anthropic},
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&status, body)) = data.split_first() else {

@@ -7,14 +7,13 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_fuzz::error_status;
-use sluice_sidecar::providers::{
-    ProviderError,
-    format::ChatCompletion,
-    gemini::{
-        self,
-        translate::gemini_embeddings_to_openai,
-        wire::{BatchEmbedContentsResponse, EmbedContentResponse, GenerateContentResponse},
+use sluice_sidecar::{
+    formats::{
+        gemini::{BatchEmbedContentsResponse, EmbedContentResponse, GenerateContentResponse},
+        openai::ChatCompletion,
     },
+    providers::{ProviderError, gemini},
+    translate::gemini_to_openai,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -37,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Some(vectors) = vectors {
         let base64 = status & 1 == 1;
-        let list = gemini_embeddings_to_openai(vectors, "m", base64, 3);
+        let list = gemini_to_openai::embeddings_response(vectors, "m", base64, 3);
         let value: serde_json::Value = serde_json::from_slice(&list).expect("the embeddings list is JSON");
         assert!(value.get("data").is_some_and(|d| d.is_array()));
     }

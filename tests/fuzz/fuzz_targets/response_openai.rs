@@ -2,7 +2,7 @@
 //! (`providers::openai::parse_complete`); when it is a chat completion, the `/v1/messages`
 //! endpoint's translation of it to an Anthropic message; the answer as the stream of chunks a
 //! streaming client gets when an upstream ignores `stream` or a cached answer is replayed
-//! (`format::completion_as_stream`); and the body as an error answer.
+//! (`formats::openai::completion_as_stream`); and the body as an error answer.
 #![no_main]
 
 use bytes::Bytes;
@@ -10,13 +10,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use sluice_fuzz::error_status;
 use sluice_sidecar::{
-    accounting::Usage,
-    providers::{
-        ProviderError,
-        anthropic::translate::openai_response_to_anthropic,
-        format::{ChatCompletion, completion_as_stream},
-        openai,
-    },
+    formats::openai::{ChatCompletion, completion_as_stream},
+    providers::{ProviderError, openai},
+    translate::openai_to_anthropic,
+    wire::Usage,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             let usage = object.get("usage").and_then(Usage::from_openai);
             assert_eq!(complete.usage, usage, "the scan read another usage than the parse");
             if let Ok(completion) = serde_json::from_slice::<ChatCompletion>(&complete.body) {
-                let message = openai_response_to_anthropic(completion);
+                let message = openai_to_anthropic::response(completion);
                 serde_json::to_vec(&message).expect("an Anthropic message serializes");
             }
             // As a stream: every chunk a chunk object; with usage asked for and known, the last

@@ -20,19 +20,16 @@ use http_body_util::BodyExt;
 use serde_json::{Map, json};
 
 use crate::{
-    accounting::Usage,
-    providers::{
-        ChunkStream, ProviderError, StreamEvent,
+    formats::{
         anthropic::{
-            translate::{anthropic_id, stop_reason, usage_to_anthropic, zero_usage},
-            wire::{
-                BlockDelta, ContentBlock, DeltaUsage, ErrorObject, Event, MessageDelta, MessagesResponse, StopReason,
-                ThinkingBlock, ToolUseBlock, error_type_for,
-            },
+            BlockDelta, ContentBlock, DeltaUsage, ErrorObject, Event, MessageDelta, MessagesResponse, StopReason,
+            ThinkingBlock, ToolUseBlock, error_type_for,
         },
-        format::{ChatChunk, CompletionUsage},
+        openai::{ChatChunk, CompletionUsage},
     },
     response,
+    translate::openai_to_anthropic::{self, anthropic_id, stop_reason, zero_usage},
+    wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 
 /// The block receiving deltas.
@@ -152,10 +149,10 @@ impl Translator {
         self.start(&mut out, "", "");
         self.close(&mut out);
         let usage = match (&self.usage, self.metered) {
-            (Some(usage), _) => delta_usage(&usage_to_anthropic(usage)),
+            (Some(usage), _) => delta_usage(&openai_to_anthropic::usage(usage)),
             (None, Some(metered)) => {
                 let usage = CompletionUsage::new(metered.input.0, metered.output.0, metered.cached_input.0);
-                delta_usage(&usage_to_anthropic(&usage))
+                delta_usage(&openai_to_anthropic::usage(&usage))
             }
             (None, None) => DeltaUsage::default(),
         };
@@ -237,7 +234,7 @@ impl Translator {
     }
 }
 
-fn delta_usage(usage: &crate::providers::anthropic::wire::Usage) -> DeltaUsage {
+fn delta_usage(usage: &crate::formats::anthropic::Usage) -> DeltaUsage {
     DeltaUsage {
         output_tokens: usage.output_tokens,
         input_tokens: Some(usage.input_tokens),

@@ -14,10 +14,10 @@ use super::{
     stream::{MessagesSseBody, Translator, encode, message_events},
 };
 use crate::{
-    accounting::Usage,
     error::ApiError,
-    providers::{ChunkStream, ProviderError, StreamEvent, anthropic::wire::MessagesResponse},
+    formats::anthropic::MessagesResponse,
     sse::SseDecoder,
+    wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 
 /// `(event name, data)` of every event of an SSE text.
@@ -182,7 +182,7 @@ fn a_whole_message_streams_as_the_events_that_rebuild_it() {
 
 #[test]
 fn encoded_events_name_their_type() {
-    let encoded = encode(&[crate::providers::anthropic::wire::Event::MessageStop]);
+    let encoded = encode(&[crate::formats::anthropic::Event::MessageStop]);
     assert_eq!(
         &encoded[..],
         b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
@@ -220,7 +220,7 @@ async fn each_status_gets_anthropics_error_type() {
             "not_found_error",
         ),
         (
-            ApiError::Upstream(ProviderError::Timeout(crate::providers::TimeoutPhase::Total)),
+            ApiError::Upstream(ProviderError::Timeout(crate::wire::TimeoutPhase::Total)),
             "timeout_error",
         ),
         (ApiError::Upstream(ProviderError::Interrupted("x".into())), "api_error"),
@@ -233,7 +233,7 @@ async fn each_status_gets_anthropics_error_type() {
 
 #[tokio::test]
 async fn the_body_ends_after_the_error_event() {
-    let items = vec![Err(ProviderError::Timeout(crate::providers::TimeoutPhase::Total))];
+    let items = vec![Err(ProviderError::Timeout(crate::wire::TimeoutPhase::Total))];
     let mut body = MessagesSseBody::new(chunk_stream(items)).boxed();
     let mut frames = Vec::new();
     while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())

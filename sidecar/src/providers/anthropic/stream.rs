@@ -12,17 +12,15 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::Map;
 
-use super::{
-    translate::{finish_reason, openai_id, usage_to_openai},
-    upstream_error,
-    wire::{BlockDelta, ContentBlock, Event, StopReason, Usage},
-};
+use super::upstream_error;
 use crate::{
-    providers::{
-        ProviderError, StreamEvent, StreamTranslator,
-        format::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
+    formats::{
+        anthropic::{BlockDelta, ContentBlock, Event, StopReason, Usage},
+        openai::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
     },
+    providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
+    translate::anthropic_to_openai::{self, finish_reason, openai_id},
 };
 
 /// The translation of one streamed answer.
@@ -190,7 +188,7 @@ impl Translator {
             }
             Event::MessageStop => {
                 self.stopped = true;
-                let usage = usage_to_openai(&self.usage);
+                let usage = anthropic_to_openai::usage(&self.usage);
                 let mut out = vec![StreamEvent::Usage(usage.to_usage())];
                 if self.wants_usage {
                     let chunk = ChatChunk::usage(&self.id, self.created, &self.model, usage);
@@ -200,7 +198,7 @@ impl Translator {
             }
             Event::Error { error } => {
                 return Err(upstream_error(
-                    super::wire::status_for(&error.kind),
+                    crate::formats::anthropic::status_for(&error.kind),
                     &error.kind,
                     &error.message,
                 ));

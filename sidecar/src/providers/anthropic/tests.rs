@@ -4,19 +4,19 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{
-    normalize,
-    stream::Translator,
-    translate::{
-        DEFAULT_MAX_TOKENS, anthropic_request_to_openai, anthropic_to_openai, openai_response_to_anthropic,
-        openai_to_anthropic,
-    },
-    wire::{MessagesRequest, MessagesResponse},
-};
+use super::{normalize, stream::Translator};
 use crate::{
-    providers::{ProviderError, StreamEvent, StreamTranslator, format::ChatCompletion},
+    formats::{
+        anthropic::{MessagesRequest, MessagesResponse},
+        openai::ChatCompletion,
+    },
+    providers::{ProviderError, StreamEvent, StreamTranslator},
     request::parse_chat,
     sse::{SseDecoder, SseEvent},
+    translate::{
+        anthropic_to_openai,
+        openai_to_anthropic::{self, DEFAULT_MAX_TOKENS},
+    },
 };
 
 const CREATED: u64 = 1_700_000_000;
@@ -38,7 +38,7 @@ fn sse_events(transcript: &str) -> Vec<SseEvent> {
 fn translate_transcript(
     transcript: &str,
     wants_usage: bool,
-) -> (Vec<Value>, Vec<crate::accounting::Usage>, Option<ProviderError>) {
+) -> (Vec<Value>, Vec<crate::wire::Usage>, Option<ProviderError>) {
     let mut translator = Translator::new(wants_usage, CREATED);
     let (mut chunks, mut usage) = (Vec::new(), Vec::new());
     let mut results: Vec<_> = sse_events(transcript)
@@ -66,7 +66,7 @@ fn translate_transcript(
 fn openai_request_becomes_the_anthropic_request_with_system_tools_images_and_merged_tool_results() {
     let request = parse_chat(include_str!("../fixtures/anthropic/openai_request.json").as_bytes()).unwrap();
 
-    let translated = openai_to_anthropic(&request, "claude-sonnet-4-5").unwrap();
+    let translated = openai_to_anthropic::request(&request, "claude-sonnet-4-5").unwrap();
 
     assert_eq!(
         serde_json::to_value(&translated).unwrap(),
@@ -81,7 +81,7 @@ fn a_request_without_a_cap_gets_the_default_max_tokens_and_a_plain_system_string
     )
     .unwrap();
 
-    let translated = serde_json::to_value(openai_to_anthropic(&request, "claude").unwrap()).unwrap();
+    let translated = serde_json::to_value(openai_to_anthropic::request(&request, "claude").unwrap()).unwrap();
 
     assert_eq!(
         translated,
@@ -111,7 +111,7 @@ fn requests_anthropic_cannot_take_are_refused_with_the_reason() {
         ),
     ] {
         let request = parse_chat(body.as_bytes()).unwrap();
-        let error = openai_to_anthropic(&request, "claude").unwrap_err();
+        let error = openai_to_anthropic::request(&request, "claude").unwrap_err();
         assert!(error.0.contains(reason), "{body}: {error}");
     }
 }
@@ -121,7 +121,7 @@ fn a_tool_use_message_becomes_a_completion_with_tool_calls_reasoning_and_cache_u
     let message: MessagesResponse =
         serde_json::from_str(include_str!("../fixtures/anthropic/message_tool_use.json")).unwrap();
 
-    let completion = anthropic_to_openai(message, CREATED);
+    let completion = anthropic_to_openai::response(message, CREATED);
 
     assert_eq!(
         serde_json::to_value(&completion).unwrap(),
@@ -147,7 +147,7 @@ fn stop_reasons_map_to_finish_reasons() {
         let mut message = base.clone();
         message["stop_reason"] = json!(stop);
         let message: MessagesResponse = serde_json::from_value(message).unwrap();
-        let completion = anthropic_to_openai(message, CREATED);
+        let completion = anthropic_to_openai::response(message, CREATED);
         assert_eq!(completion.choices[0].finish_reason.as_deref(), Some(finish), "{stop}");
     }
 }
@@ -217,7 +217,7 @@ fn a_messages_request_whose_messages_are_all_empty_is_refused_not_sent_with_no_m
         "messages": [{"role": "user", "content": []}],
     }))
     .unwrap();
-    let error = anthropic_request_to_openai(request).unwrap_err();
+    let error = anthropic_to_openai::request(request).unwrap_err();
     assert!(error.to_string().contains("at least one message"), "{error}");
 }
 
@@ -268,7 +268,7 @@ fn an_inbound_messages_request_becomes_the_openai_request() {
         "unknown fields are kept when parsed"
     );
 
-    let translated = anthropic_request_to_openai(request).unwrap();
+    let translated = anthropic_to_openai::request(request).unwrap();
 
     assert_eq!(
         serde_json::to_value(&translated).unwrap(),
@@ -281,7 +281,7 @@ fn an_openai_completion_becomes_the_anthropic_message() {
     let completion: ChatCompletion =
         serde_json::from_str(include_str!("../fixtures/anthropic/inbound_completion.json")).unwrap();
 
-    let message = openai_response_to_anthropic(completion);
+    let message = openai_to_anthropic::response(completion);
 
     assert_eq!(
         serde_json::to_value(&message).unwrap(),
@@ -294,7 +294,7 @@ fn a_message_survives_the_round_trip_through_the_openai_format() {
     let original: MessagesResponse =
         serde_json::from_str(include_str!("../fixtures/anthropic/message_tool_use.json")).unwrap();
 
-    let back = openai_response_to_anthropic(anthropic_to_openai(original.clone(), CREATED));
+    let back = openai_to_anthropic::response(anthropic_to_openai::response(original.clone(), CREATED));
 
     assert_eq!(back.id, original.id);
     assert_eq!(back.model, original.model);
@@ -346,22 +346,22 @@ fn inbound_requests_that_cannot_be_translated_are_refused() {
         ),
     ] {
         let request: MessagesRequest = serde_json::from_value(body.clone()).unwrap();
-        let error = anthropic_request_to_openai(request).unwrap_err();
+        let error = anthropic_to_openai::request(request).unwrap_err();
         assert!(error.0.contains(reason), "{body}: {error}");
     }
 }
 
 #[test]
 fn usage_counts_at_the_top_of_u64_saturate_both_ways() {
-    let most = super::wire::Usage {
+    let most = crate::formats::anthropic::Usage {
         input_tokens: u64::MAX,
         output_tokens: u64::MAX,
         cache_creation_input_tokens: Some(u64::MAX),
         cache_read_input_tokens: Some(u64::MAX),
-        ..super::wire::Usage::default()
+        ..crate::formats::anthropic::Usage::default()
     };
-    let openai = super::translate::usage_to_openai(&most);
+    let openai = anthropic_to_openai::usage(&most);
     assert_eq!((openai.prompt_tokens, openai.total_tokens), (u64::MAX, u64::MAX));
-    let back = super::translate::usage_to_anthropic(&openai);
+    let back = openai_to_anthropic::usage(&openai);
     assert_eq!((back.input_tokens, back.output_tokens), (0, u64::MAX));
 }

@@ -11,17 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::{
-    translate::{Translated, finish_reason, openai_id, prompt_blocked, translate_part, usage_to_openai},
-    upstream_error,
-    wire::{ErrorObject, GenerateContentResponse, UsageMetadata},
-};
+use super::upstream_error;
 use crate::{
-    providers::{
-        ProviderError, StreamEvent, StreamTranslator,
-        format::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
+    formats::{
+        gemini::{ErrorObject, GenerateContentResponse, UsageMetadata},
+        openai::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
     },
+    providers::{ProviderError, StreamEvent, StreamTranslator},
     sse::SseEvent,
+    translate::gemini_to_openai::{self, Translated, finish_reason, openai_id, prompt_blocked},
 };
 
 /// The translation of one streamed answer.
@@ -118,7 +116,7 @@ impl Translator {
         for candidate in response.candidates {
             let index = candidate.index;
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-                let delta = match translate_part(part, &key, &mut self.calls_made) {
+                let delta = match gemini_to_openai::part(part, &key, &mut self.calls_made) {
                     Some(Translated::Text(text)) => Delta {
                         content: Some(text),
                         ..Delta::default()
@@ -178,7 +176,7 @@ impl StreamTranslator for Translator {
             ));
         }
         let mut out = Vec::with_capacity(2);
-        if let Some(usage) = self.usage.as_ref().map(usage_to_openai) {
+        if let Some(usage) = self.usage.as_ref().map(gemini_to_openai::usage) {
             out.push(StreamEvent::Usage(usage.to_usage()));
             if self.wants_usage {
                 let chunk = ChatChunk::usage(&self.id(), self.created, &self.model, usage);

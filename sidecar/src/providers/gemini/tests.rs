@@ -6,19 +6,17 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{
-    normalize,
-    stream::Translator,
-    translate::{
-        EmbedRequest, gemini_embeddings_to_openai, gemini_to_openai, openai_embeddings_to_gemini, openai_to_gemini,
-    },
-    wire::{BatchEmbedContentsResponse, GenerateContentResponse},
-};
+use super::{normalize, stream::Translator};
 use crate::{
-    accounting::Usage,
-    providers::{ProviderError, StreamEvent, StreamTranslator},
+    formats::gemini::{BatchEmbedContentsResponse, GenerateContentResponse},
+    providers::StreamTranslator,
     request::{parse_chat, parse_embeddings},
     sse::SseDecoder,
+    translate::{
+        gemini_to_openai,
+        openai_to_gemini::{self, EmbedRequest},
+    },
+    wire::{ProviderError, StreamEvent, Usage},
 };
 
 const CREATED: u64 = 1_700_000_000;
@@ -69,7 +67,7 @@ fn status_and_body(error: ProviderError) -> (StatusCode, Option<Duration>, Value
 fn openai_request_becomes_the_gemini_request_with_roles_functions_images_and_config() {
     let request = parse_chat(include_str!("../fixtures/gemini/openai_request.json").as_bytes()).unwrap();
 
-    let translated = openai_to_gemini(&request).unwrap();
+    let translated = openai_to_gemini::request(&request).unwrap();
 
     assert_eq!(
         serde_json::to_value(&translated).unwrap(),
@@ -86,7 +84,7 @@ fn tool_choice_modes_map_to_function_calling_modes() {
     ] {
         let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": choice});
         let request = parse_chat(body.to_string().as_bytes()).unwrap();
-        let translated = serde_json::to_value(openai_to_gemini(&request).unwrap()).unwrap();
+        let translated = serde_json::to_value(openai_to_gemini::request(&request).unwrap()).unwrap();
         assert_eq!(translated["toolConfig"]["functionCallingConfig"], config, "{choice}");
     }
 }
@@ -98,7 +96,7 @@ fn a_tool_message_for_an_unknown_call_is_refused() {
     )
     .unwrap();
 
-    let error = openai_to_gemini(&request).unwrap_err();
+    let error = openai_to_gemini::request(&request).unwrap_err();
 
     assert!(error.0.contains("call_x"), "{error}");
 }
@@ -108,7 +106,7 @@ fn a_function_call_answer_becomes_tool_calls_with_ids_signatures_reasoning_and_u
     let answer: GenerateContentResponse =
         serde_json::from_str(include_str!("../fixtures/gemini/response_function_call.json")).unwrap();
 
-    let completion = gemini_to_openai(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+    let completion = gemini_to_openai::response(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
 
     assert_eq!(
         serde_json::to_value(&completion).unwrap(),
@@ -120,7 +118,7 @@ fn a_function_call_answer_becomes_tool_calls_with_ids_signatures_reasoning_and_u
 fn a_signature_from_an_answer_goes_back_with_its_call() {
     let answer: GenerateContentResponse =
         serde_json::from_str(include_str!("../fixtures/gemini/response_function_call.json")).unwrap();
-    let completion = gemini_to_openai(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+    let completion = gemini_to_openai::response(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
     let message = serde_json::to_value(&completion.choices[0].message).unwrap();
     let body = json!({"model": "m", "messages": [
         {"role": "user", "content": "weather?"},
@@ -130,7 +128,7 @@ fn a_signature_from_an_answer_goes_back_with_its_call() {
     ]});
     let request = parse_chat(body.to_string().as_bytes()).unwrap();
 
-    let translated = serde_json::to_value(openai_to_gemini(&request).unwrap()).unwrap();
+    let translated = serde_json::to_value(openai_to_gemini::request(&request).unwrap()).unwrap();
 
     let model_turn = &translated["contents"][1];
     assert_eq!(model_turn["parts"][0], json!({"text": "Let me look that up."}));
@@ -147,7 +145,7 @@ fn an_answer_stopped_for_safety_finishes_with_content_filter() {
     let answer: GenerateContentResponse =
         serde_json::from_str(include_str!("../fixtures/gemini/response_safety.json")).unwrap();
 
-    let completion = gemini_to_openai(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+    let completion = gemini_to_openai::response(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
 
     assert_eq!(completion.choices[0].finish_reason.as_deref(), Some("content_filter"));
     assert_eq!(completion.choices[0].message.content.as_deref(), Some(""));
@@ -158,7 +156,7 @@ fn a_blocked_prompt_is_a_400_content_filter_error() {
     let answer: GenerateContentResponse =
         serde_json::from_str(include_str!("../fixtures/gemini/prompt_blocked.json")).unwrap();
 
-    let (status, _, body) = status_and_body(gemini_to_openai(answer, "m", CREATED, "f").unwrap_err());
+    let (status, _, body) = status_and_body(gemini_to_openai::response(answer, "m", CREATED, "f").unwrap_err());
 
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "content_filter");
@@ -180,7 +178,7 @@ fn finish_reasons_map_to_openai() {
             "candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"}, "finishReason": reason, "index": 0}]
         }))
         .unwrap();
-        let completion = gemini_to_openai(answer, "m", CREATED, "f").unwrap();
+        let completion = gemini_to_openai::response(answer, "m", CREATED, "f").unwrap();
         assert_eq!(completion.choices[0].finish_reason.as_deref(), Some(finish), "{reason}");
         assert_eq!(
             completion.id, "chatcmpl-f",
@@ -315,7 +313,8 @@ fn several_texts_embed_in_one_batch_and_come_back_as_an_openai_list() {
     )
     .unwrap();
 
-    let EmbedRequest::Batch(batch) = openai_embeddings_to_gemini(&request, "gemini-embedding-001").unwrap() else {
+    let EmbedRequest::Batch(batch) = openai_to_gemini::embeddings_request(&request, "gemini-embedding-001").unwrap()
+    else {
         panic!("several texts go in one batch");
     };
     assert_eq!(
@@ -325,7 +324,7 @@ fn several_texts_embed_in_one_batch_and_come_back_as_an_openai_list() {
 
     let answer: BatchEmbedContentsResponse =
         serde_json::from_str(include_str!("../fixtures/gemini/batch_embed_response.json")).unwrap();
-    let body = gemini_embeddings_to_openai(answer.embeddings, "gemini-embedding-001", false, 4);
+    let body = gemini_to_openai::embeddings_response(answer.embeddings, "gemini-embedding-001", false, 4);
     assert_eq!(
         json_of(std::str::from_utf8(&body).unwrap()),
         json!({"object": "list", "model": "gemini-embedding-001",
@@ -339,13 +338,13 @@ fn several_texts_embed_in_one_batch_and_come_back_as_an_openai_list() {
 fn one_text_embeds_alone_and_base64_is_little_endian_f32() {
     let request = parse_embeddings(br#"{"model":"embed","input":"hello"}"#).unwrap();
     assert!(matches!(
-        openai_embeddings_to_gemini(&request, "gemini-embedding-001").unwrap(),
+        openai_to_gemini::embeddings_request(&request, "gemini-embedding-001").unwrap(),
         EmbedRequest::One(ref one) if one.model.is_none()
     ));
 
     let answer: BatchEmbedContentsResponse =
         serde_json::from_value(json!({"embeddings": [{"values": [1.0]}]})).unwrap();
-    let body = gemini_embeddings_to_openai(answer.embeddings, "m", true, 1);
+    let body = gemini_to_openai::embeddings_response(answer.embeddings, "m", true, 1);
     assert_eq!(
         json_of(std::str::from_utf8(&body).unwrap())["data"][0]["embedding"],
         "AACAPw=="
@@ -355,16 +354,16 @@ fn one_text_embeds_alone_and_base64_is_little_endian_f32() {
 #[test]
 fn token_array_input_is_refused() {
     let request = parse_embeddings(br#"{"model":"embed","input":[[1,2,3]]}"#).unwrap();
-    assert!(openai_embeddings_to_gemini(&request, "m").is_err());
+    assert!(openai_to_gemini::embeddings_request(&request, "m").is_err());
 }
 
 #[test]
 fn usage_counts_at_the_top_of_u64_saturate() {
-    let most: super::wire::UsageMetadata = serde_json::from_value(json!({
+    let most: crate::formats::gemini::UsageMetadata = serde_json::from_value(json!({
         "promptTokenCount": u64::MAX, "toolUsePromptTokenCount": 1,
         "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1}))
     .unwrap();
-    let openai = super::translate::usage_to_openai(&most);
+    let openai = gemini_to_openai::usage(&most);
     assert_eq!(
         (openai.prompt_tokens, openai.completion_tokens, openai.total_tokens),
         (u64::MAX, u64::MAX, u64::MAX)

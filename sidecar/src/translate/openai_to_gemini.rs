@@ -1,4 +1,5 @@
-//! OpenAI's chat and embeddings formats → Gemini's, and Gemini's answers back, as pure functions.
+//! OpenAI's chat and embeddings formats → Gemini's, as pure functions, for the `gemini` provider.
+//! Gemini's answers come back through [`super::gemini_to_openai`].
 //!
 //! Decisions a client may notice:
 //! - `assistant` turns are `model` turns; system and developer messages become `systemInstruction`;
@@ -13,24 +14,14 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::wire::{
-    BatchEmbedContentsRequest, Blob, Candidate, Content, ContentEmbedding, EmbedContentRequest, FileData, FunctionCall,
-    FunctionCallingConfig, FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
-    GenerationConfig, Part, Tool, ToolConfig, UsageMetadata,
+use crate::formats::gemini::{
+    BatchEmbedContentsRequest, Blob, Content, EmbedContentRequest, FileData, FunctionCall, FunctionCallingConfig,
+    FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerationConfig, Part, Tool, ToolConfig,
 };
 use crate::{
-    error::error_body,
-    providers::{
-        ProviderError,
-        format::{
-            self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ContentPart,
-            ToolCall, ToolChoice, Untranslatable,
-        },
-    },
+    formats::openai::{self, ContentPart, ToolCall, ToolChoice, Untranslatable},
     request::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Role},
 };
 
@@ -41,7 +32,7 @@ pub const PLACEHOLDER_SIGNATURE: &str = "skip_thought_signature_validator";
 // Requests
 
 /// An OpenAI chat request as a Gemini `generateContent` request (the model goes in the URL).
-pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest, Untranslatable> {
+pub fn request(request: &ChatRequest) -> Result<GenerateContentRequest, Untranslatable> {
     let mut system = Vec::new();
     let mut contents: Vec<Content> = Vec::new();
     // Function names by tool-call id: Gemini answers a call by name, OpenAI by id.
@@ -49,11 +40,11 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
     for message in &request.messages {
         match message.role {
             Role::System | Role::Developer => {
-                let text = format::content_text(&message.content)?;
+                let text = openai::content_text(&message.content)?;
                 system.push(Part::text(text));
             }
             Role::User => {
-                let parts = format::content_parts(&message.content)?
+                let parts = openai::content_parts(&message.content)?
                     .into_iter()
                     .map(user_part)
                     .collect::<Result<Vec<_>, _>>()?;
@@ -61,11 +52,11 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
             }
             Role::Assistant => {
                 let mut parts = Vec::new();
-                let text = format::content_text(&message.content)?;
+                let text = openai::content_text(&message.content)?;
                 if !text.is_empty() {
                     parts.push(Part::text(text));
                 }
-                let calls = format::tool_calls(message)?;
+                let calls = openai::tool_calls(message)?;
                 let any_signed = calls.iter().any(|c| thought_signature(c).is_some());
                 for (i, call) in calls.into_iter().enumerate() {
                     let args = match call.function.arguments.trim() {
@@ -94,7 +85,7 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
                 push_turn(&mut contents, "model", parts);
             }
             Role::Tool => {
-                let id = format::tool_call_id(message)
+                let id = openai::tool_call_id(message)
                     .ok_or_else(|| Untranslatable("a tool message lacks its tool_call_id".into()))?;
                 let name = names
                     .get(id)
@@ -105,7 +96,7 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
                             "tool message {id:?} answers no tool call of an earlier message"
                         ))
                     })?;
-                let text = format::content_text(&message.content)?;
+                let text = openai::content_text(&message.content)?;
                 let part = Part {
                     function_response: Some(FunctionResponse {
                         id: None,
@@ -123,7 +114,7 @@ pub fn openai_to_gemini(request: &ChatRequest) -> Result<GenerateContentRequest,
             }
         }
     }
-    let tools = format::tools(&request.rest)?;
+    let tools = openai::tools(&request.rest)?;
     let tool_config = match request.rest.get("tool_choice") {
         Some(choice) if !choice.is_null() => Some(tool_config(ToolChoice::parse(choice)?)),
         _ => None,
@@ -193,7 +184,7 @@ fn user_part(part: ContentPart) -> Result<Part, Untranslatable> {
     match part {
         ContentPart::Text { text, .. } => Ok(Part::text(text)),
         ContentPart::ImageUrl { image_url } => {
-            if let Some((mime_type, data)) = format::parse_data_url(&image_url.url) {
+            if let Some((mime_type, data)) = openai::parse_data_url(&image_url.url) {
                 Ok(inline(mime_type, data))
             } else if image_url.url.starts_with("https://") || image_url.url.starts_with("http://") {
                 Ok(Part {
@@ -215,7 +206,7 @@ fn user_part(part: ContentPart) -> Result<Part, Untranslatable> {
         ContentPart::File { file } => file
             .file_data
             .as_deref()
-            .and_then(format::parse_data_url)
+            .and_then(openai::parse_data_url)
             .map(|(mime_type, data)| inline(mime_type, data))
             .ok_or_else(|| Untranslatable("gemini backends take files as base64 data: URLs in file_data".into())),
         ContentPart::Unknown => Err(Untranslatable(
@@ -284,7 +275,7 @@ fn generation_config(request: &ChatRequest) -> Result<Option<GenerationConfig>, 
         top_p: f64_of("top_p"),
         top_k: u32_of("top_k"),
         max_output_tokens: request.completion_cap(),
-        stop_sequences: format::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
+        stop_sequences: openai::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
         candidate_count: u32_of("n"),
         presence_penalty: f64_of("presence_penalty"),
         frequency_penalty: f64_of("frequency_penalty"),
@@ -293,180 +284,6 @@ fn generation_config(request: &ChatRequest) -> Result<Option<GenerationConfig>, 
         response_json_schema,
     };
     Ok((config != GenerationConfig::default()).then_some(config))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Answers
-
-/// A Gemini answer as an OpenAI `chat.completion` made at `created`; `model` names the backend's
-/// model when the answer does not, `fallback_id` identifies it when it carries no `responseId`.
-pub fn gemini_to_openai(
-    response: GenerateContentResponse,
-    model: &str,
-    created: u64,
-    fallback_id: &str,
-) -> Result<ChatCompletion, ProviderError> {
-    if let Some(reason) = response
-        .prompt_feedback
-        .as_ref()
-        .and_then(|f| f.block_reason.as_deref())
-    {
-        return Err(prompt_blocked(reason));
-    }
-    if response.candidates.is_empty() {
-        return Err(ProviderError::InvalidResponse(
-            "the gemini answer has no candidates".into(),
-        ));
-    }
-    let key = response.response_id.as_deref().unwrap_or(fallback_id);
-    let mut calls_made = 0;
-    let choices = response
-        .candidates
-        .into_iter()
-        .map(|candidate| {
-            let index = candidate.index;
-            let finish = candidate.finish_reason.clone();
-            let (text, reasoning, tool_calls) = candidate_parts(candidate, key, &mut calls_made);
-            let finish = finish_reason(finish.as_deref(), !tool_calls.is_empty());
-            Choice {
-                index,
-                message: AssistantMessage {
-                    role: "assistant".into(),
-                    content: if text.is_empty() && !tool_calls.is_empty() {
-                        None
-                    } else {
-                        Some(text)
-                    },
-                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-                    tool_calls,
-                    rest: Map::new(),
-                },
-                logprobs: None,
-                finish_reason: Some(finish.to_owned()),
-                rest: Map::new(),
-            }
-        })
-        .collect();
-    Ok(ChatCompletion {
-        id: openai_id(key),
-        object: "chat.completion".into(),
-        created,
-        model: response.model_version.unwrap_or_else(|| model.to_owned()),
-        choices,
-        usage: response.usage_metadata.as_ref().map(usage_to_openai),
-        rest: Map::new(),
-    })
-}
-
-/// The OpenAI id of a Gemini answer.
-pub fn openai_id(key: &str) -> String {
-    format!("chatcmpl-{key}")
-}
-
-/// A candidate's answer text, reasoning text and tool calls; `calls_made` numbers the calls.
-fn candidate_parts(candidate: Candidate, key: &str, calls_made: &mut u32) -> (String, String, Vec<ToolCall>) {
-    let mut text = String::new();
-    let mut reasoning = String::new();
-    let mut calls = Vec::new();
-    for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-        match translate_part(part, key, calls_made) {
-            Some(Translated::Text(t)) => text.push_str(&t),
-            Some(Translated::Reasoning(t)) => reasoning.push_str(&t),
-            Some(Translated::Call(call)) => calls.push(call),
-            None => {}
-        }
-    }
-    (text, reasoning, calls)
-}
-
-/// What one answer part becomes on the OpenAI side.
-#[derive(Debug)]
-pub enum Translated {
-    /// Answer text.
-    Text(String),
-    /// Reasoning text.
-    Reasoning(String),
-    /// A tool call.
-    Call(ToolCall),
-}
-
-/// One answer part on the OpenAI side; `None` for parts without a counterpart.
-pub fn translate_part(part: Part, key: &str, calls_made: &mut u32) -> Option<Translated> {
-    if let Some(call) = part.function_call {
-        let id = call.id.unwrap_or_else(|| format!("call_{key}_{calls_made}"));
-        *calls_made += 1;
-        let mut rest = Map::new();
-        if let Some(signature) = part.thought_signature {
-            rest.insert(
-                "extra_content".into(),
-                json!({"google": {"thought_signature": signature}}),
-            );
-        }
-        let arguments = match call.args {
-            Value::Null => "{}".to_owned(),
-            args => args.to_string(),
-        };
-        return Some(Translated::Call(ToolCall {
-            id,
-            kind: "function".into(),
-            function: format::FunctionCall {
-                name: call.name,
-                arguments,
-            },
-            rest,
-        }));
-    }
-    let text = part.text.filter(|t| !t.is_empty())?;
-    Some(if part.thought == Some(true) {
-        Translated::Reasoning(text)
-    } else {
-        Translated::Text(text)
-    })
-}
-
-/// OpenAI's `finish_reason` for a Gemini finish reason.
-pub fn finish_reason(reason: Option<&str>, made_calls: bool) -> &'static str {
-    match reason {
-        Some("MAX_TOKENS") => "length",
-        Some(
-            "SAFETY"
-            | "RECITATION"
-            | "BLOCKLIST"
-            | "PROHIBITED_CONTENT"
-            | "SPII"
-            | "IMAGE_SAFETY"
-            | "IMAGE_PROHIBITED_CONTENT"
-            | "IMAGE_RECITATION",
-        ) => "content_filter",
-        _ if made_calls => "tool_calls",
-        _ => "stop",
-    }
-}
-
-/// Gemini usage as OpenAI's: reasoning counts as completion, tool prompts as prompt.
-pub fn usage_to_openai(usage: &UsageMetadata) -> CompletionUsage {
-    let prompt = usage
-        .prompt_token_count
-        .saturating_add(usage.tool_use_prompt_token_count);
-    let completion = usage.candidates_token_count.saturating_add(usage.thoughts_token_count);
-    let mut out = CompletionUsage::new(prompt, completion, usage.cached_content_token_count);
-    if usage.thoughts_token_count > 0 {
-        out.completion_tokens_details = Some(CompletionTokensDetails {
-            reasoning_tokens: usage.thoughts_token_count,
-            rest: Map::new(),
-        });
-    }
-    out
-}
-
-/// A prompt Gemini refused to answer: the client's to change, so a 400 and never retried.
-pub fn prompt_blocked(reason: &str) -> ProviderError {
-    let message = format!("the gemini backend blocked the prompt (blockReason {reason}); rephrase the prompt");
-    ProviderError::Status {
-        status: StatusCode::BAD_REQUEST,
-        retry_after: None,
-        body: error_body(&message, "invalid_request_error", Some("content_filter"), None),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +299,7 @@ pub enum EmbedRequest {
 }
 
 /// An OpenAI embeddings request for `model` as Gemini's.
-pub fn openai_embeddings_to_gemini(request: &EmbeddingsRequest, model: &str) -> Result<EmbedRequest, Untranslatable> {
+pub fn embeddings_request(request: &EmbeddingsRequest, model: &str) -> Result<EmbedRequest, Untranslatable> {
     let dimensions = request
         .rest
         .get("dimensions")
@@ -508,31 +325,4 @@ pub fn openai_embeddings_to_gemini(request: &EmbeddingsRequest, model: &str) -> 
             "gemini backends embed text, not token arrays: send input as strings".into(),
         )),
     }
-}
-
-/// Gemini's vectors as OpenAI's embeddings `list`, floats or (`base64`) little-endian `f32` bytes.
-pub fn gemini_embeddings_to_openai(
-    vectors: Vec<ContentEmbedding>,
-    model: &str,
-    base64: bool,
-    prompt_tokens: u64,
-) -> Bytes {
-    let data: Vec<Value> = vectors
-        .into_iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = vector.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
-                Value::String(format::base64_encode(&bytes))
-            } else {
-                json!(vector.values)
-            };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
-        })
-        .collect();
-    let body = json!({
-        "object": "list", "data": data, "model": model,
-        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-    });
-    Bytes::from(body.to_string())
 }

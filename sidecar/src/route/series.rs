@@ -13,10 +13,8 @@ use std::sync::OnceLock;
 use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 use sluice_crds::ObjectKey;
 
-use crate::{
-    metrics::{LatencyLabels, Metrics, OutcomeLabel, RequestLabels, TokenLabels},
-    route::BackendRuntime,
-};
+use super::BackendRuntime;
+use crate::metrics::{LatencyLabels, Metrics, OutcomeLabel, RequestLabels, TokenLabels};
 
 /// The endpoints a series is cached for.
 const ENDPOINTS: [&str; 3] = ["chat", "embeddings", "messages"];
@@ -143,12 +141,10 @@ mod tests {
     use sluice_crds::{MicroUsd, Outcome, Tokens};
 
     use crate::{
-        accounting::{
-            Usage,
-            recorder::{Finished, Recorder},
-        },
+        accounting::recorder::{Finished, Recorder},
         budget::Budgets,
         route::testing::{backend, route},
+        wire::Usage,
     };
 
     /// The same requests counted by a recorder whose series the backend caches and by one it

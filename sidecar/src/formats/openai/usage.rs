@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::Usage;
+use crate::wire::Usage;
 
 /// Why a body has no usage to read.
 #[derive(Debug, thiserror::Error)]
