@@ -24,6 +24,7 @@ pub mod managed_certs;
 pub mod metrics;
 pub use sluice_crds::period;
 pub mod route_controller;
+pub mod serve;
 pub mod status;
 pub mod usage;
 pub mod webhook;

@@ -23,7 +23,7 @@ use sluice_operator::{
     leader::LeaderElector,
     managed_certs::{self, ManagedCerts},
     metrics::Metrics,
-    route_controller, webhook,
+    route_controller, serve, webhook,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -327,7 +327,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
         let (inject, ca) = (inject.clone(), ca_publisher.clone());
         let handler = move |req| webhook::server::handle(req, inject.clone(), ca.clone());
-        tokio::spawn(control_server::serve_https(
+        tokio::spawn(serve::serve_https(
             webhook_listener,
             tls.clone(),
             handler,

@@ -4,7 +4,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -16,11 +16,22 @@ use sluice_crds::{
     },
 };
 
-use super::ControlServer;
-use crate::context::Context;
+use tokio::sync::watch;
 
-/// A response body: whole or streamed.
-pub type Body = BoxBody<Bytes, Infallible>;
+use super::auth::Authenticator;
+use crate::context::Context;
+pub use crate::serve::Body;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ControlServer {
+    /// The operator's state.
+    pub ctx: Arc<Context>,
+    /// Token reviews.
+    pub auth: Authenticator,
+    /// True while this replica leads (only then are calls served).
+    pub leading: watch::Receiver<bool>,
+}
 
 /// What a follower answers to every control call.
 pub const NOT_LEADING: &str = "this operator replica is not the leader; reconnect (only the leader serves sidecars)";
