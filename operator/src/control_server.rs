@@ -10,7 +10,6 @@
 
 pub mod auth;
 pub mod handlers;
-pub mod sessions;
 
 use std::sync::Arc;
 

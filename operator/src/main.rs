@@ -4,18 +4,16 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Client, ResourceExt,
+    Client,
     runtime::{
-        WatchStreamExt,
         events::{Recorder, Reporter},
-        reflector, watcher,
+        reflector,
     },
 };
 use sluice_operator::{
-    SIDECAR_LABEL, admin, budget_controller,
+    admin, budget_controller,
     ca_publisher::CaPublisher,
     certs,
     context::{Context, Settings},
@@ -23,7 +21,7 @@ use sluice_operator::{
     leader::LeaderElector,
     managed_certs::{self, ManagedCerts},
     metrics::Metrics,
-    route_controller, serve, webhook,
+    pod_controller, push, route_controller, serve, usage, webhook,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -402,64 +400,12 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(route_controller::run(ctx.clone(), routes_writer, work.clone()));
     tasks.spawn(budget_controller::run(ctx.clone(), budgets_writer, work.clone()));
+    tasks.spawn(pod_controller::run(ctx.clone(), pods_writer, work.clone()));
+    tasks.spawn(push::when_synced(ctx.clone(), ready_tx.clone()));
     {
         let ctx = ctx.clone();
         let work = work.clone();
-        let pods = watcher(ctx.watched::<Pod>(), watcher::Config::default().labels(SIDECAR_LABEL))
-            .default_backoff()
-            .reflect(pods_writer)
-            .inspect(move |event| match event {
-                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                    if let Some(uid) = pod.uid() {
-                        ctx.relabel(&uid, pod.labels().clone());
-                    }
-                    ctx.recompute(&pod.namespace().unwrap_or_default());
-                    ctx.routes_changed(pod.namespace().as_deref());
-                }
-                Ok(watcher::Event::Delete(pod)) => {
-                    ctx.pod_deleted(&pod.namespace().unwrap_or_default(), &pod.uid().unwrap_or_default());
-                    ctx.routes_changed(pod.namespace().as_deref());
-                }
-                Ok(watcher::Event::InitDone) => {
-                    ctx.cache_filled(|c| c.pods = true);
-                    // Counts written before the pods were known are stale: write them again.
-                    ctx.routes_changed(None);
-                }
-                _ => {}
-            });
-        tasks.spawn(async move {
-            tokio::select! {
-                () = pods.for_each(|_| std::future::ready(())) => {}
-                () = work.cancelled() => {}
-            }
-        });
-    }
-    {
-        let ctx = ctx.clone();
-        let ready_tx = ready_tx.clone();
-        tasks.spawn(async move {
-            ctx.wait_caches().await;
-            tracing::info!("caches filled");
-            ctx.check_synced();
-            ctx.wait_synced().await;
-            // Snapshots were held back until now: send them.
-            let namespaces: std::collections::BTreeSet<String> = ctx
-                .lock()
-                .sessions
-                .values()
-                .map(|s| s.identity.namespace.clone())
-                .collect();
-            for ns in namespaces {
-                ctx.recompute(&ns);
-            }
-            ready_tx.send_replace(true);
-            tracing::info!("leading and synced: serving sidecars");
-        });
-    }
-    {
-        let ctx = ctx.clone();
-        let work = work.clone();
-        tasks.spawn(async move { ctx.run_flusher(work).await });
+        tasks.spawn(async move { usage::run_flusher(&ctx, work).await });
     }
 
     let held = elector.hold(&shutdown).await;
