@@ -12,10 +12,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{
-    ADMIN_PORT_NAME, CA_PATH, CaSource, IDENTITY_DIR, IDENTITY_VOLUME, InjectConfig, PodOverrides, SIDECAR_NAME,
-    SIDECAR_UID, STATE_DIR, STATE_VOLUME, SidecarMode, TOKEN_AUDIENCE, TOKEN_PATH,
+use super::config::{CaSource, InjectConfig, SidecarMode};
+use super::names::{
+    ADMIN_PORT_NAME, CA_PATH, IDENTITY_DIR, IDENTITY_VOLUME, SIDECAR_NAME, SIDECAR_UID, STATE_DIR, STATE_VOLUME,
+    TOKEN_AUDIENCE, TOKEN_PATH,
 };
+use super::overrides::PodOverrides;
 
 /// The sidecar container: the one definition, used to inject and to check for drift.
 pub fn sidecar_container(config: &InjectConfig, overrides: &PodOverrides) -> Container {
