@@ -2,16 +2,12 @@
 //! serves: a follower once it knows another replica leads, a replica leading from its start once
 //! it has reconciled what it found; see `run` in `main.rs`).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
@@ -59,26 +55,9 @@ pub fn handle(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Byte
 
 /// Serves the admin endpoints until `shutdown`.
 pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
-        let state = state.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = handle(&req, &state);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
-        });
-    }
+    let handler = move |req: Request<Incoming>| {
+        let response = handle(&req, &state).map(BodyExt::boxed);
+        async move { response }
+    };
+    crate::serve::serve_http(listener, handler, shutdown).await;
 }

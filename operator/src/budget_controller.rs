@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     context::{Context, key_of},
     error::{Error, Result},
-    period,
+    period, push, status, usage,
 };
 
 /// The longest a budget waits between reconciles.
@@ -45,18 +45,14 @@ pub async fn reconcile(budget: Arc<Budget>, ctx: Arc<Context>) -> Result<Action>
     if key.namespace.is_empty() {
         return Err(Error::NoNamespace(key.name));
     }
-    ctx.ensure_ledger(&key.namespace).await?;
-    match validation::validate_budget(&budget.spec) {
-        Ok(()) => {
-            ctx.lock().invalid_budgets.remove(&key);
-        }
-        Err(invalid) => {
-            tracing::warn!(budget = %key, error = %invalid, "budget not accepted");
-            ctx.lock().invalid_budgets.insert(key.clone(), invalid.to_string());
-        }
-    }
-    ctx.recompute(&key.namespace);
-    ctx.write_budget_status(&key).await?;
+    usage::ensure_ledger(&ctx, &key.namespace).await?;
+    let validity = validation::validate_budget(&budget.spec).map_err(|invalid| {
+        tracing::warn!(budget = %key, error = %invalid, "budget not accepted");
+        invalid.to_string()
+    });
+    ctx.verdicts.judge_budget(&key, validity);
+    push::recompute(&ctx, &key.namespace);
+    status::write_budget(&ctx, &key).await?;
     Ok(Action::requeue(until_next_period(&budget, Timestamp::now())))
 }
 
@@ -79,8 +75,8 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<Budget>, sh
             }
             if let Ok(watcher::Event::Delete(budget)) = event {
                 let key = key_of(budget);
-                deleted.lock().invalid_budgets.remove(&key);
-                deleted.recompute(&key.namespace);
+                deleted.verdicts.judge_budget(&key, Ok(()));
+                push::recompute(&deleted, &key.namespace);
             }
         })
         .applied_objects();

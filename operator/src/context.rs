@@ -1,24 +1,19 @@
-//! The state shared by the controllers, the control server and the status writer.
-//!
-//! Everything in memory sits behind one mutex ([`Inner`]): critical sections are short and
-//! never await, and one lock keeps the accepted routes, the sessions and the ledgers
-//! consistent with each other when a snapshot is computed.
+//! What the controllers, the control server and the status writer share: the API client, the
+//! reflector caches, the settings, and the operator's state in owned parts, each with its own
+//! narrow API and lock ([`Verdicts`], [`Ledgers`], [`Sessions`], [`StatusMarks`]). Where two
+//! parts are locked together (the push), the order is ledgers, then sessions.
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Condition};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Client, ResourceExt,
     runtime::{events::Recorder, reflector::Store},
 };
-use sluice_crds::{Budget, ModelRoute, ObjectKey, control::PodIdentity};
-use tokio::sync::{oneshot, watch};
+use sluice_crds::{Budget, ModelRoute, ObjectKey};
+use tokio::sync::watch;
 
-use crate::{control_server::sessions::Session, desired::AcceptedRoute, metrics::Metrics, usage::ledger::Ledger};
+use crate::{ledgers::Ledgers, marks::StatusMarks, metrics::Metrics, sessions::Sessions, verdicts::Verdicts};
 
 /// Tunables from the command line.
 #[derive(Debug, Clone)]
@@ -33,60 +28,6 @@ pub struct Settings {
     pub watch_namespace: Option<String>,
     /// What the webhook injects, to report pods running an outdated sidecar (`None`: no check).
     pub inject: Option<Arc<crate::webhook::inject::InjectConfig>>,
-}
-
-/// What the route controller decided about one route.
-#[derive(Debug, Clone)]
-pub struct RouteVerdict {
-    /// The generation it describes.
-    pub generation: Option<i64>,
-    /// `Accepted`, `ResolvedRefs`, `Ready`.
-    pub conditions: Vec<Condition>,
-}
-
-/// A usage report waiting for the next status write, with whom to tell.
-#[derive(Debug)]
-pub struct PendingReport {
-    /// The pod, from its token.
-    pub pod: PodIdentity,
-    /// The report.
-    pub report: sluice_crds::UsageReport,
-    /// Answered with the pod's highest persisted sequence, or why it failed.
-    pub reply: oneshot::Sender<Result<u64, String>>,
-}
-
-/// A namespace's ledger as last loaded or persisted.
-#[derive(Debug, Default)]
-pub struct NamespaceLedger {
-    /// The figures.
-    pub ledger: Ledger,
-    /// The ConfigMap's resourceVersion it was read or written at; `None` when it does not exist yet.
-    pub resource_version: Option<String>,
-    /// Changed in memory (grants) since the last write.
-    pub dirty: bool,
-}
-
-/// The mutable in-memory state.
-#[derive(Debug, Default)]
-pub struct Inner {
-    /// Routes as last accepted, served to sidecars.
-    pub accepted: HashMap<ObjectKey, Arc<AcceptedRoute>>,
-    /// The route controller's last verdict per route.
-    pub verdicts: HashMap<ObjectKey, RouteVerdict>,
-    /// Budgets whose spec failed validation, with why.
-    pub invalid_budgets: HashMap<ObjectKey, String>,
-    /// Routes reconciled at least once since start (gates the first snapshots).
-    pub reconciled: BTreeSet<ObjectKey>,
-    /// Loaded ledgers by namespace.
-    pub ledgers: HashMap<String, NamespaceLedger>,
-    /// Connected sidecars by pod UID.
-    pub sessions: HashMap<String, Session>,
-    /// Reports waiting for the next write, by namespace.
-    pub pending: BTreeMap<String, Vec<PendingReport>>,
-    /// Routes whose status should be written at the next flush.
-    pub dirty_routes: BTreeSet<ObjectKey>,
-    /// Budgets whose status should be written at the next flush.
-    pub dirty_budgets: BTreeSet<ObjectKey>,
 }
 
 /// The operator's shared state.
@@ -109,9 +50,14 @@ pub struct Context {
     pub synced: watch::Sender<bool>,
     /// Which caches have been filled by their first list.
     pub caches: watch::Sender<Caches>,
-    /// One ledger write at a time (the flusher and reconciles that must persist at once).
-    pub flush_lock: tokio::sync::Mutex<()>,
-    inner: Mutex<Inner>,
+    /// The accepted routes and the verdicts.
+    pub verdicts: Verdicts,
+    /// The usage ledgers and the reports waiting for them.
+    pub ledgers: Ledgers,
+    /// The connected sidecars.
+    pub sessions: Sessions,
+    /// What the next status write covers.
+    pub marks: StatusMarks,
 }
 
 impl std::fmt::Debug for Context {
@@ -142,15 +88,11 @@ impl Context {
             metrics,
             synced: watch::channel(false).0,
             caches: watch::channel(Caches::default()).0,
-            flush_lock: tokio::sync::Mutex::new(()),
-            inner: Mutex::new(Inner::default()),
+            verdicts: Verdicts::default(),
+            ledgers: Ledgers::default(),
+            sessions: Sessions::default(),
+            marks: StatusMarks::default(),
         }
-    }
-
-    /// Locks the in-memory state.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic under this lock leaves maps that are still consistent enough to serve.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks the start-up reconcile done once every cache is filled and every known route has
@@ -160,14 +102,8 @@ impl Context {
         if *self.synced.borrow() || !self.caches.borrow().all() {
             return;
         }
-        let inner = self.lock();
-        let all = self
-            .routes
-            .state()
-            .iter()
-            .all(|r| inner.reconciled.contains(&key_of(r.as_ref())));
-        drop(inner);
-        if all {
+        let routes = self.routes.state();
+        if self.verdicts.all_reconciled(routes.iter().map(|r| key_of(r.as_ref()))) {
             tracing::info!("every route reconciled; serving snapshots");
             self.synced.send_replace(true);
         }
@@ -222,6 +158,22 @@ impl Context {
     pub async fn wait_caches(&self) {
         let mut rx = self.caches.subscribe();
         let _ = rx.wait_for(Caches::all).await;
+    }
+
+    /// The labels of every pod of `namespace` the operator knows, by UID: stored pods and
+    /// connected ones.
+    pub fn pod_labels(&self, namespace: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut pods: BTreeMap<String, BTreeMap<String, String>> = self
+            .pods
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .filter_map(|p| Some((p.metadata.uid.clone()?, p.metadata.labels.clone().unwrap_or_default())))
+            .collect();
+        for s in self.sessions.in_namespace(namespace) {
+            pods.insert(s.uid, s.labels);
+        }
+        pods
     }
 }
 

@@ -2,10 +2,13 @@
 //! pushes config snapshots to sidecars and takes their usage, and the status writer that turns
 //! usage into `status`.
 //!
-//! [`route_controller`] and [`budget_controller`] validate and resolve; what they accept goes
-//! into the shared [`context::Context`], from which [`desired`] computes each pod's snapshot
-//! and [`control_server`] streams it. [`usage`] applies reports exactly once and persists them;
-//! [`status`] writes what is known into the resources. [`leader`] makes sure one replica at a
+//! [`route_controller`] and [`budget_controller`] validate and resolve, [`pod_controller`]
+//! watches the pods carrying a sidecar; what they decide goes into the owned parts of the
+//! shared [`context::Context`] ([`verdicts`], [`ledgers`], [`sessions`], [`marks`]). [`plan`]
+//! computes each sidecar's snapshot and allowances from them (a pure function), [`push`]
+//! applies the plan and [`control_server`] streams it. [`usage`] applies reports exactly once
+//! and persists them; [`status`] writes what is known into the resources. [`serve`] serves
+//! HTTP for every listener. [`leader`] makes sure one replica at a
 //! time does any of this; the [`webhook`], the certificates ([`managed_certs`]) and the CA
 //! published for the sidecars ([`ca_publisher`]) are served by every replica.
 
@@ -20,12 +23,20 @@ pub mod control_server;
 pub mod desired;
 pub mod error;
 pub mod leader;
+pub mod ledgers;
 pub mod managed_certs;
+pub mod marks;
 pub mod metrics;
 pub use sluice_crds::period;
+pub mod plan;
+pub mod pod_controller;
+pub mod push;
 pub mod route_controller;
+pub mod serve;
+pub mod sessions;
 pub mod status;
 pub mod usage;
+pub mod verdicts;
 pub mod webhook;
 
 /// The field manager of every server-side apply the operator makes.

@@ -4,18 +4,17 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Client, ResourceExt,
+    Client,
     runtime::{
-        WatchStreamExt,
         events::{Recorder, Reporter},
-        reflector, watcher,
+        reflector,
     },
 };
+use sluice_crds::{Budget, ModelRoute};
 use sluice_operator::{
-    SIDECAR_LABEL, admin, budget_controller,
+    admin, budget_controller,
     ca_publisher::CaPublisher,
     certs,
     context::{Context, Settings},
@@ -23,7 +22,8 @@ use sluice_operator::{
     leader::LeaderElector,
     managed_certs::{self, ManagedCerts},
     metrics::Metrics,
-    route_controller, webhook,
+    pod_controller, push, route_controller, serve, usage,
+    webhook::{self, inject::InjectConfig},
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -244,90 +244,25 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API")?;
     let shutdown = CancellationToken::new();
-    let (tls, ca_publisher) = match &options.tls_secret_name {
-        Some(secret_name) => {
-            let (managed, tls) = ManagedCerts::start(
-                client.clone(),
-                managed_certs::Settings {
-                    namespace: options.lease_namespace.clone(),
-                    secret_name: secret_name.clone(),
-                    webhook_config_name: options.webhook_config_name.clone(),
-                    names: options.sans.clone(),
-                    lifetime: options.cert_lifetime.get(),
-                    renew_before: options.cert_renew_before.get(),
-                },
-            )
-            .await
-            .with_context(|| format!("operator-managed certificates in Secret {secret_name}"))?;
-            // The CA goes where injected sidecars mount it, unless they read a Secret that
-            // something else distributes (`--ca-secret`).
-            let publisher = options.inject.ca_secret.is_none().then(|| {
-                Arc::new(CaPublisher::new(
-                    client.clone(),
-                    options.inject.ca_configmap.clone(),
-                    options.inject.ca_key.clone(),
-                    managed.ca(),
-                ))
-            });
-            if let Some(publisher) = &publisher {
-                tokio::spawn(publisher.clone().run(shutdown.clone()));
-            }
-            // Every replica keeps its certificate current, so a new leader serves a valid one.
-            tokio::spawn(managed.run(shutdown.clone()));
-            (tls, publisher)
-        }
-        None => (tls_config(&options)?, None),
-    };
+    let (tls, ca_publisher) = serving_tls(&options, &client, &shutdown).await?;
     let metrics = Arc::new(Metrics::default());
     let (ready_tx, ready_rx) = watch::channel(false);
-    let admin_listener = TcpListener::bind(options.admin_listen)
-        .await
-        .with_context(|| format!("binding {}", options.admin_listen))?;
-    let admin_addr = admin_listener.local_addr()?;
-    // Every replica binds every listener before the election (followers serve the webhook and
-    // answer control calls with 503), so the address file says where each one is from the start.
-    let control_listener = TcpListener::bind(options.control_listen)
-        .await
-        .with_context(|| format!("binding {}", options.control_listen))?;
-    let webhook_listener = match options.webhook_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?,
-        ),
-        None => None,
-    };
-    if let Some(path) = &options.address_file {
-        let mut addresses = sluice_crds::address_file::Addresses::new();
-        addresses.insert("admin-listen".into(), admin_addr);
-        addresses.insert("control-listen".into(), control_listener.local_addr()?);
-        if let Some(listener) = &webhook_listener {
-            addresses.insert("webhook-listen".into(), listener.local_addr()?);
-        }
-        sluice_crds::address_file::write(path, &addresses)?;
-    }
+    let listeners = bind_listeners(&options).await?;
     tokio::spawn(admin::serve(
-        admin_listener,
+        listeners.admin,
         admin::AdminState {
             metrics: metrics.clone(),
             ready: ready_rx,
         },
         shutdown.clone(),
     ));
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        });
-    }
+    spawn_signal_handler(shutdown.clone());
     // The webhook is stateless: every replica serves it from the start, leader or not.
-    if let Some(webhook_listener) = webhook_listener {
+    if let Some(webhook_listener) = listeners.webhook {
         tracing::info!(webhook = %webhook_listener.local_addr()?, "serving the injection webhook");
         let (inject, ca) = (inject.clone(), ca_publisher.clone());
         let handler = move |req| webhook::server::handle(req, inject.clone(), ca.clone());
-        tokio::spawn(control_server::serve_https(
+        tokio::spawn(serve::serve_https(
             webhook_listener,
             tls.clone(),
             handler,
@@ -339,19 +274,157 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("sluice-operator-{}", std::process::id()));
-    let mut elector = LeaderElector::new(
+    let elector = LeaderElector::new(
         client.clone(),
         &options.lease_namespace,
         &options.lease_name,
         &identity,
         options.lease_duration.get(),
     );
+    let (ctx, writers) = build_context(&options, &client, &identity, &inject, &metrics);
+    // Every replica listens for sidecars; followers answer 503 (see `control_server`).
+    let (leading_tx, leading_rx) = watch::channel(false);
+    tracing::info!(control = %listeners.control.local_addr()?, admin = %listeners.admin_addr, "serving");
+    let server = Arc::new(ControlServer {
+        ctx: ctx.clone(),
+        auth: Authenticator::new(client.clone()),
+        leading: leading_rx,
+    });
+    let control_stop = shutdown.child_token();
+    tokio::spawn(control_server::serve(
+        listeners.control,
+        tls,
+        server,
+        control_stop.clone(),
+    ));
+
+    tracing::info!(identity, lease = %options.lease_name, "waiting to become the leader");
+    let leader = Leader {
+        elector,
+        ready: ready_tx,
+        leading: leading_tx,
+        control_stop,
+        metrics,
+    };
+    leader.run(ctx, writers, &shutdown).await
+}
+
+/// The control server's and the webhook's TLS config, with the publisher of the CA when the
+/// operator manages its certificates (`--tls-secret-name`); else from files or generated.
+async fn serving_tls(
+    options: &RunOptions,
+    client: &Client,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<Arc<CaPublisher>>)> {
+    let Some(secret_name) = &options.tls_secret_name else {
+        return Ok((tls_config(options)?, None));
+    };
+    let (managed, tls) = ManagedCerts::start(
+        client.clone(),
+        managed_certs::Settings {
+            namespace: options.lease_namespace.clone(),
+            secret_name: secret_name.clone(),
+            webhook_config_name: options.webhook_config_name.clone(),
+            names: options.sans.clone(),
+            lifetime: options.cert_lifetime.get(),
+            renew_before: options.cert_renew_before.get(),
+        },
+    )
+    .await
+    .with_context(|| format!("operator-managed certificates in Secret {secret_name}"))?;
+    // The CA goes where injected sidecars mount it, unless they read a Secret that
+    // something else distributes (`--ca-secret`).
+    let publisher = options.inject.ca_secret.is_none().then(|| {
+        Arc::new(CaPublisher::new(
+            client.clone(),
+            options.inject.ca_configmap.clone(),
+            options.inject.ca_key.clone(),
+            managed.ca(),
+        ))
+    });
+    if let Some(publisher) = &publisher {
+        tokio::spawn(publisher.clone().run(shutdown.clone()));
+    }
+    // Every replica keeps its certificate current, so a new leader serves a valid one.
+    tokio::spawn(managed.run(shutdown.clone()));
+    Ok((tls, publisher))
+}
+
+/// Every listener, bound.
+struct Listeners {
+    admin: TcpListener,
+    admin_addr: SocketAddr,
+    control: TcpListener,
+    webhook: Option<TcpListener>,
+}
+
+/// Binds the admin, control and (with `--webhook-listen`) webhook listeners, in that order,
+/// then writes the `--address-file` once all of them are bound.
+async fn bind_listeners(options: &RunOptions) -> anyhow::Result<Listeners> {
+    let admin = TcpListener::bind(options.admin_listen)
+        .await
+        .with_context(|| format!("binding {}", options.admin_listen))?;
+    let admin_addr = admin.local_addr()?;
+    // Every replica binds every listener before the election (followers serve the webhook and
+    // answer control calls with 503), so the address file says where each one is from the start.
+    let control = TcpListener::bind(options.control_listen)
+        .await
+        .with_context(|| format!("binding {}", options.control_listen))?;
+    let webhook = match options.webhook_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &options.address_file {
+        let mut addresses = sluice_crds::address_file::Addresses::new();
+        addresses.insert("admin-listen".into(), admin_addr);
+        addresses.insert("control-listen".into(), control.local_addr()?);
+        if let Some(listener) = &webhook {
+            addresses.insert("webhook-listen".into(), listener.local_addr()?);
+        }
+        sluice_crds::address_file::write(path, &addresses)?;
+    }
+    Ok(Listeners {
+        admin,
+        admin_addr,
+        control,
+        webhook,
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+}
+
+/// The writers of the context's stores: the controllers fill them while this replica leads.
+struct Writers {
+    routes: reflector::store::Writer<ModelRoute>,
+    budgets: reflector::store::Writer<Budget>,
+    pods: reflector::store::Writer<Pod>,
+}
+
+/// The shared state of the controllers and the control server, and the writers of its stores.
+fn build_context(
+    options: &RunOptions,
+    client: &Client,
+    identity: &str,
+    inject: &Arc<InjectConfig>,
+    metrics: &Arc<Metrics>,
+) -> (Arc<Context>, Writers) {
     let (routes, routes_writer) = reflector::store();
     let (budgets, budgets_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store::<Pod>();
     let reporter = Reporter {
         controller: "sluice-operator".into(),
-        instance: Some(identity.clone()),
+        instance: Some(identity.to_owned()),
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -367,118 +440,75 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         Recorder::new(client.clone(), reporter),
         metrics.clone(),
     ));
-    // Every replica listens for sidecars; followers answer 503 (see `control_server`).
-    let (leading_tx, leading_rx) = watch::channel(false);
-    tracing::info!(control = %control_listener.local_addr()?, admin = %admin_addr, "serving");
-    let server = Arc::new(ControlServer {
-        ctx: ctx.clone(),
-        auth: Authenticator::new(client.clone()),
-        leading: leading_rx,
-    });
-    let control_stop = shutdown.child_token();
-    tokio::spawn(control_server::serve(
-        control_listener,
-        tls,
-        server,
-        control_stop.clone(),
-    ));
-
-    tracing::info!(identity, lease = %options.lease_name, "waiting to become the leader");
-    // Ready means serving (DESIGN §6.4). A replica that finds another leader at start is ready
-    // at once; one that leads from the start is ready once it serves sidecars too (synced,
-    // below), so `helm install --wait` returns when the whole operator works. Once ready, a
-    // replica stays ready through a takeover: the webhook never loses an endpoint to it.
-    let follower_ready = ready_tx.clone();
-    let first_round_lost = move || {
-        follower_ready.send_if_modified(|ready| !std::mem::replace(ready, true));
+    let writers = Writers {
+        routes: routes_writer,
+        budgets: budgets_writer,
+        pods: pods_writer,
     };
-    if !elector.acquire(&shutdown, first_round_lost).await {
-        return Ok(());
-    }
-    leading_tx.send_replace(true);
-    metrics.leader.set(1);
+    (ctx, writers)
+}
 
-    let work = shutdown.child_token();
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(route_controller::run(ctx.clone(), routes_writer, work.clone()));
-    tasks.spawn(budget_controller::run(ctx.clone(), budgets_writer, work.clone()));
-    {
-        let ctx = ctx.clone();
-        let work = work.clone();
-        let pods = watcher(ctx.watched::<Pod>(), watcher::Config::default().labels(SIDECAR_LABEL))
-            .default_backoff()
-            .reflect(pods_writer)
-            .inspect(move |event| match event {
-                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                    if let Some(uid) = pod.uid() {
-                        ctx.relabel(&uid, pod.labels().clone());
-                    }
-                    ctx.recompute(&pod.namespace().unwrap_or_default());
-                    ctx.routes_changed(pod.namespace().as_deref());
-                }
-                Ok(watcher::Event::Delete(pod)) => {
-                    ctx.pod_deleted(&pod.namespace().unwrap_or_default(), &pod.uid().unwrap_or_default());
-                    ctx.routes_changed(pod.namespace().as_deref());
-                }
-                Ok(watcher::Event::InitDone) => {
-                    ctx.cache_filled(|c| c.pods = true);
-                    // Counts written before the pods were known are stale: write them again.
-                    ctx.routes_changed(None);
-                }
-                _ => {}
-            });
-        tasks.spawn(async move {
-            tokio::select! {
-                () = pods.for_each(|_| std::future::ready(())) => {}
-                () = work.cancelled() => {}
-            }
-        });
-    }
-    {
-        let ctx = ctx.clone();
-        let ready_tx = ready_tx.clone();
-        tasks.spawn(async move {
-            ctx.wait_caches().await;
-            tracing::info!("caches filled");
-            ctx.check_synced();
-            ctx.wait_synced().await;
-            // Snapshots were held back until now: send them.
-            let namespaces: std::collections::BTreeSet<String> = ctx
-                .lock()
-                .sessions
-                .values()
-                .map(|s| s.identity.namespace.clone())
-                .collect();
-            for ns in namespaces {
-                ctx.recompute(&ns);
-            }
-            ready_tx.send_replace(true);
-            tracing::info!("leading and synced: serving sidecars");
-        });
-    }
-    {
-        let ctx = ctx.clone();
-        let work = work.clone();
-        tasks.spawn(async move { ctx.run_flusher(work).await });
-    }
+/// The election and what this replica does while it leads.
+struct Leader {
+    elector: LeaderElector,
+    /// The admin listener's readiness.
+    ready: watch::Sender<bool>,
+    /// Whether the control server serves sidecars (else it answers 503).
+    leading: watch::Sender<bool>,
+    /// Stops the control server once this replica no longer leads.
+    control_stop: CancellationToken,
+    metrics: Arc<Metrics>,
+}
 
-    let held = elector.hold(&shutdown).await;
-    leading_tx.send_replace(false);
-    metrics.leader.set(0);
-    control_stop.cancel();
-    work.cancel();
-    // Let the controllers stop and the flusher write what it holds, within a bound.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    match held {
-        Ok(()) => {
-            if let Err(e) = elector.release().await {
-                tracing::warn!(error = %e, "could not release the lease");
-            }
-            Ok(())
+impl Leader {
+    /// Waits for the lease, runs the controllers while holding it, then stops them and
+    /// releases it (or fails, when the lease was lost, so that a restart rejoins the election).
+    async fn run(mut self, ctx: Arc<Context>, writers: Writers, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        // Ready means serving (DESIGN §6.4). A replica that finds another leader at start is
+        // ready at once; one that leads from the start is ready once it serves sidecars too
+        // (synced, below), so `helm install --wait` returns when the whole operator works.
+        // Once ready, a replica stays ready through a takeover: the webhook never loses an
+        // endpoint to it.
+        let follower_ready = self.ready.clone();
+        let first_round_lost = move || {
+            follower_ready.send_if_modified(|ready| !std::mem::replace(ready, true));
+        };
+        if !self.elector.acquire(shutdown, first_round_lost).await {
+            return Ok(());
         }
-        Err(e) => bail!("{e}; exiting so that a restart rejoins the election"),
+        self.leading.send_replace(true);
+        self.metrics.leader.set(1);
+
+        let work = shutdown.child_token();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(route_controller::run(ctx.clone(), writers.routes, work.clone()));
+        tasks.spawn(budget_controller::run(ctx.clone(), writers.budgets, work.clone()));
+        tasks.spawn(pod_controller::run(ctx.clone(), writers.pods, work.clone()));
+        tasks.spawn(push::when_synced(ctx.clone(), self.ready.clone()));
+        {
+            let ctx = ctx.clone();
+            let work = work.clone();
+            tasks.spawn(async move { usage::run_flusher(&ctx, work).await });
+        }
+
+        let held = self.elector.hold(shutdown).await;
+        self.leading.send_replace(false);
+        self.metrics.leader.set(0);
+        self.control_stop.cancel();
+        work.cancel();
+        // Let the controllers stop and the flusher write what it holds, within a bound.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        match held {
+            Ok(()) => {
+                if let Err(e) = self.elector.release().await {
+                    tracing::warn!(error = %e, "could not release the lease");
+                }
+                Ok(())
+            }
+            Err(e) => bail!("{e}; exiting so that a restart rejoins the election"),
+        }
     }
 }

@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     conditions::{self, Reason, Type},
-    context::{Context, RouteVerdict, key_of},
+    context::{Context, key_of},
     desired::AcceptedRoute,
     error::{Error, Result},
-    usage::ledger::AcceptedSpec,
+    push, status,
+    usage::{self, ledger::AcceptedSpec},
+    verdicts::RouteVerdict,
 };
 
 /// Why a route is not accepted as written.
@@ -209,31 +211,89 @@ pub fn verdict_conditions(
 /// After a restart, a route that does not validate now is served as it was last accepted
 /// (recorded in the namespace's ledger), if that version still resolves.
 async fn restore_last_accepted(ctx: &Context, key: &ObjectKey) -> Result<()> {
-    let recorded = {
-        let inner = ctx.lock();
-        if inner.accepted.contains_key(key) {
-            return Ok(());
-        }
-        inner
-            .ledgers
-            .get(&key.namespace)
-            .and_then(|l| l.ledger.accepted.get(&key.name).cloned())
-    };
-    let Some(recorded) = recorded else {
+    if ctx.verdicts.accepted(key).is_some() {
+        return Ok(());
+    }
+    let Some(recorded) = ctx.ledgers.recorded_accepted(&key.namespace, &key.name) else {
         return Ok(());
     };
     if let Ok(credentials) = resolve(ctx, key, &recorded.spec).await? {
         tracing::info!(route = %key, generation = recorded.generation, "serving the last accepted generation");
-        ctx.lock().accepted.entry(key.clone()).or_insert_with(|| {
-            Arc::new(AcceptedRoute {
-                key: key.clone(),
-                generation: recorded.generation,
-                spec: recorded.spec,
-                credentials,
-            })
+        ctx.verdicts.accept_if_absent(AcceptedRoute {
+            key: key.clone(),
+            generation: recorded.generation,
+            spec: recorded.spec,
+            credentials,
         });
     }
     Ok(())
+}
+
+/// Records the verdict on a route (and the route, when accepted); returns the verdict, when to
+/// look again, and whether the accepted generation recorded in the ledger changed.
+fn decide(
+    ctx: &Context,
+    key: &ObjectKey,
+    route: &ModelRoute,
+    outcome: &Result<BTreeMap<BackendName, ApiKey>, Rejection>,
+) -> (RouteVerdict, Action, bool) {
+    let generation = route.metadata.generation;
+    let now = Time(Timestamp::now());
+    let previous = route.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let (accepted, action, record_changed) = match outcome {
+        Ok(credentials) => {
+            let record = AcceptedSpec {
+                generation: generation.unwrap_or_default(),
+                spec: route.spec.clone(),
+            };
+            let record_changed = ctx.ledgers.record_accepted(&key.namespace, &key.name, record);
+            let accepted = AcceptedRoute {
+                key: key.clone(),
+                generation: generation.unwrap_or_default(),
+                spec: route.spec.clone(),
+                credentials: credentials.clone(),
+            };
+            // Credentials and budgets may change without an event reaching this route.
+            (
+                Some(accepted),
+                Action::requeue(Duration::from_secs(3600)),
+                record_changed,
+            )
+        }
+        Err(rejection) => (None, rejection.requeue(), false),
+    };
+    let unit = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
+    let verdict = ctx.verdicts.decide(key, accepted, |serving| RouteVerdict {
+        generation,
+        conditions: verdict_conditions(&previous, &unit, generation, serving, &now),
+    });
+    (verdict, action, record_changed)
+}
+
+/// Publishes a Warning Event for a rejection whose `Ready` condition changed.
+async fn report_rejection(
+    ctx: &Context,
+    route: &ModelRoute,
+    key: &ObjectKey,
+    rejection: &Rejection,
+    verdict: &RouteVerdict,
+) {
+    let previous = route.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let changed = conditions::get(&previous, Type::Ready).map(|c| (&c.message, c.observed_generation))
+        != conditions::get(&verdict.conditions, Type::Ready).map(|c| (&c.message, c.observed_generation));
+    if changed {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: rejection.reason().as_str().to_owned(),
+            note: Some(rejection.message().chars().take(1000).collect()),
+            action: "Validate".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &route.object_ref(&())).await {
+            tracing::warn!(route = %key, error = %e, "could not publish an Event");
+        }
+    }
+    tracing::warn!(route = %key, reason = rejection.reason().as_str(), message = rejection.message(), "route not accepted");
 }
 
 /// Reconciles one route.
@@ -247,77 +307,23 @@ pub async fn reconcile(route: Arc<ModelRoute>, ctx: Arc<Context>) -> Result<Acti
     if key.namespace.is_empty() {
         return Err(Error::NoNamespace(key.name));
     }
-    ctx.ensure_ledger(&key.namespace).await?;
-    let generation = route.metadata.generation;
+    usage::ensure_ledger(&ctx, &key.namespace).await?;
     let outcome = resolve(&ctx, &key, &route.spec).await?;
     if outcome.is_err() {
         restore_last_accepted(&ctx, &key).await?;
     }
-    let now = Time(Timestamp::now());
-    let previous = route.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let mut record_changed = false;
-    let (verdict, action) = {
-        let mut inner = ctx.lock();
-        let action = match &outcome {
-            Ok(credentials) => {
-                if let Some(l) = inner.ledgers.get_mut(&key.namespace) {
-                    let record = AcceptedSpec {
-                        generation: generation.unwrap_or_default(),
-                        spec: route.spec.clone(),
-                    };
-                    if l.ledger.accepted.get(&key.name) != Some(&record) {
-                        l.ledger.accepted.insert(key.name.clone(), record);
-                        l.dirty = true;
-                        record_changed = true;
-                    }
-                }
-                inner.accepted.insert(
-                    key.clone(),
-                    Arc::new(AcceptedRoute {
-                        key: key.clone(),
-                        generation: generation.unwrap_or_default(),
-                        spec: route.spec.clone(),
-                        credentials: credentials.clone(),
-                    }),
-                );
-                // Credentials and budgets may change without an event reaching this route.
-                Action::requeue(Duration::from_secs(3600))
-            }
-            Err(rejection) => rejection.requeue(),
-        };
-        let serving = inner.accepted.get(&key).map(|a| a.generation);
-        let unit = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
-        let conditions = verdict_conditions(&previous, &unit, generation, serving, &now);
-        let verdict = RouteVerdict { generation, conditions };
-        inner.verdicts.insert(key.clone(), verdict.clone());
-        inner.reconciled.insert(key.clone());
-        (verdict, action)
-    };
+    let (verdict, action, record_changed) = decide(&ctx, &key, &route, &outcome);
     if record_changed {
         // Record the accepted generation before sidecars get it, so a restarted operator that
         // finds the route broken serves what the sidecars already run.
-        ctx.flush_namespace(&key.namespace).await;
+        usage::flush_namespace(&ctx, &key.namespace).await;
     }
     ctx.check_synced();
-    ctx.recompute(&key.namespace);
+    push::recompute(&ctx, &key.namespace);
     if let Err(rejection) = &outcome {
-        let changed = conditions::get(&previous, Type::Ready).map(|c| (&c.message, c.observed_generation))
-            != conditions::get(&verdict.conditions, Type::Ready).map(|c| (&c.message, c.observed_generation));
-        if changed {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: rejection.reason().as_str().to_owned(),
-                note: Some(rejection.message().chars().take(1000).collect()),
-                action: "Validate".to_owned(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&event, &route.object_ref(&())).await {
-                tracing::warn!(route = %key, error = %e, "could not publish an Event");
-            }
-        }
-        tracing::warn!(route = %key, reason = rejection.reason().as_str(), message = rejection.message(), "route not accepted");
+        report_rejection(&ctx, &route, &key, rejection, &verdict).await;
     }
-    ctx.write_route_status(&key).await?;
+    status::write_route(&ctx, &key).await?;
     Ok(action)
 }
 
@@ -375,19 +381,10 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>
             }
             if let Ok(watcher::Event::Delete(route)) = event {
                 let key = key_of(route);
-                {
-                    let mut inner = deleted.lock();
-                    inner.accepted.remove(&key);
-                    inner.verdicts.remove(&key);
-                    inner.reconciled.remove(&key);
-                    if let Some(l) = inner.ledgers.get_mut(&key.namespace)
-                        && l.ledger.accepted.remove(&key.name).is_some()
-                    {
-                        l.dirty = true;
-                    }
-                }
+                deleted.verdicts.forget(&key);
+                deleted.ledgers.forget_accepted(&key.namespace, &key.name);
                 tracing::info!(route = %key, "route deleted");
-                deleted.recompute(&key.namespace);
+                push::recompute(&deleted, &key.namespace);
             }
         })
         .applied_objects();

@@ -13,15 +13,19 @@ use kube::{
     },
 };
 use serde_json::json;
-use sluice_crds::{BackendStatus, Budget, BudgetSpec, BudgetStatus, CircuitState, MicroUsd, ModelRoute, ObjectKey};
+use sluice_crds::{
+    BackendStatus, Budget, BudgetSpec, BudgetStatus, CircuitState, MicroUsd, ModelRoute, ModelRouteStatus, ObjectKey,
+    SidecarCounts,
+};
 
 use crate::{
     FIELD_MANAGER,
     conditions::{self, Reason, Type},
     context::Context,
+    desired,
     error::Result,
     period,
-    usage::ledger::BudgetTotals,
+    usage::{ensure_ledger, ledger::BudgetTotals},
 };
 
 /// A budget's status figures for `now`: spend of the current period (zero once it rolled over).
@@ -54,90 +58,199 @@ fn recorded_threshold(message: &str) -> Option<u32> {
     message.split('%').next()?.trim().parse().ok()
 }
 
-impl Context {
-    /// Writes the status of every route and budget marked dirty.
-    pub async fn write_dirty_statuses(&self) {
-        let (routes, budgets) = {
-            let mut inner = self.lock();
-            (
-                std::mem::take(&mut inner.dirty_routes),
-                std::mem::take(&mut inner.dirty_budgets),
-            )
-        };
-        for key in routes {
-            if let Err(e) = self.write_route_status(&key).await {
-                tracing::warn!(route = %key, error = %e, "status write failed; retrying at the next flush");
-                self.lock().dirty_routes.insert(key);
-            }
-        }
-        for key in budgets {
-            if let Err(e) = self.write_budget_status(&key).await {
-                tracing::warn!(budget = %key, error = %e, "status write failed; retrying at the next flush");
-                self.lock().dirty_budgets.insert(key);
-            }
+/// Writes the status of every route and budget marked dirty.
+pub async fn write_dirty(ctx: &Context) {
+    let (routes, budgets) = ctx.marks.take();
+    for key in routes {
+        if let Err(e) = write_route(ctx, &key).await {
+            tracing::warn!(route = %key, error = %e, "status write failed; retrying at the next flush");
+            ctx.marks.routes([key]);
         }
     }
+    for key in budgets {
+        if let Err(e) = write_budget(ctx, &key).await {
+            tracing::warn!(budget = %key, error = %e, "status write failed; retrying at the next flush");
+            ctx.marks.budgets([key]);
+        }
+    }
+}
 
-    /// Marks the routes of `namespace` (every namespace with `None`) for the next status write:
-    /// a pod came, went or changed, so their sidecar counts may have too.
-    pub fn routes_changed(&self, namespace: Option<&str>) {
-        let mut inner = self.lock();
-        let keys: Vec<ObjectKey> = inner
-            .accepted
-            .keys()
-            .filter(|k| namespace.is_none_or(|ns| k.namespace == ns))
-            .cloned()
+/// Marks the routes of `namespace` (every namespace with `None`) for the next status write:
+/// a pod came, went or changed, so their sidecar counts may have too.
+pub fn routes_changed(ctx: &Context, namespace: Option<&str>) {
+    ctx.marks.routes(ctx.verdicts.keys(namespace));
+}
+
+/// How many sidecars a route selects, and how many run the version that has it.
+pub fn sidecar_counts(ctx: &Context, route: &ObjectKey) -> SidecarCounts {
+    let Some(accepted) = ctx.verdicts.accepted(route) else {
+        return SidecarCounts::default();
+    };
+    let selector = accepted.spec.pod_selector.as_ref();
+    let desired = ctx
+        .pod_labels(&route.namespace)
+        .values()
+        .filter(|labels| desired::selects(selector, labels))
+        .count();
+    let in_sync = ctx.sessions.in_sync(route);
+    // The same builder the webhook uses decides what "current" is.
+    let outdated = ctx.settings.inject.as_deref().map_or(0, |config| {
+        ctx.pods
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(route.namespace.as_str()))
+            .filter(|p| desired::selects(selector, &p.metadata.labels.clone().unwrap_or_default()))
+            .filter(|p| crate::webhook::inject::is_outdated(p, config))
+            .count()
+    });
+    SidecarCounts {
+        desired: u32::try_from(desired).unwrap_or(u32::MAX),
+        in_sync: u32::try_from(in_sync).unwrap_or(u32::MAX),
+        outdated: u32::try_from(outdated).unwrap_or(u32::MAX),
+    }
+}
+
+/// A route's whole status: verdict, sidecar counts, usage.
+fn route_status(ctx: &Context, key: &ObjectKey, route: &ModelRoute) -> ModelRouteStatus {
+    let mut status = route.status.clone().unwrap_or_default();
+    if let Some(v) = ctx.verdicts.verdict(key) {
+        status.conditions = v.conditions;
+        status.observed_generation = v.generation;
+    }
+    if let Some(a) = ctx.verdicts.accepted(key) {
+        status.config_version = Some(a.digest());
+    }
+    status.sidecars = Some(sidecar_counts(ctx, key));
+    let totals = ctx
+        .ledgers
+        .read(&key.namespace, |l| l.routes.get(&key.name).cloned())
+        .flatten();
+    if let Some(t) = totals {
+        status.usage = Some(t.usage.clone());
+        status.backends = route
+            .spec
+            .backends
+            .iter()
+            .map(|b| {
+                let counts = t.backends.get(b.name.as_str()).copied().unwrap_or_default();
+                BackendStatus {
+                    name: b.name.clone(),
+                    // Sidecars do not report circuit state yet; traffic is what is known.
+                    healthy: counts.errors.saturating_mul(2) <= counts.requests,
+                    circuit: CircuitState::Closed,
+                    requests: counts.requests,
+                    errors: counts.errors,
+                    latency_p50_ms: None,
+                }
+            })
             .collect();
-        inner.dirty_routes.extend(keys);
     }
+    status
+}
 
-    /// Writes a route's whole status: verdict, sidecar counts, usage.
-    pub async fn write_route_status(&self, key: &ObjectKey) -> Result<()> {
-        let Some(route) = self.routes.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-            return Ok(());
-        };
-        let status = {
-            let inner = self.lock();
-            let mut status = route.status.clone().unwrap_or_default();
-            if let Some(v) = inner.verdicts.get(key) {
-                status.conditions = v.conditions.clone();
-                status.observed_generation = v.generation;
-            }
-            if let Some(a) = inner.accepted.get(key) {
-                status.config_version = Some(a.digest());
-            }
-            status.sidecars = Some(self.sidecar_counts(&inner, key));
-            if let Some(t) = inner
-                .ledgers
-                .get(&key.namespace)
-                .and_then(|l| l.ledger.routes.get(&key.name))
-            {
-                status.usage = Some(t.usage.clone());
-                status.backends = route
-                    .spec
-                    .backends
-                    .iter()
-                    .map(|b| {
-                        let counts = t.backends.get(b.name.as_str()).copied().unwrap_or_default();
-                        BackendStatus {
-                            name: b.name.clone(),
-                            // Sidecars do not report circuit state yet; traffic is what is known.
-                            healthy: counts.errors.saturating_mul(2) <= counts.requests,
-                            circuit: CircuitState::Closed,
-                            requests: counts.requests,
-                            errors: counts.errors,
-                            latency_p50_ms: None,
-                        }
-                    })
-                    .collect();
-            }
-            status
-        };
-        if route.status.as_ref() == Some(&status) {
-            return Ok(());
-        }
-        let api: Api<ModelRoute> = Api::namespaced(self.client.clone(), &key.namespace);
-        let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status});
+/// Writes a route's whole status: verdict, sidecar counts, usage.
+pub async fn write_route(ctx: &Context, key: &ObjectKey) -> Result<()> {
+    let Some(route) = ctx.routes.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+        return Ok(());
+    };
+    let status = route_status(ctx, key, &route);
+    if route.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<ModelRoute> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status});
+    let result = api
+        .patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    ctx.metrics.wrote("modelroute", result.is_ok());
+    result?;
+    Ok(())
+}
+
+/// Sets a budget status's conditions from its figures and the previous status; returns the
+/// Events to emit (reason, note) for thresholds newly crossed and a newly exhausted budget.
+pub fn budget_conditions(
+    budget: &Budget,
+    status: &mut BudgetStatus,
+    invalid: Option<String>,
+    now: &Time,
+) -> Vec<(&'static str, String)> {
+    let previous = budget.status.clone().unwrap_or_default();
+    status.conditions = previous.conditions.clone();
+    status.observed_generation = budget.metadata.generation;
+    let generation = budget.metadata.generation;
+    let c = &mut status.conditions;
+    match invalid {
+        Some(why) => conditions::set(c, Type::Ready, false, Reason::Invalid, why, generation, now),
+        None => conditions::set(c, Type::Ready, true, Reason::Counting, "", generation, now),
+    }
+    let (spent, limit) = (status.spent_usd, budget.spec.limit_usd);
+    let exhausted = spent >= limit;
+    let was_exhausted = conditions::get(&previous.conditions, Type::Exhausted).is_some_and(|c| c.status == "True");
+    let figures = format!("{spent} of {limit} USD spent");
+    let reason = if exhausted {
+        Reason::LimitReached
+    } else {
+        Reason::WithinLimit
+    };
+    conditions::set(c, Type::Exhausted, exhausted, reason, figures.clone(), generation, now);
+    let crossed = highest_crossed(&budget.spec.alert_thresholds, spent, limit);
+    let before = conditions::get(&previous.conditions, Type::ThresholdReached)
+        .filter(|c| c.status == "True")
+        .and_then(|c| recorded_threshold(&c.message));
+    match crossed {
+        Some(t) => conditions::set(
+            c,
+            Type::ThresholdReached,
+            true,
+            Reason::ThresholdCrossed,
+            format!("{t}% of the limit reached: {figures}"),
+            generation,
+            now,
+        ),
+        None => conditions::set(
+            c,
+            Type::ThresholdReached,
+            false,
+            Reason::BelowThresholds,
+            figures.clone(),
+            generation,
+            now,
+        ),
+    }
+    let mut events = Vec::new();
+    if let Some(t) = crossed.filter(|t| before.is_none_or(|b| *t > b)) {
+        events.push((
+            "ThresholdCrossed",
+            format!("Budget crossed {t}% of its limit: {figures}"),
+        ));
+    }
+    if exhausted && !was_exhausted {
+        events.push(("Exhausted", format!("Budget exhausted: {figures}")));
+    }
+    events
+}
+
+/// Writes a budget's whole status, emitting an Event for each threshold newly crossed.
+pub async fn write_budget(ctx: &Context, key: &ObjectKey) -> Result<()> {
+    let Some(budget) = ctx.budgets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+        return Ok(());
+    };
+    ensure_ledger(ctx, &key.namespace).await?;
+    let now = Timestamp::now();
+    let figures = ctx.ledgers.read(&key.namespace, |l| {
+        budget_figures(&budget.spec, l.budgets.get(&key.name), now)
+    });
+    let mut status = figures.unwrap_or_else(|| budget_figures(&budget.spec, None, now));
+    let invalid = ctx.verdicts.budget_invalid(key);
+    let events = budget_conditions(&budget, &mut status, invalid, &Time(now));
+    if budget.status.as_ref() != Some(&status) {
+        let api: Api<Budget> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": status});
         let result = api
             .patch_status(
                 &key.name,
@@ -145,126 +258,23 @@ impl Context {
                 &Patch::Apply(&patch),
             )
             .await;
-        self.metrics.wrote("modelroute", result.is_ok());
+        ctx.metrics.wrote("budget", result.is_ok());
         result?;
-        Ok(())
     }
-
-    /// Writes a budget's whole status, emitting an Event for each threshold newly crossed.
-    pub async fn write_budget_status(&self, key: &ObjectKey) -> Result<()> {
-        let Some(budget) = self.budgets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
-            return Ok(());
+    let reference = budget.object_ref(&());
+    for (reason, note) in events {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Account".to_owned(),
+            secondary: None,
         };
-        self.ensure_ledger(&key.namespace).await?;
-        let now = Timestamp::now();
-        let time = Time(now);
-        let (mut status, invalid) = {
-            let inner = self.lock();
-            let totals = inner
-                .ledgers
-                .get(&key.namespace)
-                .and_then(|l| l.ledger.budgets.get(&key.name));
-            (
-                budget_figures(&budget.spec, totals, now),
-                inner.invalid_budgets.get(key).cloned(),
-            )
-        };
-        let previous = budget.status.clone().unwrap_or_default();
-        status.conditions = previous.conditions.clone();
-        status.observed_generation = budget.metadata.generation;
-        let generation = budget.metadata.generation;
-        let c = &mut status.conditions;
-        match &invalid {
-            Some(why) => conditions::set(c, Type::Ready, false, Reason::Invalid, why.clone(), generation, &time),
-            None => conditions::set(c, Type::Ready, true, Reason::Counting, "", generation, &time),
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(budget = %key, error = %e, "could not publish an Event");
         }
-        let (spent, limit) = (status.spent_usd, budget.spec.limit_usd);
-        let exhausted = spent >= limit;
-        let was_exhausted = conditions::get(&previous.conditions, Type::Exhausted).is_some_and(|c| c.status == "True");
-        let figures = format!("{spent} of {limit} USD spent");
-        if exhausted {
-            conditions::set(
-                c,
-                Type::Exhausted,
-                true,
-                Reason::LimitReached,
-                figures.clone(),
-                generation,
-                &time,
-            );
-        } else {
-            conditions::set(
-                c,
-                Type::Exhausted,
-                false,
-                Reason::WithinLimit,
-                figures.clone(),
-                generation,
-                &time,
-            );
-        }
-        let crossed = highest_crossed(&budget.spec.alert_thresholds, spent, limit);
-        let before = conditions::get(&previous.conditions, Type::ThresholdReached)
-            .filter(|c| c.status == "True")
-            .and_then(|c| recorded_threshold(&c.message));
-        match crossed {
-            Some(t) => conditions::set(
-                c,
-                Type::ThresholdReached,
-                true,
-                Reason::ThresholdCrossed,
-                format!("{t}% of the limit reached: {figures}"),
-                generation,
-                &time,
-            ),
-            None => conditions::set(
-                c,
-                Type::ThresholdReached,
-                false,
-                Reason::BelowThresholds,
-                figures.clone(),
-                generation,
-                &time,
-            ),
-        }
-        let mut events = Vec::new();
-        if let Some(t) = crossed.filter(|t| before.is_none_or(|b| *t > b)) {
-            events.push((
-                "ThresholdCrossed",
-                format!("Budget crossed {t}% of its limit: {figures}"),
-            ));
-        }
-        if exhausted && !was_exhausted {
-            events.push(("Exhausted", format!("Budget exhausted: {figures}")));
-        }
-        if budget.status.as_ref() != Some(&status) {
-            let api: Api<Budget> = Api::namespaced(self.client.clone(), &key.namespace);
-            let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": status});
-            let result = api
-                .patch_status(
-                    &key.name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&patch),
-                )
-                .await;
-            self.metrics.wrote("budget", result.is_ok());
-            result?;
-        }
-        let reference = budget.object_ref(&());
-        for (reason, note) in events {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: reason.to_owned(),
-                note: Some(note),
-                action: "Account".to_owned(),
-                secondary: None,
-            };
-            if let Err(e) = self.recorder.publish(&event, &reference).await {
-                tracing::warn!(budget = %key, error = %e, "could not publish an Event");
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! the ConfigMap was deleted), the ledger is rebuilt from the routes' and budgets' status.
 
 pub mod ledger;
+mod load;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,272 +24,181 @@ use kube::{
     api::{ObjectMeta, PostParams},
     runtime::reflector::ObjectRef,
 };
-use sluice_crds::{ObjectKey, UsageReport, control::PodIdentity};
-use tokio::sync::oneshot;
+use sluice_crds::ObjectKey;
 use tokio_util::sync::CancellationToken;
 
-use self::ledger::{BackendTotals, BudgetTotals, Ledger, RouteTotals};
+pub use self::ledger::{LEDGER_CONFIGMAP, LEDGER_KEY};
+pub use self::load::ensure_ledger;
 use crate::{
-    context::{Context, NamespaceLedger, PendingReport},
+    context::Context,
     error::{Error, Result},
-    period,
+    ledgers::PendingReport,
+    period, push, status,
 };
 
-/// The ConfigMap holding a namespace's ledger.
-pub const LEDGER_CONFIGMAP: &str = "sluice-usage";
-/// Its data key.
-pub const LEDGER_KEY: &str = "ledger.json";
+/// The budget a route spends from now, and the start of that budget's current period.
+fn budget_of(ctx: &Context, namespace: &str, route: &str, now: Timestamp) -> Option<(String, Timestamp)> {
+    let route = ctx.routes.get(&ObjectRef::new(route).within(namespace))?;
+    let name = route.spec.budget_ref.as_ref()?.name.clone();
+    let budget = ctx.budgets.get(&ObjectRef::new(&name).within(namespace))?;
+    let window = period::window_in(budget.spec.period, &budget.spec.time_zone, now).ok()?;
+    Some((name, window.start))
+}
 
-impl Context {
-    /// Loads the ledger of `namespace` unless it is in memory.
-    pub async fn ensure_ledger(&self, namespace: &str) -> Result<()> {
-        if self.lock().ledgers.contains_key(namespace) {
-            return Ok(());
+/// Applies the queued reports and changed grants of every namespace, persists each
+/// namespace's ledger, writes the statuses, then answers the reports.
+pub async fn flush(ctx: &Context) {
+    for namespace in ctx.ledgers.to_flush() {
+        flush_namespace(ctx, &namespace).await;
+    }
+    status::write_dirty(ctx).await;
+}
+
+/// What applying a namespace's queued reports produced, to be persisted.
+struct Batch {
+    reports: Vec<PendingReport>,
+    text: serde_json::Result<String>,
+    resource_version: Option<String>,
+    routes: BTreeSet<String>,
+    budgets: BTreeSet<String>,
+}
+
+/// Applies the reports queued for `namespace` to its ledger in memory.
+fn apply_pending(ctx: &Context, namespace: &str, now: Timestamp) -> Option<Batch> {
+    let reports = ctx.ledgers.take_pending(namespace);
+    ctx.ledgers.update(namespace, |ns_ledger| {
+        let mut routes = BTreeSet::new();
+        let mut budgets = BTreeSet::new();
+        for pending in &reports {
+            let applied = ns_ledger
+                .ledger
+                .apply(&pending.pod.name, &pending.report, &|route: &str| {
+                    budget_of(ctx, namespace, route, now)
+                });
+            ctx.metrics
+                .report(if applied.duplicate { "duplicate" } else { "applied" });
+            routes.extend(applied.routes);
+            budgets.extend(applied.budgets);
         }
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        let loaded = match api.get_opt(LEDGER_CONFIGMAP).await? {
-            Some(cm) => {
-                let ledger = match cm.data.as_ref().and_then(|d| d.get(LEDGER_KEY)) {
-                    Some(text) => serde_json::from_str(text)?,
-                    None => Ledger::default(),
-                };
-                NamespaceLedger {
-                    ledger,
-                    resource_version: cm.metadata.resource_version,
-                    dirty: false,
-                }
+        ns_ledger.dirty = false;
+        Batch {
+            text: serde_json::to_string(&ns_ledger.ledger),
+            resource_version: ns_ledger.resource_version.clone(),
+            reports,
+            routes,
+            budgets,
+        }
+    })
+}
+
+/// Persists one namespace's ledger now, with the reports queued for it.
+pub async fn flush_namespace(ctx: &Context, namespace: &str) {
+    let _one_writer = ctx.ledgers.flush_lock.lock().await;
+    if let Err(e) = ensure_ledger(ctx, namespace).await {
+        tracing::warn!(namespace, error = %e, "cannot load the usage ledger; reports wait");
+        return;
+    }
+    let Some(batch) = apply_pending(ctx, namespace, Timestamp::now()) else {
+        return;
+    };
+    let Batch {
+        reports,
+        text,
+        resource_version,
+        routes,
+        budgets,
+    } = batch;
+    let written = match text {
+        Ok(text) => write_ledger(ctx, namespace, text, resource_version).await,
+        Err(e) => Err(Error::Json(e)),
+    };
+    let version = match written {
+        Ok(version) => version,
+        Err(e) => {
+            ctx.metrics.wrote("ledger", false);
+            tracing::warn!(namespace, error = %e, "persisting the usage ledger failed; reloading it, reports will be resent");
+            // What was applied in memory is not durable: forget it, so the resent reports
+            // are applied to what the API server holds.
+            ctx.ledgers.remove(namespace);
+            for p in reports {
+                ctx.metrics.report("failed");
+                let _ = p.reply.send(Err(format!("persisting usage failed: {e}")));
             }
-            None => NamespaceLedger {
-                ledger: self.ledger_from_status(namespace),
-                resource_version: None,
-                dirty: false,
-            },
-        };
-        self.lock().ledgers.entry(namespace.to_owned()).or_insert(loaded);
-        Ok(())
-    }
-
-    /// A ledger rebuilt from what `status` shows (no pod sequences: those are unknown).
-    fn ledger_from_status(&self, namespace: &str) -> Ledger {
-        let mut ledger = Ledger::default();
-        for route in self.routes.state() {
-            if route.metadata.namespace.as_deref() != Some(namespace) {
-                continue;
-            }
-            let Some(status) = &route.status else { continue };
-            let Some(usage) = &status.usage else { continue };
-            let backends = status
-                .backends
-                .iter()
-                .map(|b| {
-                    let totals = BackendTotals {
-                        requests: b.requests,
-                        errors: b.errors,
-                    };
-                    (b.name.to_string(), totals)
-                })
-                .collect();
-            let name = route.metadata.name.clone().unwrap_or_default();
-            ledger.routes.insert(
-                name,
-                RouteTotals {
-                    usage: usage.clone(),
-                    backends,
-                },
-            );
-        }
-        for budget in self.budgets.state() {
-            if budget.metadata.namespace.as_deref() != Some(namespace) {
-                continue;
-            }
-            let Some(status) = &budget.status else { continue };
-            let Some(start) = status.period_start.as_deref().and_then(|s| s.parse::<Timestamp>().ok()) else {
-                continue;
-            };
-            let name = budget.metadata.name.clone().unwrap_or_default();
-            ledger.budgets.insert(
-                name,
-                BudgetTotals {
-                    period_start: Some(start),
-                    spent: status.spent_usd,
-                    by_route: status.by_route.clone(),
-                    by_model: status.by_model.clone(),
-                    pods: BTreeMap::new(),
-                },
-            );
-        }
-        ledger
-    }
-
-    /// Queues a report for the next write; the receiver gets the pod's persisted sequence.
-    pub fn submit(&self, pod: PodIdentity, report: UsageReport) -> oneshot::Receiver<Result<u64, String>> {
-        let (reply, rx) = oneshot::channel();
-        let namespace = pod.namespace.clone();
-        self.lock()
-            .pending
-            .entry(namespace)
-            .or_default()
-            .push(PendingReport { pod, report, reply });
-        rx
-    }
-
-    /// The budget a route spends from now, and the start of that budget's current period.
-    fn budget_of(&self, namespace: &str, route: &str, now: Timestamp) -> Option<(String, Timestamp)> {
-        let route = self.routes.get(&ObjectRef::new(route).within(namespace))?;
-        let name = route.spec.budget_ref.as_ref()?.name.clone();
-        let budget = self.budgets.get(&ObjectRef::new(&name).within(namespace))?;
-        let window = period::window_in(budget.spec.period, &budget.spec.time_zone, now).ok()?;
-        Some((name, window.start))
-    }
-
-    /// Applies the queued reports and changed grants of every namespace, persists each
-    /// namespace's ledger, writes the statuses, then answers the reports.
-    pub async fn flush(&self) {
-        let namespaces: BTreeSet<String> = {
-            let inner = self.lock();
-            let mut set: BTreeSet<String> = inner.pending.keys().cloned().collect();
-            set.extend(inner.ledgers.iter().filter(|(_, l)| l.dirty).map(|(ns, _)| ns.clone()));
-            set
-        };
-        for namespace in namespaces {
-            self.flush_namespace(&namespace).await;
-        }
-        self.write_dirty_statuses().await;
-    }
-
-    /// Persists one namespace's ledger now, with the reports queued for it.
-    pub async fn flush_namespace(&self, namespace: &str) {
-        let _one_writer = self.flush_lock.lock().await;
-        if let Err(e) = self.ensure_ledger(namespace).await {
-            tracing::warn!(namespace, error = %e, "cannot load the usage ledger; reports wait");
             return;
         }
-        let now = Timestamp::now();
-        let (reports, text, resource_version, touched) = {
-            let mut inner = self.lock();
-            let reports = inner.pending.remove(namespace).unwrap_or_default();
-            let Some(ns_ledger) = inner.ledgers.get_mut(namespace) else {
-                return;
-            };
-            let mut touched_routes = BTreeSet::new();
-            let mut touched_budgets = BTreeSet::new();
-            for pending in &reports {
-                let applied = ns_ledger
-                    .ledger
-                    .apply(&pending.pod.name, &pending.report, &|route: &str| {
-                        self.budget_of(namespace, route, now)
-                    });
-                self.metrics
-                    .report(if applied.duplicate { "duplicate" } else { "applied" });
-                touched_routes.extend(applied.routes);
-                touched_budgets.extend(applied.budgets);
-            }
-            ns_ledger.dirty = false;
-            let text = serde_json::to_string(&ns_ledger.ledger);
-            (
-                reports,
-                text,
-                ns_ledger.resource_version.clone(),
-                (touched_routes, touched_budgets),
-            )
-        };
-        let written = match text {
-            Ok(text) => self.write_ledger(namespace, text, resource_version).await,
-            Err(e) => Err(Error::Json(e)),
-        };
-        match written {
-            Ok(version) => {
-                self.metrics.wrote("ledger", true);
-                let mut inner = self.lock();
-                if let Some(l) = inner.ledgers.get_mut(namespace) {
-                    l.resource_version = Some(version);
-                }
-                let key = |name: String| ObjectKey {
-                    namespace: namespace.to_owned(),
-                    name,
-                };
-                inner.dirty_routes.extend(touched.0.into_iter().map(key));
-                inner.dirty_budgets.extend(touched.1.into_iter().map(key));
-            }
-            Err(e) => {
-                self.metrics.wrote("ledger", false);
-                tracing::warn!(namespace, error = %e, "persisting the usage ledger failed; reloading it, reports will be resent");
-                // What was applied in memory is not durable: forget it, so the resent reports
-                // are applied to what the API server holds.
-                self.lock().ledgers.remove(namespace);
-                for p in reports {
-                    self.metrics.report("failed");
-                    let _ = p.reply.send(Err(format!("persisting usage failed: {e}")));
-                }
-                return;
-            }
-        }
-        // Acks wait for the status writes, so an acked report is visible in status.
-        self.write_dirty_statuses().await;
-        let inner = self.lock();
-        for p in reports {
-            let sequence = inner
-                .ledgers
-                .get(namespace)
-                .map_or(p.report.sequence, |l| l.ledger.sequence(&p.report.pod_uid));
-            let _ = p.reply.send(Ok(sequence));
-        }
-        drop(inner);
-        // Spend changed: allowances may need topping up.
-        self.recompute(namespace);
+    };
+    ctx.metrics.wrote("ledger", true);
+    ctx.ledgers.update(namespace, |l| l.resource_version = Some(version));
+    let key = |name: String| ObjectKey {
+        namespace: namespace.to_owned(),
+        name,
+    };
+    ctx.marks.routes(routes.into_iter().map(key));
+    ctx.marks.budgets(budgets.into_iter().map(key));
+    // Acks wait for the status writes, so an acked report is visible in status.
+    status::write_dirty(ctx).await;
+    for p in reports {
+        let sequence = ctx
+            .ledgers
+            .read(namespace, |l| l.sequence(&p.report.pod_uid))
+            .unwrap_or(p.report.sequence);
+        let _ = p.reply.send(Ok(sequence));
     }
+    // Spend changed: allowances may need topping up.
+    push::recompute(ctx, namespace);
+}
 
-    /// Creates or replaces the ledger ConfigMap; returns its new resourceVersion.
-    async fn write_ledger(&self, namespace: &str, text: String, resource_version: Option<String>) -> Result<String> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        let cm = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(LEDGER_CONFIGMAP.to_owned()),
-                namespace: Some(namespace.to_owned()),
-                resource_version: resource_version.clone(),
-                labels: Some(BTreeMap::from([(
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    crate::FIELD_MANAGER.to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(LEDGER_KEY.to_owned(), text)])),
-            ..ConfigMap::default()
-        };
-        let pp = PostParams {
-            field_manager: Some(crate::FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
-        };
-        let result = match resource_version {
-            None => api.create(&pp, &cm).await,
-            Some(_) => api.replace(LEDGER_CONFIGMAP, &pp, &cm).await,
-        };
-        match result {
-            Ok(cm) => Ok(cm.metadata.resource_version.unwrap_or_default()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::LedgerConflict(namespace.to_owned())),
-            Err(e) => Err(e.into()),
-        }
+/// Creates or replaces the ledger ConfigMap; returns its new resourceVersion.
+async fn write_ledger(
+    ctx: &Context,
+    namespace: &str,
+    text: String,
+    resource_version: Option<String>,
+) -> Result<String> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(LEDGER_CONFIGMAP.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            resource_version: resource_version.clone(),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_owned(),
+                crate::FIELD_MANAGER.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(LEDGER_KEY.to_owned(), text)])),
+        ..ConfigMap::default()
+    };
+    let pp = PostParams {
+        field_manager: Some(crate::FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    let result = match resource_version {
+        None => api.create(&pp, &cm).await,
+        Some(_) => api.replace(LEDGER_CONFIGMAP, &pp, &cm).await,
+    };
+    match result {
+        Ok(cm) => Ok(cm.metadata.resource_version.unwrap_or_default()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::LedgerConflict(namespace.to_owned())),
+        Err(e) => Err(e.into()),
     }
+}
 
-    /// Writes usage into status every `status_interval` until `shutdown`, then once more.
-    pub async fn run_flusher(&self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.settings.status_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sizing = tokio::time::interval(self.settings.sizing_window);
-        sizing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => self.flush().await,
-                _ = sizing.tick() => {
-                    for l in self.lock().ledgers.values_mut() {
-                        l.ledger.close_sizing_window();
-                    }
-                }
-                () = shutdown.cancelled() => break,
-            }
+/// Writes usage into status every `status_interval` until `shutdown`, then once more.
+pub async fn run_flusher(ctx: &Context, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.settings.status_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sizing = tokio::time::interval(ctx.settings.sizing_window);
+    sizing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => flush(ctx).await,
+            _ = sizing.tick() => ctx.ledgers.close_sizing_windows(),
+            () = shutdown.cancelled() => break,
         }
-        self.flush().await;
     }
+    flush(ctx).await;
 }
 
 #[cfg(test)]

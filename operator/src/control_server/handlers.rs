@@ -4,7 +4,7 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -16,11 +16,22 @@ use sluice_crds::{
     },
 };
 
-use super::ControlServer;
-use crate::context::Context;
+use tokio::sync::watch;
 
-/// A response body: whole or streamed.
-pub type Body = BoxBody<Bytes, Infallible>;
+use super::auth::Authenticator;
+pub use crate::serve::Body;
+use crate::{context::Context, push, usage};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ControlServer {
+    /// The operator's state.
+    pub ctx: Arc<Context>,
+    /// Token reviews.
+    pub auth: Authenticator,
+    /// True while this replica leads (only then are calls served).
+    pub leading: watch::Receiver<bool>,
+}
 
 /// What a follower answers to every control call.
 pub const NOT_LEADING: &str = "this operator replica is not the leader; reconnect (only the leader serves sidecars)";
@@ -123,7 +134,39 @@ struct SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         tracing::info!(pod_uid = %self.uid, "control stream closed");
-        self.ctx.unregister(&self.uid, self.conn);
+        push::unregister(&self.ctx, &self.uid, self.conn);
+    }
+}
+
+/// What a sidecar is told first: who it is, the last usage sequence applied for it, and what
+/// it has spent of each budget this period.
+fn hello(ctx: &Context, pod: &PodIdentity) -> Hello {
+    let (last_applied_sequence, budgets) = ctx
+        .ledgers
+        .read(&pod.namespace, |l| {
+            let budgets = l
+                .budgets
+                .iter()
+                .filter_map(|(name, totals)| {
+                    let grant = totals.pods.get(&pod.uid)?;
+                    Some(BudgetSpend {
+                        budget: ObjectKey {
+                            namespace: pod.namespace.clone(),
+                            name: name.clone(),
+                        },
+                        period_start: totals.period_start?,
+                        spent: grant.spent,
+                    })
+                })
+                .collect();
+            (l.sequence(&pod.uid), budgets)
+        })
+        .unwrap_or_default();
+    Hello {
+        pod: pod.clone(),
+        last_applied_sequence,
+        heartbeat_secs: ctx.settings.heartbeat.as_secs().max(1),
+        budgets,
     }
 }
 
@@ -131,40 +174,13 @@ async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
     let pod = identity(&req, server).await?;
     let ctx = server.ctx.clone();
     ctx.wait_synced().await;
-    ctx.ensure_ledger(&pod.namespace)
+    usage::ensure_ledger(&ctx, &pod.namespace)
         .await
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let labels = labels_of(&ctx, &pod).await?;
-    let hello = {
-        let inner = ctx.lock();
-        let ledger = inner.ledgers.get(&pod.namespace).map(|l| &l.ledger);
-        let budgets = ledger
-            .map(|l| {
-                l.budgets
-                    .iter()
-                    .filter_map(|(name, totals)| {
-                        let grant = totals.pods.get(&pod.uid)?;
-                        Some(BudgetSpend {
-                            budget: ObjectKey {
-                                namespace: pod.namespace.clone(),
-                                name: name.clone(),
-                            },
-                            period_start: totals.period_start?,
-                            spent: grant.spent,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Hello {
-            pod: pod.clone(),
-            last_applied_sequence: ledger.map_or(0, |l| l.sequence(&pod.uid)),
-            heartbeat_secs: ctx.settings.heartbeat.as_secs().max(1),
-            budgets,
-        }
-    };
+    let hello = hello(&ctx, &pod);
     tracing::info!(pod = %pod.name, namespace = %pod.namespace, "sidecar connected");
-    let (conn, rx) = ctx.register(pod.clone(), labels);
+    let (conn, rx) = push::register(&ctx, pod.clone(), labels);
     let guard = SessionGuard {
         ctx: ctx.clone(),
         uid: pod.uid.clone(),
@@ -211,7 +227,7 @@ async fn ack(req: Request<Incoming>, server: &ControlServer) -> Result<Response<
     let pod = identity(&req, server).await?;
     let ack: ConfigAck = read_json(req, MAX_ACK_BYTES).await?;
     tracing::debug!(pod = %pod.name, version = %ack.version, "sidecar acked");
-    server.ctx.ack(&pod.uid, ack.version);
+    push::ack(&server.ctx, &pod.uid, ack.version);
     let mut response = Response::new(Full::new(Bytes::new()).boxed());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
@@ -236,7 +252,7 @@ async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
     ctx.wait_synced().await;
     let bound = ctx.settings.status_interval.saturating_mul(10) + Duration::from_secs(30);
     tracing::debug!(pod = %pod.name, sequence = report.sequence, deltas = report.deltas.len(), "usage report queued");
-    let rx = ctx.submit(pod, report);
+    let rx = ctx.ledgers.submit(pod, report);
     match tokio::time::timeout(bound, rx).await {
         Ok(Ok(Ok(sequence))) => Ok(json(StatusCode::OK, &UsageAck { sequence })),
         Ok(Ok(Err(message))) => Err((StatusCode::SERVICE_UNAVAILABLE, message)),

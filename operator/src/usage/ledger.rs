@@ -10,6 +10,11 @@ use sluice_crds::{MicroUsd, ModelRouteSpec, Outcome, RouteUsage, UsageReport};
 
 use crate::allowance::PodUse;
 
+/// The ConfigMap holding a namespace's ledger.
+pub const LEDGER_CONFIGMAP: &str = "sluice-usage";
+/// Its data key.
+pub const LEDGER_KEY: &str = "ledger.json";
+
 /// Everything counted in one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

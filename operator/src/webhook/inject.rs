@@ -18,6 +18,7 @@
 mod config;
 mod drift;
 mod error;
+mod names;
 mod overrides;
 pub mod quantity;
 mod sidecar;
@@ -29,12 +30,16 @@ use std::collections::BTreeMap;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
-use serde::Serialize;
 use serde_json::Value;
 
 pub use config::{CaSource, InjectConfig, SidecarMode, SidecarResources};
 pub use drift::is_outdated;
 pub use error::InjectError;
+use names::to_value;
+pub use names::{
+    ADMIN_PORT_NAME, CA_PATH, IDENTITY_DIR, IDENTITY_VOLUME, INJECT_KEY, INJECTED_VERSION, NAMESPACE_ENABLED,
+    SIDECAR_NAME, SIDECAR_UID, STATE_DIR, STATE_VOLUME, TOKEN_AUDIENCE, TOKEN_PATH,
+};
 pub use overrides::{PodOverrides, parse_bool};
 pub use sidecar::{sidecar_container, sidecar_volumes};
 
@@ -43,37 +48,8 @@ use quantity::Resource;
 
 /// Override annotations, re-exported under one name for the docs and the handler.
 pub mod annotations {
-    pub use super::overrides::{ADMIN_PORT, ALL, CPU, CPU_LIMIT, MEMORY, MEMORY_LIMIT, PORT, SET_ENV};
+    pub use super::names::{ADMIN_PORT, ALL, CPU, CPU_LIMIT, MEMORY, MEMORY_LIMIT, PORT, SET_ENV};
 }
-
-/// Label (on namespaces: `enabled`) and pod label or annotation (`"true"`/`"false"`) that opt
-/// in and out.
-pub const INJECT_KEY: &str = "sluice.dev/inject";
-/// The namespace label value that turns injection on.
-pub const NAMESPACE_ENABLED: &str = "enabled";
-/// Annotation recording which version of the injector made the pod's sidecar.
-pub const INJECTED_VERSION: &str = "sluice.dev/injected-version";
-/// Name of the injected container; reserved: a pod that has it is already injected.
-pub const SIDECAR_NAME: &str = "sluice-sidecar";
-/// Projected volume with the token and the CA.
-pub const IDENTITY_VOLUME: &str = "sluice-identity";
-/// `emptyDir` with the last config snapshot and unacknowledged usage, so a container restart
-/// serves the last good config at once (DESIGN §6.2).
-pub const STATE_VOLUME: &str = "sluice-state";
-/// Where the identity volume is mounted.
-pub const IDENTITY_DIR: &str = "/var/run/secrets/sluice";
-/// The projected ServiceAccount token, as the sidecar's `--token-file` expects it.
-pub const TOKEN_PATH: &str = "/var/run/secrets/sluice/token";
-/// The operator's CA, as the sidecar's `--control-plane-ca` expects it.
-pub const CA_PATH: &str = "/var/run/secrets/sluice/ca.crt";
-/// Where the state volume is mounted (`--state-dir`).
-pub const STATE_DIR: &str = "/var/run/sluice";
-/// Audience of the projected token: the one the control server's `TokenReview` asks for.
-pub const TOKEN_AUDIENCE: &str = sluice_crds::control::AUDIENCE;
-/// Name of the sidecar's admin port (probes, metrics): a PodMonitor selects it by this name.
-pub const ADMIN_PORT_NAME: &str = "sluice-admin";
-/// The user the sidecar runs as: distroless's `nonroot`.
-pub const SIDECAR_UID: i64 = 65532;
 
 /// Why [`inject`] leaves a pod alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,14 +150,14 @@ fn check_resources(config: &InjectConfig, overrides: &PodOverrides) -> Result<()
             Resource::Cpu,
             (&overrides.cpu_request, &defaults.cpu_request),
             (&overrides.cpu_limit, &defaults.cpu_limit),
-            overrides::CPU_LIMIT,
+            names::CPU_LIMIT,
         ),
         (
             "memory",
             Resource::Memory,
             (&overrides.memory_request, &defaults.memory_request),
             (&overrides.memory_limit, &defaults.memory_limit),
-            overrides::MEMORY_LIMIT,
+            names::MEMORY_LIMIT,
         ),
     ];
     for (name, resource, request, limit, hint) in checks {
@@ -214,7 +190,7 @@ fn check_ports(spec: &PodSpec, port: u16, admin_port: u16) -> Result<(), InjectE
     let containers = spec.init_containers.iter().flatten().chain(&spec.containers);
     for container in containers {
         for declared in container.ports.iter().flatten() {
-            for (ours, annotation) in [(port, overrides::PORT), (admin_port, overrides::ADMIN_PORT)] {
+            for (ours, annotation) in [(port, names::PORT), (admin_port, names::ADMIN_PORT)] {
                 if declared.container_port == i32::from(ours) {
                     return Err(InjectError::PortTaken {
                         container: container.name.clone(),
@@ -329,9 +305,4 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
 /// `sluice.dev~1injected-version`).
 fn pointer(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().copied())
-}
-
-/// Kubernetes types always serialize; `Null` would only show up as a failed drift check.
-pub(super) fn to_value(value: &impl Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }

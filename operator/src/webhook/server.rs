@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 
 use super::inject::{InjectConfig, inject};
-use crate::{ca_publisher::CaPublisher, control_server::handlers::Body};
+use crate::{ca_publisher::CaPublisher, serve::Body};
 
 /// The path the webhook configuration calls.
 pub const MUTATE_PATH: &str = "/mutate";

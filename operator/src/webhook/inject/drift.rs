@@ -3,8 +3,11 @@
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::Value;
 
+use super::config::{InjectConfig, SidecarMode};
+use super::names::{SIDECAR_NAME, to_value};
+use super::overrides::PodOverrides;
 use super::quantity::{self, Resource};
-use super::{InjectConfig, PodOverrides, SIDECAR_NAME, SidecarMode, sidecar_container, sidecar_volumes, to_value};
+use super::sidecar::{sidecar_container, sidecar_volumes};
 
 /// Whether `pod` runs a sidecar other than the one [`sidecar_container`] makes today (new
 /// image, flags, resources, mode or volumes). A pod without a sidecar is not outdated; a pod

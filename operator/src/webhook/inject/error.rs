@@ -1,7 +1,7 @@
 //! Why a pod cannot be injected.
 
 use super::INJECT_KEY;
-use super::overrides;
+use super::names as overrides;
 use super::quantity::QuantityError;
 
 /// Why a pod cannot be injected. Each message says what to change; the webhook denies the pod

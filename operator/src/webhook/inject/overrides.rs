@@ -7,26 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::InjectError;
+use super::names::{ADMIN_PORT, ALL, CPU, CPU_LIMIT, MEMORY, MEMORY_LIMIT, PORT, SET_ENV};
 use super::quantity::{self, Resource};
-
-/// CPU request of the sidecar (`250m`, `0.5`).
-pub const CPU: &str = "sluice.dev/sidecar-cpu";
-/// CPU limit of the sidecar.
-pub const CPU_LIMIT: &str = "sluice.dev/sidecar-cpu-limit";
-/// Memory request of the sidecar (`128Mi`).
-pub const MEMORY: &str = "sluice.dev/sidecar-memory";
-/// Memory limit of the sidecar.
-pub const MEMORY_LIMIT: &str = "sluice.dev/sidecar-memory-limit";
-/// Loopback port of the sidecar's API, for apps that already use 4000.
-pub const PORT: &str = "sluice.dev/sidecar-port";
-/// Port of the sidecar's admin listener (probes, metrics).
-pub const ADMIN_PORT: &str = "sluice.dev/sidecar-admin-port";
-/// `"false"`: leave the app containers' environment alone (the app sets its base URLs
-/// another way, e.g. through `envFrom`, which the webhook cannot see into).
-pub const SET_ENV: &str = "sluice.dev/sidecar-set-env";
-
-/// Every override annotation; any other `sluice.dev/sidecar-*` key is refused as a typo.
-pub const ALL: [&str; 7] = [CPU, CPU_LIMIT, MEMORY, MEMORY_LIMIT, PORT, ADMIN_PORT, SET_ENV];
 
 /// The prefix reserved for override annotations.
 const PREFIX: &str = "sluice.dev/sidecar-";

@@ -12,30 +12,17 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{
-    ADMIN_PORT_NAME, CA_PATH, CaSource, IDENTITY_DIR, IDENTITY_VOLUME, InjectConfig, PodOverrides, SIDECAR_NAME,
-    SIDECAR_UID, STATE_DIR, STATE_VOLUME, SidecarMode, TOKEN_AUDIENCE, TOKEN_PATH,
+use super::config::{CaSource, InjectConfig, SidecarMode};
+use super::names::{
+    ADMIN_PORT_NAME, CA_PATH, IDENTITY_DIR, IDENTITY_VOLUME, SIDECAR_NAME, SIDECAR_UID, STATE_DIR, STATE_VOLUME,
+    TOKEN_AUDIENCE, TOKEN_PATH,
 };
+use super::overrides::PodOverrides;
 
 /// The sidecar container: the one definition, used to inject and to check for drift.
 pub fn sidecar_container(config: &InjectConfig, overrides: &PodOverrides) -> Container {
     let port = overrides.port.unwrap_or(config.port);
     let admin_port = overrides.admin_port.unwrap_or(config.admin_port);
-    let probe = |path: &str, period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::String(ADMIN_PORT_NAME.to_owned()),
-            scheme: Some("HTTP".to_owned()),
-            ..HTTPGetAction::default()
-        }),
-        // Every field the API server would default is set, so the drift check compares
-        // like with like.
-        period_seconds: Some(period),
-        timeout_seconds: Some(1),
-        success_threshold: Some(1),
-        failure_threshold: Some(failures),
-        ..Probe::default()
-    };
     let pick = |over: &Option<String>, default: &Option<String>| over.clone().or_else(|| default.clone());
     let defaults = &config.resources;
     let requests = quantities([
@@ -71,23 +58,7 @@ pub fn sidecar_container(config: &InjectConfig, overrides: &PodOverrides) -> Con
             ..ResourceRequirements::default()
         }),
         restart_policy: (config.mode == SidecarMode::Native).then(|| "Always".to_owned()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(SIDECAR_UID),
-            run_as_group: Some(SIDECAR_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                localhost_profile: None,
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security_context()),
         // A native sidecar holds the app back until this passes: the listener is up.
         startup_probe: Some(probe("/healthz", 1, 60)),
         liveness_probe: Some(probe("/healthz", 10, 3)),
@@ -109,6 +80,46 @@ pub fn sidecar_container(config: &InjectConfig, overrides: &PodOverrides) -> Con
             },
         ]),
         ..Container::default()
+    }
+}
+
+/// An HTTP probe of the admin port's `path`.
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(ADMIN_PORT_NAME.to_owned()),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        // Every field the API server would default is set, so the drift check compares
+        // like with like.
+        period_seconds: Some(period),
+        timeout_seconds: Some(1),
+        success_threshold: Some(1),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// Unprivileged, read-only, no capabilities: what the `restricted` Pod Security Standard asks.
+fn security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(SIDECAR_UID),
+        run_as_group: Some(SIDECAR_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
     }
 }
 

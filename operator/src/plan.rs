@@ -1,0 +1,232 @@
+//! The planning function: from a namespace's accepted routes, valid budgets, ledger and pods, it
+//! computes what every connected sidecar of that namespace should run (its snapshot, with its
+//! allowances and rate-limit shares) and what the ledger's budget figures become (periods rolled
+//! over, allowances granted). It reads no clock, no cache and no lock: the push
+//! ([`crate::push`]) gathers the inputs, calls it and applies the result.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use jiff::Timestamp;
+use sluice_crds::{BudgetSpec, ConfigSnapshot, LimitShare, MicroUsd, ObjectKey};
+
+use crate::{
+    allowance,
+    desired::{self, AcceptedRoute, PodInputs},
+    period,
+    usage::ledger::BudgetTotals,
+};
+
+/// A connected sidecar, as planning sees it.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    /// Its pod's UID.
+    pub uid: String,
+    /// Its pod's name (for logs).
+    pub name: String,
+    /// Its pod's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What planning takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The namespace planned.
+    pub namespace: &'a str,
+    /// The time periods are judged at.
+    pub now: Timestamp,
+    /// The namespace's accepted routes.
+    pub routes: &'a [Arc<AcceptedRoute>],
+    /// The namespace's valid budgets.
+    pub budgets: &'a BTreeMap<ObjectKey, BudgetSpec>,
+    /// The labels of every pod of the namespace (stored or connected), by UID: they share the
+    /// routes' limits and the budgets' remaining money.
+    pub pods: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// The connected sidecars, in the order allowances are granted.
+    pub sidecars: &'a [Sidecar],
+}
+
+/// One sidecar's planned config.
+#[derive(Debug, Clone)]
+pub struct SidecarPlan {
+    /// Its pod's UID.
+    pub uid: String,
+    /// What it should run.
+    pub snapshot: ConfigSnapshot,
+    /// Routes left out because an earlier route serves one of their models for it.
+    pub conflicts: Vec<ObjectKey>,
+}
+
+/// The result of planning a namespace.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Every connected sidecar's config, in the order of the inputs.
+    pub sidecars: Vec<SidecarPlan>,
+    /// The ledger's budget figures after planning.
+    pub budgets: BTreeMap<String, BudgetTotals>,
+    /// Whether a period rolled over or a grant changed (the ledger must be written).
+    pub ledger_changed: bool,
+    /// Each budget's outstanding allowance (the overspend bound).
+    pub outstanding: BTreeMap<String, MicroUsd>,
+}
+
+/// Plans a namespace from its ledger's budget figures.
+pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Plan {
+    let (selected, budget_pods) = count_pods(inputs);
+    let shares = limit_shares(inputs.routes, &selected);
+    let mut grants = Grants {
+        inputs,
+        budget_pods: &budget_pods,
+        totals: budgets.clone(),
+        outstanding: HashMap::new(),
+        changed: false,
+    };
+    let route_refs: Vec<&AcceptedRoute> = inputs.routes.iter().map(Arc::as_ref).collect();
+    let mut sidecars = Vec::with_capacity(inputs.sidecars.len());
+    for sidecar in inputs.sidecars {
+        let granted = grants.for_sidecar(sidecar);
+        let share = |k: &ObjectKey| shares.get(k).copied().unwrap_or_default();
+        let allowance = |k: &ObjectKey| granted.get(k).copied().unwrap_or_default();
+        let (snapshot, conflicts) = desired::snapshot_for(&PodInputs {
+            namespace: inputs.namespace,
+            labels: &sidecar.labels,
+            routes: &route_refs,
+            budgets: inputs.budgets,
+            allowance: &allowance,
+            share: &share,
+        });
+        sidecars.push(SidecarPlan {
+            uid: sidecar.uid.clone(),
+            snapshot,
+            conflicts,
+        });
+    }
+    let outstanding = grants
+        .totals
+        .iter()
+        .map(|(name, t)| (name.clone(), outstanding_of(t)))
+        .collect();
+    Plan {
+        sidecars,
+        budgets: grants.totals,
+        ledger_changed: grants.changed,
+        outstanding,
+    }
+}
+
+/// How many pods each route selects, and how many pods use each budget (through any route).
+fn count_pods<'a>(inputs: &Inputs<'a>) -> (HashMap<&'a ObjectKey, usize>, HashMap<String, usize>) {
+    let mut selected: HashMap<&ObjectKey, usize> = HashMap::new();
+    let mut budget_pods: HashMap<String, usize> = HashMap::new();
+    for labels in inputs.pods.values() {
+        let mut budgets_here = BTreeSet::new();
+        for r in inputs.routes {
+            if desired::selects(r.spec.pod_selector.as_ref(), labels) {
+                *selected.entry(&r.key).or_default() += 1;
+                if let Some(b) = &r.spec.budget_ref {
+                    budgets_here.insert(b.name.clone());
+                }
+            }
+        }
+        for b in budgets_here {
+            *budget_pods.entry(b).or_default() += 1;
+        }
+    }
+    (selected, budget_pods)
+}
+
+/// Each route's `rateLimit` split evenly over the pods it selects.
+pub fn limit_shares(
+    routes: &[Arc<AcceptedRoute>],
+    selected: &HashMap<&ObjectKey, usize>,
+) -> HashMap<ObjectKey, LimitShare> {
+    routes
+        .iter()
+        .map(|r| {
+            let n = selected.get(&r.key).copied().unwrap_or(1);
+            let limit = r.spec.rate_limit.unwrap_or_default();
+            let share = LimitShare {
+                requests_per_minute: desired::share_of(limit.requests_per_minute, n),
+                tokens_per_minute: desired::share_of(limit.tokens_per_minute, n),
+            };
+            (r.key.clone(), share)
+        })
+        .collect()
+}
+
+fn outstanding_of(totals: &BudgetTotals) -> MicroUsd {
+    allowance::outstanding(totals.pods.values().map(|g| g.use_()).collect::<Vec<_>>().iter())
+}
+
+/// Allowance granting across the sidecars of one plan.
+struct Grants<'p, 'a> {
+    inputs: &'p Inputs<'a>,
+    budget_pods: &'p HashMap<String, usize>,
+    /// The budget figures as they change.
+    totals: BTreeMap<String, BudgetTotals>,
+    /// Each budget's outstanding allowance, summed once and then kept current as grants change:
+    /// summing every pod's grant again for every sidecar would be quadratic in the sidecars.
+    outstanding: HashMap<String, MicroUsd>,
+    changed: bool,
+}
+
+impl Grants<'_, '_> {
+    /// This sidecar's allowance in every budget one of its routes uses, topped up as needed.
+    fn for_sidecar(&mut self, sidecar: &Sidecar) -> BTreeMap<ObjectKey, MicroUsd> {
+        let mut grants: BTreeMap<ObjectKey, MicroUsd> = BTreeMap::new();
+        for r in self.inputs.routes {
+            let Some(b) = &r.spec.budget_ref else { continue };
+            if !desired::selects(r.spec.pod_selector.as_ref(), &sidecar.labels) {
+                continue;
+            }
+            let key = ObjectKey {
+                namespace: self.inputs.namespace.to_owned(),
+                name: b.name.clone(),
+            };
+            let Some(spec) = self.inputs.budgets.get(&key) else {
+                continue;
+            };
+            if grants.contains_key(&key) {
+                continue;
+            }
+            if let Some(granted) = self.grant(&b.name, spec, &sidecar.uid) {
+                grants.insert(key, granted);
+            }
+        }
+        grants
+    }
+
+    /// Rolls the budget's period if it ended, then tops up `uid`'s allowance out of money
+    /// neither spent nor granted. `None` when the budget's period cannot be computed.
+    fn grant(&mut self, name: &str, spec: &BudgetSpec, uid: &str) -> Option<MicroUsd> {
+        let window = period::window_in(spec.period, &spec.time_zone, self.inputs.now).ok()?;
+        let totals = self.totals.entry(name.to_owned()).or_default();
+        if totals.roll(window.start) {
+            self.changed = true;
+            self.outstanding.remove(name);
+        }
+        let out = *self
+            .outstanding
+            .entry(name.to_owned())
+            .or_insert_with(|| outstanding_of(totals));
+        let free = allowance::free(spec.limit_usd, totals.spent, out);
+        let active = self.budget_pods.get(name).copied().unwrap_or(1);
+        let grant = totals.pods.entry(uid.to_owned()).or_default();
+        let target = allowance::target_headroom(spec.limit_usd, totals.spent, grant.recent, active);
+        let next = allowance::next_grant(&grant.use_(), target, free);
+        if next != grant.granted {
+            let before = grant.use_().headroom();
+            grant.granted = next;
+            self.changed = true;
+            // `out` includes `before`, so this is the sum over the pods as they are now.
+            self.outstanding
+                .insert(name.to_owned(), out.saturating_sub(before) + grant.use_().headroom());
+        }
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests;

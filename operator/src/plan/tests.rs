@@ -1,0 +1,236 @@
+#![allow(clippy::unwrap_used)]
+
+use sluice_crds::ModelRoute;
+
+use super::*;
+use crate::usage::ledger::PodGrant;
+
+const NS: &str = "team";
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey {
+        namespace: NS.into(),
+        name: name.into(),
+    }
+}
+
+fn route(name: &str, extra: &str) -> Arc<AcceptedRoute> {
+    let models = if extra.contains("models:") {
+        String::new()
+    } else {
+        format!("  models: [{name}-model]\n")
+    };
+    let text = format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n{models}  backends: [{{name: sim, provider: simulator, model: sim-1}}]\n{extra}"
+    );
+    let r: ModelRoute = serde_saphyr::from_str(&text).unwrap();
+    Arc::new(AcceptedRoute {
+        key: key(name),
+        generation: 1,
+        spec: r.spec,
+        credentials: BTreeMap::new(),
+    })
+}
+
+fn budget(limit: &str) -> BudgetSpec {
+    serde_json::from_value(serde_json::json!({"limitUSD": limit, "period": "daily", "timeZone": "Europe/Berlin"}))
+        .unwrap()
+}
+
+fn sidecar(uid: &str) -> Sidecar {
+    Sidecar {
+        uid: uid.into(),
+        name: format!("pod-{uid}"),
+        labels: BTreeMap::from([("app".to_owned(), "bot".to_owned())]),
+    }
+}
+
+fn usd(micros: u64) -> MicroUsd {
+    MicroUsd::new(micros)
+}
+
+/// 12:00 in Berlin on 2026-11-21; the day began at 2026-11-20T23:00:00Z.
+fn noon() -> Timestamp {
+    "2026-11-21T11:00:00Z".parse().unwrap()
+}
+
+struct World {
+    routes: Vec<Arc<AcceptedRoute>>,
+    budgets: BTreeMap<ObjectKey, BudgetSpec>,
+    pods: BTreeMap<String, BTreeMap<String, String>>,
+    sidecars: Vec<Sidecar>,
+}
+
+impl World {
+    fn new(routes: Vec<Arc<AcceptedRoute>>, limit: &str, uids: &[&str]) -> Self {
+        let sidecars: Vec<Sidecar> = uids.iter().map(|u| sidecar(u)).collect();
+        Self {
+            routes,
+            budgets: BTreeMap::from([(key("b"), budget(limit))]),
+            pods: sidecars.iter().map(|s| (s.uid.clone(), s.labels.clone())).collect(),
+            sidecars,
+        }
+    }
+
+    fn plan(&self, now: Timestamp, ledger: &BTreeMap<String, BudgetTotals>) -> Plan {
+        plan(
+            &Inputs {
+                namespace: NS,
+                now,
+                routes: &self.routes,
+                budgets: &self.budgets,
+                pods: &self.pods,
+                sidecars: &self.sidecars,
+            },
+            ledger,
+        )
+    }
+}
+
+fn allowance_of(p: &SidecarPlan) -> MicroUsd {
+    p.snapshot.budgets.iter().find(|b| b.key == key("b")).unwrap().allowance
+}
+
+#[test]
+fn limit_shares_split_the_route_limit_evenly_and_sum_to_it() {
+    let world = World::new(
+        vec![route(
+            "chat",
+            "  rateLimit: {requestsPerMinute: 90, tokensPerMinute: 1000}\n",
+        )],
+        "10",
+        &["a", "b", "c"],
+    );
+    let plan = world.plan(noon(), &BTreeMap::new());
+    let shares: Vec<LimitShare> = plan.sidecars.iter().map(|p| p.snapshot.routes[0].share).collect();
+    assert_eq!(
+        shares,
+        vec![
+            LimitShare {
+                requests_per_minute: Some(30),
+                tokens_per_minute: Some(333),
+            };
+            3
+        ]
+    );
+    let requests: u32 = shares.iter().filter_map(|s| s.requests_per_minute).sum();
+    assert_eq!(requests, 90);
+    // Rounded down: the parts never pass the limit.
+    let tokens: u32 = shares.iter().filter_map(|s| s.tokens_per_minute).sum();
+    assert_eq!(tokens, 999);
+}
+
+#[test]
+fn a_stored_pod_without_a_sidecar_still_takes_its_share() {
+    let mut world = World::new(
+        vec![route("chat", "  rateLimit: {requestsPerMinute: 10}\n")],
+        "10",
+        &["a"],
+    );
+    world.pods.insert("stored".into(), sidecar("stored").labels);
+    let plan = world.plan(noon(), &BTreeMap::new());
+    assert_eq!(plan.sidecars.len(), 1);
+    assert_eq!(plan.sidecars[0].snapshot.routes[0].share.requests_per_minute, Some(5));
+}
+
+#[test]
+fn allowances_give_each_pod_an_equal_share_of_what_is_left() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "10", &["a", "b"]);
+    let plan = world.plan(noon(), &BTreeMap::new());
+    let granted: Vec<MicroUsd> = plan.sidecars.iter().map(allowance_of).collect();
+    assert_eq!(granted, vec![usd(5_000_000), usd(5_000_000)]);
+    assert!(plan.ledger_changed);
+    let totals = &plan.budgets["b"];
+    assert_eq!(totals.period_start, Some("2026-11-20T23:00:00Z".parse().unwrap()));
+    assert_eq!(totals.pods["a"].granted, usd(5_000_000));
+    assert_eq!(totals.pods["b"].granted, usd(5_000_000));
+    assert_eq!(plan.outstanding["b"], usd(10_000_000));
+}
+
+#[test]
+fn grants_never_pass_the_limit_and_a_settled_plan_changes_nothing() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "10", &["a", "b"]);
+    let start: Timestamp = "2026-11-20T23:00:00Z".parse().unwrap();
+    // $4 spent, $2 of it by `a`, whose grant of $3 has $1 left (under half its $3 target).
+    let ledger = BTreeMap::from([(
+        "b".to_owned(),
+        BudgetTotals {
+            period_start: Some(start),
+            spent: usd(4_000_000),
+            pods: BTreeMap::from([
+                (
+                    "a".to_owned(),
+                    PodGrant {
+                        granted: usd(3_000_000),
+                        spent: usd(2_000_000),
+                        ..PodGrant::default()
+                    },
+                ),
+                (
+                    "b".to_owned(),
+                    PodGrant {
+                        granted: usd(5_000_000),
+                        spent: usd(2_000_000),
+                        ..PodGrant::default()
+                    },
+                ),
+            ]),
+            ..BudgetTotals::default()
+        },
+    )]);
+    let plan = world.plan(noon(), &ledger);
+    // Left: $10 − $4 = $6, $3 a pod. `a` has $1 headroom: topped up by $2 out of the free
+    // $6 − ($1 + $3) = $2, to $5. `b` has $3 headroom, at its target: unchanged.
+    let granted: Vec<MicroUsd> = plan.sidecars.iter().map(allowance_of).collect();
+    assert_eq!(granted, vec![usd(5_000_000), usd(5_000_000)]);
+    assert_eq!(plan.outstanding["b"], usd(6_000_000));
+    assert_eq!(plan.budgets["b"].spent + plan.outstanding["b"], usd(10_000_000));
+    assert!(plan.ledger_changed);
+    let again = world.plan(noon(), &plan.budgets);
+    assert!(!again.ledger_changed);
+    assert_eq!(again.budgets, plan.budgets);
+}
+
+#[test]
+fn a_new_period_starts_from_nothing_spent() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "10", &["a"]);
+    let yesterday: Timestamp = "2026-11-19T23:00:00Z".parse().unwrap();
+    let ledger = BTreeMap::from([(
+        "b".to_owned(),
+        BudgetTotals {
+            period_start: Some(yesterday),
+            spent: usd(9_000_000),
+            pods: BTreeMap::from([(
+                "a".to_owned(),
+                PodGrant {
+                    granted: usd(10_000_000),
+                    spent: usd(9_000_000),
+                    ..PodGrant::default()
+                },
+            )]),
+            ..BudgetTotals::default()
+        },
+    )]);
+    let plan = world.plan(noon(), &ledger);
+    let totals = &plan.budgets["b"];
+    assert_eq!(totals.period_start, Some("2026-11-20T23:00:00Z".parse().unwrap()));
+    assert_eq!(totals.spent, MicroUsd::ZERO);
+    assert_eq!(totals.pods["a"].spent, MicroUsd::ZERO);
+    assert_eq!(allowance_of(&plan.sidecars[0]), usd(10_000_000));
+    assert!(plan.ledger_changed);
+}
+
+#[test]
+fn a_route_claiming_a_served_model_is_left_out_and_named() {
+    let world = World::new(
+        vec![
+            route("a-first", "  models: [shared]\n"),
+            route("b-second", "  models: [shared]\n"),
+        ],
+        "10",
+        &["a"],
+    );
+    let plan = world.plan(noon(), &BTreeMap::new());
+    assert_eq!(plan.sidecars[0].snapshot.routes.len(), 1);
+    assert_eq!(plan.sidecars[0].conflicts, vec![key("b-second")]);
+}
