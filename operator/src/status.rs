@@ -157,18 +157,7 @@ pub async fn write_route(ctx: &Context, key: &ObjectKey) -> Result<()> {
     if route.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<ModelRoute> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status});
-    let result = api
-        .patch_status(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await;
-    ctx.metrics.wrote("modelroute", result.is_ok());
-    result?;
-    Ok(())
+    apply_status::<ModelRoute>(ctx, key, "ModelRoute", &status).await
 }
 
 /// Sets a budget status's conditions from its figures and the previous status; returns the
@@ -249,17 +238,7 @@ pub async fn write_budget(ctx: &Context, key: &ObjectKey) -> Result<()> {
     let invalid = ctx.verdicts.budget_invalid(key);
     let events = budget_conditions(&budget, &mut status, invalid, &Time(now));
     if budget.status.as_ref() != Some(&status) {
-        let api: Api<Budget> = Api::namespaced(ctx.client.clone(), &key.namespace);
-        let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": status});
-        let result = api
-            .patch_status(
-                &key.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await;
-        ctx.metrics.wrote("budget", result.is_ok());
-        result?;
+        apply_status::<Budget>(ctx, key, "Budget", &status).await?;
     }
     let reference = budget.object_ref(&());
     for (reason, note) in events {
@@ -274,6 +253,28 @@ pub async fn write_budget(ctx: &Context, key: &ObjectKey) -> Result<()> {
             tracing::warn!(budget = %key, error = %e, "could not publish an Event");
         }
     }
+    Ok(())
+}
+
+/// Writes `status` by server-side apply as the operator's field manager, and counts the write.
+async fn apply_status<K>(ctx: &Context, key: &ObjectKey, kind: &str, status: &impl serde::Serialize) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let patch = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": kind, "status": status});
+    let result = api
+        .patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    ctx.metrics.wrote(&kind.to_ascii_lowercase(), result.is_ok());
+    result?;
     Ok(())
 }
 
