@@ -9,11 +9,11 @@
 //!
 //! Another task sends usage reports ([`usage::Reports`]) every report interval.
 
+pub mod backoff;
 pub mod state;
 pub mod usage;
 
 use std::{
-    hash::BuildHasher,
     path::PathBuf,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::{
+    backoff::{Pacing, backoff, jitter, random},
     state::{SNAPSHOT_FILE, USAGE_FILE, UsageState},
     usage::Reports,
 };
@@ -83,6 +84,14 @@ pub enum ControlError {
     BadEvent(serde_json::Error),
 }
 
+impl ControlError {
+    /// Whether a replica that does not lead answered (DESIGN §6.4: only the leader serves
+    /// sidecars; the others refuse with 503).
+    pub fn is_follower_refusal(&self) -> bool {
+        matches!(self, Self::Refused { status, .. } if *status == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+    }
+}
+
 /// The shared state of the two tasks.
 #[derive(Debug)]
 struct Shared {
@@ -100,6 +109,9 @@ struct Shared {
     http: Mutex<Option<reqwest::Client>>,
 }
 
+/// The longest pause between two attempts of one ack.
+const ACK_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -108,20 +120,6 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub struct ControlClient {
     shared: Arc<Shared>,
-}
-
-/// The pause before reconnect attempt `attempt` (from 0): uniformly random up to
-/// `min(max, 200ms × 2^attempt)` ("full jitter"), with `random` in `0..=u64::MAX`.
-pub fn backoff(attempt: u32, max: Duration, random: u64) -> Duration {
-    let ceiling = Duration::from_millis(200)
-        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-        .min(max);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(random % millis.saturating_add(1))
-}
-
-fn random() -> u64 {
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
 }
 
 impl ControlClient {
@@ -205,7 +203,7 @@ impl ControlClient {
 
     async fn stream_until(&self, shutdown: CancellationToken) {
         let urls = self.shared.options.urls.clone();
-        let mut attempt = 0u32;
+        let mut pacing = Pacing::new(self.shared.options.max_backoff);
         let mut index = 0usize;
         loop {
             let url = urls.get(index % urls.len().max(1)).cloned().unwrap_or_default();
@@ -214,6 +212,7 @@ impl ControlClient {
                 r = self.stream_once(&url) => r,
                 () = shutdown.cancelled() => return,
             };
+            let follower = matches!(&result, Err(e) if e.is_follower_refusal());
             match result {
                 Ok(()) => tracing::warn!(url, "the config stream ended; reconnecting"),
                 Err(e) => {
@@ -225,13 +224,8 @@ impl ControlClient {
                     tracing::warn!(url, error = %crate::wire::with_causes(&e), "control plane unavailable; {serving}");
                 }
             }
-            // A stream that ran a while was healthy: start the backoff over.
-            if started.elapsed() > Duration::from_secs(30) {
-                attempt = 0;
-            }
             index += 1;
-            let pause = backoff(attempt, self.shared.options.max_backoff, random());
-            attempt = attempt.saturating_add(1);
+            let pause = jitter(pacing.next(follower, started.elapsed()), random());
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = shutdown.cancelled() => return,
@@ -252,6 +246,11 @@ impl ControlClient {
             return Err(ControlError::Refused { status, body });
         }
         *locked(&self.shared.url) = url.to_owned();
+        // An ack is retried while its stream lasts and no newer snapshot supersedes it (a
+        // late ack of an older version would make the operator think the sidecar behind).
+        let alive = CancellationToken::new();
+        let _ended = alive.clone().drop_guard();
+        let mut ack_scope = alive.child_token();
         let mut silent_after = Duration::from_secs(45);
         let mut body = response.bytes_stream();
         let mut buffer: Vec<u8> = Vec::new();
@@ -274,7 +273,11 @@ impl ControlClient {
                         silent_after = Duration::from_secs(hello.heartbeat_secs.max(1).saturating_mul(3));
                         self.hello(hello);
                     }
-                    WatchEvent::Snapshot(snapshot) => self.apply(&http, url, snapshot),
+                    WatchEvent::Snapshot(snapshot) => {
+                        ack_scope.cancel();
+                        ack_scope = alive.child_token();
+                        self.apply(&http, url, snapshot, ack_scope.clone());
+                    }
                     WatchEvent::Heartbeat => {}
                 }
             }
@@ -306,7 +309,7 @@ impl ControlClient {
         });
     }
 
-    fn apply(&self, http: &reqwest::Client, url: &str, snapshot: ConfigSnapshot) {
+    fn apply(&self, http: &reqwest::Client, url: &str, snapshot: ConfigSnapshot, ack_scope: CancellationToken) {
         match self.shared.store.apply(&snapshot) {
             Ok(changed) => {
                 if changed {
@@ -320,7 +323,12 @@ impl ControlClient {
                     version: snapshot.version,
                 };
                 let (http, url, client) = (http.clone(), url.to_owned(), self.clone());
-                tokio::spawn(async move { client.send_ack(&http, &url, &ack).await });
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = client.send_ack(http, &url, &ack) => {}
+                        () = ack_scope.cancelled() => {}
+                    }
+                });
             }
             Err(e) => {
                 tracing::error!(version = %snapshot.version, error = %e, "config refused; the running config stays");
@@ -328,33 +336,46 @@ impl ControlClient {
         }
     }
 
-    async fn send_ack(&self, http: &reqwest::Client, url: &str, ack: &ConfigAck) {
-        for _ in 0..3 {
-            let result = async {
-                let response = http
-                    .post(format!("{url}{ACK_PATH}"))
-                    .bearer_auth(self.token()?)
-                    .timeout(Duration::from_secs(10))
-                    .json(ack)
-                    .send()
-                    .await?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    let status = response.status();
-                    Err(ControlError::Refused {
-                        status,
-                        body: response.text().await.unwrap_or_default(),
-                    })
+    /// Sends `ack` until the operator takes it; the caller stops it when its stream ends.
+    ///
+    /// The first try shares the stream's connection, to the replica that sent the snapshot. A
+    /// failed one (that replica stopped leading, the connection broke) is retried on a new
+    /// connection each time, which behind a Service may reach another replica; a lost ack
+    /// would leave the sidecar counted out of sync.
+    async fn send_ack(&self, mut http: reqwest::Client, url: &str, ack: &ConfigAck) {
+        let mut attempt = 0u32;
+        loop {
+            match self.ack_once(&http, url, ack).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, version = %ack.version, "ack failed; retrying"),
+            }
+            tokio::time::sleep(backoff(attempt, ACK_MAX_BACKOFF, random())).await;
+            attempt = attempt.saturating_add(1);
+            match self.fresh_http() {
+                Ok(fresh) => http = fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot rebuild the control client; retrying the ack on the old one")
                 }
             }
-            .await;
-            match result {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(error = %e, version = %ack.version, "ack failed"),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    async fn ack_once(&self, http: &reqwest::Client, url: &str, ack: &ConfigAck) -> Result<(), ControlError> {
+        let response = http
+            .post(format!("{url}{ACK_PATH}"))
+            .bearer_auth(self.token()?)
+            .timeout(Duration::from_secs(10))
+            .json(ack)
+            .send()
+            .await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        Err(ControlError::Refused {
+            status,
+            body: response.text().await.unwrap_or_default(),
+        })
     }
 
     fn save_usage(&self) {
@@ -372,6 +393,9 @@ impl ControlClient {
             }
             if let Err(e) = self.report_once().await {
                 tracing::warn!(error = %e, "usage report not acked yet; it will be resent");
+                // Its connection may lead to a replica that does not lead (any more): the
+                // resend opens a new one.
+                *locked(&self.shared.http) = None;
             }
         }
     }

@@ -7,7 +7,11 @@ use sluice_crds::{
     control::{Hello, PodIdentity},
 };
 
-use super::{backoff, state, usage::Reports};
+use super::{
+    backoff::{LEADER_SEARCH_MAX_BACKOFF, LEADER_SEARCH_TRIES, Pacing, backoff},
+    state,
+    usage::Reports,
+};
 use crate::accounting::ledger::UsageLedger;
 
 #[test]
@@ -19,6 +23,50 @@ fn backoff_doubles_from_200ms_up_to_the_cap_with_full_jitter() {
     assert_eq!(backoff(30, max, 30_000), max);
     assert_eq!(backoff(4, max, 0), Duration::ZERO);
     assert!(backoff(4, max, u64::MAX) <= Duration::from_millis(3200));
+}
+
+#[test]
+fn a_followers_refusal_is_retried_within_two_seconds_then_the_usual_backoff_takes_over() {
+    let max = Duration::from_secs(30);
+    let short = Duration::from_millis(10);
+    let mut pacing = Pacing::new(max);
+    let ms = Duration::from_millis;
+    let search: Vec<Duration> = (0..LEADER_SEARCH_TRIES).map(|_| pacing.next(true, short)).collect();
+    assert_eq!(
+        &search[..5],
+        &[ms(200), ms(400), ms(800), ms(1600), LEADER_SEARCH_MAX_BACKOFF]
+    );
+    assert!(
+        search[5..].iter().all(|p| *p == LEADER_SEARCH_MAX_BACKOFF),
+        "{search:?}"
+    );
+    // Still no leader after all those tries: the operator is as good as away.
+    assert_eq!(pacing.next(true, short), ms(200));
+    assert_eq!(pacing.next(true, short), ms(400));
+}
+
+#[test]
+fn a_followers_refusal_does_not_inherit_the_backoff_of_an_operator_that_was_away() {
+    let max = Duration::from_secs(30);
+    let short = Duration::from_millis(10);
+    let mut pacing = Pacing::new(max);
+    for _ in 0..12 {
+        pacing.next(false, short);
+    }
+    assert_eq!(pacing.next(false, short), max);
+    assert_eq!(pacing.next(true, short), Duration::from_millis(200));
+    // A failure of another kind goes on from where the away-backoff was.
+    assert_eq!(pacing.next(false, short), max);
+}
+
+#[test]
+fn a_stream_that_ran_a_while_starts_both_backoffs_over() {
+    let max = Duration::from_secs(30);
+    let mut pacing = Pacing::new(max);
+    for _ in 0..12 {
+        pacing.next(false, Duration::from_millis(10));
+    }
+    assert_eq!(pacing.next(false, Duration::from_secs(31)), Duration::from_millis(200));
 }
 
 fn delta(cost: u64) -> UsageDelta {
