@@ -35,6 +35,8 @@ pub mod route_controller;
 pub mod serve;
 pub mod sessions;
 pub mod status;
+#[cfg(test)]
+mod testing;
 pub mod usage;
 pub mod verdicts;
 pub mod webhook;

@@ -416,3 +416,6 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests;
