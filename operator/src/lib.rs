@@ -17,6 +17,7 @@ pub mod allowance;
 pub mod budget_controller;
 pub mod ca_publisher;
 pub mod certs;
+pub mod cli;
 pub mod conditions;
 pub mod context;
 pub mod control_server;

@@ -2,7 +2,7 @@
 //! ledger, the ledger persisted in one write, the statuses written, and only then the reports
 //! acked; and the flusher doing it every `status_interval`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use sluice_crds::{ObjectKey, Outcome, UsageDelta, UsageReport, control::PodIdentity};
@@ -62,8 +62,34 @@ fn budget_spec() -> Value {
     json!({"limitUSD": "100", "period": "never", "alertThresholds": [50]})
 }
 
-fn status_apply(status: &Value) -> Value {
-    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status})
+/// The status apply of route `chat` (spec `extra`) with `status`, answered.
+fn route_status(extra: Value, status: Value) -> Call {
+    let apply = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status});
+    Call::apply(&status_path("modelroutes", "chat"), apply).answers(stored(chat_route(1, extra, status)))
+}
+
+/// Route `chat`'s usage after `reports` reports from [`submit`] costing `cost` USD in all.
+fn chat_usage(reports: u64, cost: &str) -> Value {
+    json!({
+        "requests": 2 * reports, "errors": 0, "failovers": reports, "cacheHits": 0,
+        "inputTokens": 100 * reports, "outputTokens": 10 * reports, "costUSD": cost,
+    })
+}
+
+/// The ledger after one free report of pod `a` on a route without a budget.
+fn one_free_report() -> Value {
+    json!({
+        "pods": {"uid-a": {"name": "a", "sequence": 1}},
+        "routes": {"chat": {"usage": chat_usage(1, "0.000000"), "backends": {"openai": {"requests": 2, "errors": 0}}}},
+        "budgets": {},
+        "accepted": {},
+    })
+}
+
+/// Runs one flush in a task of its own, so the test can answer its calls.
+fn flushing(ctx: &Arc<Context>) -> tokio::task::JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move { flush(&ctx).await })
 }
 
 const LEDGER_REPLACE: &str = "/api/v1/namespaces/team-a/configmaps/sluice-usage?&fieldManager=sluice-operator";
@@ -79,10 +105,7 @@ async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_ack
     // Field order as persisted: the ledger's text is compared to the letter.
     let after = json!({
         "pods": {"uid-a": {"name": "a", "sequence": 4}, "uid-b": {"name": "b", "sequence": 1}},
-        "routes": {"chat": {
-            "usage": {"requests": 4, "errors": 0, "failovers": 2, "cacheHits": 0, "inputTokens": 200, "outputTokens": 20, "costUSD": "0.001750"},
-            "backends": {"openai": {"requests": 4, "errors": 0}},
-        }},
+        "routes": {"chat": {"usage": chat_usage(2, "0.001750"), "backends": {"openai": {"requests": 4, "errors": 0}}}},
         "budgets": {"monthly": {
             "periodStart": "1970-01-01T00:00:00Z", "spentUSD": "0.001750",
             "byRoute": {"chat": "0.001750"}, "byModel": {"gpt-4.1": "0.001750"},
@@ -93,9 +116,9 @@ async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_ack
         }},
         "accepted": {},
     });
-    let route_status = json!({
+    let route = json!({
         "sidecars": {"desired": 0, "inSync": 0, "outdated": 0},
-        "usage": {"requests": 4, "errors": 0, "failovers": 2, "cacheHits": 0, "inputTokens": 200, "outputTokens": 20, "costUSD": "0.001750"},
+        "usage": chat_usage(2, "0.001750"),
         "backends": [{"name": "openai", "healthy": true, "circuit": "closed", "requests": 4, "errors": 0}],
     });
     let spent = "0.001750 of 100.000000 USD spent";
@@ -109,10 +132,7 @@ async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_ack
             condition("ThresholdReached", false, "BelowThresholds", spent, 1, NOW),
         ],
     });
-    let flushing = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { flush(&ctx).await }
-    });
+    let flushing = flushing(&ctx);
 
     server
         .answer(Call::get(LEDGER_PATH).answers(ledger_configmap(&before, Some("7"))))
@@ -124,13 +144,7 @@ async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_ack
         )
         .await;
     server
-        .answer(
-            Call::apply(&status_path("modelroutes", "chat"), status_apply(&route_status)).answers(stored(chat_route(
-                1,
-                json!({"budgetRef": {"name": "monthly"}}),
-                route_status,
-            ))),
-        )
+        .answer(route_status(json!({"budgetRef": {"name": "monthly"}}), route))
         .await;
     assert!(
         unanswered(&mut ack_a) && unanswered(&mut ack_b),
@@ -160,10 +174,7 @@ async fn a_resent_report_is_acked_with_the_sequence_already_applied_and_counts_n
         "pods": {"uid-a": {"name": "a", "sequence": 4}}, "routes": {}, "budgets": {}, "accepted": {},
     });
     let ack = submit(&ctx, "a", 4, 1_500);
-    let flushing = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { flush(&ctx).await }
-    });
+    let flushing = flushing(&ctx);
 
     server
         .answer(Call::get(LEDGER_PATH).answers(ledger_configmap(&ledger, Some("7"))))
@@ -190,19 +201,8 @@ async fn a_ledger_changed_by_another_writer_fails_the_reports_and_is_read_again(
     spending_route(&mut caches);
     let before = json!({"pods": {}, "routes": {}, "budgets": {}, "accepted": {}});
     let ack = submit(&ctx, "a", 1, 0);
-    let after = json!({
-        "pods": {"uid-a": {"name": "a", "sequence": 1}},
-        "routes": {"chat": {
-            "usage": {"requests": 2, "errors": 0, "failovers": 1, "cacheHits": 0, "inputTokens": 100, "outputTokens": 10, "costUSD": "0.000000"},
-            "backends": {"openai": {"requests": 2, "errors": 0}},
-        }},
-        "budgets": {},
-        "accepted": {},
-    });
-    let flushing = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { flush(&ctx).await }
-    });
+    let after = one_free_report();
+    let flushing = flushing(&ctx);
 
     server
         .answer(Call::get(LEDGER_PATH).answers(ledger_configmap(&before, Some("7"))))
@@ -248,15 +248,8 @@ async fn the_flusher_writes_a_queued_report_at_its_next_tick_and_waits_out_an_un
         async move { run_flusher(&ctx, shutdown).await }
     });
     let counts = json!({"desired": 0, "inSync": 0, "outdated": 0});
-    let marked = json!({"sidecars": counts});
     server
-        .answer(
-            Call::apply(&status_path("modelroutes", "chat"), status_apply(&marked)).answers(stored(chat_route(
-                1,
-                json!({}),
-                marked,
-            ))),
-        )
+        .answer(route_status(json!({}), json!({"sidecars": counts})))
         .await;
     assert_eq!(start.elapsed(), Duration::ZERO, "the first tick comes at once");
     let mut ack = submit(&ctx, "a", 1, 0);
@@ -279,15 +272,7 @@ async fn the_flusher_writes_a_queued_report_at_its_next_tick_and_waits_out_an_un
         .answer(Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage"))
         .await;
     assert_eq!(start.elapsed(), Duration::from_secs(4), "retried at the next tick");
-    let ledger = json!({
-        "pods": {"uid-a": {"name": "a", "sequence": 1}},
-        "routes": {"chat": {
-            "usage": {"requests": 2, "errors": 0, "failovers": 1, "cacheHits": 0, "inputTokens": 100, "outputTokens": 10, "costUSD": "0.000000"},
-            "backends": {"openai": {"requests": 2, "errors": 0}},
-        }},
-        "budgets": {},
-        "accepted": {},
-    });
+    let ledger = one_free_report();
     server
         .answer(
             Call::post(
@@ -299,18 +284,10 @@ async fn the_flusher_writes_a_queued_report_at_its_next_tick_and_waits_out_an_un
         .await;
     let status = json!({
         "sidecars": counts,
-        "usage": {"requests": 2, "errors": 0, "failovers": 1, "cacheHits": 0, "inputTokens": 100, "outputTokens": 10, "costUSD": "0.000000"},
+        "usage": chat_usage(1, "0.000000"),
         "backends": [{"name": "openai", "healthy": true, "circuit": "closed", "requests": 2, "errors": 0}],
     });
-    server
-        .answer(
-            Call::apply(&status_path("modelroutes", "chat"), status_apply(&status)).answers(stored(chat_route(
-                1,
-                json!({}),
-                status,
-            ))),
-        )
-        .await;
+    server.answer(route_status(json!({}), status)).await;
     assert_eq!((&mut ack).await.unwrap(), Ok(1));
     // Shutting down flushes once more: nothing is left, so nothing is written.
     shutdown.cancel();
