@@ -316,3 +316,37 @@ async fn a_route_without_a_namespace_fails_without_a_call() {
         "{result:?}"
     );
 }
+
+#[test]
+fn a_changed_secret_or_budget_requeues_only_the_routes_of_its_namespace_that_name_it() {
+    let (store, mut writer) = reflector::store::<ModelRoute>();
+    let route = |namespace: &str, name: &str, secret: &str, budget: Option<&str>| {
+        let mut route = chat_route(1, json!({}), Value::Null);
+        route["metadata"]["namespace"] = json!(namespace);
+        route["metadata"]["name"] = json!(name);
+        route["spec"]["backends"][0]["credentialsRef"]["name"] = json!(secret);
+        if let Some(budget) = budget {
+            route["spec"]["budgetRef"] = json!({"name": budget});
+        }
+        object::<ModelRoute>(route)
+    };
+    for r in [
+        route(NS, "chat", "openai", Some("monthly")),
+        route(NS, "summarize", "deepseek", Some("monthly")),
+        route("team-b", "chat", "openai", Some("monthly")),
+    ] {
+        writer.apply_watcher_event(&watcher::Event::Apply(r));
+    }
+    let names = |refs: Vec<ObjectRef<ModelRoute>>| {
+        let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
+    };
+
+    assert_eq!(names(routes_using(&store, NS, |s| names_secret(s, "openai"))), ["chat"]);
+    assert_eq!(
+        names(routes_using(&store, NS, |s| names_budget(s, "monthly"))),
+        ["chat", "summarize"]
+    );
+    assert!(routes_using(&store, NS, |s| names_budget(s, "weekly")).is_empty());
+}
