@@ -33,6 +33,8 @@ use crate::{
     metrics::Metrics,
 };
 
+pub mod fixtures;
+
 /// How long a test waits for a call that should come (or for the verifier to finish). Under a
 /// paused clock this passes at once when nothing else can run, so a missing call fails fast.
 const BOUND: Duration = Duration::from_secs(5);
@@ -373,91 +375,4 @@ pub fn reports(ctx: &Context, result: &str) -> u64 {
         result: result.to_owned(),
     };
     ctx.metrics.usage_reports.get_or_create(&labels).get()
-}
-
-/// The namespace every fixture lives in.
-pub const NS: &str = "team-a";
-/// A transition time from before the test, which a condition that keeps its status keeps.
-pub const EARLIER: &str = "2025-06-01T00:00:00Z";
-
-/// The path of the ledger ConfigMap of [`NS`].
-pub const LEDGER_PATH: &str = "/api/v1/namespaces/team-a/configmaps/sluice-usage";
-
-/// The status subresource of a `sluice.dev` object of [`NS`], applied as the operator.
-pub fn status_path(resource: &str, name: &str) -> String {
-    format!(
-        "/apis/sluice.dev/v1alpha1/namespaces/team-a/{resource}/{name}/status?&force=true&fieldManager=sluice-operator"
-    )
-}
-
-/// The `metav1.Condition` JSON the operator writes.
-pub fn condition(kind: &str, status: bool, reason: &str, message: &str, generation: i64, since: &str) -> Value {
-    json!({
-        "lastTransitionTime": since, "message": message, "observedGeneration": generation,
-        "reason": reason, "status": if status { "True" } else { "False" }, "type": kind,
-    })
-}
-
-/// The ledger ConfigMap of [`NS`] holding `ledger` (a JSON document), at `resource_version`
-/// (`None`: as created, before the API server gives it one).
-pub fn ledger_configmap(ledger: &Value, resource_version: Option<&str>) -> Value {
-    let mut cm = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {
-            "name": "sluice-usage", "namespace": NS,
-            "labels": {"app.kubernetes.io/managed-by": "sluice-operator"},
-        },
-        "data": {"ledger.json": ledger.to_string()},
-    });
-    if let Some(version) = resource_version {
-        cm["metadata"]["resourceVersion"] = json!(version);
-    }
-    cm
-}
-
-/// The Secret `openai` of [`NS`] with `data` (values base64).
-pub fn secret(data: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "openai", "namespace": NS, "resourceVersion": "40"},
-        "data": data,
-    })
-}
-
-/// The ModelRoute `chat` of [`NS`]: one priced OpenAI backend keyed by Secret `openai`, with
-/// `extra` merged into its spec and `status` as given.
-pub fn chat_route(generation: i64, extra: Value, status: Value) -> Value {
-    let mut spec = json!({
-        "models": ["chat"],
-        "backends": [{
-            "name": "openai", "provider": "openai", "model": "gpt-4.1",
-            "credentialsRef": {"name": "openai", "key": "apiKey"},
-            "pricing": {"inputPerMTok": "2.00", "outputPerMTok": "8.00"},
-        }],
-    });
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    let mut route = json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute",
-        "metadata": {"name": "chat", "namespace": NS, "uid": "route-uid", "generation": generation, "resourceVersion": "100"},
-        "spec": spec,
-    });
-    if !status.is_null() {
-        route["status"] = status;
-    }
-    route
-}
-
-/// The Budget `monthly` of [`NS`] with `spec` and `status` as given.
-pub fn monthly_budget(spec: Value, status: Value) -> Value {
-    let mut budget = json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Budget",
-        "metadata": {"name": "monthly", "namespace": NS, "uid": "budget-uid", "generation": 1, "resourceVersion": "200"},
-        "spec": spec,
-    });
-    if !status.is_null() {
-        budget["status"] = status;
-    }
-    budget
 }

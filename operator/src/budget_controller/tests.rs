@@ -8,8 +8,12 @@ use sluice_crds::ObjectKey;
 
 use super::*;
 use crate::testing::{
-    Call, EARLIER, LEDGER_PATH, NOW, NS, condition, ledger_configmap, mocked, monthly_budget, object, status_path,
-    stored, verified,
+    Call, NOW,
+    fixtures::{
+        EARLIER, LEDGER_PATH, NS, budget_status, condition, counting, exhausted, ledger_configmap, monthly_budget,
+        spent_of_100, status_path, threshold,
+    },
+    mocked, object, stored, verified,
 };
 
 #[test]
@@ -34,16 +38,6 @@ fn ledger_spending(spent: &str) -> Value {
         "periodStart": "1970-01-01T00:00:00Z", "spentUSD": spent,
         "byRoute": {"chat": spent}, "byModel": {"gpt-4.1": spent},
     }}})
-}
-
-/// The figures of a budget status for `spent` of 100 USD in the never-ending period.
-fn figures(spent: &str, remaining: &str, conditions: Value) -> Value {
-    json!({
-        "observedGeneration": 1, "periodStart": "1970-01-01T00:00:00+00:00",
-        "spentUSD": spent, "remainingUSD": remaining,
-        "byRoute": {"chat": spent}, "byModel": {"gpt-4.1": spent},
-        "conditions": conditions,
-    })
 }
 
 fn status_apply(status: &Value) -> Value {
@@ -73,15 +67,11 @@ async fn a_valid_budget_gets_ready_and_the_spend_in_its_ledger_in_one_status_app
     let (ctx, mut caches) = Context::for_tests(client);
     let budget = monthly_budget(spec(&[50, 80]), Value::Null);
     caches.budget(&object(budget.clone()));
-    let spent = "12.500000 of 100.000000 USD spent";
-    let status = figures(
-        "12.500000",
+    let spent = "12.500000";
+    let status = budget_status(
+        spent,
         "87.500000",
-        json!([
-            condition("Ready", true, "Counting", "", 1, NOW),
-            condition("Exhausted", false, "WithinLimit", spent, 1, NOW),
-            condition("ThresholdReached", false, "BelowThresholds", spent, 1, NOW),
-        ]),
+        [counting(NOW), exhausted(false, spent, NOW), threshold(None, spent, NOW)],
     );
     let verifier = server.run(vec![
         Call::get(LEDGER_PATH).answers(ledger_configmap(&ledger_spending("12.5"), Some("5"))),
@@ -104,24 +94,17 @@ async fn a_budget_crossing_a_threshold_says_which_and_announces_it_once() {
     let (ctx, mut caches) = Context::for_tests(client);
     let budget = monthly_budget(spec(&[50, 80]), Value::Null);
     caches.budget(&object(budget.clone()));
-    let spent = "85.000000 of 100.000000 USD spent";
-    let status = figures(
-        "85.000000",
+    let spent = "85.000000";
+    let status = budget_status(
+        spent,
         "15.000000",
-        json!([
-            condition("Ready", true, "Counting", "", 1, NOW),
-            condition("Exhausted", false, "WithinLimit", spent, 1, NOW),
-            condition(
-                "ThresholdReached",
-                true,
-                "ThresholdCrossed",
-                &format!("80% of the limit reached: {spent}"),
-                1,
-                NOW
-            ),
-        ]),
+        [
+            counting(NOW),
+            exhausted(false, spent, NOW),
+            threshold(Some(80), spent, NOW),
+        ],
     );
-    let note = format!("Budget crossed 80% of its limit: {spent}");
+    let note = format!("Budget crossed 80% of its limit: {}", spent_of_100(spent));
     let verifier = server.run(vec![
         Call::get(LEDGER_PATH).answers(ledger_configmap(&ledger_spending("85"), Some("5"))),
         Call::apply(&status_path("budgets", "monthly"), status_apply(&status))
@@ -142,22 +125,15 @@ async fn a_budget_crossing_a_threshold_says_which_and_announces_it_once() {
 async fn a_threshold_recorded_in_status_is_not_announced_again_after_a_restart() {
     let (client, server) = mocked();
     let (ctx, mut caches) = Context::for_tests(client);
-    let spent = "85.000000 of 100.000000 USD spent";
-    let current = figures(
-        "85.000000",
+    let spent = "85.000000";
+    let current = budget_status(
+        spent,
         "15.000000",
-        json!([
-            condition("Ready", true, "Counting", "", 1, EARLIER),
-            condition("Exhausted", false, "WithinLimit", spent, 1, EARLIER),
-            condition(
-                "ThresholdReached",
-                true,
-                "ThresholdCrossed",
-                &format!("80% of the limit reached: {spent}"),
-                1,
-                EARLIER
-            ),
-        ]),
+        [
+            counting(EARLIER),
+            exhausted(false, spent, EARLIER),
+            threshold(Some(80), spent, EARLIER),
+        ],
     );
     let budget = monthly_budget(spec(&[50, 80]), current);
     caches.budget(&object(budget.clone()));
@@ -178,52 +154,38 @@ async fn a_threshold_recorded_in_status_is_not_announced_again_after_a_restart()
 async fn a_budget_reaching_its_limit_announces_the_last_threshold_and_exhaustion() {
     let (client, server) = mocked();
     let (ctx, mut caches) = Context::for_tests(client);
-    let before = "85.000000 of 100.000000 USD spent";
-    let earlier = figures(
-        "85.000000",
+    let before = "85.000000";
+    let earlier = budget_status(
+        before,
         "15.000000",
-        json!([
-            condition("Ready", true, "Counting", "", 1, EARLIER),
-            condition("Exhausted", false, "WithinLimit", before, 1, EARLIER),
-            condition(
-                "ThresholdReached",
-                true,
-                "ThresholdCrossed",
-                &format!("80% of the limit reached: {before}"),
-                1,
-                EARLIER
-            ),
-        ]),
+        [
+            counting(EARLIER),
+            exhausted(false, before, EARLIER),
+            threshold(Some(80), before, EARLIER),
+        ],
     );
     let budget = monthly_budget(spec(&[50, 80, 100]), earlier);
     caches.budget(&object(budget.clone()));
-    let spent = "100.000000 of 100.000000 USD spent";
-    let status = figures(
-        "100.000000",
+    let spent = "100.000000";
+    // A threshold is still reached: that status holds, so its transition time stays.
+    let status = budget_status(
+        spent,
         "0.000000",
-        json!([
-            condition("Ready", true, "Counting", "", 1, EARLIER),
-            condition("Exhausted", true, "LimitReached", spent, 1, NOW),
-            // Still reached: the status holds, so the transition time stays.
-            condition(
-                "ThresholdReached",
-                true,
-                "ThresholdCrossed",
-                &format!("100% of the limit reached: {spent}"),
-                1,
-                EARLIER
-            ),
-        ]),
+        [
+            counting(EARLIER),
+            exhausted(true, spent, NOW),
+            threshold(Some(100), spent, EARLIER),
+        ],
     );
-    let crossed = format!("Budget crossed 100% of its limit: {spent}");
-    let exhausted = format!("Budget exhausted: {spent}");
+    let crossed = format!("Budget crossed 100% of its limit: {}", spent_of_100(spent));
+    let gone = format!("Budget exhausted: {}", spent_of_100(spent));
     let verifier = server.run(vec![
         Call::get(LEDGER_PATH).answers(ledger_configmap(&ledger_spending("100"), Some("5"))),
         Call::apply(&status_path("budgets", "monthly"), status_apply(&status))
             .answers(stored(monthly_budget(spec(&[50, 80, 100]), status))),
         Call::post(EVENTS, warning("ThresholdCrossed", &crossed))
             .creates(stored(warning("ThresholdCrossed", &crossed))),
-        Call::post(EVENTS, warning("Exhausted", &exhausted)).creates(stored(warning("Exhausted", &exhausted))),
+        Call::post(EVENTS, warning("Exhausted", &gone)).creates(stored(warning("Exhausted", &gone))),
     ]);
 
     let action = verified(ctx, verifier, async |ctx| {
@@ -241,15 +203,15 @@ async fn an_invalid_budget_gets_a_ready_condition_naming_the_field_and_keeps_cou
     let budget = monthly_budget(spec(&[80, 80]), Value::Null);
     caches.budget(&object(budget.clone()));
     let why = "spec.alertThresholds[1]: duplicate threshold 80 (also spec.alertThresholds[0])";
-    let spent = "12.500000 of 100.000000 USD spent";
-    let status = figures(
-        "12.500000",
+    let spent = "12.500000";
+    let status = budget_status(
+        spent,
         "87.500000",
-        json!([
+        [
             condition("Ready", false, "Invalid", why, 1, NOW),
-            condition("Exhausted", false, "WithinLimit", spent, 1, NOW),
-            condition("ThresholdReached", false, "BelowThresholds", spent, 1, NOW),
-        ]),
+            exhausted(false, spent, NOW),
+            threshold(None, spent, NOW),
+        ],
     );
     let verifier = server.run(vec![
         Call::get(LEDGER_PATH).answers(ledger_configmap(&ledger_spending("12.5"), Some("5"))),

@@ -10,8 +10,9 @@ use sluice_crds::ApiKey;
 
 use super::*;
 use crate::testing::{
-    Call, EARLIER, LEDGER_PATH, NOW, NS, chat_route, condition, ledger_configmap, mocked, object, secret, status_path,
-    stored, verified,
+    Call, NOW,
+    fixtures::{EARLIER, LEDGER_PATH, NS, chat_route, condition, ledger_configmap, secret, status_path},
+    mocked, object, stored, verified,
 };
 
 const SECRET_PATH: &str = "/api/v1/namespaces/team-a/secrets/openai";

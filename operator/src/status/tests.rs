@@ -9,7 +9,11 @@ use super::*;
 use crate::{
     ledgers::NamespaceLedger,
     testing::{
-        Call, EARLIER, NS, chat_route, condition, mocked, monthly_budget, object, status_path, stored, verified, writes,
+        Call,
+        fixtures::{
+            EARLIER, NS, budget_status, chat_route, counting, exhausted, monthly_budget, status_path, threshold,
+        },
+        mocked, object, stored, verified, writes,
     },
 };
 
@@ -108,16 +112,16 @@ async fn a_budget_status_write_keeps_the_reconcilers_conditions_and_their_times(
     let (client, server) = mocked();
     let (ctx, mut caches) = Context::for_tests(client);
     let spec = json!({"limitUSD": "100", "period": "never", "alertThresholds": [50]});
-    let before = "0.000000 of 100.000000 USD spent";
-    let written = json!({
-        "observedGeneration": 1, "periodStart": "1970-01-01T00:00:00+00:00",
-        "spentUSD": "0.000000", "remainingUSD": "100.000000",
-        "conditions": [
-            condition("Ready", true, "Counting", "", 1, EARLIER),
-            condition("Exhausted", false, "WithinLimit", before, 1, EARLIER),
-            condition("ThresholdReached", false, "BelowThresholds", before, 1, EARLIER),
+    let before = "5.000000";
+    let written = budget_status(
+        before,
+        "95.000000",
+        [
+            counting(EARLIER),
+            exhausted(false, before, EARLIER),
+            threshold(None, before, EARLIER),
         ],
-    });
+    );
     caches.budget(&object(monthly_budget(spec.clone(), written)));
     load_ledger(
         &ctx,
@@ -127,17 +131,16 @@ async fn a_budget_status_write_keeps_the_reconcilers_conditions_and_their_times(
         }}}),
     );
     ctx.marks.budgets([key("monthly")]);
-    let now = "7.000000 of 100.000000 USD spent";
-    let status = json!({
-        "observedGeneration": 1, "periodStart": "1970-01-01T00:00:00+00:00",
-        "spentUSD": "7.000000", "remainingUSD": "93.000000",
-        "byRoute": {"chat": "7.000000"}, "byModel": {"gpt-4.1": "7.000000"},
-        "conditions": [
-            condition("Ready", true, "Counting", "", 1, EARLIER),
-            condition("Exhausted", false, "WithinLimit", now, 1, EARLIER),
-            condition("ThresholdReached", false, "BelowThresholds", now, 1, EARLIER),
+    let now = "7.000000";
+    let status = budget_status(
+        now,
+        "93.000000",
+        [
+            counting(EARLIER),
+            exhausted(false, now, EARLIER),
+            threshold(None, now, EARLIER),
         ],
-    });
+    );
     let apply = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": status});
     let verifier = server.run(vec![
         Call::apply(&status_path("budgets", "monthly"), apply).answers(stored(monthly_budget(spec, status))),

@@ -13,8 +13,12 @@ use super::delta;
 use crate::{
     context::Context,
     testing::{
-        Call, LEDGER_PATH, NOW, NS, chat_route, condition, ledger_configmap, mocked, monthly_budget, object, reports,
-        status_path, stored, writes,
+        Call, NOW,
+        fixtures::{
+            LEDGER_PATH, NS, budget_status, chat_route, counting, exhausted, ledger_configmap, monthly_budget,
+            status_path, threshold,
+        },
+        mocked, object, reports, stored, writes,
     },
     usage::{flush, run_flusher},
 };
@@ -121,17 +125,12 @@ async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_ack
         "usage": chat_usage(2, "0.001750"),
         "backends": [{"name": "openai", "healthy": true, "circuit": "closed", "requests": 4, "errors": 0}],
     });
-    let spent = "0.001750 of 100.000000 USD spent";
-    let budget_status = json!({
-        "observedGeneration": 1, "periodStart": "1970-01-01T00:00:00+00:00",
-        "spentUSD": "0.001750", "remainingUSD": "99.998250",
-        "byRoute": {"chat": "0.001750"}, "byModel": {"gpt-4.1": "0.001750"},
-        "conditions": [
-            condition("Ready", true, "Counting", "", 1, NOW),
-            condition("Exhausted", false, "WithinLimit", spent, 1, NOW),
-            condition("ThresholdReached", false, "BelowThresholds", spent, 1, NOW),
-        ],
-    });
+    let spent = "0.001750";
+    let budget = budget_status(
+        spent,
+        "99.998250",
+        [counting(NOW), exhausted(false, spent, NOW), threshold(None, spent, NOW)],
+    );
     let flushing = flushing(&ctx);
 
     server
@@ -150,11 +149,11 @@ async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_ack
         unanswered(&mut ack_a) && unanswered(&mut ack_b),
         "acked before every status was written"
     );
-    let budget_apply = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": budget_status});
+    let budget_apply = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Budget", "status": budget});
     server
         .answer(
             Call::apply(&status_path("budgets", "monthly"), budget_apply)
-                .answers(stored(monthly_budget(budget_spec(), budget_status))),
+                .answers(stored(monthly_budget(budget_spec(), budget))),
         )
         .await;
     flushing.await.unwrap();
