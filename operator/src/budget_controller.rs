@@ -92,21 +92,4 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<Budget>, sh
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_daily_budget_wakes_just_after_local_midnight() {
-        let budget = Budget::new(
-            "b",
-            serde_json::from_value(
-                serde_json::json!({"limitUSD": "1", "period": "daily", "timeZone": "Europe/Berlin"}),
-            )
-            .unwrap(),
-        );
-        // 22:30 UTC = 23:30 in Berlin: 30 minutes (and a second) to go.
-        let now: Timestamp = "2026-11-21T22:30:00Z".parse().unwrap();
-        assert_eq!(until_next_period(&budget, now), Duration::from_secs(1801));
-    }
-}
+mod tests;

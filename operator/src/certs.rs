@@ -64,9 +64,8 @@ impl std::fmt::Debug for Generated {
     }
 }
 
-/// Makes a CA and a serving certificate for `names` (DNS names or IP addresses).
-pub fn generate(names: &[String]) -> Result<Generated, CertError> {
-    let ca_key = KeyPair::generate()?;
+/// The parameters of the operator's CA: it signs certificates, named `sluice-operator CA`.
+fn ca_params() -> Result<CertificateParams, CertError> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "sluice-operator CA");
@@ -75,9 +74,11 @@ pub fn generate(names: &[String]) -> Result<Generated, CertError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate()?;
+    Ok(ca)
+}
+
+/// The parameters of a serving certificate for `names`, named after the first of them.
+fn leaf_params(names: &[String]) -> Result<CertificateParams, CertError> {
     let mut leaf = CertificateParams::new(names.to_vec())?;
     leaf.distinguished_name.push(
         DnType::CommonName,
@@ -85,7 +86,17 @@ pub fn generate(names: &[String]) -> Result<Generated, CertError> {
     );
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok(leaf)
+}
+
+/// Makes a CA and a serving certificate for `names` (DNS names or IP addresses).
+pub fn generate(names: &[String]) -> Result<Generated, CertError> {
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params()?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = leaf_params(names)?.signed_by(&key, &issuer)?;
     Ok(Generated {
         ca_pem: ca_cert.pem(),
         cert_pem: cert.pem(),
@@ -93,8 +104,11 @@ pub fn generate(names: &[String]) -> Result<Generated, CertError> {
     })
 }
 
-/// A rustls server config for a PEM chain and key, offering HTTP/2 and HTTP/1.1.
-pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, CertError> {
+/// A PEM chain (at least one certificate) and its private key.
+fn chain_and_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CertError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| CertError::Pem(format!("certificate: {e}")))?;
@@ -102,13 +116,28 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::Serv
         return Err(CertError::Pem("no certificate in the PEM".into()));
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Pem(format!("key: {e}")))?;
+    Ok((chain, key))
+}
+
+/// A rustls server config on aws-lc-rs with its safe default protocol versions, without
+/// client certificates, waiting for its own.
+fn server_builder() -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, CertError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_no_client_auth())
+}
+
+/// `config` offering HTTP/2 and HTTP/1.1.
+fn with_alpn(mut config: rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
+}
+
+/// A rustls server config for a PEM chain and key, offering HTTP/2 and HTTP/1.1.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>, CertError> {
+    let (chain, key) = chain_and_key(cert_pem, key_pem)?;
+    Ok(with_alpn(server_builder()?.with_single_cert(chain, key)?))
 }
 
 /// How long a managed CA is valid: the CA is not rotated (replacing it would need every
@@ -128,20 +157,19 @@ fn offset_date_time(at: SystemTime) -> Result<time::OffsetDateTime, CertError> {
         .map_err(|_| CertError::Lifetime)
 }
 
+/// Makes `params` valid from [`BACKDATE`] before now until `lifetime` after it.
+fn valid_for(params: &mut CertificateParams, lifetime: Duration) -> Result<(), CertError> {
+    let now = SystemTime::now();
+    params.not_before = offset_date_time(now.checked_sub(BACKDATE).unwrap_or(now))?;
+    params.not_after = offset_date_time(now.checked_add(lifetime).ok_or(CertError::Lifetime)?)?;
+    Ok(())
+}
+
 /// A new CA: its certificate and its private key, in PEM.
 pub fn generate_ca() -> Result<(String, String), CertError> {
     let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "sluice-operator CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let now = SystemTime::now();
-    ca.not_before = offset_date_time(now.checked_sub(BACKDATE).unwrap_or(now))?;
-    ca.not_after = offset_date_time(now.checked_add(CA_LIFETIME).ok_or(CertError::Lifetime)?)?;
+    let mut ca = ca_params()?;
+    valid_for(&mut ca, CA_LIFETIME)?;
     let cert = ca.self_signed(&ca_key)?;
     Ok((cert.pem(), ca_key.serialize_pem()))
 }
@@ -156,16 +184,8 @@ pub fn issue(
 ) -> Result<(String, String), CertError> {
     let issuer = Issuer::from_ca_cert_pem(ca_pem, KeyPair::from_pem(ca_key_pem)?)?;
     let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(names.to_vec())?;
-    leaf.distinguished_name.push(
-        DnType::CommonName,
-        names.first().map_or("sluice-operator", String::as_str),
-    );
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let now = SystemTime::now();
-    leaf.not_before = offset_date_time(now.checked_sub(BACKDATE).unwrap_or(now))?;
-    leaf.not_after = offset_date_time(now.checked_add(lifetime).ok_or(CertError::Lifetime)?)?;
+    let mut leaf = leaf_params(names)?;
+    valid_for(&mut leaf, lifetime)?;
     let cert = leaf.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -181,13 +201,7 @@ pub fn not_after(cert_pem: &[u8]) -> Result<SystemTime, CertError> {
 
 /// A rustls signing identity for a PEM chain and key.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, CertError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Pem(format!("certificate: {e}")))?;
-    if chain.is_empty() {
-        return Err(CertError::Pem("no certificate in the PEM".into()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Pem(format!("key: {e}")))?;
+    let (chain, key) = chain_and_key(cert_pem, key_pem)?;
     let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)?;
     Ok(CertifiedKey::new(chain, signer))
 }
@@ -222,13 +236,7 @@ impl ResolvesServerCert for SwappableCert {
 
 /// A rustls server config that takes its certificate from `cert`, offering HTTP/2 and HTTP/1.1.
 pub fn swappable_server_config(cert: Arc<SwappableCert>) -> Result<Arc<rustls::ServerConfig>, CertError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(with_alpn(server_builder()?.with_cert_resolver(cert)))
 }
 
 /// Writes `contents` to `path`, readable by the owner only when `secret`.

@@ -132,27 +132,23 @@ mod tests {
         Time(s.parse().unwrap())
     }
 
+    fn accept(c: &mut Vec<Condition>, generation: i64, at: &str) {
+        set(
+            c,
+            Type::Accepted,
+            true,
+            Reason::Accepted,
+            "",
+            Some(generation),
+            &time(at),
+        );
+    }
+
     #[test]
     fn transition_time_moves_only_when_the_status_changes() {
         let mut c = Vec::new();
-        set(
-            &mut c,
-            Type::Accepted,
-            true,
-            Reason::Accepted,
-            "",
-            Some(1),
-            &time("2026-01-01T00:00:00Z"),
-        );
-        set(
-            &mut c,
-            Type::Accepted,
-            true,
-            Reason::Accepted,
-            "",
-            Some(2),
-            &time("2026-01-02T00:00:00Z"),
-        );
+        accept(&mut c, 1, "2026-01-01T00:00:00Z");
+        accept(&mut c, 2, "2026-01-02T00:00:00Z");
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].observed_generation, Some(2));
         assert_eq!(c[0].last_transition_time, time("2026-01-01T00:00:00Z"));

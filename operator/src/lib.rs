@@ -17,6 +17,7 @@ pub mod allowance;
 pub mod budget_controller;
 pub mod ca_publisher;
 pub mod certs;
+pub mod cli;
 pub mod conditions;
 pub mod context;
 pub mod control_server;
@@ -35,6 +36,8 @@ pub mod route_controller;
 pub mod serve;
 pub mod sessions;
 pub mod status;
+#[cfg(test)]
+mod testing;
 pub mod usage;
 pub mod verdicts;
 pub mod webhook;

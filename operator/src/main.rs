@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Client,
@@ -17,7 +17,8 @@ use sluice_operator::{
     admin, budget_controller,
     ca_publisher::CaPublisher,
     certs,
-    context::{Context, Settings},
+    cli::{Cli, Command, LogFormat, RunOptions},
+    context::Context,
     control_server::{self, ControlServer, auth::Authenticator},
     leader::LeaderElector,
     managed_certs::{self, ManagedCerts},
@@ -27,117 +28,6 @@ use sluice_operator::{
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
-
-/// Command line of the operator binary.
-#[derive(Debug, Parser)]
-#[command(name = "sluice-operator", version, about = "The Sluice operator")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the controllers and the control server (uses the in-cluster config or $KUBECONFIG).
-    Run(Box<RunOptions>),
-    /// Print the CRD manifests (or write them into a directory with --out).
-    Crds {
-        /// Directory to write `modelroute.yaml` and `budget.yaml` into.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Write a CA (`ca.crt`) and a serving certificate (`tls.crt`, `tls.key`) into a directory.
-    Certs {
-        /// Where to write them.
-        #[arg(long)]
-        out: PathBuf,
-        /// Names the certificate is valid for (DNS names or IP addresses).
-        #[arg(long = "san", required = true)]
-        sans: Vec<String>,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-struct RunOptions {
-    /// Address of the control server (HTTPS).
-    #[arg(long, env = "SLUICE_CONTROL_LISTEN", default_value = "0.0.0.0:8443")]
-    control_listen: SocketAddr,
-    /// Address of the admin listener (metrics, probes).
-    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    admin_listen: SocketAddr,
-    /// Serving certificate (PEM chain); without it a CA and certificate are generated.
-    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// Serving certificate's key (PEM).
-    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Names for a generated certificate.
-    #[arg(long = "san", default_values_t = ["sluice-operator".to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned()])]
-    sans: Vec<String>,
-    /// Where to write a generated CA certificate.
-    #[arg(long, env = "SLUICE_CA_OUT")]
-    ca_out: Option<PathBuf>,
-    /// Namespace of the leader Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
-    lease_namespace: String,
-    /// Name of the leader Lease.
-    #[arg(long, default_value = "sluice-operator")]
-    lease_name: String,
-    /// This replica's name in the Lease.
-    #[arg(long, env = "POD_NAME")]
-    identity: Option<String>,
-    /// How long a lease holds without renewal.
-    #[arg(long, default_value = "15s")]
-    lease_duration: sluice_crds::Duration,
-    /// How often usage and sidecar counts are written into status.
-    #[arg(long, env = "SLUICE_STATUS_INTERVAL", default_value = "2s")]
-    status_interval: sluice_crds::Duration,
-    /// How often a control stream carries a heartbeat.
-    #[arg(long, default_value = "15s")]
-    heartbeat: sluice_crds::Duration,
-    /// How far back allowance sizing looks at a sidecar's spend.
-    #[arg(long, default_value = "60s")]
-    sizing_window: sluice_crds::Duration,
-    /// Watch and serve only this namespace (default: all).
-    #[arg(long, env = "SLUICE_WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
-    /// Log format.
-    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Address of the sidecar-injection webhook (HTTPS, `POST /mutate`); omitted: no webhook.
-    #[arg(long, env = "SLUICE_WEBHOOK_LISTEN")]
-    webhook_listen: Option<SocketAddr>,
-    /// Once every listener is bound (before the leader election), write their addresses to this
-    /// file as one JSON object, `{"admin-listen":"…","control-listen":"…","webhook-listen":"…"}`
-    /// (webhook only with --webhook-listen; written whole: a temporary file renamed into place).
-    /// With port 0 in the listen flags, this is how whoever started the operator learns its ports.
-    #[arg(long, env = "SLUICE_ADDRESS_FILE")]
-    address_file: Option<PathBuf>,
-    /// Secret (in the `--lease-namespace`) holding the operator's CA and serving certificate:
-    /// read, or created with a new CA when absent; the certificate is re-issued before it
-    /// expires and served without a restart. Instead of --tls-cert/--tls-key.
-    #[arg(long, env = "SLUICE_TLS_SECRET_NAME", conflicts_with_all = ["tls_cert", "tls_key"])]
-    tls_secret_name: Option<String>,
-    /// MutatingWebhookConfiguration whose webhooks' caBundle the operator keeps equal to the CA
-    /// of --tls-secret-name.
-    #[arg(long, env = "SLUICE_WEBHOOK_CONFIG_NAME", requires = "tls_secret_name")]
-    webhook_config_name: Option<String>,
-    /// Lifetime of a serving certificate the operator issues (with --tls-secret-name).
-    #[arg(long, env = "SLUICE_CERT_LIFETIME", default_value = "2160h")]
-    cert_lifetime: sluice_crds::Duration,
-    /// Re-issue the serving certificate when it expires within this (with --tls-secret-name).
-    #[arg(long, env = "SLUICE_CERT_RENEW_BEFORE", default_value = "720h")]
-    cert_renew_before: sluice_crds::Duration,
-    /// What the webhook injects.
-    #[command(flatten)]
-    inject: sluice_operator::webhook::args::InjectArgs,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -428,14 +318,7 @@ fn build_context(
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Settings {
-            status_interval: options.status_interval.get(),
-            heartbeat: options.heartbeat.get(),
-            sizing_window: options.sizing_window.get(),
-            watch_namespace: options.watch_namespace.clone().filter(|ns| !ns.is_empty()),
-            // Drift is measured against what this operator's webhook injects.
-            inject: options.webhook_listen.is_some().then(|| inject.clone()),
-        },
+        options.settings(inject),
         (routes, budgets, pods),
         Recorder::new(client.clone(), reporter),
         metrics.clone(),

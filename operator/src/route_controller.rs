@@ -334,39 +334,31 @@ pub fn error_policy(route: Arc<ModelRoute>, error: &Error, ctx: Arc<Context>) ->
     Action::requeue(Duration::from_secs(5))
 }
 
-/// The routes of `namespace` whose spec names Secret `name`.
-fn routes_using_secret(
+/// The routes of `namespace` whose spec `uses` the object that changed.
+fn routes_using(
     routes: &reflector::Store<ModelRoute>,
     namespace: &str,
-    name: &str,
+    uses: impl Fn(&ModelRouteSpec) -> bool,
 ) -> Vec<ObjectRef<ModelRoute>> {
     routes
         .state()
         .iter()
         .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|r| {
-            r.spec
-                .backends
-                .iter()
-                .any(|b| b.credentials_ref.as_ref().is_some_and(|c| c.name == name))
-        })
+        .filter(|r| uses(&r.spec))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
 
-/// The routes of `namespace` whose `budgetRef` names `name`.
-fn routes_using_budget(
-    routes: &reflector::Store<ModelRoute>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<ModelRoute>> {
-    routes
-        .state()
+/// Whether a backend of `spec` takes its key from Secret `name`.
+fn names_secret(spec: &ModelRouteSpec, name: &str) -> bool {
+    spec.backends
         .iter()
-        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|r| r.spec.budget_ref.as_ref().is_some_and(|b| b.name == name))
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
+        .any(|b| b.credentials_ref.as_ref().is_some_and(|c| c.name == name))
+}
+
+/// Whether `spec`'s `budgetRef` names Budget `name`.
+fn names_budget(spec: &ModelRouteSpec, name: &str) -> bool {
+    spec.budget_ref.as_ref().is_some_and(|b| b.name == name)
 }
 
 /// Runs the controller until `shutdown`. `routes` is the store `writer` fills.
@@ -395,16 +387,16 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>
             ctx.watched::<Secret>(),
             watcher::Config::default(),
             move |secret: Secret| {
-                let ns = secret.namespace().unwrap_or_default();
-                routes_using_secret(&for_secrets, &ns, &secret.name_any())
+                let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+                routes_using(&for_secrets, &ns, |spec| names_secret(spec, &name))
             },
         )
         .watches(
             ctx.watched::<Budget>(),
             watcher::Config::default(),
             move |budget: Budget| {
-                let ns = budget.namespace().unwrap_or_default();
-                routes_using_budget(&for_budgets, &ns, &budget.name_any())
+                let (ns, name) = (budget.namespace().unwrap_or_default(), budget.name_any());
+                routes_using(&for_budgets, &ns, |spec| names_budget(spec, &name))
             },
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
@@ -416,3 +408,6 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -279,42 +279,4 @@ where
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_cross_at_exact_percentages() {
-        let limit = MicroUsd::new(10_000_000);
-        assert_eq!(highest_crossed(&[50, 80, 100], MicroUsd::new(4_999_999), limit), None);
-        assert_eq!(
-            highest_crossed(&[50, 80, 100], MicroUsd::new(5_000_000), limit),
-            Some(50)
-        );
-        assert_eq!(
-            highest_crossed(&[100, 50, 80], MicroUsd::new(10_000_000), limit),
-            Some(100)
-        );
-        assert_eq!(recorded_threshold("80% of the limit reached: …"), Some(80));
-    }
-
-    #[test]
-    fn figures_reset_when_the_period_rolled_over() {
-        let spec: BudgetSpec =
-            serde_json::from_value(json!({"limitUSD": "10", "period": "daily", "timeZone": "Europe/Berlin"})).unwrap();
-        let totals = BudgetTotals {
-            period_start: Some("2026-11-20T23:00:00Z".parse().unwrap()),
-            spent: MicroUsd::new(3_000_000),
-            ..BudgetTotals::default()
-        };
-        let during = budget_figures(&spec, Some(&totals), "2026-11-21T12:00:00Z".parse().unwrap());
-        assert_eq!(during.period_start.as_deref(), Some("2026-11-21T00:00:00+01:00"));
-        assert_eq!(
-            (during.spent_usd, during.remaining_usd),
-            (MicroUsd::new(3_000_000), MicroUsd::new(7_000_000))
-        );
-        let next_day = budget_figures(&spec, Some(&totals), "2026-11-21T23:00:00Z".parse().unwrap());
-        assert_eq!(next_day.period_start.as_deref(), Some("2026-11-22T00:00:00+01:00"));
-        assert_eq!(next_day.spent_usd, MicroUsd::ZERO);
-    }
-}
+mod tests;

@@ -5,6 +5,8 @@ use sluice_crds::{BackendName, MicroUsd, ModelName, ObjectKey, Outcome, Tokens, 
 
 use super::ledger::*;
 
+mod flush;
+
 fn delta(route: &str, backend: &str, outcome: Outcome, cost: u64) -> UsageDelta {
     UsageDelta {
         route: ObjectKey {
