@@ -7,7 +7,7 @@
 use sluice_crds::Provider;
 use tiktoken_rs::{CoreBPE, tokenizer::Tokenizer as Family};
 
-use crate::request::{ChatMessage, ChatRequest};
+use crate::formats::openai::{ChatMessage, ChatRequest};
 
 /// Texts longer than this are estimated even under a BPE: exact counts of megabyte prompts
 /// would cost more CPU than the routing decision is worth.

@@ -1,9 +1,11 @@
-//! OpenAI Chat Completions, typed, and the sidecar's internal format: answers (whole and
-//! chunked), content parts, tools and tool calls, as the translating providers and the
-//! `/v1/messages` endpoint read and write them. Only the fields a translation acts on are typed; the rest ride along in `rest`.
+//! OpenAI Chat Completions, typed, and the sidecar's internal format: requests (chat and
+//! embeddings), answers (whole and chunked), content parts, tools and tool calls, as the
+//! endpoints, the translating providers and the `/v1/messages` endpoint read and write them.
+//! Only the fields a translation acts on are typed; the rest ride along in `rest`.
 
 mod chunks;
 mod content;
+mod request;
 #[cfg(test)]
 mod tests;
 pub mod usage;
@@ -17,6 +19,7 @@ use crate::wire::Usage;
 pub use self::{
     chunks::{completion_as_stream, completion_header, push_usage_chunk},
     content::*,
+    request::{ChatMessage, ChatRequest, EmbeddingInput, EmbeddingsRequest, Role, StreamOptions},
 };
 
 /// A request that one wire format cannot express in another, with what to change.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::wire::Usage;
 pub use crate::wire::{ChunkStream, Complete, ProviderError, Reply, StreamEvent, TimeoutPhase};
 use crate::{
-    request::{ChatRequest, EmbeddingsRequest},
+    formats::openai::{ChatRequest, EmbeddingsRequest},
     sse::{SseDecoder, SseEvent},
 };
 

@@ -8,15 +8,12 @@ use serde_json::{Map, Value};
 use crate::formats::anthropic::{
     self, Content, ContentBlock, MessagesRequest, MessagesResponse, Source, SourceBlock, StopReason, TextBlock,
 };
-use crate::{
-    formats::openai::{
-        AssistantMessage, ChatCompletion, Choice, CompletionUsage, ContentPart, FilePart, FunctionCall,
-        FunctionDefinition, ImageUrl, PromptTokensDetails, Tool, ToolCall, ToolChoice, Untranslatable,
-    },
-    request::{ChatMessage, ChatRequest, Role, StreamOptions},
+use crate::formats::openai::{
+    AssistantMessage, ChatCompletion, ChatMessage, ChatRequest, Choice, CompletionUsage, ContentPart, FilePart,
+    FunctionCall, FunctionDefinition, ImageUrl, PromptTokensDetails, Role, StreamOptions, Tool, ToolCall, ToolChoice,
+    Untranslatable,
 };
 
-/// `max_tokens` sent to Anthropic when the client set no cap: Anthropic requires one, and 4096 is
 use super::openai_to_anthropic::only_cache_control;
 
 // ---------------------------------------------------------------------------------------------

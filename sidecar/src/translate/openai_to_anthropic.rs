@@ -20,9 +20,9 @@ use crate::formats::anthropic::{
     self, Content, ContentBlock, Message, MessagesRequest, MessagesResponse, Source, SourceBlock, StopReason,
     TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 };
-use crate::{
-    formats::openai::{self, ChatCompletion, CompletionUsage, ContentPart, FilePart, Tool, ToolChoice, Untranslatable},
-    request::{ChatMessage, ChatRequest, Role},
+use crate::formats::openai::{
+    self, ChatCompletion, ChatMessage, ChatRequest, CompletionUsage, ContentPart, FilePart, Role, Tool, ToolChoice,
+    Untranslatable,
 };
 
 /// `max_tokens` sent to Anthropic when the client set no cap: Anthropic requires one, and 4096 is
