@@ -1,4 +1,6 @@
-//! Upstream providers: one module per wire protocol behind one closed enum.
+//! Upstream providers: one module per wire protocol behind one closed enum. A provider is the
+//! transport (URLs, headers, auth, reading answers and their server-sent events, classifying
+//! failures); what its answers mean in OpenAI's format is in `translate`.
 
 pub mod anthropic;
 pub mod gemini;
@@ -17,6 +19,7 @@ pub use crate::wire::{ChunkStream, Complete, ProviderError, Reply, StreamEvent, 
 use crate::{
     formats::openai::{ChatRequest, EmbeddingsRequest},
     sse::{SseDecoder, SseEvent},
+    translate::StreamTranslator,
 };
 
 /// The largest upstream answer or single stream event the sidecar reads.
@@ -298,14 +301,6 @@ fn decoded_events(
     })
 }
 
-/// A provider's translation of its upstream's stream events into the internal chunks.
-trait StreamTranslator: Send + 'static {
-    /// What one upstream event becomes; an error ends the stream.
-    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError>;
-    /// What the upstream's clean end becomes; an error when the answer was not whole.
-    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
-}
-
 /// The chunk stream of a translated upstream stream: the translator's items in order, ending
 /// after the first error.
 fn translate_stream<S, T>(events: S, translator: T) -> ChunkStream
@@ -334,7 +329,7 @@ where
                 return None;
             }
             let produced = match s.events.next().await {
-                Some(Ok(event)) => s.translator.event(event),
+                Some(Ok(event)) => s.translator.event(&event.data),
                 Some(Err(e)) => Err(e),
                 None => {
                     s.done = true;

@@ -1,6 +1,6 @@
 //! OpenAI's chat format → Anthropic's Messages format, as pure functions: the `anthropic`
-//! provider sends OpenAI requests as Anthropic ones ([`request`]), and the
-//! `/v1/messages` endpoint answers in Anthropic's format ([`response`]).
+//! provider sends OpenAI requests as Anthropic ones ([`request`]), and the `/v1/messages`
+//! endpoint answers in Anthropic's format, whole ([`response`]) or streamed ([`stream`]).
 //! The other direction is [`super::anthropic_to_openai`].
 //!
 //! Decisions a client may notice:
@@ -13,6 +13,8 @@
 //! - `cache_creation_input_tokens` travels as `usage.prompt_tokens_details.cache_creation_tokens`.
 //! - OpenAI fields without an Anthropic counterpart (`seed`, `response_format`, `logprobs`,
 //!   penalties) are not sent; `n` above 1 is refused.
+
+pub mod stream;
 
 use serde_json::{Map, Value, json};
 
