@@ -6,14 +6,12 @@
 #[cfg(test)]
 mod tests;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use http::HeaderValue;
 use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, read_body, sse_events, translate_stream, transport_error,
+    error_from_response, read_body, sse_events, translate_stream, transport_error, unix_now,
 };
 use crate::{
     formats::{anthropic, openai::Untranslatable},
@@ -51,7 +49,7 @@ impl Anthropic {
                 error_from_response(resp, call.deadline, self.api_key.as_ref()).await,
             ));
         }
-        let created = now();
+        let created = unix_now();
         if !call.request.is_stream() {
             let bytes = read_body(resp, MAX_UPSTREAM_BODY, call.deadline).await?;
             return parse_message(&bytes, created).map(Reply::Complete);
@@ -147,8 +145,4 @@ pub fn normalize(error: ProviderError) -> ProviderError {
         retry_after,
         body: anthropic_to_openai::error_body(status, &kind, &message),
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

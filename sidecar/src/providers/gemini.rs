@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error,
+    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error, unix_now,
 };
 use crate::{
     formats::{gemini, openai::Untranslatable},
@@ -52,7 +52,7 @@ impl Gemini {
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
         let body = openai_to_gemini::request(call.request).map_err(unsupported)?;
         let model = model_id(call.model.as_str());
-        let created = now();
+        let created = unix_now();
         let fallback_id = fallback_id();
         if !call.request.is_stream() {
             let url = format!("{}/{model}:generateContent", self.models_url);
@@ -183,10 +183,6 @@ fn fallback_id() -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("gemini-{nanos:x}-{n}")
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A request Gemini cannot take, as the 400 the client gets.

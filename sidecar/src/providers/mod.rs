@@ -154,6 +154,13 @@ async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Op
     }
 }
 
+/// The time now in Unix seconds: an answer's `created`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Chunks already in hand as a stream, then the answer's usage for accounting.
 pub fn replayed_stream(chunks: Vec<Bytes>, usage: Option<Usage>) -> ChunkStream {
     let events = chunks
