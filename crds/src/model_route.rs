@@ -227,91 +227,59 @@ pub struct BackendLimits {
 
 /// Per-attempt time bounds.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Timeouts {
     /// To establish a connection.
-    #[serde(default = "default_connect_timeout")]
     pub connect: Duration,
     /// From sending the request to the first byte of the answer.
-    #[serde(default = "default_first_byte_timeout")]
     pub first_byte: Duration,
     /// For the whole request, all attempts included.
-    #[serde(default = "default_total_timeout")]
     pub total: Duration,
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_first_byte_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_total_timeout() -> Duration {
-    Duration::from_secs(600)
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            connect: default_connect_timeout(),
-            first_byte: default_first_byte_timeout(),
-            total: default_total_timeout(),
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(60),
+            total: Duration::from_secs(600),
         }
     }
 }
 
 /// Behaviour of the built-in simulator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SimulatorSpec {
     /// Delay before the first token.
-    #[serde(default = "default_sim_ttft")]
     pub time_to_first_token: Duration,
     /// Delay between tokens.
-    #[serde(default = "default_sim_per_token")]
     pub per_token: Duration,
     /// Completion length in tokens (capped by the request's `max_tokens`).
-    #[serde(default = "default_sim_output_tokens")]
     #[schemars(range(min = 1, max = 100000))]
     pub output_tokens: u32,
     /// Fraction of requests that fail.
-    #[serde(default)]
     pub error_rate: Ratio,
     /// How a simulated failure looks.
-    #[serde(default)]
     pub error_kind: SimulatedError,
     /// Seed for deterministic text and failures; omitted means a random seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Length of embedding vectors.
-    #[serde(default = "default_sim_dimensions")]
     #[schemars(range(min = 1, max = 4096))]
     pub embedding_dimensions: u32,
-}
-
-fn default_sim_ttft() -> Duration {
-    Duration::from_millis(50)
-}
-fn default_sim_per_token() -> Duration {
-    Duration::from_millis(5)
-}
-fn default_sim_output_tokens() -> u32 {
-    64
-}
-fn default_sim_dimensions() -> u32 {
-    16
 }
 
 impl Default for SimulatorSpec {
     fn default() -> Self {
         Self {
-            time_to_first_token: default_sim_ttft(),
-            per_token: default_sim_per_token(),
-            output_tokens: default_sim_output_tokens(),
+            time_to_first_token: Duration::from_millis(50),
+            per_token: Duration::from_millis(5),
+            output_tokens: 64,
             error_rate: Ratio::ZERO,
             error_kind: SimulatedError::default(),
             seed: None,
-            embedding_dimensions: default_sim_dimensions(),
+            embedding_dimensions: 16,
         }
     }
 }

@@ -7,65 +7,47 @@ use crate::{ByteSize, Duration};
 
 /// Retries across attempts and backends.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included.
-    #[serde(default = "default_attempts")]
     #[schemars(range(min = 1, max = 10))]
     pub attempts: u32,
     /// Exponential backoff with full jitter between attempts.
-    #[serde(default)]
     pub backoff: Backoff,
     /// Which failures are retried.
-    #[serde(default = "default_retry_on")]
     pub retry_on: Vec<RetryOn>,
-}
-
-fn default_attempts() -> u32 {
-    3
-}
-fn default_retry_on() -> Vec<RetryOn> {
-    vec![
-        RetryOn::ConnectError,
-        RetryOn::Timeout,
-        RetryOn::TooManyRequests,
-        RetryOn::ServerError,
-    ]
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            attempts: default_attempts(),
+            attempts: 3,
             backoff: Backoff::default(),
-            retry_on: default_retry_on(),
+            retry_on: vec![
+                RetryOn::ConnectError,
+                RetryOn::Timeout,
+                RetryOn::TooManyRequests,
+                RetryOn::ServerError,
+            ],
         }
     }
 }
 
 /// Exponential backoff bounds.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(default)]
 pub struct Backoff {
     /// The first delay.
-    #[serde(default = "default_backoff_base")]
     pub base: Duration,
     /// The largest delay.
-    #[serde(default = "default_backoff_max")]
     pub max: Duration,
-}
-
-fn default_backoff_base() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_backoff_max() -> Duration {
-    Duration::from_secs(10)
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Self {
-            base: default_backoff_base(),
-            max: default_backoff_max(),
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(10),
         }
     }
 }
@@ -89,29 +71,20 @@ pub enum RetryOn {
 
 /// When a failing backend is taken out of rotation.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct CircuitBreaker {
     /// Consecutive failures that open the circuit.
-    #[serde(default = "default_consecutive_failures")]
     #[schemars(range(min = 1, max = 1000))]
     pub consecutive_failures: u32,
     /// How long an open circuit stays open before one trial request.
-    #[serde(default = "default_open_for")]
     pub open_for: Duration,
-}
-
-fn default_consecutive_failures() -> u32 {
-    5
-}
-fn default_open_for() -> Duration {
-    Duration::from_secs(60)
 }
 
 impl Default for CircuitBreaker {
     fn default() -> Self {
         Self {
-            consecutive_failures: default_consecutive_failures(),
-            open_for: default_open_for(),
+            consecutive_failures: 5,
+            open_for: Duration::from_secs(60),
         }
     }
 }
@@ -150,28 +123,19 @@ pub struct PerUserLimit {
 
 /// The exact-match response cache.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct CachePolicy {
     /// How long an answer stays.
-    #[serde(default = "default_cache_ttl")]
     pub ttl: Duration,
     /// Bound on the bytes held.
-    #[serde(default = "default_cache_bytes")]
     pub max_bytes: ByteSize,
-}
-
-fn default_cache_ttl() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_cache_bytes() -> ByteSize {
-    ByteSize::new(64 << 20)
 }
 
 impl Default for CachePolicy {
     fn default() -> Self {
         Self {
-            ttl: default_cache_ttl(),
-            max_bytes: default_cache_bytes(),
+            ttl: Duration::from_secs(600),
+            max_bytes: ByteSize::new(64 << 20),
         }
     }
 }
