@@ -1,13 +1,20 @@
 //! The `ModelRoute` resource: which models a workload may call, through which backends.
 
+mod policy;
+mod status;
+
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{BackendName, ByteSize, Duration, MicroUsd, ModelName, Ratio};
+pub use self::{
+    policy::{Backoff, CachePolicy, CircuitBreaker, PerUserLimit, RateLimit, RetryOn, RetryPolicy},
+    status::{BackendStatus, CircuitState, ModelRouteStatus, RouteUsage, SidecarCounts},
+};
+use crate::{BackendName, Duration, MicroUsd, ModelName, Ratio};
 
 /// What a workload may call and how: models, backends, strategy, limits, retries, cache, budget.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -220,91 +227,59 @@ pub struct BackendLimits {
 
 /// Per-attempt time bounds.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Timeouts {
     /// To establish a connection.
-    #[serde(default = "default_connect_timeout")]
     pub connect: Duration,
     /// From sending the request to the first byte of the answer.
-    #[serde(default = "default_first_byte_timeout")]
     pub first_byte: Duration,
     /// For the whole request, all attempts included.
-    #[serde(default = "default_total_timeout")]
     pub total: Duration,
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_first_byte_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_total_timeout() -> Duration {
-    Duration::from_secs(600)
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            connect: default_connect_timeout(),
-            first_byte: default_first_byte_timeout(),
-            total: default_total_timeout(),
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(60),
+            total: Duration::from_secs(600),
         }
     }
 }
 
 /// Behaviour of the built-in simulator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct SimulatorSpec {
     /// Delay before the first token.
-    #[serde(default = "default_sim_ttft")]
     pub time_to_first_token: Duration,
     /// Delay between tokens.
-    #[serde(default = "default_sim_per_token")]
     pub per_token: Duration,
     /// Completion length in tokens (capped by the request's `max_tokens`).
-    #[serde(default = "default_sim_output_tokens")]
     #[schemars(range(min = 1, max = 100000))]
     pub output_tokens: u32,
     /// Fraction of requests that fail.
-    #[serde(default)]
     pub error_rate: Ratio,
     /// How a simulated failure looks.
-    #[serde(default)]
     pub error_kind: SimulatedError,
     /// Seed for deterministic text and failures; omitted means a random seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Length of embedding vectors.
-    #[serde(default = "default_sim_dimensions")]
     #[schemars(range(min = 1, max = 4096))]
     pub embedding_dimensions: u32,
-}
-
-fn default_sim_ttft() -> Duration {
-    Duration::from_millis(50)
-}
-fn default_sim_per_token() -> Duration {
-    Duration::from_millis(5)
-}
-fn default_sim_output_tokens() -> u32 {
-    64
-}
-fn default_sim_dimensions() -> u32 {
-    16
 }
 
 impl Default for SimulatorSpec {
     fn default() -> Self {
         Self {
-            time_to_first_token: default_sim_ttft(),
-            per_token: default_sim_per_token(),
-            output_tokens: default_sim_output_tokens(),
+            time_to_first_token: Duration::from_millis(50),
+            per_token: Duration::from_millis(5),
+            output_tokens: 64,
             error_rate: Ratio::ZERO,
             error_kind: SimulatedError::default(),
             seed: None,
-            embedding_dimensions: default_sim_dimensions(),
+            embedding_dimensions: 16,
         }
     }
 }
@@ -368,268 +343,6 @@ pub struct HeaderMatch {
     /// Exact value.
     #[schemars(length(max = 4096))]
     pub value: String,
-}
-
-/// Retries across attempts and backends.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RetryPolicy {
-    /// Attempts in total, the first included.
-    #[serde(default = "default_attempts")]
-    #[schemars(range(min = 1, max = 10))]
-    pub attempts: u32,
-    /// Exponential backoff with full jitter between attempts.
-    #[serde(default)]
-    pub backoff: Backoff,
-    /// Which failures are retried.
-    #[serde(default = "default_retry_on")]
-    pub retry_on: Vec<RetryOn>,
-}
-
-fn default_attempts() -> u32 {
-    3
-}
-fn default_retry_on() -> Vec<RetryOn> {
-    vec![
-        RetryOn::ConnectError,
-        RetryOn::Timeout,
-        RetryOn::TooManyRequests,
-        RetryOn::ServerError,
-    ]
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: default_attempts(),
-            backoff: Backoff::default(),
-            retry_on: default_retry_on(),
-        }
-    }
-}
-
-/// Exponential backoff bounds.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub struct Backoff {
-    /// The first delay.
-    #[serde(default = "default_backoff_base")]
-    pub base: Duration,
-    /// The largest delay.
-    #[serde(default = "default_backoff_max")]
-    pub max: Duration,
-}
-
-fn default_backoff_base() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_backoff_max() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: default_backoff_base(),
-            max: default_backoff_max(),
-        }
-    }
-}
-
-/// A class of failure that may be retried.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum RetryOn {
-    /// The connection could not be made.
-    #[serde(rename = "connect-error")]
-    ConnectError,
-    /// No first byte within `timeouts.firstByte`.
-    #[serde(rename = "timeout")]
-    Timeout,
-    /// HTTP 429.
-    #[serde(rename = "429")]
-    TooManyRequests,
-    /// HTTP 500, 502, 503, 504 and 529.
-    #[serde(rename = "5xx")]
-    ServerError,
-}
-
-/// When a failing backend is taken out of rotation.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CircuitBreaker {
-    /// Consecutive failures that open the circuit.
-    #[serde(default = "default_consecutive_failures")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub consecutive_failures: u32,
-    /// How long an open circuit stays open before one trial request.
-    #[serde(default = "default_open_for")]
-    pub open_for: Duration,
-}
-
-fn default_consecutive_failures() -> u32 {
-    5
-}
-fn default_open_for() -> Duration {
-    Duration::from_secs(60)
-}
-
-impl Default for CircuitBreaker {
-    fn default() -> Self {
-        Self {
-            consecutive_failures: default_consecutive_failures(),
-            open_for: default_open_for(),
-        }
-    }
-}
-
-/// Request and token rates for a route across all of its sidecars.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RateLimit {
-    /// Requests per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub requests_per_minute: Option<u32>,
-    /// Prompt plus completion tokens per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub tokens_per_minute: Option<u32>,
-}
-
-/// Limits applied to each user separately.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PerUserLimit {
-    /// Requests per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub requests_per_minute: Option<u32>,
-    /// Prompt plus completion tokens per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub tokens_per_minute: Option<u32>,
-    /// Requests per day.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub requests_per_day: Option<u32>,
-}
-
-/// The exact-match response cache.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CachePolicy {
-    /// How long an answer stays.
-    #[serde(default = "default_cache_ttl")]
-    pub ttl: Duration,
-    /// Bound on the bytes held.
-    #[serde(default = "default_cache_bytes")]
-    pub max_bytes: ByteSize,
-}
-
-fn default_cache_ttl() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_cache_bytes() -> ByteSize {
-    ByteSize::new(64 << 20)
-}
-
-impl Default for CachePolicy {
-    fn default() -> Self {
-        Self {
-            ttl: default_cache_ttl(),
-            max_bytes: default_cache_bytes(),
-        }
-    }
-}
-
-/// What the operator observed of a route.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelRouteStatus {
-    /// The generation these conditions describe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Accepted`, `ResolvedRefs` and `Ready`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// Version of the config last pushed for this route.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_version: Option<String>,
-    /// How many selected sidecars run the current version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sidecars: Option<SidecarCounts>,
-    /// Usage summed over every sidecar.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<RouteUsage>,
-    /// Health and traffic per backend.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backends: Vec<BackendStatus>,
-}
-
-/// Sidecars selected by a route, and those that acked its current version.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SidecarCounts {
-    /// Selected sidecars.
-    pub desired: u32,
-    /// Sidecars running the current version.
-    pub in_sync: u32,
-    /// Selected pods whose injected sidecar differs from what the webhook injects now
-    /// (image, resources, ports): recreate them to update it.
-    #[serde(default)]
-    pub outdated: u32,
-}
-
-/// Usage of a route, summed over every sidecar.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RouteUsage {
-    /// Requests served.
-    pub requests: u64,
-    /// Requests that ended in an error.
-    pub errors: u64,
-    /// Attempts moved to another backend.
-    pub failovers: u64,
-    /// Requests answered from the cache.
-    pub cache_hits: u64,
-    /// Prompt tokens.
-    pub input_tokens: u64,
-    /// Completion tokens.
-    pub output_tokens: u64,
-    /// Money spent.
-    #[serde(rename = "costUSD")]
-    pub cost_usd: MicroUsd,
-}
-
-/// Health and traffic of one backend.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BackendStatus {
-    /// The backend's name.
-    pub name: BackendName,
-    /// Whether its circuit admits traffic in most sidecars.
-    pub healthy: bool,
-    /// Circuit state in most sidecars.
-    pub circuit: CircuitState,
-    /// Requests sent.
-    pub requests: u64,
-    /// Requests that failed.
-    pub errors: u64,
-    /// Median latency in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_p50_ms: Option<u64>,
-}
-
-/// A circuit breaker's state.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum CircuitState {
-    /// Traffic flows.
-    #[default]
-    Closed,
-    /// Traffic is refused until `openFor` passes.
-    Open,
-    /// One trial request is allowed.
-    HalfOpen,
 }
 
 /// Labels of the route's backends by name, for lookups.

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod circuit;
 pub mod config;
 pub mod control;
+pub mod durable;
 pub mod endpoints;
 pub mod error;
 pub mod failover;

@@ -18,9 +18,9 @@ use crate::{
     config::ActiveConfig,
     error::ApiError,
     failover::{self, Attempts},
+    formats::openai::{ChatRequest, EmbeddingsRequest},
     limits::{ANONYMOUS, Charge},
     providers::{ChatCall, EmbeddingsCall},
-    request::{ChatRequest, EmbeddingsRequest},
     route::{
         BackendRuntime, Route,
         facts::{Body, Facts},

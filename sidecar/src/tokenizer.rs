@@ -7,7 +7,7 @@
 use sluice_crds::Provider;
 use tiktoken_rs::{CoreBPE, tokenizer::Tokenizer as Family};
 
-use crate::request::{ChatMessage, ChatRequest};
+use crate::formats::openai::{ChatMessage, ChatRequest};
 
 /// Texts longer than this are estimated even under a BPE: exact counts of megabyte prompts
 /// would cost more CPU than the routing decision is worth.
@@ -160,30 +160,20 @@ mod tests {
 
     #[test]
     fn picks_the_bpe_by_openai_model_family_and_estimates_the_rest() {
-        assert_eq!(
-            Tokenizer::for_backend(Provider::Openai, "gpt-4o-mini"),
-            Tokenizer::O200kBase
-        );
-        assert_eq!(
-            Tokenizer::for_backend(Provider::Openai, "gpt-4.1"),
-            Tokenizer::O200kBase
-        );
-        assert_eq!(
-            Tokenizer::for_backend(Provider::OpenaiCompatible, "openai/gpt-4-turbo"),
-            Tokenizer::Cl100kBase
-        );
-        assert_eq!(
-            Tokenizer::for_backend(Provider::Openai, "gpt-3.5-turbo"),
-            Tokenizer::Cl100kBase
-        );
-        assert_eq!(
-            Tokenizer::for_backend(Provider::OpenaiCompatible, "deepseek-chat"),
-            Tokenizer::Estimate
-        );
-        assert_eq!(
-            Tokenizer::for_backend(Provider::Simulator, "gpt-4o"),
-            Tokenizer::Estimate
-        );
+        for (provider, model, tokenizer) in [
+            (Provider::Openai, "gpt-4o-mini", Tokenizer::O200kBase),
+            (Provider::Openai, "gpt-4.1", Tokenizer::O200kBase),
+            (Provider::OpenaiCompatible, "openai/gpt-4-turbo", Tokenizer::Cl100kBase),
+            (Provider::Openai, "gpt-3.5-turbo", Tokenizer::Cl100kBase),
+            (Provider::OpenaiCompatible, "deepseek-chat", Tokenizer::Estimate),
+            (Provider::Simulator, "gpt-4o", Tokenizer::Estimate),
+        ] {
+            assert_eq!(
+                Tokenizer::for_backend(provider, model),
+                tokenizer,
+                "{provider:?} {model}"
+            );
+        }
     }
 
     #[test]

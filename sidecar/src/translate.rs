@@ -2,10 +2,42 @@
 //! `<from>_to_<to>`: a provider translates the OpenAI request it is given into its upstream's
 //! format and the answer back; an inbound API translates its requests into OpenAI's for the
 //! pipeline and the pipeline's answers back. Inside, a function is named for what it translates
-//! (`request`, `response`, `usage`, `embeddings_request`, …), so a call reads
-//! `openai_to_anthropic::request(…)`. The formats themselves are in `formats`.
+//! (`request`, `response`, `usage`, `error`, `embeddings_request`, …), so a call reads
+//! `openai_to_anthropic::request(…)`; a streamed answer's translation is the direction's
+//! `stream` part (`anthropic_to_openai::stream::Translator`). The formats themselves are in
+//! `formats`; reading the bytes off the wire (SSE framing, deadlines) is the providers' and the
+//! endpoints'.
 
 pub mod anthropic_to_openai;
 pub mod gemini_to_openai;
 pub mod openai_to_anthropic;
 pub mod openai_to_gemini;
+#[cfg(test)]
+pub mod testing;
+
+use serde::de::DeserializeOwned;
+
+use crate::wire::{ProviderError, StreamEvent};
+
+/// The translation of one streamed upstream answer into the internal chunks: a small state
+/// machine fed the upstream's events in order, then told of the stream's clean end.
+pub trait StreamTranslator: Send + 'static {
+    /// One event of the upstream's stream, in its format.
+    type Event: DeserializeOwned;
+    /// What an event is called in the error for one that does not parse
+    /// (`"an anthropic stream event"`).
+    const EVENT: &'static str;
+
+    /// What one event becomes; an error ends the stream.
+    fn on(&mut self, event: Self::Event) -> Result<Vec<StreamEvent>, ProviderError>;
+
+    /// What the upstream's clean end becomes; an error when the answer was not whole.
+    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
+
+    /// What one event becomes, from the text of its `data:`.
+    fn event(&mut self, data: &str) -> Result<Vec<StreamEvent>, ProviderError> {
+        let event = serde_json::from_str(data)
+            .map_err(|e| ProviderError::InvalidResponse(format!("{} is not valid: {e}", Self::EVENT)))?;
+        self.on(event)
+    }
+}

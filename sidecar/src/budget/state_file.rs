@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -16,6 +15,7 @@ use sluice_crds::{MicroUsd, ObjectKey};
 use tokio_util::sync::CancellationToken;
 
 use super::Budgets;
+use crate::durable::{self, Access};
 
 /// The file's content.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -104,10 +104,6 @@ fn read_file(path: &Path) -> Result<StateFile, StateError> {
 
 /// Writes every budget's current spend to `path`, atomically and durably.
 pub fn write(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_owned(),
-        source,
-    };
     let file = StateFile {
         budgets: budgets
             .all()
@@ -122,19 +118,10 @@ pub fn write(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<(), State
         path: path.to_owned(),
         source,
     })?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("tmp");
-    let mut out = std::fs::File::create(&tmp).map_err(io)?;
-    out.write_all(&bytes).map_err(io)?;
-    out.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    // The rename itself is durable only once the directory is synced.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
+    durable::replace(path, &bytes, Access::Default).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Flushes every `interval` until `shutdown`, then once more.

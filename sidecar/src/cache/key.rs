@@ -4,7 +4,7 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 use sluice_crds::ObjectKey;
 
-use crate::request::ChatRequest;
+use crate::formats::openai::ChatRequest;
 
 /// Fields that change how an answer is delivered or attributed, not what it says.
 const IGNORED_FIELDS: [&str; 3] = ["stream", "stream_options", "user"];

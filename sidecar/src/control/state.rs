@@ -3,10 +3,7 @@
 //! static), and the usage report not yet acked. Both hold secrets or money: written atomically
 //! (temporary file, fsync, rename, fsync of the directory), readable by the owner only.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sluice_crds::{ConfigSnapshot, UsageReport};
@@ -51,30 +48,12 @@ pub struct UsageState {
 /// Writes `value` as JSON to `dir/name` atomically, mode 0600.
 pub fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StateError> {
     let path = dir.join(name);
-    let io = |source| StateError::Io {
-        path: path.clone(),
-        source,
-    };
     let bytes = serde_json::to_vec(value).map_err(|source| StateError::Json {
         path: path.clone(),
         source,
     })?;
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    // The rename is durable only once the directory entry is.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    crate::durable::replace(&path, &bytes, crate::durable::Access::OwnerOnly)
+        .map_err(|source| StateError::Io { path, source })
 }
 
 /// Reads `dir/name`; `None` when it does not exist.

@@ -63,7 +63,8 @@ async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Resul
             let message = openai_to_anthropic::response(completion);
             let mut resp = if request.is_stream() {
                 // An answer that arrived whole (a cache hit, say) is still streamed as asked.
-                let events = Full::new(stream::message_events(&message)).boxed_unsync();
+                let events = stream::encode(&openai_to_anthropic::stream::message_events(&message));
+                let events = Full::new(events).boxed_unsync();
                 response::event_stream(events)
             } else {
                 response::json(StatusCode::OK, serde_json::to_vec(&message).unwrap_or_default())

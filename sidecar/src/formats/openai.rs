@@ -1,28 +1,44 @@
-//! OpenAI Chat Completions, typed, and the sidecar's internal format: answers (whole and
-//! chunked), content parts, tools and tool calls, as the translating providers and the
-//! `/v1/messages` endpoint read and write them. Only the fields a translation acts on are typed; the rest ride along in `rest`.
+//! OpenAI Chat Completions, typed, and the sidecar's internal format: requests (chat and
+//! embeddings), answers (whole and chunked), content parts, tools and tool calls, as the
+//! endpoints, the translating providers and the `/v1/messages` endpoint read and write them.
+//! Only the fields a translation acts on are typed; the rest ride along in `rest`.
 
 mod chunks;
 mod content;
+mod request;
 #[cfg(test)]
 mod tests;
 pub mod usage;
 
+use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use sluice_crds::Tokens;
 
-use crate::wire::Usage;
+use crate::wire::{Usage, is_client_fault};
 
 pub use self::{
     chunks::{completion_as_stream, completion_header, push_usage_chunk},
     content::*,
+    request::{ChatMessage, ChatRequest, EmbeddingInput, EmbeddingsRequest, Role, StreamOptions},
 };
 
 /// A request that one wire format cannot express in another, with what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Untranslatable(pub String);
+
+/// OpenAI's error `type` for an upstream's error status: the client's fault, a rate limit, or
+/// the upstream's.
+pub fn error_type_for(status: StatusCode) -> &'static str {
+    if is_client_fault(status) {
+        "invalid_request_error"
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        "rate_limit_error"
+    } else {
+        "upstream_error"
+    }
+}
 
 /// A `chat.completion` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,6 +336,41 @@ pub struct Delta {
     /// Every other field (`refusal`, …).
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+impl Delta {
+    /// A choice's first delta: the assistant's role, and empty text.
+    pub fn role() -> Self {
+        Self {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+            ..Self::default()
+        }
+    }
+
+    /// More answer text.
+    pub fn text(text: String) -> Self {
+        Self {
+            content: Some(text),
+            ..Self::default()
+        }
+    }
+
+    /// More reasoning text.
+    pub fn reasoning(text: String) -> Self {
+        Self {
+            reasoning_content: Some(text),
+            ..Self::default()
+        }
+    }
+
+    /// A tool call's start or more of its arguments.
+    pub fn tool_call(call: ToolCallDelta) -> Self {
+        Self {
+            tool_calls: vec![call],
+            ..Self::default()
+        }
+    }
 }
 
 /// A tool call's first appearance (with id and name) or more of its arguments.

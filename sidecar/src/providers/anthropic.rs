@@ -1,26 +1,22 @@
 //! Anthropic upstreams (the Messages API): OpenAI requests are translated to Anthropic's format
-//! and the answers, streamed or whole, back to OpenAI's. Anthropic has no embeddings API.
-
-pub mod stream;
+//! and the answers, streamed or whole, back to OpenAI's (`translate::{openai_to_anthropic,
+//! anthropic_to_openai}`); this module is the transport: the URL, the headers, reading the
+//! answer and its events, and the upstream's errors. Anthropic has no embeddings API.
 
 #[cfg(test)]
 mod tests;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, read_body, sse_events, translate_stream, transport_error,
+    error_from_response, read_body, sse_events, translate_stream, transport_error, unix_now,
 };
 use crate::{
     formats::{anthropic, openai::Untranslatable},
     sse::SseEvent,
     translate::{anthropic_to_openai, openai_to_anthropic},
-    wire::error_body,
 };
 
 /// The API version every request names; the format this module speaks.
@@ -53,7 +49,7 @@ impl Anthropic {
                 error_from_response(resp, call.deadline, self.api_key.as_ref()).await,
             ));
         }
-        let created = now();
+        let created = unix_now();
         if !call.request.is_stream() {
             let bytes = read_body(resp, MAX_UPSTREAM_BODY, call.deadline).await?;
             return parse_message(&bytes, created).map(Reply::Complete);
@@ -109,7 +105,10 @@ pub fn translate_body(
     created: u64,
 ) -> ChunkStream {
     let events = sse_events(body, deadline, is_last);
-    translate_stream(events, stream::Translator::new(wants_usage, created))
+    translate_stream(
+        events,
+        anthropic_to_openai::stream::Translator::new(wants_usage, created),
+    )
 }
 
 /// Anthropic names every event; the stream is over at `message_stop` or an `error`.
@@ -122,30 +121,8 @@ fn unsupported(e: Untranslatable) -> ProviderError {
     ProviderError::Unsupported(format!("this request cannot be sent to an anthropic backend: {e}"))
 }
 
-/// An upstream error status with its body rewritten into OpenAI's error shape, so a client of
-/// the OpenAI surface cannot tell which provider refused: the message stays, Anthropic's error
-/// type becomes the `code`.
-pub(crate) fn upstream_error(status: u16, kind: &str, message: &str) -> ProviderError {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    ProviderError::Status {
-        status,
-        retry_after: None,
-        body: openai_error_body(status, kind, message),
-    }
-}
-
-fn openai_error_body(status: StatusCode, kind: &str, message: &str) -> Bytes {
-    let openai_kind = if crate::wire::is_client_fault(status) {
-        "invalid_request_error"
-    } else if status == StatusCode::TOO_MANY_REQUESTS {
-        "rate_limit_error"
-    } else {
-        "upstream_error"
-    };
-    error_body(message, openai_kind, Some(kind), None)
-}
-
-/// Rewrites an Anthropic error body into OpenAI's shape, keeping status and `Retry-After`.
+/// Rewrites an Anthropic error body into OpenAI's shape ([`anthropic_to_openai::error_body`]),
+/// keeping status and `Retry-After`.
 pub fn normalize(error: ProviderError) -> ProviderError {
     let ProviderError::Status {
         status,
@@ -166,10 +143,6 @@ pub fn normalize(error: ProviderError) -> ProviderError {
     ProviderError::Status {
         status,
         retry_after,
-        body: openai_error_body(status, &kind, &message),
+        body: anthropic_to_openai::error_body(status, &kind, &message),
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -1,25 +1,24 @@
 //! Google Gemini upstreams: `generateContent`, `streamGenerateContent?alt=sse`, and embeddings by
 //! `embedContent` (one text) or `batchEmbedContents` (several). OpenAI requests are translated to
-//! Gemini's format and the answers back.
-
-pub mod stream;
+//! Gemini's format and the answers back (`translate::{openai_to_gemini, gemini_to_openai}`);
+//! this module is the transport: URLs, headers, reading answers and events, the upstream's errors.
 
 #[cfg(test)]
 mod tests;
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use serde::de::DeserializeOwned;
 use sluice_crds::ApiKey;
 use tokio::time::Instant;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error,
+    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error, unix_now,
 };
 use crate::{
     formats::{gemini, openai::Untranslatable},
@@ -27,7 +26,7 @@ use crate::{
         gemini_to_openai,
         openai_to_gemini::{self, EmbedRequest},
     },
-    wire::{Usage, error_body, estimate_tokens},
+    wire::{Usage, estimate_tokens},
 };
 
 /// A Gemini upstream at one API root.
@@ -53,7 +52,7 @@ impl Gemini {
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
         let body = openai_to_gemini::request(call.request).map_err(unsupported)?;
         let model = model_id(call.model.as_str());
-        let created = now();
+        let created = unix_now();
         let fallback_id = fallback_id();
         if !call.request.is_stream() {
             let url = format!("{}/{model}:generateContent", self.models_url);
@@ -157,7 +156,7 @@ pub fn complete_answer(
 }
 
 /// The OpenAI chunks of a `streamGenerateContent?alt=sse` body, which ends when the connection
-/// closes; the other arguments as for [`stream::Translator::new`].
+/// closes; the other arguments as for [`gemini_to_openai::stream::Translator::new`].
 pub fn translate_body(
     body: impl BodyStream,
     deadline: Instant,
@@ -169,7 +168,7 @@ pub fn translate_body(
     let events = sse_events_until_close(body, deadline);
     translate_stream(
         events,
-        stream::Translator::new(wants_usage, created, model, fallback_id),
+        gemini_to_openai::stream::Translator::new(wants_usage, created, model, fallback_id),
     )
 }
 
@@ -186,53 +185,13 @@ fn fallback_id() -> String {
     format!("gemini-{nanos:x}-{n}")
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// A request Gemini cannot take, as the 400 the client gets.
 fn unsupported(e: Untranslatable) -> ProviderError {
     ProviderError::Unsupported(format!("this request cannot be sent to a gemini backend: {e}"))
 }
 
-/// A Google error as the sidecar's: the status from its `code`, the body in OpenAI's shape
-/// (Google's status name, lower-cased, as the `code`), a `RetryInfo` delay as `Retry-After`.
-pub(crate) fn upstream_error(error: &gemini::ErrorObject, retry_after: Option<Duration>) -> ProviderError {
-    let status = StatusCode::from_u16(error.code)
-        .ok()
-        .filter(|s| s.is_client_error() || s.is_server_error())
-        .unwrap_or(StatusCode::BAD_GATEWAY);
-    let kind = if crate::wire::is_client_fault(status) {
-        "invalid_request_error"
-    } else if status == StatusCode::TOO_MANY_REQUESTS {
-        "rate_limit_error"
-    } else {
-        "upstream_error"
-    };
-    let code = (!error.status.is_empty()).then(|| error.status.to_ascii_lowercase());
-    ProviderError::Status {
-        status,
-        retry_after: retry_after.or_else(|| retry_delay(&error.details)),
-        body: error_body(&error.message, kind, code.as_deref(), None),
-    }
-}
-
-/// `retryDelay` of a `google.rpc.RetryInfo` detail (`"30s"`, `"1.5s"`).
-fn retry_delay(details: &[serde_json::Value]) -> Option<Duration> {
-    details
-        .iter()
-        .filter(|d| {
-            d.get("@type")
-                .and_then(|t| t.as_str())
-                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
-        })
-        .find_map(|d| d.get("retryDelay")?.as_str()?.strip_suffix('s')?.parse::<f64>().ok())
-        // A delay no Duration holds ("1e300s") is no delay: `from_secs_f64` would panic on it.
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-}
-
-/// Rewrites a Google error body (an object, or an array of one) into OpenAI's shape, keeping the
-/// HTTP status and `Retry-After`.
+/// Rewrites a Google error body (an object, or an array of one) into OpenAI's shape
+/// ([`gemini_to_openai::error`]), keeping the HTTP status and `Retry-After`.
 pub fn normalize(error: ProviderError) -> ProviderError {
     let ProviderError::Status {
         status,
@@ -258,5 +217,5 @@ pub fn normalize(error: ProviderError) -> ProviderError {
     });
     // The HTTP status is the authority; the body's code only repeats it.
     error.code = status.as_u16();
-    upstream_error(&error, retry_after)
+    gemini_to_openai::error(&error, retry_after)
 }

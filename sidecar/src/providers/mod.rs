@@ -1,4 +1,6 @@
-//! Upstream providers: one module per wire protocol behind one closed enum.
+//! Upstream providers: one module per wire protocol behind one closed enum. A provider is the
+//! transport (URLs, headers, auth, reading answers and their server-sent events, classifying
+//! failures); what its answers mean in OpenAI's format is in `translate`.
 
 pub mod anthropic;
 pub mod gemini;
@@ -15,8 +17,9 @@ use tokio::time::Instant;
 use crate::wire::Usage;
 pub use crate::wire::{ChunkStream, Complete, ProviderError, Reply, StreamEvent, TimeoutPhase};
 use crate::{
-    request::{ChatRequest, EmbeddingsRequest},
+    formats::openai::{ChatRequest, EmbeddingsRequest},
     sse::{SseDecoder, SseEvent},
+    translate::StreamTranslator,
 };
 
 /// The largest upstream answer or single stream event the sidecar reads.
@@ -149,6 +152,13 @@ async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Op
         retry_after,
         body,
     }
+}
+
+/// The time now in Unix seconds: an answer's `created`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Chunks already in hand as a stream, then the answer's usage for accounting.
@@ -298,14 +308,6 @@ fn decoded_events(
     })
 }
 
-/// A provider's translation of its upstream's stream events into the internal chunks.
-trait StreamTranslator: Send + 'static {
-    /// What one upstream event becomes; an error ends the stream.
-    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError>;
-    /// What the upstream's clean end becomes; an error when the answer was not whole.
-    fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError>;
-}
-
 /// The chunk stream of a translated upstream stream: the translator's items in order, ending
 /// after the first error.
 fn translate_stream<S, T>(events: S, translator: T) -> ChunkStream
@@ -334,7 +336,7 @@ where
                 return None;
             }
             let produced = match s.events.next().await {
-                Some(Ok(event)) => s.translator.event(event),
+                Some(Ok(event)) => s.translator.event(&event.data),
                 Some(Err(e)) => Err(e),
                 None => {
                     s.done = true;

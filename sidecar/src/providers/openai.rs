@@ -16,8 +16,7 @@ use super::{
     body_stream, error_from_response, read_body, replayed_stream, sse_events, transport_error,
 };
 use crate::{
-    formats::openai::{self, usage::openai_usage},
-    request::StreamOptions,
+    formats::openai::{self, StreamOptions, usage::openai_usage},
     sse::SseEvent,
     wire::Usage,
 };

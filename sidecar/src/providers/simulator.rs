@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use sluice_crds::{SimulatedError, SimulatorSpec, Tokens};
 
-use super::{ChatCall, Complete, EmbeddingsCall, ProviderError, Reply, StreamEvent};
+use super::{ChatCall, Complete, EmbeddingsCall, ProviderError, Reply, StreamEvent, unix_now};
 use crate::wire::{Usage, estimate_tokens};
 
 const WORDS: [&str; 24] = [
@@ -118,7 +118,7 @@ impl Simulator {
         if !call.request.is_stream() {
             tokio::time::sleep(self.spec.per_token.get() * draw.words.len() as u32).await;
             let body = json!({
-                "id": id, "object": "chat.completion", "created": now(), "model": model,
+                "id": id, "object": "chat.completion", "created": unix_now(), "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": draw.words.join(" ")},
                              "logprobs": null, "finish_reason": finish}],
                 "usage": usage.to_openai(),
@@ -130,7 +130,7 @@ impl Simulator {
         }
         let per_token = self.spec.per_token.get();
         let wants_usage = call.request.wants_stream_usage();
-        let created = now();
+        let created = unix_now();
         let chunk = move |delta: Value, finish: Option<&str>| {
             let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
@@ -203,10 +203,6 @@ impl Simulator {
         let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
         raw.into_iter().map(|x| x / norm).collect()
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

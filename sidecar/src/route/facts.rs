@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::{
-    request::{ChatRequest, EmbeddingsRequest, Role},
+    formats::openai::{ChatRequest, EmbeddingsRequest, Role},
     tokenizer::Tokenizer,
 };
 

@@ -1,22 +1,25 @@
 //! Anthropic's Messages format → OpenAI's chat format, as pure functions: the `anthropic`
-//! provider reads Anthropic answers back ([`response`]), and the `/v1/messages`
-//! endpoint serves Anthropic requests through the pipeline ([`request`]).
-//! The decisions a client may notice are listed in [`super::openai_to_anthropic`].
+//! provider reads Anthropic answers back, whole ([`response`]), streamed ([`stream`]) or refused
+//! ([`error`]), and the `/v1/messages` endpoint serves Anthropic requests through the pipeline
+//! ([`request`]). The decisions a client may notice are listed in [`super::openai_to_anthropic`].
 
+pub mod stream;
+
+use bytes::Bytes;
+use http::StatusCode;
 use serde_json::{Map, Value};
 
 use crate::formats::anthropic::{
     self, Content, ContentBlock, MessagesRequest, MessagesResponse, Source, SourceBlock, StopReason, TextBlock,
+    ToolUseBlock,
 };
-use crate::{
-    formats::openai::{
-        AssistantMessage, ChatCompletion, Choice, CompletionUsage, ContentPart, FilePart, FunctionCall,
-        FunctionDefinition, ImageUrl, PromptTokensDetails, Tool, ToolCall, ToolChoice, Untranslatable,
-    },
-    request::{ChatMessage, ChatRequest, Role, StreamOptions},
+use crate::formats::openai::{
+    self, AssistantMessage, ChatCompletion, ChatMessage, ChatRequest, Choice, CompletionUsage, ContentPart, FilePart,
+    FunctionCall, FunctionDefinition, ImageUrl, PromptTokensDetails, Role, StreamOptions, Tool, ToolCall, ToolChoice,
+    Untranslatable,
 };
+use crate::wire::{self, ProviderError};
 
-/// `max_tokens` sent to Anthropic when the client set no cap: Anthropic requires one, and 4096 is
 use super::openai_to_anthropic::only_cache_control;
 
 // ---------------------------------------------------------------------------------------------
@@ -31,15 +34,7 @@ pub fn response(response: MessagesResponse, created: u64) -> ChatCompletion {
         match block {
             ContentBlock::Text(t) => text.get_or_insert_with(String::new).push_str(&t.text),
             ContentBlock::Thinking(t) => reasoning.get_or_insert_with(String::new).push_str(&t.thinking),
-            ContentBlock::ToolUse(call) => tool_calls.push(ToolCall {
-                id: call.id,
-                kind: "function".into(),
-                function: FunctionCall {
-                    name: call.name,
-                    arguments: arguments_text(&call.input),
-                },
-                rest: Map::new(),
-            }),
+            ContentBlock::ToolUse(call) => tool_calls.push(tool_call(call)),
             // Encrypted reasoning and server-side blocks have no OpenAI counterpart.
             _ => {}
         }
@@ -66,6 +61,19 @@ pub fn response(response: MessagesResponse, created: u64) -> ChatCompletion {
             rest: Map::new(),
         }],
         usage: Some(usage(&response.usage)),
+        rest: Map::new(),
+    }
+}
+
+/// A `tool_use` block as an OpenAI tool call.
+fn tool_call(call: ToolUseBlock) -> ToolCall {
+    ToolCall {
+        id: call.id,
+        kind: "function".into(),
+        function: FunctionCall {
+            name: call.name,
+            arguments: arguments_text(&call.input),
+        },
         rest: Map::new(),
     }
 }
@@ -112,6 +120,23 @@ pub fn usage(usage: &anthropic::Usage) -> CompletionUsage {
         completion_tokens_details: None,
         rest: Map::new(),
     }
+}
+
+/// An Anthropic error (its status, `type` and message) as the sidecar's, the body in OpenAI's
+/// shape so that a client of the OpenAI surface cannot tell which provider refused: the message
+/// stays, Anthropic's error type becomes the `code`.
+pub fn error(status: u16, kind: &str, message: &str) -> ProviderError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    ProviderError::Status {
+        status,
+        retry_after: None,
+        body: error_body(status, kind, message),
+    }
+}
+
+/// The OpenAI-shaped body of an Anthropic error of type `kind` answered with `status`.
+pub fn error_body(status: StatusCode, kind: &str, message: &str) -> Bytes {
+    wire::error_body(message, openai::error_type_for(status), Some(kind), None)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,15 +333,7 @@ fn assistant_to_openai(content: Content) -> Result<ChatMessage, Untranslatable> 
     for block in blocks {
         match block {
             ContentBlock::Text(t) => text.get_or_insert_with(String::new).push_str(&t.text),
-            ContentBlock::ToolUse(call) => calls.push(ToolCall {
-                id: call.id,
-                kind: "function".into(),
-                function: FunctionCall {
-                    name: call.name,
-                    arguments: arguments_text(&call.input),
-                },
-                rest: Map::new(),
-            }),
+            ContentBlock::ToolUse(call) => calls.push(tool_call(call)),
             // Earlier reasoning is not part of an OpenAI conversation.
             ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_) => {}
             _ => {

@@ -1,13 +1,17 @@
-//! Gemini's answers (whole, per stream event, embeddings) → OpenAI's format, as pure functions,
-//! for the `gemini` provider. The decisions a client may notice are listed in
+//! Gemini's answers (whole, streamed in [`stream`], embeddings, errors) → OpenAI's format, as
+//! pure functions, for the `gemini` provider. The decisions a client may notice are listed in
 //! [`super::openai_to_gemini`].
+
+pub mod stream;
+
+use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use crate::formats::gemini::{Candidate, ContentEmbedding, GenerateContentResponse, Part, UsageMetadata};
+use crate::formats::gemini::{Candidate, ContentEmbedding, ErrorObject, GenerateContentResponse, Part, UsageMetadata};
 use crate::{
     formats::openai::{
         self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ToolCall,
@@ -26,13 +30,7 @@ pub fn response(
     created: u64,
     fallback_id: &str,
 ) -> Result<ChatCompletion, ProviderError> {
-    if let Some(reason) = response
-        .prompt_feedback
-        .as_ref()
-        .and_then(|f| f.block_reason.as_deref())
-    {
-        return Err(prompt_blocked(reason));
-    }
+    check_prompt(&response)?;
     if response.candidates.is_empty() {
         return Err(ProviderError::InvalidResponse(
             "the gemini answer has no candidates".into(),
@@ -179,14 +177,56 @@ pub fn usage(usage: &UsageMetadata) -> CompletionUsage {
     out
 }
 
+/// The error for an answer (whole, or one stream event) whose prompt Gemini blocked.
+fn check_prompt(response: &GenerateContentResponse) -> Result<(), ProviderError> {
+    match response
+        .prompt_feedback
+        .as_ref()
+        .and_then(|f| f.block_reason.as_deref())
+    {
+        Some(reason) => Err(prompt_blocked(reason)),
+        None => Ok(()),
+    }
+}
+
 /// A prompt Gemini refused to answer: the client's to change, so a 400 and never retried.
-pub fn prompt_blocked(reason: &str) -> ProviderError {
+fn prompt_blocked(reason: &str) -> ProviderError {
     let message = format!("the gemini backend blocked the prompt (blockReason {reason}); rephrase the prompt");
     ProviderError::Status {
         status: StatusCode::BAD_REQUEST,
         retry_after: None,
         body: error_body(&message, "invalid_request_error", Some("content_filter"), None),
     }
+}
+
+/// A Google error as the sidecar's: the status from its `code`, the body in OpenAI's shape
+/// (Google's status name, lower-cased, as the `code`), a `RetryInfo` delay as `Retry-After`
+/// unless the response gave one (`retry_after`).
+pub fn error(error: &ErrorObject, retry_after: Option<Duration>) -> ProviderError {
+    let status = StatusCode::from_u16(error.code)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let code = (!error.status.is_empty()).then(|| error.status.to_ascii_lowercase());
+    ProviderError::Status {
+        status,
+        retry_after: retry_after.or_else(|| retry_delay(&error.details)),
+        body: error_body(&error.message, openai::error_type_for(status), code.as_deref(), None),
+    }
+}
+
+/// `retryDelay` of a `google.rpc.RetryInfo` detail (`"30s"`, `"1.5s"`).
+fn retry_delay(details: &[Value]) -> Option<Duration> {
+    details
+        .iter()
+        .filter(|d| {
+            d.get("@type")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+        })
+        .find_map(|d| d.get("retryDelay")?.as_str()?.strip_suffix('s')?.parse::<f64>().ok())
+        // A delay no Duration holds ("1e300s") is no delay: `from_secs_f64` would panic on it.
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
 }
 
 // ---------------------------------------------------------------------------------------------

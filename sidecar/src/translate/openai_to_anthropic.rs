@@ -1,6 +1,6 @@
 //! OpenAI's chat format → Anthropic's Messages format, as pure functions: the `anthropic`
-//! provider sends OpenAI requests as Anthropic ones ([`request`]), and the
-//! `/v1/messages` endpoint answers in Anthropic's format ([`response`]).
+//! provider sends OpenAI requests as Anthropic ones ([`request`]), and the `/v1/messages`
+//! endpoint answers in Anthropic's format, whole ([`response`]) or streamed ([`stream`]).
 //! The other direction is [`super::anthropic_to_openai`].
 //!
 //! Decisions a client may notice:
@@ -14,15 +14,17 @@
 //! - OpenAI fields without an Anthropic counterpart (`seed`, `response_format`, `logprobs`,
 //!   penalties) are not sent; `n` above 1 is refused.
 
+pub mod stream;
+
 use serde_json::{Map, Value, json};
 
 use crate::formats::anthropic::{
     self, Content, ContentBlock, Message, MessagesRequest, MessagesResponse, Source, SourceBlock, StopReason,
     TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 };
-use crate::{
-    formats::openai::{self, ChatCompletion, CompletionUsage, ContentPart, FilePart, Tool, ToolChoice, Untranslatable},
-    request::{ChatMessage, ChatRequest, Role},
+use crate::formats::openai::{
+    self, ChatCompletion, ChatMessage, ChatRequest, CompletionUsage, ContentPart, FilePart, Role, Tool, ToolChoice,
+    Untranslatable,
 };
 
 /// `max_tokens` sent to Anthropic when the client set no cap: Anthropic requires one, and 4096 is

@@ -20,9 +20,8 @@ use crate::formats::gemini::{
     BatchEmbedContentsRequest, Blob, Content, EmbedContentRequest, FileData, FunctionCall, FunctionCallingConfig,
     FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerationConfig, Part, Tool, ToolConfig,
 };
-use crate::{
-    formats::openai::{self, ContentPart, ToolCall, ToolChoice, Untranslatable},
-    request::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Role},
+use crate::formats::openai::{
+    self, ChatRequest, ContentPart, EmbeddingInput, EmbeddingsRequest, Role, ToolCall, ToolChoice, Untranslatable,
 };
 
 /// The thought signature Google documents for function calls that no Gemini model made.

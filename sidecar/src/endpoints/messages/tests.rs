@@ -11,12 +11,13 @@ use sluice_crds::Tokens;
 
 use super::{
     anthropic_error,
-    stream::{MessagesSseBody, Translator, encode, message_events},
+    stream::{MessagesSseBody, encode},
 };
 use crate::{
     error::ApiError,
     formats::anthropic::MessagesResponse,
     sse::SseDecoder,
+    translate::openai_to_anthropic::stream::{Translator, message_events},
     wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 
@@ -151,7 +152,7 @@ fn a_whole_message_streams_as_the_events_that_rebuild_it() {
     let message: MessagesResponse =
         serde_json::from_str(include_str!("../../providers/fixtures/anthropic/inbound_message.json")).unwrap();
 
-    let events = events_of(&message_events(&message));
+    let events = events_of(&encode(&message_events(&message)));
 
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ToolCall, Untranslatable, function_kind};
-use crate::request::ChatMessage;
+use super::{ChatMessage, ToolCall, Untranslatable, function_kind};
 
 /// One part of a message's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,18 +4,19 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{normalize, stream::Translator};
+use super::normalize;
 use crate::{
     formats::{
         anthropic::{MessagesRequest, MessagesResponse},
         openai::ChatCompletion,
     },
-    providers::{ProviderError, StreamEvent, StreamTranslator},
+    providers::{ProviderError, StreamEvent},
     request::parse_chat,
-    sse::{SseDecoder, SseEvent},
     translate::{
-        anthropic_to_openai,
+        StreamTranslator,
+        anthropic_to_openai::{self, stream::Translator},
         openai_to_anthropic::{self, DEFAULT_MAX_TOKENS},
+        testing,
     },
 };
 
@@ -25,41 +26,12 @@ fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
-/// The events of an SSE transcript.
-fn sse_events(transcript: &str) -> Vec<SseEvent> {
-    let mut decoder = SseDecoder::new(1 << 20);
-    decoder.push(transcript.as_bytes());
-    std::iter::from_fn(|| decoder.next_event())
-        .map(Result::unwrap)
-        .collect()
-}
-
 /// Runs a transcript through the stream translator: the chunks as JSON, the usage, the error.
 fn translate_transcript(
     transcript: &str,
     wants_usage: bool,
 ) -> (Vec<Value>, Vec<crate::wire::Usage>, Option<ProviderError>) {
-    let mut translator = Translator::new(wants_usage, CREATED);
-    let (mut chunks, mut usage) = (Vec::new(), Vec::new());
-    let mut results: Vec<_> = sse_events(transcript)
-        .into_iter()
-        .map(|e| translator.event(e))
-        .collect();
-    results.push(translator.end());
-    for result in results {
-        match result {
-            Ok(items) => {
-                for item in items {
-                    match item {
-                        StreamEvent::Data(bytes) => chunks.push(serde_json::from_slice(&bytes).unwrap()),
-                        StreamEvent::Usage(u) => usage.push(u),
-                    }
-                }
-            }
-            Err(e) => return (chunks, usage, Some(e)),
-        }
-    }
-    (chunks, usage, None)
+    testing::translate_transcript(Translator::new(wants_usage, CREATED), transcript)
 }
 
 #[test]
@@ -224,11 +196,8 @@ fn a_messages_request_whose_messages_are_all_empty_is_refused_not_sent_with_no_m
 #[test]
 fn an_event_after_message_stop_fails_instead_of_reporting_usage_twice() {
     let mut translator = Translator::new(false, CREATED);
-    let stop = SseEvent {
-        event: Some("content_block_stop".into()),
-        data: r#"{"type":"message_stop"}"#.into(),
-    };
-    let first = translator.event(stop.clone()).unwrap();
+    let stop = r#"{"type":"message_stop"}"#;
+    let first = translator.event(stop).unwrap();
     assert_eq!(first.iter().filter(|i| matches!(i, StreamEvent::Usage(_))).count(), 1);
     assert!(matches!(translator.event(stop), Err(ProviderError::InvalidResponse(_))));
 }

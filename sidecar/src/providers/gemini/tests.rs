@@ -6,17 +6,16 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{normalize, stream::Translator};
+use super::normalize;
 use crate::{
     formats::gemini::{BatchEmbedContentsResponse, GenerateContentResponse},
-    providers::StreamTranslator,
     request::{parse_chat, parse_embeddings},
-    sse::SseDecoder,
     translate::{
-        gemini_to_openai,
+        gemini_to_openai::{self, stream::Translator},
         openai_to_gemini::{self, EmbedRequest},
+        testing,
     },
-    wire::{ProviderError, StreamEvent, Usage},
+    wire::{ProviderError, Usage},
 };
 
 const CREATED: u64 = 1_700_000_000;
@@ -28,28 +27,8 @@ fn json_of(text: &str) -> Value {
 /// Runs an SSE transcript through the stream translator, then its clean end: the chunks as
 /// JSON, the metered usage, and the error that ended it, if one did.
 fn translate_transcript(transcript: &str, wants_usage: bool) -> (Vec<Value>, Vec<Usage>, Option<ProviderError>) {
-    let mut decoder = SseDecoder::new(1 << 20);
-    decoder.push(transcript.as_bytes());
-    let mut translator = Translator::new(wants_usage, CREATED, "gemini-2.5-flash", "fallback");
-    let mut results: Vec<_> = std::iter::from_fn(|| decoder.next_event())
-        .map(|e| translator.event(e.unwrap()))
-        .collect();
-    results.push(translator.end());
-    let (mut chunks, mut usage) = (Vec::new(), Vec::new());
-    for result in results {
-        match result {
-            Ok(items) => {
-                for item in items {
-                    match item {
-                        StreamEvent::Data(bytes) => chunks.push(serde_json::from_slice(&bytes).unwrap()),
-                        StreamEvent::Usage(u) => usage.push(u),
-                    }
-                }
-            }
-            Err(e) => return (chunks, usage, Some(e)),
-        }
-    }
-    (chunks, usage, None)
+    let translator = Translator::new(wants_usage, CREATED, "gemini-2.5-flash", "fallback");
+    testing::translate_transcript(translator, transcript)
 }
 
 fn status_and_body(error: ProviderError) -> (StatusCode, Option<Duration>, Value) {

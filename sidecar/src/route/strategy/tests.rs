@@ -6,7 +6,8 @@ use serde_json::json;
 use super::*;
 use crate::{
     circuit::Verdict,
-    request::{ChatRequest, parse_chat},
+    formats::openai::ChatRequest,
+    request::parse_chat,
     route::{
         Route,
         facts::Body,

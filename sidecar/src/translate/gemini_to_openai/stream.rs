@@ -11,15 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::upstream_error;
+use super::{Translated, finish_reason, openai_id};
 use crate::{
     formats::{
         gemini::{ErrorObject, GenerateContentResponse, UsageMetadata},
         openai::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
     },
-    providers::{ProviderError, StreamEvent, StreamTranslator},
-    sse::SseEvent,
-    translate::gemini_to_openai::{self, Translated, finish_reason, openai_id, prompt_blocked},
+    translate::StreamTranslator,
+    wire::{ProviderError, StreamEvent},
 };
 
 /// The translation of one streamed answer.
@@ -79,29 +78,23 @@ impl Translator {
     /// A chunk for choice `index`, preceded by its role chunk the first time.
     fn content(&mut self, out: &mut Vec<StreamEvent>, index: u32, delta: Delta, finish: Option<&str>) {
         if self.started.insert(index) {
-            let role = Delta {
-                role: Some("assistant".into()),
-                content: Some(String::new()),
-                ..Delta::default()
-            };
-            out.push(self.chunk(index, role, None));
+            out.push(self.chunk(index, Delta::role(), None));
         }
         out.push(self.chunk(index, delta, finish));
     }
+}
+
+impl StreamTranslator for Translator {
+    type Event = GenerateContentResponse;
+    const EVENT: &'static str = "a gemini stream event";
 
     fn on(&mut self, response: GenerateContentResponse) -> Result<Vec<StreamEvent>, ProviderError> {
         if let Some(error) = response.rest.get("error") {
             let error: ErrorObject = serde_json::from_value(error.clone())
                 .map_err(|e| ProviderError::InvalidResponse(format!("a gemini stream error is malformed: {e}")))?;
-            return Err(upstream_error(&error, None));
+            return Err(super::error(&error, None));
         }
-        if let Some(reason) = response
-            .prompt_feedback
-            .as_ref()
-            .and_then(|f| f.block_reason.as_deref())
-        {
-            return Err(prompt_blocked(reason));
-        }
+        super::check_prompt(&response)?;
         if self.key.is_none() {
             self.key = response.response_id.clone();
             if let Some(version) = &response.model_version {
@@ -116,32 +109,23 @@ impl Translator {
         for candidate in response.candidates {
             let index = candidate.index;
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-                let delta = match gemini_to_openai::part(part, &key, &mut self.calls_made) {
-                    Some(Translated::Text(text)) => Delta {
-                        content: Some(text),
-                        ..Delta::default()
-                    },
-                    Some(Translated::Reasoning(text)) => Delta {
-                        reasoning_content: Some(text),
-                        ..Delta::default()
-                    },
+                let delta = match super::part(part, &key, &mut self.calls_made) {
+                    Some(Translated::Text(text)) => Delta::text(text),
+                    Some(Translated::Reasoning(text)) => Delta::reasoning(text),
                     Some(Translated::Call(call)) => {
                         let calls = self.calls.entry(index).or_default();
                         let tool_index = *calls;
                         *calls += 1;
-                        Delta {
-                            tool_calls: vec![ToolCallDelta {
-                                index: tool_index,
-                                id: Some(call.id),
-                                kind: Some(call.kind),
-                                function: Some(FunctionDelta {
-                                    name: Some(call.function.name),
-                                    arguments: Some(call.function.arguments),
-                                }),
-                                rest: call.rest,
-                            }],
-                            ..Delta::default()
-                        }
+                        Delta::tool_call(ToolCallDelta {
+                            index: tool_index,
+                            id: Some(call.id),
+                            kind: Some(call.kind),
+                            function: Some(FunctionDelta {
+                                name: Some(call.function.name),
+                                arguments: Some(call.function.arguments),
+                            }),
+                            rest: call.rest,
+                        })
                     }
                     None => continue,
                 };
@@ -160,14 +144,6 @@ impl Translator {
         }
         Ok(out)
     }
-}
-
-impl StreamTranslator for Translator {
-    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError> {
-        let response: GenerateContentResponse = serde_json::from_str(&event.data)
-            .map_err(|e| ProviderError::InvalidResponse(format!("a gemini stream event is not valid: {e}")))?;
-        self.on(response)
-    }
 
     fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
         if self.finished.is_empty() || self.finished.len() < self.started.len() {
@@ -176,7 +152,7 @@ impl StreamTranslator for Translator {
             ));
         }
         let mut out = Vec::with_capacity(2);
-        if let Some(usage) = self.usage.as_ref().map(gemini_to_openai::usage) {
+        if let Some(usage) = self.usage.as_ref().map(super::usage) {
             out.push(StreamEvent::Usage(usage.to_usage()));
             if self.wants_usage {
                 let chunk = ChatChunk::usage(&self.id(), self.created, &self.model, usage);

@@ -12,15 +12,14 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::Map;
 
-use super::upstream_error;
+use super::{finish_reason, openai_id};
 use crate::{
     formats::{
-        anthropic::{BlockDelta, ContentBlock, Event, StopReason, Usage},
+        anthropic::{self, BlockDelta, ContentBlock, Event, StopReason},
         openai::{ChatChunk, Delta, FunctionDelta, ToolCallDelta},
     },
-    providers::{ProviderError, StreamEvent, StreamTranslator},
-    sse::SseEvent,
-    translate::anthropic_to_openai::{self, finish_reason, openai_id},
+    translate::StreamTranslator,
+    wire::{ProviderError, StreamEvent},
 };
 
 /// The translation of one streamed answer.
@@ -30,7 +29,7 @@ pub struct Translator {
     created: u64,
     id: String,
     model: String,
-    usage: Usage,
+    usage: anthropic::Usage,
     /// OpenAI tool-call index by Anthropic content-block index.
     tools: HashMap<u32, u32>,
     /// Whether the role chunk went out.
@@ -47,7 +46,7 @@ impl Translator {
             created,
             id: String::new(),
             model: String::new(),
-            usage: Usage::default(),
+            usage: anthropic::Usage::default(),
             tools: HashMap::new(),
             started: false,
             stopped: false,
@@ -64,12 +63,7 @@ impl Translator {
         let mut out = Vec::with_capacity(2);
         if !self.started {
             self.started = true;
-            let role = Delta {
-                role: Some("assistant".into()),
-                content: Some(String::new()),
-                ..Delta::default()
-            };
-            out.push(self.chunk(role, None));
+            out.push(self.chunk(Delta::role(), None));
         }
         out.push(self.chunk(delta, finish));
         out
@@ -79,24 +73,13 @@ impl Translator {
         if text.is_empty() {
             return Vec::new();
         }
-        self.content(
-            Delta {
-                content: Some(text),
-                ..Delta::default()
-            },
-            None,
-        )
+        self.content(Delta::text(text), None)
     }
+}
 
-    fn tool_delta(&mut self, tool: ToolCallDelta) -> Vec<StreamEvent> {
-        self.content(
-            Delta {
-                tool_calls: vec![tool],
-                ..Delta::default()
-            },
-            None,
-        )
-    }
+impl StreamTranslator for Translator {
+    type Event = Event;
+    const EVENT: &'static str = "an anthropic stream event";
 
     fn on(&mut self, event: Event) -> Result<Vec<StreamEvent>, ProviderError> {
         if self.stopped {
@@ -124,24 +107,23 @@ impl Translator {
                         None if call.input.is_null() => String::new(),
                         _ => call.input.to_string(),
                     };
-                    self.tool_delta(ToolCallDelta {
-                        index: tool_index,
-                        id: Some(call.id),
-                        kind: Some("function".into()),
-                        function: Some(FunctionDelta {
-                            name: Some(call.name),
-                            arguments: Some(arguments),
+                    self.content(
+                        Delta::tool_call(ToolCallDelta {
+                            index: tool_index,
+                            id: Some(call.id),
+                            kind: Some("function".into()),
+                            function: Some(FunctionDelta {
+                                name: Some(call.name),
+                                arguments: Some(arguments),
+                            }),
+                            rest: Map::new(),
                         }),
-                        rest: Map::new(),
-                    })
+                        None,
+                    )
                 }
-                ContentBlock::Thinking(block) if !block.thinking.is_empty() => self.content(
-                    Delta {
-                        reasoning_content: Some(block.thinking),
-                        ..Delta::default()
-                    },
-                    None,
-                ),
+                ContentBlock::Thinking(block) if !block.thinking.is_empty() => {
+                    self.content(Delta::reasoning(block.thinking), None)
+                }
                 _ => Vec::new(),
             },
             Event::ContentBlockDelta { index, delta } => match delta {
@@ -153,22 +135,21 @@ impl Translator {
                             "input_json_delta for content block {index}, which is not a tool_use block"
                         ))
                     })?;
-                    self.tool_delta(ToolCallDelta {
-                        index: tool_index,
-                        function: Some(FunctionDelta {
-                            name: None,
-                            arguments: Some(partial_json),
+                    self.content(
+                        Delta::tool_call(ToolCallDelta {
+                            index: tool_index,
+                            function: Some(FunctionDelta {
+                                name: None,
+                                arguments: Some(partial_json),
+                            }),
+                            ..ToolCallDelta::default()
                         }),
-                        ..ToolCallDelta::default()
-                    })
+                        None,
+                    )
                 }
-                BlockDelta::ThinkingDelta { thinking } if !thinking.is_empty() => self.content(
-                    Delta {
-                        reasoning_content: Some(thinking),
-                        ..Delta::default()
-                    },
-                    None,
-                ),
+                BlockDelta::ThinkingDelta { thinking } if !thinking.is_empty() => {
+                    self.content(Delta::reasoning(thinking), None)
+                }
                 _ => Vec::new(),
             },
             Event::MessageDelta { delta, usage } => {
@@ -188,7 +169,7 @@ impl Translator {
             }
             Event::MessageStop => {
                 self.stopped = true;
-                let usage = anthropic_to_openai::usage(&self.usage);
+                let usage = super::usage(&self.usage);
                 let mut out = vec![StreamEvent::Usage(usage.to_usage())];
                 if self.wants_usage {
                     let chunk = ChatChunk::usage(&self.id, self.created, &self.model, usage);
@@ -197,22 +178,14 @@ impl Translator {
                 out
             }
             Event::Error { error } => {
-                return Err(upstream_error(
-                    crate::formats::anthropic::status_for(&error.kind),
+                return Err(super::error(
+                    anthropic::status_for(&error.kind),
                     &error.kind,
                     &error.message,
                 ));
             }
             Event::ContentBlockStop { .. } | Event::Ping | Event::Unknown => Vec::new(),
         })
-    }
-}
-
-impl StreamTranslator for Translator {
-    fn event(&mut self, event: SseEvent) -> Result<Vec<StreamEvent>, ProviderError> {
-        let parsed: Event = serde_json::from_str(&event.data)
-            .map_err(|e| ProviderError::InvalidResponse(format!("an anthropic stream event is not valid: {e}")))?;
-        self.on(parsed)
     }
 
     fn end(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
