@@ -1,16 +1,12 @@
-//! The HTTP listeners: accept connections, bound request bodies, dispatch to endpoints,
-//! and drain in-flight requests on shutdown.
+//! The HTTP listeners: the sidecar's serving settings (accepting and draining are
+//! `sluice_serve`'s), bounded request bodies, dispatch to endpoints.
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -38,55 +34,22 @@ pub struct ApiState {
 }
 
 /// Serves connections on `listener` until `shutdown` fires, then lets in-flight requests
-/// (streams included) finish for up to `grace`.
+/// (streams included) finish for up to `grace` and closes the connections that remain.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: CancellationToken, grace: Duration)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that trickles its headers (slowloris) is cut off instead of holding a task forever.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            // Boxed: hyper keeps one allocation the size of this future for the connection's
-            // whole life, a streamed answer's included; the handler's future is large (~17 KiB
-            // with every stage of the pipeline) and is freed once the response head is out.
-            let response = Box::pin(handler(req));
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
-    }
+    let options = sluice_serve::Options {
+        tls: None,
+        // A client that trickles its headers (slowloris) is cut off instead of holding a task forever.
+        header_read_timeout: Duration::from_secs(30),
+        max_head_bytes: Some(MAX_HEAD_BYTES),
+        max_concurrent_streams: Some(256),
+        nodelay: true,
+        grace,
+    };
+    sluice_serve::serve(listener, handler, options, shutdown).await;
 }
 
 /// Routes one API request to its endpoint; every failure becomes the OpenAI error shape.
