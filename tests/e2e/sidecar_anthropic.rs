@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::anthropic_upstream::{
-    self, AnthropicUpstream, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, INPUT_TOKENS, OK_CONTENT, OK_PIECES,
-    OUTPUT_TOKENS, TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE,
-};
-use sluice_tests::mock_server::read_sse;
 use sluice_tests::sidecar::SidecarProcess;
+use sluice_tests::sse::read_sse;
+use sluice_tests::upstream::anthropic::{self, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS};
+use sluice_tests::upstream::{
+    OK_CONTENT, OK_PIECES, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE, Upstream, Wire,
+};
 
 const NAMESPACE: &str = "team-a";
 const SECRET: &str = "sk-ant-test-secret-123";
@@ -57,7 +57,7 @@ fn manifest(base_url: &str) -> String {
 }
 
 struct Harness {
-    upstream: AnthropicUpstream,
+    upstream: Upstream,
     sidecar: SidecarProcess,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -65,7 +65,7 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
-        let upstream = AnthropicUpstream::start().await.unwrap();
+        let upstream = Upstream::start(&[Wire::Anthropic]).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("routes.yaml"), manifest(&upstream.base_url())).unwrap();
         let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
@@ -92,7 +92,7 @@ impl Harness {
 
     /// The body of the upstream's latest request.
     async fn last_sent(&self) -> Value {
-        self.upstream.requests().await.last().unwrap().body.clone()
+        self.upstream.requests().last().unwrap().body.clone()
     }
 }
 
@@ -162,7 +162,7 @@ async fn chat_is_sent_as_an_anthropic_message_and_answered_as_an_openai_completi
                "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS, "cache_creation_tokens": CACHE_CREATION_TOKENS}})
     );
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(
         (seen[0].method.as_str(), seen[0].path.as_str()),
@@ -325,7 +325,7 @@ async fn client_errors_keep_their_status_with_an_openai_error_body() {
         assert_openai_error(&body, "invalid_request_error", Some(code));
     }
     let body: Value = h.chat(&hello("fails-400")).await.json().await.unwrap();
-    assert_eq!(body["error"]["message"], anthropic_upstream::BAD_REQUEST_MESSAGE);
+    assert_eq!(body["error"]["message"], anthropic::BAD_REQUEST_MESSAGE);
 }
 
 #[tokio::test]
@@ -334,10 +334,7 @@ async fn rate_limits_are_429_with_retry_after_and_overloads_are_502() {
 
     let limited = h.chat(&hello("fails-429")).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        header(&limited, "retry-after"),
-        Some(anthropic_upstream::RETRY_AFTER_SECS)
-    );
+    assert_eq!(header(&limited, "retry-after"), Some(RETRY_AFTER_SECS));
     assert_openai_error(
         &limited.json().await.unwrap(),
         "rate_limit_error",
@@ -418,7 +415,7 @@ async fn embeddings_from_an_anthropic_backend_are_a_clear_400() {
         body["error"]["message"].as_str().unwrap().contains("no embeddings API"),
         "{body}"
     );
-    assert!(h.upstream.requests().await.is_empty());
+    assert!(h.upstream.requests().is_empty());
 }
 
 #[tokio::test]
@@ -435,7 +432,7 @@ async fn a_request_anthropic_cannot_take_is_a_400_before_any_upstream_call() {
         "invalid_request_error",
         Some("unsupported_for_backend"),
     );
-    assert!(h.upstream.requests().await.is_empty());
+    assert!(h.upstream.requests().is_empty());
 }
 
 #[tokio::test]

@@ -9,15 +9,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::gemini_upstream::{
-    self, CACHED_TOKENS, COMPLETION_TOKENS, GeminiUpstream, MODEL_VERSION, OK_CONTENT, OK_PIECES, PROMPT_TOKENS,
-    TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE, TOOL_SIGNATURE,
-};
-use sluice_tests::mock_server::read_sse;
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::embedding_vector;
+use sluice_tests::sse::read_sse;
+use sluice_tests::upstream::gemini::{self, MODEL_VERSION, TOOL_SIGNATURE};
+use sluice_tests::upstream::{
+    CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX,
+    TOOL_NAME, TOOL_PREAMBLE, Upstream, Wire, embedding_vector,
+};
 
 const NAMESPACE: &str = "team-a";
 const SECRET: &str = "AIza-test-secret-123";
@@ -52,7 +53,7 @@ fn manifest(base_url: &str) -> String {
 }
 
 struct Harness {
-    upstream: GeminiUpstream,
+    upstream: Upstream,
     sidecar: SidecarProcess,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -60,7 +61,7 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
-        let upstream = GeminiUpstream::start().await.unwrap();
+        let upstream = Upstream::start(&[Wire::Gemini]).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("routes.yaml"), manifest(&upstream.base_url())).unwrap();
         let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
@@ -148,7 +149,7 @@ async fn chat_is_sent_as_generate_content_and_answered_as_an_openai_completion()
                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS}})
     );
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1beta/models/mock-ok:generateContent");
     assert_eq!(seen[0].header("x-goog-api-key"), Some(SECRET));
@@ -200,7 +201,7 @@ async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked(
     assert_eq!(last["usage"]["completion_tokens"], COMPLETION_TOKENS);
     assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], CACHED_TOKENS);
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen[0].path, "/v1beta/models/mock-ok:streamGenerateContent?alt=sse");
     assert_eq!(
         seen[0].body["generationConfig"],
@@ -222,7 +223,7 @@ async fn a_function_call_round_trip_keeps_its_thought_signature() {
     let call = &message["tool_calls"][0];
     assert_eq!(call["function"]["name"], TOOL_NAME);
     assert_eq!(call["extra_content"]["google"]["thought_signature"], TOOL_SIGNATURE);
-    let sent = &h.upstream.requests().await[0].body;
+    let sent = &h.upstream.requests()[0].body;
     assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], TOOL_NAME);
     assert_eq!(
         sent["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]["required"],
@@ -246,7 +247,7 @@ async fn a_function_call_round_trip_keeps_its_thought_signature() {
         second["choices"][0]["message"]["content"],
         format!("{TOOL_ANSWER_PREFIX}18 C and sunny")
     );
-    let sent = &h.upstream.requests().await[1].body;
+    let sent = &h.upstream.requests()[1].body;
     assert_eq!(sent["contents"][1]["role"], "model");
     assert_eq!(
         sent["contents"][2],
@@ -311,14 +312,13 @@ async fn upstream_errors_map_to_the_sidecar_contract() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let body: Value = bad.json().await.unwrap();
     assert_openai_error(&body, "invalid_request_error", Some("invalid_argument"));
-    assert_eq!(body["error"]["message"], gemini_upstream::BAD_REQUEST_MESSAGE);
+    assert_eq!(body["error"]["message"], gemini::BAD_REQUEST_MESSAGE);
 
     let limited = h.chat(&hello("fails-429")).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after = gemini_upstream::RETRY_DELAY_SECS.to_string();
     assert_eq!(
         header(&limited, "retry-after"),
-        Some(retry_after.as_str()),
+        Some(RETRY_AFTER_SECS),
         "from RetryInfo"
     );
 
@@ -386,7 +386,7 @@ async fn embeddings_use_embed_content_for_one_text_and_batch_for_several() {
     assert_eq!(many["data"][1]["index"], 1);
     assert_eq!(many["data"][1]["embedding"], json!(embedding_vector(1, 8)));
     assert!(many["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
-    let paths: Vec<String> = h.upstream.requests().await.into_iter().map(|r| r.path).collect();
+    let paths: Vec<String> = h.upstream.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
         [
@@ -413,6 +413,6 @@ async fn base64_embeddings_are_little_endian_floats() {
     let expected: Vec<u8> = embedding_vector(0, 8).iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(
         body["data"][0]["embedding"],
-        json!(sluice_tests::upstream::base64_encode(&expected))
+        json!(base64::engine::general_purpose::STANDARD.encode(&expected))
     );
 }
