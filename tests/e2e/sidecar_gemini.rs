@@ -6,22 +6,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+mod provider;
+
 use std::time::Duration;
 
 use base64::Engine as _;
+use provider::{Backend, Harness, assert_openai_error, chunks_of, header, hello, streamed, weather_tool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::sse::read_sse;
+use sluice_tests::sse::sse_data;
 use sluice_tests::upstream::gemini::{self, MODEL_VERSION, TOOL_SIGNATURE};
 use sluice_tests::upstream::{
     CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX,
-    TOOL_NAME, TOOL_PREAMBLE, Upstream, Wire, embedding_vector,
+    TOOL_NAME, TOOL_PREAMBLE, Wire, embedding_vector,
 };
 
-const NAMESPACE: &str = "team-a";
+/// The API key the routes' Secret holds.
 const SECRET: &str = "AIza-test-secret-123";
+/// Every route's backend.
+const GEMINI: Backend = Backend {
+    name: "gemini",
+    provider: "gemini",
+    wire: Wire::Gemini,
+    key: SECRET,
+};
 
 /// Route name (its one model alias) → the upstream model that picks the behaviour.
 const ROUTES: &[(&str, &str)] = &[
@@ -37,99 +45,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("embed", "mock-ok"),
 ];
 
-fn manifest(base_url: &str) -> String {
-    let mut out = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: gemini, namespace: {NAMESPACE}}}\n\
-         stringData: {{apiKey: {SECRET}}}\n"
-    );
-    for (name, model) in ROUTES {
-        out.push_str(&format!(
-            "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
-             spec:\n  models: [{name}]\n  retry: {{attempts: 1}}\n  backends:\n  - name: gemini\n    provider: gemini\n    \
-             baseUrl: {base_url}\n    model: {model}\n    credentialsRef: {{name: gemini, key: apiKey}}\n"
-        ));
-    }
-    out
-}
-
-struct Harness {
-    upstream: Upstream,
-    sidecar: SidecarProcess,
-    _dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        let upstream = Upstream::start(&[Wire::Gemini]).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("routes.yaml"), manifest(&upstream.base_url())).unwrap();
-        let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
-        // A client timeout turns a hang into a failure instead of a stuck test.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            upstream,
-            sidecar,
-            _dir: dir,
-            http,
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.http.post(self.sidecar.url(path)).json(body).send().await.unwrap()
-    }
-
-    async fn chat(&self, body: &Value) -> reqwest::Response {
-        self.post("/v1/chat/completions", body).await
-    }
-}
-
-fn hello(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]})
-}
-
-fn streamed(mut request: Value) -> Value {
-    request["stream"] = json!(true);
-    request
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-fn chunks_of(text: &str) -> (Vec<Value>, bool) {
-    let data: Vec<String> = read_sse(text).into_iter().map(|(_, d)| d).collect();
-    let done = data.last().is_some_and(|d| d == "[DONE]");
-    let chunks = data
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("chunk {d:?} is not JSON: {e}")))
-        .collect();
-    (chunks, done)
-}
-
-#[track_caller]
-fn assert_openai_error(body: &Value, kind: &str, code: Option<&str>) {
-    let error = body["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("not an OpenAI error: {body}"));
-    let keys: BTreeSet<&str> = error.keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["message", "type", "param", "code"]), "{body}");
-    assert_eq!(error["type"], kind, "{body}");
-    assert_eq!(error["code"], json!(code), "{body}");
-}
-
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {"name": TOOL_NAME, "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+async fn harness() -> Harness {
+    Harness::start(&GEMINI, ROUTES).await
 }
 
 #[tokio::test]
 async fn chat_is_sent_as_generate_content_and_answered_as_an_openai_completion() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&hello("chat")).await;
 
@@ -167,7 +89,7 @@ async fn chat_is_sent_as_generate_content_and_answered_as_an_openai_completion()
 
 #[tokio::test]
 async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let mut request = streamed(hello("chat"));
     request["stream_options"] = json!({"include_usage": true});
     request["max_tokens"] = json!(64);
@@ -211,7 +133,7 @@ async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked(
 
 #[tokio::test]
 async fn a_function_call_round_trip_keeps_its_thought_signature() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let mut request = json!({"model": "tool", "messages": [{"role": "user", "content": "Weather in Paris?"}],
         "tools": weather_tool(), "tool_choice": "required"});
 
@@ -257,7 +179,7 @@ async fn a_function_call_round_trip_keeps_its_thought_signature() {
 
 #[tokio::test]
 async fn a_streamed_function_call_arrives_whole_with_id_name_and_arguments() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let request = json!({"model": "tool", "stream": true, "tools": weather_tool(),
         "messages": [{"role": "user", "content": "Weather in Paris?"}]});
 
@@ -282,7 +204,7 @@ async fn a_streamed_function_call_arrives_whole_with_id_name_and_arguments() {
 
 #[tokio::test]
 async fn a_safety_stop_finishes_with_content_filter_plain_and_streamed() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let plain: Value = h.chat(&hello("safety")).await.json().await.unwrap();
     assert_eq!(plain["choices"][0]["finish_reason"], "content_filter");
@@ -294,7 +216,7 @@ async fn a_safety_stop_finishes_with_content_filter_plain_and_streamed() {
 
 #[tokio::test]
 async fn a_blocked_prompt_is_a_400_content_filter_plain_and_streamed() {
-    let h = Harness::start().await;
+    let h = harness().await;
     for request in [hello("blocked"), streamed(hello("blocked"))] {
         let response = h.chat(&request).await;
 
@@ -306,7 +228,7 @@ async fn a_blocked_prompt_is_a_400_content_filter_plain_and_streamed() {
 
 #[tokio::test]
 async fn upstream_errors_map_to_the_sidecar_contract() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let bad = h.chat(&hello("fails-400")).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
@@ -335,7 +257,7 @@ async fn upstream_errors_map_to_the_sidecar_contract() {
 
 #[tokio::test]
 async fn a_stream_that_breaks_mid_way_ends_with_an_error_event() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&streamed(hello("cut-stream"))).await;
 
@@ -344,7 +266,7 @@ async fn a_stream_that_breaks_mid_way_ends_with_an_error_event() {
         .await
         .expect("the stream must end, not hang")
         .unwrap();
-    let data: Vec<String> = read_sse(&text).into_iter().map(|(_, d)| d).collect();
+    let data = sse_data(&text);
     let error_at = data
         .iter()
         .position(|d| d.contains("\"error\""))
@@ -360,7 +282,7 @@ async fn a_stream_that_breaks_mid_way_ends_with_an_error_event() {
 
 #[tokio::test]
 async fn embeddings_use_embed_content_for_one_text_and_batch_for_several() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let one: Value = h
         .post(
@@ -398,7 +320,7 @@ async fn embeddings_use_embed_content_for_one_text_and_batch_for_several() {
 
 #[tokio::test]
 async fn base64_embeddings_are_little_endian_floats() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let body: Value = h
         .post(
