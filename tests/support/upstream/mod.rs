@@ -59,8 +59,8 @@ use tokio::task::JoinHandle;
 
 pub use self::record::RecordedRequest;
 use self::record::Recorder;
-use self::script::Controls;
-pub use self::script::{Behaviour, Steer};
+pub use self::script::Behaviour;
+use self::script::{Controls, Steer};
 use crate::http::Body;
 
 /// The streamed pieces of the `mock-ok` answer, in order.
