@@ -6,6 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
 use sluice_tests::operator::{Certs, OperatorProcess, eventually, sidecar_count, wait_until_injected};
@@ -136,11 +138,7 @@ async fn the_operator_publishes_its_ca_and_rotates_its_certificate_without_faili
         let secret = json(&c, &["get", "secret", SECRET, "-n", &c.namespace, "-o", "json"]).await?;
         let secret_ca = secret["data"]["ca.crt"].as_str().context("no ca.crt in the Secret")?;
         ensure!(
-            ca["data"]["ca.crt"]
-                .as_str()
-                .map(|pem| sluice_tests::upstream::base64_encode(pem.as_bytes()))
-                .as_deref()
-                == Some(secret_ca),
+            ca["data"]["ca.crt"].as_str().map(|pem| STANDARD.encode(pem)).as_deref() == Some(secret_ca),
             "the CA ConfigMap does not hold the Secret's CA: {ca:#}"
         );
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sluice_crds::ModelRoute;
 use sluice_tests::cluster::{TestCluster, cluster};
 use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually};
-use sluice_tests::upstream::Upstream;
+use sluice_tests::upstream::{Upstream, Wire};
 
 /// Generous bound for a change to travel: API server → operator → sidecar.
 const WITHIN: Duration = Duration::from_secs(30);
@@ -92,7 +92,7 @@ async fn a_route_applied_edited_and_broken_reaches_the_sidecar_and_a_broken_edit
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let upstream = Upstream::start().await?;
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&secret("upstream", "sk-one")))
         .await?
         .ok()?;
@@ -206,7 +206,7 @@ async fn a_rotated_secret_is_the_key_of_the_next_request() -> Result<()> {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let upstream = Upstream::start().await?;
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&secret("upstream", "sk-one")))
         .await?
         .ok()?;
@@ -221,7 +221,6 @@ async fn a_rotated_secret_is_the_key_of_the_next_request() -> Result<()> {
     let last_key = || async {
         upstream
             .requests()
-            .await
             .last()
             .and_then(|r| r.header("authorization").map(str::to_owned))
     };
@@ -263,7 +262,7 @@ async fn without_its_operator_a_restarted_sidecar_serves_its_saved_config() -> R
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let upstream = Upstream::start().await?;
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&secret("upstream", "sk-one")))
         .await?
         .ok()?;

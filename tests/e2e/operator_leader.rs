@@ -10,7 +10,7 @@ use anyhow::{Result, ensure};
 use sluice_crds::{Budget, MicroUsd};
 use sluice_tests::cluster::cluster;
 use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually, lease_holder};
-use sluice_tests::upstream::Upstream;
+use sluice_tests::upstream::{Upstream, Wire};
 
 const WITHIN: Duration = Duration::from_secs(60);
 const LEASE: &str = "sluice-operator";
@@ -78,7 +78,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> Result<()>
     };
     c.install_crds().await?;
     let dir = tempfile::tempdir()?;
-    let upstream = Upstream::start().await?;
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&route(&upstream, "first")))
         .await?
         .ok()?;
@@ -181,7 +181,7 @@ async fn an_operator_restarted_again_and_again_never_sends_a_connected_sidecar_f
     };
     c.install_crds().await?;
     let dir = tempfile::tempdir()?;
-    let upstream = Upstream::start().await?;
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&fillers(20))).await?.ok()?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&route(&upstream, "only")))
         .await?

@@ -238,7 +238,7 @@ async fn priced_cluster(test: &str, limit: &str) -> Result<Option<Priced>> {
         return Ok(None);
     };
     c.install_crds().await?;
-    let upstream = sluice_tests::upstream::Upstream::start().await?;
+    let upstream = sluice_tests::upstream::Upstream::start(&[sluice_tests::upstream::Wire::OpenAi]).await?;
     let manifests = priced_manifests(&upstream, limit);
     c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests)).await?.ok()?;
     let dir = tempfile::tempdir()?;
@@ -523,7 +523,7 @@ async fn with_its_operator_away_a_sidecar_keeps_serving_then_resyncs_and_reports
         "{usage}\n{}",
         operator.process.output()
     );
-    ensure!(upstream.requests().await.len() == 6);
+    ensure!(upstream.requests().len() == 6);
     Ok(())
 }
 

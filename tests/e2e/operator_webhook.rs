@@ -5,16 +5,14 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sluice_tests::cluster::{TestCluster, cluster};
 use sluice_tests::operator::{Certs, OperatorProcess, sidecar_count, wait_until_injected};
 
 /// A bound for the operator to come up, not a target.
 const WITHIN: Duration = Duration::from_secs(60);
-
-fn base64(bytes: &[u8]) -> String {
-    sluice_tests::upstream::base64_encode(bytes)
-}
 
 /// Registers the webhook at `url` for pods of labelled namespaces among `namespaces` only, so
 /// that tests sharing the API server are not affected.
@@ -37,7 +35,7 @@ webhooks:
     - {{key: sluice.dev/inject, operator: In, values: [enabled]}}
     - {{key: kubernetes.io/metadata.name, operator: In, values: [{namespaces}]}}
 "#,
-        ca = base64(ca),
+        ca = STANDARD.encode(ca),
         namespaces = namespaces.join(", ")
     )
 }

@@ -5,18 +5,15 @@
 //! in its error.
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use hyper::StatusCode;
 use serde_json::json;
 use sluice_tests::addresses::listener;
 use sluice_tests::cluster::cluster;
-use sluice_tests::mock_server::{Handler, MockServer, json_response};
 use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, Process, TestPod, eventually};
 use sluice_tests::sidecar::sidecar_binary;
-use sluice_tests::upstream::{RecordedRequest, Upstream};
+use sluice_tests::upstream::{Upstream, Wire};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -87,25 +84,9 @@ async fn the_api_listener_refuses_a_non_loopback_address_unless_explicitly_allow
 const KEY: &str = "sk-audit-4c1d2e9f7a3b5d60";
 const ROTATED: &str = "sk-audit-rotated-8e2f61b0c9d4";
 
-/// An upstream that, like a careless provider, quotes the whole key back in its 401.
-async fn echoing_upstream() -> Result<MockServer> {
-    let handler: Handler = Arc::new(|request: RecordedRequest, _| {
-        Box::pin(async move {
-            let key = request
-                .header("authorization")
-                .unwrap_or_default()
-                .trim_start_matches("Bearer ");
-            let message = format!("Incorrect API key provided: {key}.");
-            json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}),
-            )
-        })
-    });
-    MockServer::bind("127.0.0.1:0".parse()?, handler).await
-}
-
-fn manifests(upstream: &Upstream, echoing: &MockServer, key: &str) -> String {
+/// The routes: one per way an upstream answers, `echoing` to a model that, like a careless
+/// provider, quotes the whole key back in its 401.
+fn manifests(upstream: &Upstream, key: &str) -> String {
     let route = |name: &str, model: &str, extra: &str| {
         format!(
             "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\nspec:\n  \
@@ -125,7 +106,7 @@ fn manifests(upstream: &Upstream, echoing: &MockServer, key: &str) -> String {
         route("broken", "mock-500", ""),
         route("garbage", "mock-garbage", ""),
         route("cut", "mock-cut-stream", ""),
-        route("echoing", "mock-ok", "").replace(&upstream.addr.to_string(), &echoing.addr.to_string()),
+        route("echoing", "mock-quote-key", ""),
     ]
     .concat()
 }
@@ -208,9 +189,8 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
         return Ok(());
     };
     c.install_crds().await?;
-    let upstream = Upstream::start().await?;
-    let echoing = echoing_upstream().await?;
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, &echoing, KEY)))
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, KEY)))
         .await?
         .ok()?;
     let dir = tempfile::tempdir()?;
@@ -230,7 +210,7 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
     let mut client_saw = exercise(&sidecar).await?;
     // The key was really in use: the audit below could have found it.
     let bearer = |key: &str| format!("Bearer {key}");
-    let used = upstream.requests().await;
+    let used = upstream.requests();
     ensure!(
         used.iter()
             .any(|r| r.header("authorization") == Some(bearer(KEY).as_str())),
@@ -238,12 +218,12 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
     );
 
     // Rotate the key; the new one is used, and audited too.
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, &echoing, ROTATED)))
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, ROTATED)))
         .await?
         .ok()?;
     eventually("the rotated key in use", WITHIN, || async {
         let answer = sidecar.chat("chat").await?;
-        let last = upstream.requests().await.pop()?;
+        let last = upstream.requests().pop()?;
         (answer.status == 200 && last.header("authorization") == Some(bearer(ROTATED).as_str())).then_some(())
     })
     .await?;

@@ -6,20 +6,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+mod provider;
+
 use std::time::Duration;
 
+use provider::{Backend, Harness, assert_openai_error, chunks_of, header, hello, streamed, weather_tool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::anthropic_upstream::{
-    self, AnthropicUpstream, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, INPUT_TOKENS, OK_CONTENT, OK_PIECES,
-    OUTPUT_TOKENS, TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE,
+use sluice_tests::sse::sse_data;
+use sluice_tests::upstream::anthropic::{self, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS};
+use sluice_tests::upstream::{
+    OK_CONTENT, OK_PIECES, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE, Wire,
 };
-use sluice_tests::mock_server::read_sse;
-use sluice_tests::sidecar::SidecarProcess;
 
-const NAMESPACE: &str = "team-a";
+/// The API key the routes' Secret holds.
 const SECRET: &str = "sk-ant-test-secret-123";
+/// Every route's backend.
+const CLAUDE: Backend = Backend {
+    name: "claude",
+    provider: "anthropic",
+    wire: Wire::Anthropic,
+    key: SECRET,
+};
 
 /// Route name (its one model alias) → the upstream model that picks the behaviour.
 const ROUTES: &[(&str, &str)] = &[
@@ -36,111 +44,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("stall", "mock-stall"),
 ];
 
-fn manifest(base_url: &str) -> String {
-    let mut out = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: anthropic, namespace: {NAMESPACE}}}\n\
-         stringData: {{apiKey: {SECRET}}}\n"
-    );
-    for (name, model) in ROUTES {
-        let timeouts = if *model == "mock-stall" {
-            "\n    timeouts: {connect: 1s, firstByte: 500ms, total: 2s}"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
-             spec:\n  models: [{name}]\n  retry: {{attempts: 1}}\n  backends:\n  - name: claude\n    provider: anthropic\n    \
-             baseUrl: {base_url}\n    model: {model}\n    credentialsRef: {{name: anthropic, key: apiKey}}{timeouts}\n"
-        ));
-    }
-    out
-}
-
-struct Harness {
-    upstream: AnthropicUpstream,
-    sidecar: SidecarProcess,
-    _dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        let upstream = AnthropicUpstream::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("routes.yaml"), manifest(&upstream.base_url())).unwrap();
-        let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
-        // A client timeout turns a hang into a failure instead of a stuck test.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            upstream,
-            sidecar,
-            _dir: dir,
-            http,
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.http.post(self.sidecar.url(path)).json(body).send().await.unwrap()
-    }
-
-    async fn chat(&self, body: &Value) -> reqwest::Response {
-        self.post("/v1/chat/completions", body).await
-    }
-
-    /// The body of the upstream's latest request.
-    async fn last_sent(&self) -> Value {
-        self.upstream.requests().await.last().unwrap().body.clone()
-    }
-}
-
-fn hello(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]})
-}
-
-fn streamed(mut request: Value) -> Value {
-    request["stream"] = json!(true);
-    request
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The JSON chunks of an OpenAI stream and whether `[DONE]` ended it.
-fn chunks_of(text: &str) -> (Vec<Value>, bool) {
-    let data: Vec<String> = read_sse(text).into_iter().map(|(_, d)| d).collect();
-    let done = data.last().is_some_and(|d| d == "[DONE]");
-    let chunks = data
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("chunk {d:?} is not JSON: {e}")))
-        .collect();
-    (chunks, done)
-}
-
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {"name": TOOL_NAME, "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
-}
-
-#[track_caller]
-fn assert_openai_error(body: &Value, kind: &str, code: Option<&str>) {
-    let error = body["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("not an OpenAI error: {body}"));
-    let keys: BTreeSet<&str> = error.keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["message", "type", "param", "code"]), "{body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert_eq!(error["type"], kind, "{body}");
-    assert_eq!(error["code"], json!(code), "{body}");
+async fn harness() -> Harness {
+    Harness::start(&CLAUDE, ROUTES).await
 }
 
 #[tokio::test]
 async fn chat_is_sent_as_an_anthropic_message_and_answered_as_an_openai_completion() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&hello("chat")).await;
 
@@ -162,7 +72,7 @@ async fn chat_is_sent_as_an_anthropic_message_and_answered_as_an_openai_completi
                "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS, "cache_creation_tokens": CACHE_CREATION_TOKENS}})
     );
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(
         (seen[0].method.as_str(), seen[0].path.as_str()),
@@ -180,7 +90,7 @@ async fn chat_is_sent_as_an_anthropic_message_and_answered_as_an_openai_completi
 
 #[tokio::test]
 async fn streamed_chat_becomes_openai_chunks_ending_with_done() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&streamed(hello("chat"))).await;
 
@@ -209,12 +119,12 @@ async fn streamed_chat_becomes_openai_chunks_ending_with_done() {
         assert_eq!(chunk["id"], "chatcmpl-msg_mock_1");
         assert!(chunk.get("usage").is_none(), "{chunk}");
     }
-    assert_eq!(h.last_sent().await["stream"], true);
+    assert_eq!(h.last_sent()["stream"], true);
 }
 
 #[tokio::test]
 async fn streamed_chat_with_include_usage_ends_with_the_usage_chunk() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let mut request = streamed(hello("chat"));
     request["stream_options"] = json!({"include_usage": true});
 
@@ -237,7 +147,7 @@ async fn streamed_chat_with_include_usage_ends_with_the_usage_chunk() {
 
 #[tokio::test]
 async fn a_tool_call_round_trip_reaches_anthropic_as_tool_use_and_tool_result() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let mut request = json!({"model": "tool", "messages": [{"role": "user", "content": "Weather in Paris?"}],
         "tools": weather_tool(), "tool_choice": "auto"});
 
@@ -253,7 +163,7 @@ async fn a_tool_call_round_trip_reaches_anthropic_as_tool_use_and_tool_result() 
         serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
         json!({"city": "Paris"})
     );
-    let sent = h.last_sent().await;
+    let sent = h.last_sent();
     assert_eq!(sent["tools"][0]["name"], TOOL_NAME);
     assert_eq!(sent["tools"][0]["input_schema"]["required"], json!(["city"]));
     assert_eq!(sent["tool_choice"], json!({"type": "auto"}));
@@ -268,7 +178,7 @@ async fn a_tool_call_round_trip_reaches_anthropic_as_tool_use_and_tool_result() 
         second["choices"][0]["message"]["content"],
         format!("{TOOL_ANSWER_PREFIX}18 C and sunny")
     );
-    let sent = h.last_sent().await;
+    let sent = h.last_sent();
     assert_eq!(
         sent["messages"][1],
         json!({"role": "assistant", "content": [
@@ -283,7 +193,7 @@ async fn a_tool_call_round_trip_reaches_anthropic_as_tool_use_and_tool_result() 
 
 #[tokio::test]
 async fn a_streamed_tool_call_arrives_as_indexed_argument_deltas() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let request = json!({"model": "tool", "stream": true, "tools": weather_tool(),
         "messages": [{"role": "user", "content": "Weather in Paris?"}]});
 
@@ -313,7 +223,7 @@ async fn a_streamed_tool_call_arrives_as_indexed_argument_deltas() {
 
 #[tokio::test]
 async fn client_errors_keep_their_status_with_an_openai_error_body() {
-    let h = Harness::start().await;
+    let h = harness().await;
     for (model, status, code) in [
         ("fails-400", StatusCode::BAD_REQUEST, "invalid_request_error"),
         ("fails-401", StatusCode::UNAUTHORIZED, "authentication_error"),
@@ -325,19 +235,16 @@ async fn client_errors_keep_their_status_with_an_openai_error_body() {
         assert_openai_error(&body, "invalid_request_error", Some(code));
     }
     let body: Value = h.chat(&hello("fails-400")).await.json().await.unwrap();
-    assert_eq!(body["error"]["message"], anthropic_upstream::BAD_REQUEST_MESSAGE);
+    assert_eq!(body["error"]["message"], anthropic::BAD_REQUEST_MESSAGE);
 }
 
 #[tokio::test]
 async fn rate_limits_are_429_with_retry_after_and_overloads_are_502() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let limited = h.chat(&hello("fails-429")).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        header(&limited, "retry-after"),
-        Some(anthropic_upstream::RETRY_AFTER_SECS)
-    );
+    assert_eq!(header(&limited, "retry-after"), Some(RETRY_AFTER_SECS));
     assert_openai_error(
         &limited.json().await.unwrap(),
         "rate_limit_error",
@@ -357,7 +264,7 @@ async fn rate_limits_are_429_with_retry_after_and_overloads_are_502() {
 
 #[tokio::test]
 async fn an_error_event_before_any_content_is_an_error_status_not_a_stream() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&streamed(hello("overloaded-early"))).await;
 
@@ -369,7 +276,7 @@ async fn an_error_event_before_any_content_is_an_error_status_not_a_stream() {
 
 #[tokio::test]
 async fn a_stream_that_breaks_or_errs_mid_way_ends_with_an_error_event() {
-    let h = Harness::start().await;
+    let h = harness().await;
     for model in ["cut-stream", "error-event"] {
         let response = h.chat(&streamed(hello(model))).await;
         assert_eq!(response.status(), StatusCode::OK, "{model}");
@@ -379,7 +286,7 @@ async fn a_stream_that_breaks_or_errs_mid_way_ends_with_an_error_event() {
             .expect("the stream must end, not hang")
             .unwrap();
 
-        let data: Vec<String> = read_sse(&text).into_iter().map(|(_, d)| d).collect();
+        let data = sse_data(&text);
         let error_at = data
             .iter()
             .position(|d| d.contains("\"error\""))
@@ -405,7 +312,7 @@ async fn a_stream_that_breaks_or_errs_mid_way_ends_with_an_error_event() {
 
 #[tokio::test]
 async fn embeddings_from_an_anthropic_backend_are_a_clear_400() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h
         .post("/v1/embeddings", &json!({"model": "chat", "input": "hello"}))
@@ -418,12 +325,12 @@ async fn embeddings_from_an_anthropic_backend_are_a_clear_400() {
         body["error"]["message"].as_str().unwrap().contains("no embeddings API"),
         "{body}"
     );
-    assert!(h.upstream.requests().await.is_empty());
+    assert!(h.upstream.requests().is_empty());
 }
 
 #[tokio::test]
 async fn a_request_anthropic_cannot_take_is_a_400_before_any_upstream_call() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let request = json!({"model": "chat", "messages": [{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}]});
 
@@ -435,12 +342,12 @@ async fn a_request_anthropic_cannot_take_is_a_400_before_any_upstream_call() {
         "invalid_request_error",
         Some("unsupported_for_backend"),
     );
-    assert!(h.upstream.requests().await.is_empty());
+    assert!(h.upstream.requests().is_empty());
 }
 
 #[tokio::test]
 async fn a_stalled_upstream_times_out_with_504() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&hello("stall")).await;
 

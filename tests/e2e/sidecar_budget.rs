@@ -8,10 +8,8 @@ use std::{path::Path, time::Duration};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::{
-    anthropic_upstream::{self as anthropic, AnthropicUpstream},
-    gemini_upstream::GeminiUpstream,
     sidecar::SidecarProcess,
-    upstream::{CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, Upstream},
+    upstream::{CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, Upstream, Wire, anthropic},
 };
 
 /// How long a test waits for something eventual: a bound, never a target.
@@ -141,7 +139,7 @@ async fn assert_exact_costs(provider: &str, base_url: &str) {
 
 #[tokio::test]
 async fn openai_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
-    let upstream = Upstream::start().await.unwrap();
+    let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
     assert_exact_costs("openai-compatible", &upstream.base_url()).await;
 }
 
@@ -156,19 +154,19 @@ async fn anthropic_costs_are_exact_for_plain_and_streamed_answers_with_cached_to
         (anthropic::CACHE_READ_TOKENS, anthropic::OUTPUT_TOKENS),
         (CACHED_TOKENS, COMPLETION_TOKENS)
     );
-    let upstream = AnthropicUpstream::start().await.unwrap();
+    let upstream = Upstream::start(&[Wire::Anthropic]).await.unwrap();
     assert_exact_costs("anthropic", &upstream.base_url()).await;
 }
 
 #[tokio::test]
 async fn gemini_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
-    let upstream = GeminiUpstream::start().await.unwrap();
+    let upstream = Upstream::start(&[Wire::Gemini]).await.unwrap();
     assert_exact_costs("gemini", &upstream.base_url()).await;
 }
 
 #[tokio::test]
 async fn a_stream_cut_before_its_usage_is_recorded_as_estimated_not_zero() {
-    let upstream = Upstream::start().await.unwrap();
+    let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let backend = format!(
         "  - name: mock\n    provider: openai-compatible\n    baseUrl: {}\n    model: mock-cut-stream\n    \

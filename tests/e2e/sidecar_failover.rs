@@ -12,7 +12,7 @@ use gateway::{Gateway, backend, header, hello, route, sse_data};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::{self, Behaviour};
+use sluice_tests::upstream::{self, Behaviour, openai};
 
 const PRIMARY: &str = "mock-ok-primary";
 const SECONDARY: &str = "mock-ok-secondary";
@@ -50,10 +50,7 @@ async fn a_503_from_the_first_backend_is_answered_by_the_second_in_two_attempts(
     assert_eq!(header(&response, "x-sluice-attempts").as_deref(), Some("2"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], upstream::OK_CONTENT);
-    assert_eq!(
-        (g.upstream.count(PRIMARY).await, g.upstream.count(SECONDARY).await),
-        (1, 1)
-    );
+    assert_eq!((g.upstream.count(PRIMARY), g.upstream.count(SECONDARY)), (1, 1));
 }
 
 #[tokio::test]
@@ -67,9 +64,9 @@ async fn a_400_from_the_first_backend_goes_back_to_the_client_without_a_second_a
     assert_eq!(header(&response, "x-sluice-backend").as_deref(), Some("primary"));
     assert_eq!(header(&response, "x-sluice-attempts").as_deref(), Some("1"));
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, upstream::failure_body(StatusCode::BAD_REQUEST));
+    assert_eq!(body, openai::failure_body(StatusCode::BAD_REQUEST));
     assert_eq!(
-        g.upstream.count(SECONDARY).await,
+        g.upstream.count(SECONDARY),
         0,
         "a client error is not retried elsewhere"
     );
@@ -96,7 +93,7 @@ async fn a_429_with_retry_after_skips_that_backend_while_config_shows_it_cooling
         Some("1"),
         "skipped, not attempted"
     );
-    assert_eq!(g.upstream.count(PRIMARY).await, 1);
+    assert_eq!(g.upstream.count(PRIMARY), 1);
 }
 
 #[tokio::test]
@@ -121,7 +118,7 @@ async fn a_backend_cooled_down_by_a_429_takes_traffic_again_once_config_shows_th
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "x-sluice-backend").as_deref(), Some("primary"));
     assert_eq!(header(&response, "x-sluice-attempts").as_deref(), Some("1"));
-    assert_eq!(g.upstream.count(PRIMARY).await, 2);
+    assert_eq!(g.upstream.count(PRIMARY), 2);
 }
 
 #[tokio::test]
@@ -156,7 +153,7 @@ async fn with_one_backend_a_429_with_retry_after_is_waited_out_within_the_total_
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "x-sluice-attempts").as_deref(), Some("2"));
-    assert_eq!(g.upstream.count(PRIMARY).await, 2);
+    assert_eq!(g.upstream.count(PRIMARY), 2);
 }
 
 #[tokio::test]
@@ -188,7 +185,7 @@ async fn with_one_backend_and_429_not_retried_the_429_comes_back_and_holds_new_r
     assert_eq!(header(&again, "x-sluice-attempts").as_deref(), Some("0"));
     let body: Value = again.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
-    assert_eq!(g.upstream.count(PRIMARY).await, 1);
+    assert_eq!(g.upstream.count(PRIMARY), 1);
     // What it advertised is what is left of the wait, rounded up to whole seconds: /config,
     // asked afterwards, reports no more than that.
     let state = g.backend_state("chat", "only").await;
@@ -215,7 +212,7 @@ async fn a_backend_that_stalls_before_the_first_byte_is_abandoned_at_first_byte(
         let text = response.text().await.unwrap();
         assert!(text.contains("Hello") || text.contains("\"Hello"), "{text}");
     }
-    assert_eq!(g.upstream.count("mock-stall").await, 2);
+    assert_eq!(g.upstream.count("mock-stall"), 2);
 }
 
 #[tokio::test]
@@ -234,12 +231,12 @@ async fn a_backend_that_dies_mid_stream_is_not_retried_and_the_client_sees_an_er
         .unwrap()
         .unwrap();
     let data = sse_data(&text);
-    let n = upstream::CUT_AFTER_CHUNKS;
+    let n = openai::CUT_AFTER_CHUNKS;
     assert!(data.len() > n, "{text}");
     let error: Value = serde_json::from_str(&data[n]).unwrap();
     assert_eq!(error["error"]["type"], "upstream_error", "{text}");
     assert_eq!(
-        g.upstream.count(SECONDARY).await,
+        g.upstream.count(SECONDARY),
         0,
         "nothing is retried after the first byte"
     );
@@ -271,11 +268,7 @@ async fn the_circuit_opens_after_n_failures_takes_no_traffic_half_opens_and_clos
     }
     // The circuit was open for all five (unless this machine took five seconds for them).
     if g.backend_state("chat", "primary").await["circuit"] == "open" {
-        assert_eq!(
-            g.upstream.count(PRIMARY).await,
-            3,
-            "no traffic while the circuit is open"
-        );
+        assert_eq!(g.upstream.count(PRIMARY), 3, "no traffic while the circuit is open");
     }
 
     g.wait_for_state("chat", "primary", "half-open", |s| s["circuit"] == "half-open")
@@ -310,7 +303,7 @@ async fn every_circuit_open_is_503_no_backend_available() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "no_backend_available");
     assert!(body["error"]["message"].as_str().unwrap().contains("circuit"), "{body}");
-    assert_eq!(g.upstream.count(PRIMARY).await, 1);
+    assert_eq!(g.upstream.count(PRIMARY), 1);
 }
 
 #[tokio::test]

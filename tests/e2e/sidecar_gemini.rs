@@ -6,21 +6,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+mod provider;
+
 use std::time::Duration;
 
+use base64::Engine as _;
+use provider::{Backend, Harness, assert_openai_error, chunks_of, header, hello, streamed, weather_tool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::gemini_upstream::{
-    self, CACHED_TOKENS, COMPLETION_TOKENS, GeminiUpstream, MODEL_VERSION, OK_CONTENT, OK_PIECES, PROMPT_TOKENS,
-    TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE, TOOL_SIGNATURE,
+use sluice_tests::sse::sse_data;
+use sluice_tests::upstream::gemini::{self, MODEL_VERSION, TOOL_SIGNATURE};
+use sluice_tests::upstream::{
+    CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX,
+    TOOL_NAME, TOOL_PREAMBLE, Wire, embedding_vector,
 };
-use sluice_tests::mock_server::read_sse;
-use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::embedding_vector;
 
-const NAMESPACE: &str = "team-a";
+/// The API key the routes' Secret holds.
 const SECRET: &str = "AIza-test-secret-123";
+/// Every route's backend.
+const GEMINI: Backend = Backend {
+    name: "gemini",
+    provider: "gemini",
+    wire: Wire::Gemini,
+    key: SECRET,
+};
 
 /// Route name (its one model alias) → the upstream model that picks the behaviour.
 const ROUTES: &[(&str, &str)] = &[
@@ -36,99 +45,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("embed", "mock-ok"),
 ];
 
-fn manifest(base_url: &str) -> String {
-    let mut out = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: gemini, namespace: {NAMESPACE}}}\n\
-         stringData: {{apiKey: {SECRET}}}\n"
-    );
-    for (name, model) in ROUTES {
-        out.push_str(&format!(
-            "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\n\
-             spec:\n  models: [{name}]\n  retry: {{attempts: 1}}\n  backends:\n  - name: gemini\n    provider: gemini\n    \
-             baseUrl: {base_url}\n    model: {model}\n    credentialsRef: {{name: gemini, key: apiKey}}\n"
-        ));
-    }
-    out
-}
-
-struct Harness {
-    upstream: GeminiUpstream,
-    sidecar: SidecarProcess,
-    _dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        let upstream = GeminiUpstream::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("routes.yaml"), manifest(&upstream.base_url())).unwrap();
-        let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
-        // A client timeout turns a hang into a failure instead of a stuck test.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
-        Self {
-            upstream,
-            sidecar,
-            _dir: dir,
-            http,
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.http.post(self.sidecar.url(path)).json(body).send().await.unwrap()
-    }
-
-    async fn chat(&self, body: &Value) -> reqwest::Response {
-        self.post("/v1/chat/completions", body).await
-    }
-}
-
-fn hello(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]})
-}
-
-fn streamed(mut request: Value) -> Value {
-    request["stream"] = json!(true);
-    request
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-fn chunks_of(text: &str) -> (Vec<Value>, bool) {
-    let data: Vec<String> = read_sse(text).into_iter().map(|(_, d)| d).collect();
-    let done = data.last().is_some_and(|d| d == "[DONE]");
-    let chunks = data
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("chunk {d:?} is not JSON: {e}")))
-        .collect();
-    (chunks, done)
-}
-
-#[track_caller]
-fn assert_openai_error(body: &Value, kind: &str, code: Option<&str>) {
-    let error = body["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("not an OpenAI error: {body}"));
-    let keys: BTreeSet<&str> = error.keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["message", "type", "param", "code"]), "{body}");
-    assert_eq!(error["type"], kind, "{body}");
-    assert_eq!(error["code"], json!(code), "{body}");
-}
-
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {"name": TOOL_NAME, "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+async fn harness() -> Harness {
+    Harness::start(&GEMINI, ROUTES).await
 }
 
 #[tokio::test]
 async fn chat_is_sent_as_generate_content_and_answered_as_an_openai_completion() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&hello("chat")).await;
 
@@ -148,7 +71,7 @@ async fn chat_is_sent_as_generate_content_and_answered_as_an_openai_completion()
                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS}})
     );
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1beta/models/mock-ok:generateContent");
     assert_eq!(seen[0].header("x-goog-api-key"), Some(SECRET));
@@ -166,7 +89,7 @@ async fn chat_is_sent_as_generate_content_and_answered_as_an_openai_completion()
 
 #[tokio::test]
 async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let mut request = streamed(hello("chat"));
     request["stream_options"] = json!({"include_usage": true});
     request["max_tokens"] = json!(64);
@@ -200,7 +123,7 @@ async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked(
     assert_eq!(last["usage"]["completion_tokens"], COMPLETION_TOKENS);
     assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], CACHED_TOKENS);
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen[0].path, "/v1beta/models/mock-ok:streamGenerateContent?alt=sse");
     assert_eq!(
         seen[0].body["generationConfig"],
@@ -210,7 +133,7 @@ async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked(
 
 #[tokio::test]
 async fn a_function_call_round_trip_keeps_its_thought_signature() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let mut request = json!({"model": "tool", "messages": [{"role": "user", "content": "Weather in Paris?"}],
         "tools": weather_tool(), "tool_choice": "required"});
 
@@ -222,7 +145,7 @@ async fn a_function_call_round_trip_keeps_its_thought_signature() {
     let call = &message["tool_calls"][0];
     assert_eq!(call["function"]["name"], TOOL_NAME);
     assert_eq!(call["extra_content"]["google"]["thought_signature"], TOOL_SIGNATURE);
-    let sent = &h.upstream.requests().await[0].body;
+    let sent = &h.upstream.requests()[0].body;
     assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], TOOL_NAME);
     assert_eq!(
         sent["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]["required"],
@@ -246,7 +169,7 @@ async fn a_function_call_round_trip_keeps_its_thought_signature() {
         second["choices"][0]["message"]["content"],
         format!("{TOOL_ANSWER_PREFIX}18 C and sunny")
     );
-    let sent = &h.upstream.requests().await[1].body;
+    let sent = &h.upstream.requests()[1].body;
     assert_eq!(sent["contents"][1]["role"], "model");
     assert_eq!(
         sent["contents"][2],
@@ -256,7 +179,7 @@ async fn a_function_call_round_trip_keeps_its_thought_signature() {
 
 #[tokio::test]
 async fn a_streamed_function_call_arrives_whole_with_id_name_and_arguments() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let request = json!({"model": "tool", "stream": true, "tools": weather_tool(),
         "messages": [{"role": "user", "content": "Weather in Paris?"}]});
 
@@ -281,7 +204,7 @@ async fn a_streamed_function_call_arrives_whole_with_id_name_and_arguments() {
 
 #[tokio::test]
 async fn a_safety_stop_finishes_with_content_filter_plain_and_streamed() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let plain: Value = h.chat(&hello("safety")).await.json().await.unwrap();
     assert_eq!(plain["choices"][0]["finish_reason"], "content_filter");
@@ -293,7 +216,7 @@ async fn a_safety_stop_finishes_with_content_filter_plain_and_streamed() {
 
 #[tokio::test]
 async fn a_blocked_prompt_is_a_400_content_filter_plain_and_streamed() {
-    let h = Harness::start().await;
+    let h = harness().await;
     for request in [hello("blocked"), streamed(hello("blocked"))] {
         let response = h.chat(&request).await;
 
@@ -305,20 +228,19 @@ async fn a_blocked_prompt_is_a_400_content_filter_plain_and_streamed() {
 
 #[tokio::test]
 async fn upstream_errors_map_to_the_sidecar_contract() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let bad = h.chat(&hello("fails-400")).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let body: Value = bad.json().await.unwrap();
     assert_openai_error(&body, "invalid_request_error", Some("invalid_argument"));
-    assert_eq!(body["error"]["message"], gemini_upstream::BAD_REQUEST_MESSAGE);
+    assert_eq!(body["error"]["message"], gemini::BAD_REQUEST_MESSAGE);
 
     let limited = h.chat(&hello("fails-429")).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after = gemini_upstream::RETRY_DELAY_SECS.to_string();
     assert_eq!(
         header(&limited, "retry-after"),
-        Some(retry_after.as_str()),
+        Some(RETRY_AFTER_SECS),
         "from RetryInfo"
     );
 
@@ -335,7 +257,7 @@ async fn upstream_errors_map_to_the_sidecar_contract() {
 
 #[tokio::test]
 async fn a_stream_that_breaks_mid_way_ends_with_an_error_event() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let response = h.chat(&streamed(hello("cut-stream"))).await;
 
@@ -344,7 +266,7 @@ async fn a_stream_that_breaks_mid_way_ends_with_an_error_event() {
         .await
         .expect("the stream must end, not hang")
         .unwrap();
-    let data: Vec<String> = read_sse(&text).into_iter().map(|(_, d)| d).collect();
+    let data = sse_data(&text);
     let error_at = data
         .iter()
         .position(|d| d.contains("\"error\""))
@@ -360,7 +282,7 @@ async fn a_stream_that_breaks_mid_way_ends_with_an_error_event() {
 
 #[tokio::test]
 async fn embeddings_use_embed_content_for_one_text_and_batch_for_several() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let one: Value = h
         .post(
@@ -386,7 +308,7 @@ async fn embeddings_use_embed_content_for_one_text_and_batch_for_several() {
     assert_eq!(many["data"][1]["index"], 1);
     assert_eq!(many["data"][1]["embedding"], json!(embedding_vector(1, 8)));
     assert!(many["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
-    let paths: Vec<String> = h.upstream.requests().await.into_iter().map(|r| r.path).collect();
+    let paths: Vec<String> = h.upstream.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
         [
@@ -398,7 +320,7 @@ async fn embeddings_use_embed_content_for_one_text_and_batch_for_several() {
 
 #[tokio::test]
 async fn base64_embeddings_are_little_endian_floats() {
-    let h = Harness::start().await;
+    let h = harness().await;
 
     let body: Value = h
         .post(
@@ -413,6 +335,6 @@ async fn base64_embeddings_are_little_endian_floats() {
     let expected: Vec<u8> = embedding_vector(0, 8).iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(
         body["data"][0]["embedding"],
-        json!(sluice_tests::upstream::base64_encode(&expected))
+        json!(base64::engine::general_purpose::STANDARD.encode(&expected))
     );
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use gateway::{backend, route};
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::{OK_CONTENT, Upstream};
+use sluice_tests::upstream::{OK_CONTENT, Upstream, Wire};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -821,7 +821,7 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
-        let upstream = Upstream::start().await.unwrap();
+        let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let base = upstream.base_url();
         let docs = [
@@ -941,7 +941,7 @@ async fn unknown_fields_reach_the_upstream_untouched() {
         .unwrap();
 
     assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let seen = h._upstream.requests().await;
+    let seen = h._upstream.requests();
     assert_eq!(seen[0].body["frobnicate"], body["frobnicate"]);
     assert_eq!(seen[0].body["messages"][0]["x-extra"], "kept");
 }

@@ -12,18 +12,18 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::anthropic_upstream::{self, AnthropicUpstream};
-use sluice_tests::gemini_upstream::GeminiUpstream;
-use sluice_tests::mock_server::{TOOL_ANSWER_PREFIX, TOOL_NAME, read_sse};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::{self, CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, Upstream};
+use sluice_tests::sse::read_sse;
+use sluice_tests::upstream::{
+    CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX,
+    TOOL_NAME, Upstream, Wire, anthropic, openai,
+};
 
 const NAMESPACE: &str = "team-a";
 
 struct Harness {
-    openai: Upstream,
-    anthropic: AnthropicUpstream,
-    gemini: GeminiUpstream,
+    /// One upstream for the three providers' backends.
+    upstream: Upstream,
     sidecar: SidecarProcess,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -48,13 +48,11 @@ impl Harness {
     }
 
     async fn start_with_args(args: &[&str]) -> Self {
-        let openai = Upstream::start().await.unwrap();
-        let anthropic = AnthropicUpstream::start().await.unwrap();
-        let gemini = GeminiUpstream::start().await.unwrap();
+        let upstream = Upstream::start(&Wire::ALL).await.unwrap();
         let mut manifest = format!(
             "apiVersion: v1\nkind: Secret\nmetadata: {{name: keys, namespace: {NAMESPACE}}}\nstringData: {{apiKey: sk-test}}\n"
         );
-        let compatible = openai.base_url();
+        let compatible = upstream.base_url_of(Wire::OpenAi);
         for (name, model) in [
             ("chat", "mock-ok"),
             ("tool", "mock-tool"),
@@ -65,10 +63,14 @@ impl Harness {
         ] {
             manifest.push_str(&route(name, "openai-compatible", &compatible, model));
         }
-        manifest.push_str(&route("claude", "anthropic", &anthropic.base_url(), "mock-ok"));
-        manifest.push_str(&route("claude-tool", "anthropic", &anthropic.base_url(), "mock-tool"));
-        manifest.push_str(&route("gemini", "gemini", &gemini.base_url(), "mock-ok"));
-        manifest.push_str(&route("gemini-tool", "gemini", &gemini.base_url(), "mock-tool"));
+        let (anthropic, gemini) = (
+            upstream.base_url_of(Wire::Anthropic),
+            upstream.base_url_of(Wire::Gemini),
+        );
+        manifest.push_str(&route("claude", "anthropic", &anthropic, "mock-ok"));
+        manifest.push_str(&route("claude-tool", "anthropic", &anthropic, "mock-tool"));
+        manifest.push_str(&route("gemini", "gemini", &gemini, "mock-ok"));
+        manifest.push_str(&route("gemini-tool", "gemini", &gemini, "mock-tool"));
         manifest.push_str(&route("sim", "simulator", "", "sim-1"));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("routes.yaml"), manifest).unwrap();
@@ -79,9 +81,7 @@ impl Harness {
             .build()
             .unwrap();
         Self {
-            openai,
-            anthropic,
-            gemini,
+            upstream,
             sidecar,
             _dir: dir,
             http,
@@ -205,7 +205,7 @@ async fn a_message_served_by_an_openai_backend_comes_back_in_anthropic_format() 
                "content": [{"type": "text", "text": OK_CONTENT}], "stop_reason": "end_turn", "stop_sequence": null,
                "usage": openai_usage_as_anthropic()})
     );
-    let seen = h.openai.requests().await;
+    let seen = h.upstream.requests_to(Wire::OpenAi);
     assert_eq!(seen[0].path, "/v1/chat/completions");
     assert_eq!(
         seen[0].body,
@@ -233,7 +233,7 @@ async fn a_streamed_message_from_an_openai_backend_is_anthropics_event_sequence(
     assert_eq!(message["content"], json!([{"type": "text", "text": OK_CONTENT}]));
     assert_eq!(message["stop_reason"], "end_turn");
     assert_eq!(message["usage"], openai_usage_as_anthropic());
-    let sent = &h.openai.requests().await[0].body;
+    let sent = &h.upstream.requests_to(Wire::OpenAi)[0].body;
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"], json!({"include_usage": true}));
 }
@@ -264,7 +264,7 @@ async fn a_tool_use_round_trip_through_an_openai_backend() {
             .clone();
         assert_eq!(call["name"], TOOL_NAME);
         assert_eq!(call["input"], json!({"city": "Paris"}));
-        let sent = h.openai.requests().await.last().unwrap().body.clone();
+        let sent = h.upstream.requests_to(Wire::OpenAi).last().unwrap().body.clone();
         assert_eq!(sent["tools"][0]["function"]["name"], TOOL_NAME);
 
         request["messages"].as_array_mut().unwrap().extend([
@@ -284,7 +284,7 @@ async fn a_tool_use_round_trip_through_an_openai_backend() {
             "stream {stream}"
         );
         assert_eq!(second["stop_reason"], "end_turn");
-        let sent = h.openai.requests().await.last().unwrap().body.clone();
+        let sent = h.upstream.requests_to(Wire::OpenAi).last().unwrap().body.clone();
         assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], call["id"]);
         assert_eq!(
             sent["messages"][2],
@@ -303,11 +303,11 @@ async fn an_anthropic_backend_answers_with_its_usage_and_cache_counts_intact() {
     assert_eq!(body["content"], json!([{"type": "text", "text": OK_CONTENT}]));
     assert_eq!(
         body["usage"],
-        json!({"input_tokens": anthropic_upstream::INPUT_TOKENS, "output_tokens": anthropic_upstream::OUTPUT_TOKENS,
-               "cache_creation_input_tokens": anthropic_upstream::CACHE_CREATION_TOKENS,
-               "cache_read_input_tokens": anthropic_upstream::CACHE_READ_TOKENS})
+        json!({"input_tokens": anthropic::INPUT_TOKENS, "output_tokens": anthropic::OUTPUT_TOKENS,
+               "cache_creation_input_tokens": anthropic::CACHE_CREATION_TOKENS,
+               "cache_read_input_tokens": anthropic::CACHE_READ_TOKENS})
     );
-    let sent = &h.anthropic.requests().await[0].body;
+    let sent = &h.upstream.requests_to(Wire::Anthropic)[0].body;
     assert_eq!(sent["max_tokens"], 256);
     assert_eq!(sent["system"], "Be brief.");
 }
@@ -343,7 +343,7 @@ async fn a_gemini_backend_and_the_simulator_answer_in_anthropic_format_too() {
     assert_eq!(gemini["content"], json!([{"type": "text", "text": OK_CONTENT}]));
     assert_eq!(gemini["stop_reason"], "end_turn");
     assert_eq!(
-        h.gemini.requests().await[0].body["generationConfig"],
+        h.upstream.requests_to(Wire::Gemini)[0].body["generationConfig"],
         json!({"maxOutputTokens": 256})
     );
 
@@ -393,11 +393,11 @@ async fn errors_are_anthropic_shaped_with_honest_statuses() {
     assert_eq!(upstream_400.status(), StatusCode::BAD_REQUEST);
     let body: Value = upstream_400.json().await.unwrap();
     assert_anthropic_error(&body, "invalid_request_error");
-    assert_eq!(body["error"]["message"], upstream::BAD_REQUEST_MESSAGE);
+    assert_eq!(body["error"]["message"], openai::BAD_REQUEST_MESSAGE);
 
     let limited = h.messages(&hello("fails-429")).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header(&limited, "retry-after"), Some(upstream::RETRY_AFTER_SECS));
+    assert_eq!(header(&limited, "retry-after"), Some(RETRY_AFTER_SECS));
     assert_eq!(header(&limited, "x-sluice-backend"), Some("openai-compatible"));
     assert_anthropic_error(&limited.json().await.unwrap(), "rate_limit_error");
 

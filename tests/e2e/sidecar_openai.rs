@@ -13,7 +13,8 @@ use futures::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::{self, OK_CONTENT, Upstream};
+use sluice_tests::sse::sse_data;
+use sluice_tests::upstream::{self, OK_CONTENT, Upstream, Wire, openai};
 
 const NAMESPACE: &str = "team-a";
 const BACKEND: &str = "mock";
@@ -100,7 +101,7 @@ impl Harness {
     }
 
     async fn start_with_args(args: &[&str]) -> Self {
-        let upstream = Upstream::start().await.unwrap();
+        let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("routes.yaml"), manifest(&upstream.base_url(), &[])).unwrap();
         let sidecar = SidecarProcess::start_with_args(dir.path(), args).await.unwrap();
@@ -155,7 +156,7 @@ impl Harness {
 
     /// The id the upstream gave its latest answer.
     async fn last_upstream_id(&self) -> String {
-        format!("chatcmpl-mock-{}", self.upstream.requests().await.len())
+        format!("chatcmpl-mock-{}", self.upstream.requests().len())
     }
 
     /// A good request still gets a good answer.
@@ -173,21 +174,6 @@ fn hello(model: &str) -> Value {
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The `data:` payloads of a server-sent-events body, in order.
-fn sse_data(body: &str) -> Vec<String> {
-    body.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            (!data.is_empty()).then(|| data.join("\n"))
-        })
-        .collect()
 }
 
 /// The JSON events before `[DONE]`, and whether `[DONE]` ended the stream.
@@ -242,9 +228,9 @@ async fn plain_chat_reaches_the_backend_model_with_the_secret_key_and_returns_it
     assert_eq!(header(&response, "x-sluice-attempts"), Some("1"));
     assert!(header(&response, "content-type").is_some_and(|t| t.starts_with("application/json")));
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, upstream::completion("chatcmpl-mock-1", "mock-ok"));
+    assert_eq!(body, openai::completion("chatcmpl-mock-1", "mock-ok"));
 
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, "POST");
     assert_eq!(seen[0].path, "/v1/chat/completions");
@@ -280,7 +266,7 @@ async fn streamed_chat_passes_chunks_through_and_hides_the_usage_it_asked_for_it
         let id = h.last_upstream_id().await;
         assert_eq!(
             events,
-            upstream::completion_chunks(&id, "mock-ok", false),
+            openai::completion_chunks(&id, "mock-ok", false),
             "stream options {client_options:?}"
         );
         assert!(
@@ -288,7 +274,7 @@ async fn streamed_chat_passes_chunks_through_and_hides_the_usage_it_asked_for_it
             "no usage key when the client did not ask"
         );
 
-        let seen = h.upstream.requests().await;
+        let seen = h.upstream.requests();
         let sent = &seen.last().unwrap().body;
         assert_eq!(sent["model"], "mock-ok");
         assert_eq!(sent["stream"], true);
@@ -309,12 +295,12 @@ async fn streamed_chat_with_include_usage_ends_with_the_usage_chunk() {
     let text = response.text().await.unwrap();
     let (events, done) = sse_json(&text);
     assert!(done, "the stream must end with data: [DONE]:\n{text}");
-    assert_eq!(events, upstream::completion_chunks("chatcmpl-mock-1", "mock-ok", true));
+    assert_eq!(events, openai::completion_chunks("chatcmpl-mock-1", "mock-ok", true));
     let last = events.last().unwrap();
     assert_eq!(last["choices"], json!([]));
-    assert_eq!(last["usage"], upstream::usage());
+    assert_eq!(last["usage"], openai::usage());
     assert_eq!(
-        h.upstream.requests().await[0].body["stream_options"],
+        h.upstream.requests()[0].body["stream_options"],
         json!({"include_usage": true})
     );
 }
@@ -347,7 +333,7 @@ async fn an_upstream_that_ignores_stream_still_gives_the_client_a_stream_of_its_
         assert_eq!(finishes, [&json!("stop")]);
         let usage: Vec<&Value> = events.iter().filter_map(|e| e.get("usage")).collect();
         if include_usage {
-            assert_eq!(usage, [&upstream::usage()], "the upstream's usage, as it was");
+            assert_eq!(usage, [&openai::usage()], "the upstream's usage, as it was");
             assert_eq!(events.last().unwrap()["choices"], json!([]));
         } else {
             assert!(usage.is_empty(), "{text}");
@@ -412,11 +398,11 @@ async fn upstream_client_errors_come_back_with_their_status_and_body() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(
             body,
-            upstream::failure_body(status),
+            openai::failure_body(status),
             "{model}: the upstream's error passes through untouched"
         );
     }
-    assert_eq!(h.upstream.requests().await.len(), 2, "client errors are not retried");
+    assert_eq!(h.upstream.requests().len(), 2, "client errors are not retried");
     h.assert_still_serving().await;
 }
 
@@ -431,7 +417,7 @@ async fn upstream_server_errors_become_502_with_an_openai_error() {
         assert_openai_error(&body, "upstream_error", Some("upstream_error"), None);
     }
     assert_eq!(
-        h.upstream.requests().await.len(),
+        h.upstream.requests().len(),
         2,
         "retry.attempts 1 allows one attempt each"
     );
@@ -463,7 +449,7 @@ async fn malformed_json_is_refused_with_400_and_the_sidecar_keeps_serving() {
         h.assert_still_serving().await;
     }
     assert_eq!(
-        h.upstream.requests().await.len(),
+        h.upstream.requests().len(),
         3,
         "only the good requests reached the upstream"
     );
@@ -493,7 +479,7 @@ async fn missing_or_mistyped_fields_are_refused_with_400_naming_the_field() {
         assert_openai_error(&body, "invalid_request_error", None, Some(param));
         h.assert_still_serving().await;
     }
-    assert!(h.upstream.requests().await.iter().all(|r| r.body["model"] == "mock-ok"));
+    assert!(h.upstream.requests().iter().all(|r| r.body["model"] == "mock-ok"));
 }
 
 #[tokio::test]
@@ -510,7 +496,7 @@ async fn unknown_model_is_404_model_not_found_naming_the_valid_models() {
     for (model, _) in ROUTES {
         assert!(message.contains(model), "{message} does not name {model}");
     }
-    assert!(h.upstream.requests().await.is_empty());
+    assert!(h.upstream.requests().is_empty());
     h.assert_still_serving().await;
 }
 
@@ -574,7 +560,7 @@ async fn body_declared_over_the_10_mib_default_is_refused_with_413_before_it_is_
     assert_eq!(status, 413);
     assert_openai_error(&body, "invalid_request_error", Some("request_too_large"), None);
     h.assert_still_serving().await;
-    assert_eq!(h.upstream.requests().await.len(), 1);
+    assert_eq!(h.upstream.requests().len(), 1);
 }
 
 #[tokio::test]
@@ -587,7 +573,7 @@ async fn body_of_exactly_10_mib_is_accepted() {
     let response = h.post_raw(body).await;
 
     assert_eq!(response.status(), StatusCode::OK);
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen[0].body["messages"], sent["messages"]);
 }
 
@@ -646,8 +632,8 @@ async fn upstream_closing_mid_stream_ends_the_stream_with_an_error_event() {
         .unwrap();
     let data = sse_data(&text);
     let id = h.last_upstream_id().await;
-    let expected = upstream::completion_chunks(&id, "mock-cut-stream", false);
-    let n = upstream::CUT_AFTER_CHUNKS;
+    let expected = openai::completion_chunks(&id, "mock-cut-stream", false);
+    let n = openai::CUT_AFTER_CHUNKS;
     assert!(
         data.len() > n,
         "the client must see the chunks and then an error event:\n{text}"
@@ -702,9 +688,9 @@ async fn embeddings_reach_the_backend_model_and_return_its_vectors() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        upstream::embedding_list("mock-ok", &[2, 1], upstream::EMBEDDING_DIMENSIONS, false)
+        openai::embedding_list("mock-ok", &[2, 1], upstream::EMBEDDING_DIMENSIONS, false)
     );
-    let seen = h.upstream.requests().await;
+    let seen = h.upstream.requests();
     assert_eq!(seen[0].path, "/v1/embeddings");
     assert_eq!(seen[0].header("authorization"), Some("Bearer sk-test-secret-123"));
     assert_eq!(
@@ -809,7 +795,7 @@ async fn editing_the_manifest_adds_a_model_without_a_restart() {
     }
     let response = h.chat(&hello("chat-2")).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(h.upstream.requests().await.last().unwrap().body["model"], "mock-ok");
+    assert_eq!(h.upstream.requests().last().unwrap().body["model"], "mock-ok");
 }
 
 #[tokio::test]

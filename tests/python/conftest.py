@@ -1,6 +1,6 @@
 """Fixtures: the real sidecar binary in local mode, with one route over the built-in simulator
 and routes over ``sluice-test-upstream`` (an OpenAI-compatible upstream whose behaviour the
-backend's ``model`` chooses; see tests/support/upstream.rs).
+backend's ``model`` chooses; see tests/support/upstream/).
 
 Binaries come from ``$SLUICE_SIDECAR_BIN`` and ``$SLUICE_TEST_UPSTREAM_BIN``, else
 ``target/debug/`` of the repository (``$CARGO_TARGET_DIR`` if set). Nothing is built here:
@@ -211,7 +211,7 @@ def client(sidecar) -> openai.OpenAI:
     return openai.OpenAI(base_url=sidecar.base_url, api_key="unused", max_retries=0, timeout=20.0)
 
 
-# --- Anthropic and Gemini backends, and the Anthropic Messages API (tests/support/{anthropic,gemini}_upstream.rs)
+# --- Anthropic and Gemini backends, and the Anthropic Messages API (tests/support/upstream/{anthropic,gemini}.rs)
 
 # Route name (also its model alias) -> (provider, upstream model). Each provider's upstream is its own
 # `sluice-test-upstream --protocol …` process; the openai-compatible routes use the `upstream` fixture.

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SECRET, SIMULATOR_DIMENSIONS, SIMULATOR_MODEL, SIMULATOR_OUTPUT_TOKENS, UPSTREAM_ROUTES
 
-# What sluice-test-upstream answers (tests/support/upstream.rs).
+# What sluice-test-upstream answers (tests/support/upstream/mod.rs and openai.rs).
 OK_PIECES = ["Hello", " from", " the", " mock", " upstream."]
 OK_CONTENT = "".join(OK_PIECES)
 PROMPT_TOKENS, COMPLETION_TOKENS, CACHED_TOKENS = 12, 5, 4

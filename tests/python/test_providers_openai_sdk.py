@@ -9,7 +9,7 @@ import json
 import openai
 import pytest
 
-# What the in-test upstreams answer (tests/support/{upstream,anthropic_upstream,gemini_upstream,mock_server}.rs).
+# What the in-test upstreams answer (tests/support/upstream/: mod.rs, openai.rs, anthropic.rs, gemini.rs).
 OK_PIECES = ["Hello", " from", " the", " mock", " upstream."]
 OK_CONTENT = "".join(OK_PIECES)
 TOOL_NAME = "get_weather"

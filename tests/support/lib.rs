@@ -1,10 +1,9 @@
 //! Support for cross-process tests.
 pub mod addresses;
-pub mod anthropic_upstream;
 pub mod cluster;
-pub mod gemini_upstream;
-pub mod mock_server;
+pub mod http;
 pub mod node;
 pub mod operator;
 pub mod sidecar;
+pub mod sse;
 pub mod upstream;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::upstream::Upstream;
+use sluice_tests::upstream::{Upstream, Wire};
+
+pub use sluice_tests::sse::sse_data;
 
 /// The namespace of every test route.
 pub const NAMESPACE: &str = "team-a";
@@ -26,7 +28,7 @@ pub struct Gateway {
 impl Gateway {
     /// Starts an upstream, writes the routes `routes(base_url)` returns, and starts the sidecar.
     pub async fn start(routes: impl FnOnce(&str) -> Vec<Value>) -> Self {
-        let upstream = Upstream::start().await.unwrap();
+        let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let docs: Vec<String> = routes(&upstream.base_url())
             .iter()
@@ -98,7 +100,7 @@ impl Gateway {
     /// Polls until the upstream has seen `n` requests for `model`.
     pub async fn wait_for_upstream(&self, model: &str, n: usize) {
         let deadline = Instant::now() + EVENTUALLY;
-        while self.upstream.count(model).await < n {
+        while self.upstream.count(model) < n {
             assert!(
                 Instant::now() < deadline,
                 "the upstream never saw {n} requests for {model}"
@@ -144,21 +146,6 @@ pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// The `data:` payloads of a server-sent-events body, in order.
-pub fn sse_data(body: &str) -> Vec<String> {
-    body.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            (!data.is_empty()).then(|| data.join("\n"))
-        })
-        .collect()
 }
 
 /// The text a streamed answer spells out, joined from its chunks' deltas.

@@ -19,7 +19,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
-use sluice_tests::mock_server::{Body, json_response, serve_connections};
+use sluice_tests::http::{Body, json_response, serve_connections};
 use tokio::net::TcpListener;
 
 /// Command line of the test application.

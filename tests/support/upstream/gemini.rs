@@ -1,115 +1,100 @@
-//! An in-test upstream that speaks Google's Gemini API (`v1beta`) and misbehaves on command.
-//!
+//! The upstream's Gemini part: Google's Gemini API (`v1beta`), as Google answers it.
 //! `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`,
-//! `:embedContent` and `:batchEmbedContents` answer according to the `{model}` in the path;
+//! `:embedContent` and `:batchEmbedContents`, the behaviour chosen by the `{model}` in the path;
 //! every request must carry `x-goog-api-key` (a 403 `PERMISSION_DENIED` otherwise).
 //!
-//! | model | answer |
-//! |---|---|
-//! | `mock-ok` | [`OK_CONTENT`] (streamed as one event per piece of [`OK_PIECES`]), [`usage_metadata`] |
-//! | `mock-tool` | a text part and a `get_weather` function call signed [`TOOL_SIGNATURE`]; once the last turn holds a `functionResponse`, [`TOOL_ANSWER_PREFIX`] and its `result`. Like Gemini 3, a history whose call lacks the signature is a 400 |
-//! | `mock-safety` | an answer stopped with `finishReason: SAFETY` (streamed: some text first) |
-//! | `mock-blocked` | no candidates, `promptFeedback.blockReason: SAFETY` |
-//! | `mock-400`, `mock-429`, `mock-500`, `mock-503` | that status with Google's error body (`RetryInfo` of [`RETRY_DELAY_SECS`] on 429) |
-//! | `mock-cut-stream` | the first [`CUT_AFTER_EVENTS`] events, then the connection drops |
-//! | `mock-stall` | accepts the request and never answers |
-//! | anything else | 404 `NOT_FOUND` |
+//! Answers report [`usage_metadata`]; streams are `data:` lines ending `\r\n\r\n`, one event
+//! per piece, usage on the last, no end marker. `mock-tool` answers a text part
+//! ([`TOOL_PREAMBLE`]) and a [`TOOL_NAME`] function call signed [`TOOL_SIGNATURE`]; once the last
+//! turn holds a `functionResponse`, [`TOOL_ANSWER_PREFIX`] and its `result`. Like Gemini 3, a
+//! history whose call lacks the signature is a 400. `mock-safety` stops with `finishReason:
+//! SAFETY` (streamed: some text first); `mock-blocked` has no candidates but
+//! `promptFeedback.blockReason: SAFETY`; `mock-cut-stream` sends the first [`CUT_AFTER_EVENTS`]
+//! events, then drops the connection. Errors are Google's, a 429 with `RetryInfo`; an unknown
+//! model is 404 `NOT_FOUND`.
 //!
-//! Embeddings give input `i` the vector [`crate::upstream::embedding_vector`]`(i, dims)`.
+//! Embeddings give input `i` the vector [`super::embedding_vector`]`(i, dims)`.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
-use bytes::Bytes;
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::mock_server::{Body, MockServer, Step, cut_json_response, json_response, stream_response, tool_arguments};
-pub use crate::mock_server::{TOOL_ANSWER_PREFIX, TOOL_CITY, TOOL_NAME};
-pub use crate::upstream::{CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, RecordedRequest};
-use crate::upstream::{EMBEDDING_DIMENSIONS, embedding_vector};
+use super::script::Controls;
+use super::{
+    Behaviour, CACHED_TOKENS, EMBEDDING_DIMENSIONS, OK_PIECES, RETRY_AFTER_SECS, RecordedRequest, SLOW_CHUNK_INTERVAL,
+    Steer, TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE, Tokens, embedding_vector, tool_arguments,
+};
+use crate::http::{Body, End, cut_json_response, json_response, raw_response, sse_response};
 
 /// The thought signature `mock-tool` puts on its call, and wants back.
 pub const TOOL_SIGNATURE: &str = "c2lnbmVkLWJ5LXRoZS1tb2Nr";
-/// The text of `mock-tool`'s first answer, before its call.
-pub const TOOL_PREAMBLE: &str = "Let me check the weather.";
 /// Events `mock-cut-stream` sends before dropping the connection.
 pub const CUT_AFTER_EVENTS: usize = 2;
-/// The `retryDelay` of `mock-429`, in seconds.
-pub const RETRY_DELAY_SECS: u64 = 2;
 /// The version every answer names.
 pub const MODEL_VERSION: &str = "gemini-mock-001";
 /// The message of `mock-400`'s error.
 pub const BAD_REQUEST_MESSAGE: &str = "Invalid value at 'generation_config.temperature' (TYPE_FLOAT), \"hot\"";
 
-/// A running Gemini upstream on `127.0.0.1`, stopped when dropped.
-#[derive(Debug)]
-pub struct GeminiUpstream {
-    server: MockServer,
-}
-
-impl GeminiUpstream {
-    /// Starts one on a free loopback port.
-    pub async fn start() -> Result<Self> {
-        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
-    }
-
-    /// Starts one on `addr`.
-    pub async fn bind(addr: SocketAddr) -> Result<Self> {
-        let server = MockServer::bind(addr, Arc::new(|r, n| Box::pin(handle(r, n)))).await?;
-        Ok(Self { server })
-    }
-
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr
-    }
-
-    /// The API root for a backend's `baseUrl`, as Google's SDK takes it: `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.server.addr)
-    }
-
-    /// Every request received so far, oldest first.
-    pub async fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-}
-
-/// The usage of every chat answer: the same counts as the OpenAI upstream's.
+/// The usage of every chat answer: the same counts as the OpenAI part's.
 pub fn usage_metadata() -> Value {
+    usage_of(Tokens::default())
+}
+
+fn usage_of(tokens: Tokens) -> Value {
     json!({
-        "promptTokenCount": PROMPT_TOKENS,
-        "candidatesTokenCount": COMPLETION_TOKENS,
-        "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS,
+        "promptTokenCount": tokens.prompt,
+        "candidatesTokenCount": tokens.completion,
+        "totalTokenCount": tokens.prompt + tokens.completion,
         "cachedContentTokenCount": CACHED_TOKENS,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": PROMPT_TOKENS}]
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens.prompt}]
     })
 }
 
-/// Google's error body.
-pub fn error_body(code: u16, status: &str, message: &str) -> Value {
+/// Google's error body; a 429 says to retry after `retry_after_secs`.
+pub fn error_body(code: u16, status: &str, message: &str, retry_after_secs: &str) -> Value {
     let mut error = json!({"error": {"code": code, "message": message, "status": status}});
     if code == 429 {
         error["error"]["details"] = json!([{
             "@type": "type.googleapis.com/google.rpc.RetryInfo",
-            "retryDelay": format!("{RETRY_DELAY_SECS}s")
+            "retryDelay": format!("{retry_after_secs}s")
         }]);
     }
     error
 }
 
 fn error(code: u16, status: &str, message: &str) -> Response<Body> {
+    error_after(code, status, message, RETRY_AFTER_SECS)
+}
+
+fn error_after(code: u16, status: &str, message: &str, retry_after_secs: &str) -> Response<Body> {
     json_response(
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &error_body(code, status, message),
+        &error_body(code, status, message, retry_after_secs),
     )
 }
 
-async fn handle(request: RecordedRequest, sequence: usize) -> Response<Body> {
+/// The error each failing model answers with, by status.
+fn failed(status: StatusCode) -> Response<Body> {
+    let (name, message) = match status.as_u16() {
+        400 => ("INVALID_ARGUMENT", BAD_REQUEST_MESSAGE),
+        401 => ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+        403 => ("PERMISSION_DENIED", "The caller does not have permission"),
+        429 => ("RESOURCE_EXHAUSTED", "You exceeded your current quota."),
+        503 => ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+        _ => ("INTERNAL", "An internal error has occurred."),
+    };
+    error(status.as_u16(), name, message)
+}
+
+/// The model a request's path names.
+pub(super) fn model(path: &str) -> Option<&str> {
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let (model, _) = path.strip_prefix("/v1beta/models/")?.split_once(':')?;
+    Some(model)
+}
+
+pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls: &Controls) -> Response<Body> {
     let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
     let Some((model, method)) = path
         .strip_prefix("/v1beta/models/")
@@ -120,34 +105,48 @@ async fn handle(request: RecordedRequest, sequence: usize) -> Response<Body> {
     if request.method != "POST" {
         return error(405, "INVALID_ARGUMENT", "use POST");
     }
-    if request.header("x-goog-api-key").is_none() {
+    let Some(key) = request.header("x-goog-api-key") else {
         return error(
             403,
             "PERMISSION_DENIED",
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
         );
-    }
-    let body = &request.body;
-    match model {
-        "mock-400" => return error(400, "INVALID_ARGUMENT", BAD_REQUEST_MESSAGE),
-        "mock-429" => return error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota."),
-        "mock-500" => return error(500, "INTERNAL", "An internal error has occurred."),
-        "mock-503" => return error(503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
-        "mock-stall" => return std::future::pending().await,
-        "mock-ok" | "mock-tool" | "mock-safety" | "mock-blocked" | "mock-cut-stream" => {}
-        _ => {
+    };
+    let steer = controls.steer(model).await;
+    match steer.behaviour {
+        Behaviour::Fail(status) => return failed(status),
+        Behaviour::RateLimitedFor(secs) => {
+            return error_after(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota.",
+                &secs.to_string(),
+            );
+        }
+        Behaviour::QuoteKey => return error(401, "UNAUTHENTICATED", &format!("API key not valid: {key}")),
+        Behaviour::Stall => return std::future::pending().await,
+        Behaviour::UnknownModel | Behaviour::ErrorEvent | Behaviour::OverloadedEarly => {
             return error(
                 404,
                 "NOT_FOUND",
                 &format!("models/{model} is not found for API version v1beta"),
             );
         }
+        Behaviour::Ok
+        | Behaviour::Tool
+        | Behaviour::Safety
+        | Behaviour::Blocked
+        | Behaviour::CutStream
+        | Behaviour::SlowStream
+        | Behaviour::Whole
+        | Behaviour::Garbage => {}
     }
+    let body = &request.body;
     let response_id = format!("mock-response-{sequence}");
     match method {
-        "generateContent" => generate(model, body, &response_id, false),
+        "generateContent" => generate(body, &response_id, false, steer),
         "streamGenerateContent" if query.split('&').any(|p| p == "alt=sse") => {
-            generate(model, body, &response_id, true)
+            generate(body, &response_id, true, steer)
         }
         "streamGenerateContent" => error(400, "INVALID_ARGUMENT", "this mock streams with alt=sse only"),
         "embedContent" => embed(body.get("content"), body.get("outputDimensionality"))
@@ -229,27 +228,23 @@ fn candidate(parts: Vec<Value>, finish: Option<&str>) -> Value {
     candidate
 }
 
-fn answer(candidates: Vec<Value>, response_id: &str, usage: bool) -> Value {
+fn answer_of(candidates: Vec<Value>, response_id: &str, usage: Option<Tokens>) -> Value {
     let mut answer = json!({"candidates": candidates, "modelVersion": MODEL_VERSION, "responseId": response_id});
-    if usage {
-        answer["usageMetadata"] = usage_metadata();
+    if let Some(tokens) = usage {
+        answer["usageMetadata"] = usage_of(tokens);
     }
     answer
 }
 
-fn generate(model: &str, body: &Value, response_id: &str, streamed: bool) -> Response<Body> {
+fn generate(body: &Value, response_id: &str, streamed: bool, steer: Steer) -> Response<Body> {
     if body.get("contents").and_then(Value::as_array).is_none_or(Vec::is_empty) {
         return error(400, "INVALID_ARGUMENT", "contents is not specified");
     }
+    let streamed = streamed && steer.behaviour != Behaviour::Whole;
     let text = |t: &str| json!({"text": t});
     // Each event's parts and finish reason; the whole answer joins them.
-    let events: Vec<(Vec<Value>, Option<&str>)> = match model {
-        "mock-ok" | "mock-cut-stream" => OK_PIECES
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (vec![text(p)], (i + 1 == OK_PIECES.len()).then_some("STOP")))
-            .collect(),
-        "mock-tool" => match function_result(body) {
+    let events: Vec<(Vec<Value>, Option<&str>)> = match steer.behaviour {
+        Behaviour::Tool => match function_result(body) {
             Some(_) if !signature_returned(body) => {
                 return error(
                     400,
@@ -271,27 +266,43 @@ fn generate(model: &str, body: &Value, response_id: &str, streamed: bool) -> Res
                 ),
             ],
         },
-        "mock-safety" => vec![(vec![text("Here is how to")], None), (Vec::new(), Some("SAFETY"))],
-        _ => {
-            // mock-blocked: the prompt itself is refused.
+        Behaviour::Safety => vec![(vec![text("Here is how to")], None), (Vec::new(), Some("SAFETY"))],
+        Behaviour::Blocked => {
+            // The prompt itself is refused.
             let blocked = json!({
                 "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
                     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]},
-                "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS},
+                "usageMetadata": {"promptTokenCount": steer.tokens.prompt, "totalTokenCount": steer.tokens.prompt},
                 "modelVersion": MODEL_VERSION, "responseId": response_id
             });
             return if streamed {
-                stream_response(sse_steps(vec![blocked], false), "text/event-stream")
+                sse(&[blocked], Duration::ZERO, End::Clean)
             } else {
                 json_response(StatusCode::OK, &blocked)
             };
         }
+        Behaviour::Garbage if streamed => {
+            return sse_response(
+                ["data: {\"candidates\": [{\"content\": {\r\n\r\n".to_owned()],
+                Duration::ZERO,
+                End::Clean,
+            );
+        }
+        Behaviour::Garbage => {
+            return raw_response(StatusCode::OK, "application/json", r#"{"candidates": [{"content": {"#);
+        }
+        _ => OK_PIECES
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (vec![text(p)], (i + 1 == OK_PIECES.len()).then_some("STOP")))
+            .collect(),
     };
+    let cut = steer.behaviour == Behaviour::CutStream;
     if !streamed {
         let parts: Vec<Value> = merge_text(events.iter().flat_map(|(parts, _)| parts.clone()).collect());
         let finish = events.iter().find_map(|(_, f)| *f);
-        let whole = answer(vec![candidate(parts, finish)], response_id, true);
-        return if model == "mock-cut-stream" {
+        let whole = answer_of(vec![candidate(parts, finish)], response_id, Some(steer.tokens));
+        return if cut {
             cut_json_response(&whole)
         } else {
             json_response(StatusCode::OK, &whole)
@@ -301,13 +312,21 @@ fn generate(model: &str, body: &Value, response_id: &str, streamed: bool) -> Res
     let mut chunks: Vec<Value> = events
         .into_iter()
         .enumerate()
-        .map(|(i, (parts, finish))| answer(vec![candidate(parts, finish)], response_id, i == last))
+        .map(|(i, (parts, finish))| {
+            let usage = (i == last).then_some(steer.tokens);
+            answer_of(vec![candidate(parts, finish)], response_id, usage)
+        })
         .collect();
-    let cut = model == "mock-cut-stream";
     if cut {
         chunks.truncate(CUT_AFTER_EVENTS);
+        return sse(&chunks, Duration::ZERO, End::Cut);
     }
-    stream_response(sse_steps(chunks, cut), "text/event-stream")
+    let interval = if steer.behaviour == Behaviour::SlowStream {
+        SLOW_CHUNK_INTERVAL
+    } else {
+        Duration::ZERO
+    };
+    sse(&chunks, interval, End::Clean)
 }
 
 /// Adjacent text parts joined into one, as a whole answer has them.
@@ -325,15 +344,7 @@ fn merge_text(parts: Vec<Value>) -> Vec<Value> {
     out
 }
 
-/// SSE steps, as Google frames them (`data:` lines ending `\r\n\r\n`, no end marker).
-fn sse_steps(events: Vec<Value>, cut: bool) -> VecDeque<Step> {
-    let mut steps: VecDeque<Step> = events
-        .into_iter()
-        .map(|e| Step::Send(Bytes::from(format!("data: {e}\r\n\r\n"))))
-        .collect();
-    if cut {
-        steps.push_back(Step::Wait(Duration::from_millis(10)));
-        steps.push_back(Step::Cut);
-    }
-    steps
+/// Google's SSE: `data:` lines ending `\r\n\r\n`, no end marker.
+fn sse(events: &[Value], interval: Duration, end: End) -> Response<Body> {
+    sse_response(events.iter().map(|e| format!("data: {e}\r\n\r\n")), interval, end)
 }

@@ -1,92 +1,54 @@
-//! An in-test upstream that speaks Anthropic's Messages API and misbehaves on command.
+//! The upstream's Anthropic part: `POST /v1/messages`, as Anthropic answers it. Every request
+//! must carry `x-api-key` and `anthropic-version` (a 401 `authentication_error` otherwise, as
+//! Anthropic answers) and `max_tokens`.
 //!
-//! `POST /v1/messages` answers according to the request body's `model`, like the OpenAI
-//! upstream (see `upstream.rs`); every request must carry `x-api-key` and `anthropic-version`
-//! (a 401 `authentication_error` otherwise, as Anthropic answers) and `max_tokens`.
-//!
-//! | model | answer |
-//! |---|---|
-//! | `mock-ok` | [`OK_CONTENT`] (streamed as [`OK_PIECES`]), usage [`usage`] with cache reads and writes |
-//! | `mock-tool` | a text block and a `get_weather` tool call; once the last turn holds a `tool_result`, [`TOOL_ANSWER_PREFIX`] and the result's text |
-//! | `mock-400`, `mock-401`, `mock-429`, `mock-500`, `mock-529` | that status with Anthropic's error body (`Retry-After: 2` on 429, `overloaded_error` on 529) |
-//! | `mock-cut-stream` | a message start and [`CUT_AFTER_DELTAS`] text deltas, then the connection drops |
-//! | `mock-error-event` | a message start and one text delta, then an `error` event (`overloaded_error`) |
-//! | `mock-overloaded-early` | `message_start`, `ping`, then an `error` event, before any content |
-//! | `mock-slow-stream` | like `mock-ok`, one event every [`crate::upstream::SLOW_CHUNK_INTERVAL`] |
-//! | `mock-stall` | accepts the request and never answers |
-//! | anything else | 404 `not_found_error` |
+//! Answers report [`usage`], with cache reads and writes. Streams are Anthropic's named events
+//! (`message_start`, `ping`, `content_block_*`, `message_delta`, `message_stop`).
+//! `mock-tool` answers a text block ([`TOOL_PREAMBLE`]) and a [`TOOL_NAME`] `tool_use` block.
+//! `mock-cut-stream` sends a message start and [`CUT_AFTER_DELTAS`] text deltas, then drops the
+//! connection; `mock-error-event` sends one text delta, then an `error` event
+//! (`overloaded_error`); `mock-overloaded-early` sends `message_start`, `ping`, then the `error`
+//! event. A path it does not serve is 404 `not_found_error`; an unknown model too.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
-use bytes::Bytes;
 use hyper::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::mock_server::{Body, MockServer, Step, cut_json_response, json_response, stream_response, tool_arguments};
-pub use crate::mock_server::{TOOL_ANSWER_PREFIX, TOOL_CITY, TOOL_NAME};
-use crate::upstream::SLOW_CHUNK_INTERVAL;
-pub use crate::upstream::{OK_CONTENT, OK_PIECES, RETRY_AFTER_SECS, RecordedRequest};
+use super::script::Controls;
+use super::{
+    Behaviour, CACHED_TOKENS, OK_PIECES, RETRY_AFTER_SECS, RecordedRequest, SLOW_CHUNK_INTERVAL, TOOL_ANSWER_PREFIX,
+    TOOL_NAME, TOOL_PREAMBLE, Tokens, text_of, tool_arguments,
+};
+use crate::http::{Body, End, cut_json_response, json_response, raw_response, sse_response};
 
-/// Uncached input tokens of every answer.
-pub const INPUT_TOKENS: u64 = 6;
 /// Input tokens read from the cache.
-pub const CACHE_READ_TOKENS: u64 = 4;
+pub const CACHE_READ_TOKENS: u64 = CACHED_TOKENS;
 /// Input tokens written to the cache.
 pub const CACHE_CREATION_TOKENS: u64 = 2;
+/// Uncached input tokens of every answer: the prompt's other tokens.
+pub const INPUT_TOKENS: u64 = super::PROMPT_TOKENS - CACHE_READ_TOKENS - CACHE_CREATION_TOKENS;
 /// Output tokens of every answer.
-pub const OUTPUT_TOKENS: u64 = 5;
+pub const OUTPUT_TOKENS: u64 = super::COMPLETION_TOKENS;
 /// Text deltas `mock-cut-stream` sends before dropping the connection.
 pub const CUT_AFTER_DELTAS: usize = 2;
-/// The text of `mock-tool`'s first answer, before its tool call.
-pub const TOOL_PREAMBLE: &str = "Let me check the weather.";
 /// The message of `mock-400`'s error.
 pub const BAD_REQUEST_MESSAGE: &str = "messages: roles must alternate between \"user\" and \"assistant\"";
 
-/// A running Anthropic upstream on `127.0.0.1`, stopped when dropped.
-#[derive(Debug)]
-pub struct AnthropicUpstream {
-    server: MockServer,
-}
-
-impl AnthropicUpstream {
-    /// Starts one on a free loopback port.
-    pub async fn start() -> Result<Self> {
-        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await
-    }
-
-    /// Starts one on `addr`.
-    pub async fn bind(addr: SocketAddr) -> Result<Self> {
-        let server = MockServer::bind(addr, Arc::new(|r, n| Box::pin(handle(r, n)))).await?;
-        Ok(Self { server })
-    }
-
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr
-    }
-
-    /// The API root for a backend's `baseUrl`, as Anthropic's SDK takes it: `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.server.addr)
-    }
-
-    /// Every request received so far, oldest first.
-    pub async fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-}
+/// Time between the events of a stream that breaks off.
+const CUT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The usage of every answer.
 pub fn usage() -> Value {
+    usage_of(Tokens::default())
+}
+
+fn usage_of(tokens: Tokens) -> Value {
     json!({
-        "input_tokens": INPUT_TOKENS,
+        "input_tokens": tokens.prompt.saturating_sub(CACHE_READ_TOKENS + CACHE_CREATION_TOKENS),
         "cache_creation_input_tokens": CACHE_CREATION_TOKENS,
         "cache_read_input_tokens": CACHE_READ_TOKENS,
-        "output_tokens": OUTPUT_TOKENS,
+        "output_tokens": tokens.completion,
         "service_tier": "standard"
     })
 }
@@ -96,9 +58,9 @@ pub fn error_body(kind: &str, message: &str) -> Value {
     json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"})
 }
 
-/// The error each failing model answers with: status, type and message.
-pub fn failure(status: u16) -> (StatusCode, &'static str, &'static str) {
-    let (kind, message) = match status {
+/// The error each failing model answers with: its type and message, by status.
+fn failure(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
         400 => ("invalid_request_error", BAD_REQUEST_MESSAGE),
         401 => ("authentication_error", "invalid x-api-key"),
         429 => (
@@ -107,12 +69,7 @@ pub fn failure(status: u16) -> (StatusCode, &'static str, &'static str) {
         ),
         529 => ("overloaded_error", "Overloaded"),
         _ => ("api_error", "Internal server error"),
-    };
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        kind,
-        message,
-    )
+    }
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
@@ -125,7 +82,17 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
     response
 }
 
-async fn handle(request: RecordedRequest, sequence: usize) -> Response<Body> {
+/// Anthropic's 529 `overloaded_error`.
+fn overloaded_status() -> StatusCode {
+    StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+fn failed(status: StatusCode) -> Response<Body> {
+    let (kind, message) = failure(status);
+    error(status, kind, message)
+}
+
+pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls: &Controls) -> Response<Body> {
     if request.method != "POST" || request.path != "/v1/messages" {
         return error(StatusCode::NOT_FOUND, "not_found_error", "Not found");
     }
@@ -144,15 +111,16 @@ async fn handle(request: RecordedRequest, sequence: usize) -> Response<Body> {
             "max_tokens: Field required",
         );
     }
-    let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let steer = controls.steer(model).await;
     let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
     let id = format!("msg_mock_{sequence}");
-    let (blocks, stop) = match model.as_str() {
-        "mock-ok" | "mock-slow-stream" | "mock-cut-stream" | "mock-error-event" => (
-            vec![Block::Text(OK_PIECES.iter().map(|p| (*p).to_owned()).collect())],
-            "end_turn",
-        ),
-        "mock-tool" => match tool_result_text(body) {
+    let text = || vec![Block::Text(OK_PIECES.iter().map(|p| (*p).to_owned()).collect())];
+    let (blocks, stop) = match steer.behaviour {
+        Behaviour::Ok | Behaviour::SlowStream | Behaviour::CutStream | Behaviour::ErrorEvent | Behaviour::Whole => {
+            (text(), "end_turn")
+        }
+        Behaviour::Tool => match tool_result_text(body) {
             Some(result) => (
                 vec![Block::Text(vec![TOOL_ANSWER_PREFIX.to_owned(), result])],
                 "end_turn",
@@ -165,47 +133,71 @@ async fn handle(request: RecordedRequest, sequence: usize) -> Response<Body> {
                 "tool_use",
             ),
         },
-        "mock-400" | "mock-401" | "mock-429" | "mock-500" | "mock-529" => {
-            let (status, kind, message) = failure(model[5..].parse().unwrap_or(500));
-            return error(status, kind, message);
+        Behaviour::Fail(status) => return failed(status),
+        Behaviour::Garbage => return garbage(streamed),
+        Behaviour::RateLimitedFor(secs) => {
+            let mut response = failed(StatusCode::TOO_MANY_REQUESTS);
+            if let Ok(value) = header::HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
         }
-        "mock-overloaded-early" if streamed => {
-            let events = vec![message_start(&id, &model), ping(), overloaded()];
-            return stream_response(sse_steps(events, Duration::ZERO, End::Clean), "text/event-stream");
+        Behaviour::OverloadedEarly if streamed => {
+            let events = vec![message_start(&id, model, steer.tokens), ping(), overloaded()];
+            return sse(events, Duration::ZERO, End::Clean);
         }
-        "mock-overloaded-early" => {
-            let (status, kind, message) = failure(529);
-            return error(status, kind, message);
+        Behaviour::OverloadedEarly => return failed(overloaded_status()),
+        Behaviour::QuoteKey => {
+            let key = request.header("x-api-key").unwrap_or_default();
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                &format!("invalid x-api-key: {key}"),
+            );
         }
-        "mock-stall" => return std::future::pending().await,
-        _ => {
+        Behaviour::Stall => return std::future::pending().await,
+        Behaviour::UnknownModel | Behaviour::Safety | Behaviour::Blocked => {
             return error(StatusCode::NOT_FOUND, "not_found_error", &format!("model: {model}"));
         }
     };
-    if !streamed {
-        let whole = message(&id, &model, &blocks, stop);
-        return if model == "mock-cut-stream" {
+    if !streamed || steer.behaviour == Behaviour::Whole {
+        let whole = message(&id, model, &blocks, stop, steer.tokens);
+        return if steer.behaviour == Behaviour::CutStream {
             cut_json_response(&whole)
         } else {
             json_response(StatusCode::OK, &whole)
         };
     }
-    let mut events = stream_events(&id, &model, &blocks, stop);
-    let (interval, end) = match model.as_str() {
-        "mock-slow-stream" => (SLOW_CHUNK_INTERVAL, End::Clean),
-        "mock-cut-stream" => {
+    let mut events = stream_events(&id, model, &blocks, stop, steer.tokens);
+    let (interval, end) = match steer.behaviour {
+        Behaviour::SlowStream => (SLOW_CHUNK_INTERVAL, End::Clean),
+        Behaviour::CutStream => {
             // message_start, ping, content_block_start, then the deltas.
             events.truncate(3 + CUT_AFTER_DELTAS);
-            (Duration::from_millis(10), End::Cut)
+            (CUT_INTERVAL, End::Cut)
         }
-        "mock-error-event" => {
+        Behaviour::ErrorEvent => {
             events.truncate(4);
             events.push(overloaded());
             (Duration::ZERO, End::Clean)
         }
         _ => (Duration::ZERO, End::Clean),
     };
-    stream_response(sse_steps(events, interval, end), "text/event-stream")
+    sse(events, interval, end)
+}
+
+/// A 200 whose body (or first event) breaks off mid-JSON.
+fn garbage(streamed: bool) -> Response<Body> {
+    if streamed {
+        let event = "event: message_start\ndata: {\"type\": \"message_start\", \"message\": {\n\n".to_owned();
+        sse_response([event], Duration::ZERO, End::Clean)
+    } else {
+        raw_response(
+            StatusCode::OK,
+            "application/json",
+            r#"{"id": "msg_garbage", "type": "message", "content": ["#,
+        )
+    }
 }
 
 /// A block of an answer: text in pieces, or the tool call with its id.
@@ -222,14 +214,10 @@ fn tool_result_text(body: &Value) -> Option<String> {
         .as_array()?
         .iter()
         .find(|b| b["type"] == "tool_result")?;
-    Some(match &result["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
-        _ => String::new(),
-    })
+    Some(text_of(&result["content"]))
 }
 
-fn message(id: &str, model: &str, blocks: &[Block], stop: &str) -> Value {
+fn message(id: &str, model: &str, blocks: &[Block], stop: &str, tokens: Tokens) -> Value {
     let content: Vec<Value> = blocks
         .iter()
         .map(|b| match b {
@@ -241,12 +229,12 @@ fn message(id: &str, model: &str, blocks: &[Block], stop: &str) -> Value {
         .collect();
     json!({
         "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
-        "stop_reason": stop, "stop_sequence": null, "usage": usage()
+        "stop_reason": stop, "stop_sequence": null, "usage": usage_of(tokens)
     })
 }
 
-fn message_start(id: &str, model: &str) -> Value {
-    let mut usage = usage();
+fn message_start(id: &str, model: &str, tokens: Tokens) -> Value {
+    let mut usage = usage_of(tokens);
     usage["output_tokens"] = json!(1);
     json!({"type": "message_start", "message": {
         "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
@@ -263,8 +251,8 @@ fn overloaded() -> Value {
 }
 
 /// The events of a streamed answer, as Anthropic sends them.
-fn stream_events(id: &str, model: &str, blocks: &[Block], stop: &str) -> Vec<Value> {
-    let mut events = vec![message_start(id, model), ping()];
+fn stream_events(id: &str, model: &str, blocks: &[Block], stop: &str, tokens: Tokens) -> Vec<Value> {
+    let mut events = vec![message_start(id, model, tokens), ping()];
     for (index, block) in blocks.iter().enumerate() {
         match block {
             Block::Text(pieces) => {
@@ -289,30 +277,17 @@ fn stream_events(id: &str, model: &str, blocks: &[Block], stop: &str) -> Vec<Val
     }
     events.push(
         json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-        "usage": {"output_tokens": OUTPUT_TOKENS}}),
+        "usage": {"output_tokens": tokens.completion}}),
     );
     events.push(json!({"type": "message_stop"}));
     events
 }
 
-/// How a stream ends.
-enum End {
-    Clean,
-    Cut,
-}
-
-fn sse_steps(events: Vec<Value>, interval: Duration, end: End) -> VecDeque<Step> {
-    let mut steps = VecDeque::new();
-    for (i, event) in events.into_iter().enumerate() {
-        if i > 0 && !interval.is_zero() {
-            steps.push_back(Step::Wait(interval));
-        }
+/// Anthropic's SSE: each event named for its `type`.
+fn sse(events: Vec<Value>, interval: Duration, end: End) -> Response<Body> {
+    let framed = events.into_iter().map(|event| {
         let name = event["type"].as_str().unwrap_or("unknown").to_owned();
-        steps.push_back(Step::Send(Bytes::from(format!("event: {name}\ndata: {event}\n\n"))));
-    }
-    if let End::Cut = end {
-        steps.push_back(Step::Wait(Duration::from_millis(10)));
-        steps.push_back(Step::Cut);
-    }
-    steps
+        format!("event: {name}\ndata: {event}\n\n")
+    });
+    sse_response(framed, interval, end)
 }
