@@ -1,8 +1,67 @@
 //! Files that survive a crash whole: written beside their place, synced, renamed over it, and
-//! the directory synced, so that a reader finds the old content or the new, never a mix.
+//! the directory synced, so that a reader finds the old content or the new, never a mix; and the
+//! JSON state files kept that way (the budget spend, cluster mode's snapshot and usage).
 //! A leaf: it imports nothing from the crate.
 
-use std::{io::Write, path::Path};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The file is not what this version writes.
+    #[error("{}: not a Sluice state file of this version: {source}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: serde_json::Error,
+    },
+}
+
+/// Writes `value` as JSON to `path` with [`replace`].
+pub fn save_json<T: Serialize>(path: &Path, value: &T, access: Access) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| StateError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    replace(path, &bytes, access).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads the JSON file at `path`; `None` when it does not exist.
+pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| StateError::Format {
+            path: path.to_owned(),
+            source,
+        })
+}
 
 /// Who may read a file written here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use sluice_crds::{MicroUsd, ObjectKey};
 use tokio_util::sync::CancellationToken;
 
 use super::Budgets;
+pub use crate::durable::StateError;
 use crate::durable::{self, Access};
 
 /// The file's content.
@@ -31,27 +32,6 @@ struct Entry {
     period_start: Timestamp,
     #[serde(rename = "spentUSD")]
     spent: MicroUsd,
-}
-
-/// The state file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// The file is not ours.
-    #[error("{}: not a Sluice state file: {source}", path.display())]
-    Format {
-        /// The path.
-        path: PathBuf,
-        /// What is wrong.
-        source: serde_json::Error,
-    },
 }
 
 /// Restores the spend recorded in `path` into `budgets`; a missing file is an empty one.
@@ -89,17 +69,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<ObjectKey, (Timestamp, MicroUsd)>, S
 
 /// The file's content; a missing file is an empty one.
 fn read_file(path: &Path) -> Result<StateFile, StateError> {
-    match std::fs::read(path) {
-        Ok(text) => serde_json::from_slice(&text).map_err(|source| StateError::Format {
-            path: path.to_owned(),
-            source,
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
-        Err(source) => Err(StateError::Io {
-            path: path.to_owned(),
-            source,
-        }),
-    }
+    durable::load_json(path).map(Option::unwrap_or_default)
 }
 
 /// Writes every budget's current spend to `path`, atomically and durably.
@@ -114,14 +84,7 @@ pub fn write(path: &Path, budgets: &Budgets, now: Timestamp) -> Result<(), State
             })
             .collect(),
     };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(|source| StateError::Format {
-        path: path.to_owned(),
-        source,
-    })?;
-    durable::replace(path, &bytes, Access::Default).map_err(|source| StateError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    durable::save_json(path, &file, Access::Default)
 }
 
 /// Flushes every `interval` until `shutdown`, then once more.

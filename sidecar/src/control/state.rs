@@ -3,36 +3,18 @@
 //! static), and the usage report not yet acked. Both hold secrets or money: written atomically
 //! (temporary file, fsync, rename, fsync of the directory), readable by the owner only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sluice_crds::{ConfigSnapshot, UsageReport};
+
+pub use crate::durable::StateError;
+use crate::durable::{self, Access};
 
 /// The snapshot file's name in the state directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
 /// The usage file's name in the state directory.
 pub const USAGE_FILE: &str = "usage.json";
-
-/// A state file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// The file is not what this version writes.
-    #[error("{}: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The failure.
-        source: serde_json::Error,
-    },
-}
 
 /// Unacked usage and the numbering of the next report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -47,26 +29,12 @@ pub struct UsageState {
 
 /// Writes `value` as JSON to `dir/name` atomically, mode 0600.
 pub fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StateError> {
-    let path = dir.join(name);
-    let bytes = serde_json::to_vec(value).map_err(|source| StateError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    crate::durable::replace(&path, &bytes, crate::durable::Access::OwnerOnly)
-        .map_err(|source| StateError::Io { path, source })
+    durable::save_json(&dir.join(name), value, Access::OwnerOnly)
 }
 
 /// Reads `dir/name`; `None` when it does not exist.
 pub fn load<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StateError> {
-    let path = dir.join(name);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Io { path, source }),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| StateError::Json { path, source })
+    durable::load_json(&dir.join(name))
 }
 
 /// Saves the snapshot that just applied.
