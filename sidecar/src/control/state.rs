@@ -12,6 +12,8 @@ use sluice_crds::{ConfigSnapshot, UsageReport};
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
 /// The usage file's name in the state directory.
 pub const USAGE_FILE: &str = "usage.json";
+/// Where the last usage report the operator refused for good is kept, for whoever investigates.
+pub const REFUSED_FILE: &str = "usage-refused.json";
 
 /// A state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
