@@ -99,7 +99,7 @@ impl Default for Metrics {
         let usage_reports = Family::default();
         registry.register(
             "usage_reports",
-            "Usage reports received, by result (applied, duplicate, failed)",
+            "Usage reports received, by result (applied, duplicate, failed, refused)",
             usage_reports.clone(),
         );
         let outstanding_allowance = Family::default();

@@ -96,8 +96,10 @@ pub fn ack(ctx: &Context, uid: &str, version: ConfigVersion) {
     ctx.marks.routes(routes);
 }
 
-/// Takes back the unspent allowance of a deleted pod and offers it to the others.
+/// Takes back the unspent allowance of a deleted pod and offers it to the others, and forgets
+/// the routes it was sent.
 pub fn pod_deleted(ctx: &Context, namespace: &str, uid: &str) {
+    ctx.sessions.pod_deleted(uid);
     if ctx.ledgers.reclaim(namespace, uid) {
         tracing::info!(
             namespace,

@@ -1,5 +1,12 @@
 //! The ModelRoute controller: validate, resolve Secrets and the Budget, accept (or keep the
 //! last accepted version), push to the sidecars, write conditions.
+//!
+//! Secrets, least privilege: they are watched as metadata only (`PartialObjectMeta<Secret>`,
+//! a trigger), and a Secret a route names is read with a GET when the route is reconciled.
+//! Of what that GET returns only the key the route names is kept, in the accepted route's
+//! credentials (what sidecars are sent); the rest of the object is dropped at once. So the
+//! operator holds no Secret of the cluster but the referenced keys, and a changed Secret
+//! (its resourceVersion moves) still reaches the sidecars within about a second (DESIGN §6.1).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -11,6 +18,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
@@ -114,12 +122,19 @@ pub async fn resolve(
         return Ok(Err(Rejection::BudgetNotFound(join(&refs))));
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    // Each Secret named is read once per reconcile and dropped at its end; only the named keys
+    // are kept (in the credentials).
+    let mut read: BTreeMap<&str, Option<Secret>> = BTreeMap::new();
     let mut credentials = BTreeMap::new();
     for (i, backend) in spec.backends.iter().enumerate() {
         let Some(reference) = &backend.credentials_ref else {
             continue;
         };
-        let Some(secret) = secrets.get_opt(&reference.name).await? else {
+        let secret = match read.entry(reference.name.as_str()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(secrets.get_opt(&reference.name).await?),
+        };
+        let Some(secret) = secret else {
             return Ok(Err(Rejection::SecretNotFound(format!(
                 "spec.backends[{i}].credentialsRef: Secret {:?} not found in namespace {}",
                 reference.name, key.namespace
@@ -361,6 +376,11 @@ fn names_budget(spec: &ModelRouteSpec, name: &str) -> bool {
     spec.budget_ref.as_ref().is_some_and(|b| b.name == name)
 }
 
+/// The Secrets watched as triggers: metadata only (names, resourceVersions), never values.
+fn secret_triggers(ctx: &Context) -> Api<PartialObjectMeta<Secret>> {
+    ctx.watched::<PartialObjectMeta<Secret>>()
+}
+
 /// Runs the controller until `shutdown`. `routes` is the store `writer` fills.
 pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>, shutdown: CancellationToken) {
     let deleted = ctx.clone();
@@ -383,10 +403,14 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>
     let for_secrets = ctx.routes.clone();
     let for_budgets = ctx.routes.clone();
     Controller::for_stream(stream, ctx.routes.clone())
+        // Metadata only: a Secret's values never reach the operator through the watch, only
+        // through the GET of a referenced Secret in `resolve`, which keeps the one key a route
+        // names. A change to a Secret's data changes its resourceVersion, so the event comes
+        // all the same and the routes naming it are resolved again at once.
         .watches(
-            ctx.watched::<Secret>(),
+            secret_triggers(&ctx),
             watcher::Config::default(),
-            move |secret: Secret| {
+            move |secret: PartialObjectMeta<Secret>| {
                 let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
                 routes_using(&for_secrets, &ns, |spec| names_secret(spec, &name))
             },

@@ -1,6 +1,8 @@
 //! The connected sidecars: who is connected, with which labels, what each was last sent and
-//! what it acked, and the channel its snapshots go down. One lock, never held across an await;
-//! what to send is decided by [`crate::plan`], and [`Sessions::apply`] only sends it.
+//! what it acked, and the channel its snapshots go down; and, per pod, every route ever sent to
+//! it (what it may report usage for, [`crate::usage::scope`]). Two locks, sessions before sent
+//! routes, never held across an await; what to send is decided by [`crate::plan`], and
+//! [`Sessions::apply`] only sends it.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -61,12 +63,29 @@ pub struct Applied {
 #[derive(Debug, Default)]
 pub struct Sessions {
     inner: Mutex<HashMap<String, Session>>,
+    /// Per pod UID, every route a snapshot sent to it held, kept across reconnects until the
+    /// pod is deleted: a sidecar serves a route until it applies a snapshot without it, and
+    /// reports that usage afterwards, however long the operator was away meanwhile.
+    sent: Mutex<HashMap<String, BTreeSet<ObjectKey>>>,
+}
+
+/// What the operator knows of a pod, to judge its usage reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodScope {
+    /// Its labels, when it is connected.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Every route sent to it (by this replica, since it started leading).
+    pub sent: BTreeSet<ObjectKey>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic under these locks leaves maps that are still consistent enough to serve.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Sessions {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
-        // A panic under this lock leaves a map that is still consistent enough to serve.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     /// Registers a connected sidecar, replacing an older connection of the same pod.
@@ -101,6 +120,18 @@ impl Sessions {
             return sessions.remove(uid).map(|old| old.routes).unwrap_or_default();
         }
         BTreeSet::new()
+    }
+
+    /// The connected pod's labels and the routes ever sent to the pod.
+    pub fn scope(&self, uid: &str) -> PodScope {
+        let labels = self.lock().get(uid).map(|s| s.labels.clone());
+        let sent = lock(&self.sent).get(uid).cloned().unwrap_or_default();
+        PodScope { labels, sent }
+    }
+
+    /// Forgets the routes sent to a deleted pod (its token no longer authenticates).
+    pub fn pod_deleted(&self, uid: &str) {
+        lock(&self.sent).remove(uid);
     }
 
     /// How many sidecars are connected.
@@ -190,6 +221,10 @@ impl Sessions {
             session.desired = Some(snapshot.version.clone());
             session.routes = keys;
             session.pushed_at = Some(Instant::now());
+            lock(&self.sent)
+                .entry(plan.uid.clone())
+                .or_default()
+                .extend(session.routes.iter().cloned());
             session.tx.send_replace(Some(Arc::new(snapshot)));
             applied.pushed += 1;
         }

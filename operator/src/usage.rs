@@ -9,11 +9,15 @@
 //! duplicate. A report only ever touches its own namespace (routes and budgets are namespaced
 //! together), so one write per namespace suffices.
 //!
+//! A pod reports only for its own routes ([`scope`]); anything else is refused before it is
+//! queued.
+//!
 //! `status` is the projection users read. When a namespace has no ledger yet (first start, or
 //! the ConfigMap was deleted), the ledger is rebuilt from the routes' and budgets' status.
 
 pub mod ledger;
 mod load;
+pub mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 

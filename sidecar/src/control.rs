@@ -7,7 +7,8 @@
 //! tokens rotate) and the CA file each time. At start the last saved snapshot is applied
 //! first, so a sidecar whose operator is away still serves (fail static).
 //!
-//! Another task sends usage reports ([`usage::Reports`]) every report interval.
+//! Another task sends usage reports ([`usage::Reports`]) every report interval; one the
+//! operator refuses for good (403) is dropped, not resent forever.
 
 pub mod backoff;
 pub mod state;
@@ -21,7 +22,7 @@ use std::{
 
 use futures::StreamExt;
 use sluice_crds::{
-    ConfigSnapshot, UsageAck,
+    ConfigSnapshot, UsageAck, UsageReport,
     control::{ACK_PATH, BudgetSpend, ConfigAck, Hello, PodIdentity, USAGE_PATH, WATCH_PATH, WatchEvent},
 };
 use tokio::task::JoinHandle;
@@ -29,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     backoff::{Pacing, backoff, jitter, random},
-    state::{SNAPSHOT_FILE, USAGE_FILE, UsageState},
+    state::{REFUSED_FILE, SNAPSHOT_FILE, USAGE_FILE, UsageState},
     usage::Reports,
 };
 use crate::config::ConfigStore;
@@ -400,7 +401,29 @@ impl ControlClient {
         }
     }
 
-    /// Sends the in-flight report (or cuts a new one); `Ok(true)` when one was acked.
+    /// Drops a report the operator refused for good (403): resent, it would be refused again
+    /// and hold back every later report (see [`usage`]).
+    fn drop_refused(&self, report: &UsageReport, answer: &str) {
+        if locked(&self.shared.reports).refused(report.sequence).is_none() {
+            return;
+        }
+        self.save_usage();
+        self.shared.store.recorder().metrics.usage_reports_refused.inc();
+        let routes: std::collections::BTreeSet<String> = report.deltas.iter().map(|d| d.route.to_string()).collect();
+        let requests: u64 = report.deltas.iter().map(|d| d.requests).sum();
+        let cost = report
+            .deltas
+            .iter()
+            .fold(sluice_crds::MicroUsd::ZERO, |sum, d| sum + d.cost);
+        tracing::error!(sequence = report.sequence, routes = ?routes, requests, cost = %cost,
+            operator = answer, "the operator refused this usage report for good; dropped it (kept in usage-refused.json)");
+        if let Err(e) = state::save(&self.shared.options.state_dir, REFUSED_FILE, report) {
+            tracing::warn!(error = %e, "cannot keep the refused usage report");
+        }
+    }
+
+    /// Sends the in-flight report (or cuts a new one); `Ok(true)` when it left the queue:
+    /// acked, or refused for good and dropped.
     pub async fn report_once(&self) -> Result<bool, ControlError> {
         let uid = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone());
         let Some(ledger) = self.shared.store.recorder().ledger.as_ref() else {
@@ -423,6 +446,11 @@ impl ControlClient {
             .json(&report)
             .send()
             .await?;
+        if response.status() == reqwest::StatusCode::FORBIDDEN {
+            let body = response.text().await.unwrap_or_default();
+            self.drop_refused(&report, &body);
+            return Ok(true);
+        }
         if !response.status().is_success() {
             let status = response.status();
             return Err(ControlError::Refused {

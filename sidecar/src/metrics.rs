@@ -114,6 +114,8 @@ pub struct Metrics {
     pub time_to_first_token: Family<LatencyLabels, Histogram>,
     /// Tokens per request.
     pub token_usage: Family<TokenLabels, Histogram>,
+    /// Usage reports the operator refused for good (403) and that were dropped.
+    pub usage_reports_refused: Counter,
     budget_spent: Family<BudgetLabels, Gauge>,
     budget_remaining: Family<BudgetLabels, Gauge>,
     budget_limit: Family<BudgetLabels, Gauge>,
@@ -177,6 +179,12 @@ impl Default for Metrics {
             "Tokens used per request",
             token_usage.clone(),
         );
+        let usage_reports_refused = Counter::default();
+        registry.register(
+            "sluice_usage_reports_refused",
+            "Usage reports the operator refused (403: a route outside this pod's) and that were dropped",
+            usage_reports_refused.clone(),
+        );
         registry.register(
             "sluice_budget_spent_microdollars",
             "Spend in the current period",
@@ -202,6 +210,7 @@ impl Default for Metrics {
             duration,
             time_to_first_token,
             token_usage,
+            usage_reports_refused,
             budget_spent,
             budget_remaining,
             budget_limit,

@@ -33,10 +33,14 @@ spec:
 "#;
 
 fn report(c: &TestCluster, pod: &TestPod, sequence: u64, requests: u64, cost: &str) -> Value {
+    report_for(c, pod, "chat", sequence, requests, cost)
+}
+
+fn report_for(c: &TestCluster, pod: &TestPod, route: &str, sequence: u64, requests: u64, cost: &str) -> Value {
     json!({
         "podUid": pod.uid, "sequence": sequence,
         "deltas": [{
-            "route": {"namespace": c.namespace, "name": "chat"}, "backend": "up", "model": "mock-ok",
+            "route": {"namespace": c.namespace, "name": route}, "backend": "up", "model": "mock-ok",
             "outcome": "ok", "requests": requests, "inputTokens": 12 * requests, "cachedInputTokens": 4 * requests,
             "outputTokens": 5 * requests, "cost": cost, "failovers": 0, "estimated": false
         }]
@@ -55,6 +59,19 @@ impl Caller {
             http: reqwest::Client::builder().tls_certs_only([ca]).build()?,
             url: url.to_owned(),
         })
+    }
+
+    /// Sends a report as `pod`; the status and body of the answer, whatever it is.
+    async fn post(&self, pod: &TestPod, body: &Value) -> Result<(u16, String)> {
+        let token = std::fs::read_to_string(&pod.token_file)?;
+        let response = self
+            .http
+            .post(format!("{}/v1/usage", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.text().await?))
     }
 
     /// Sends a report as `pod`; the acked sequence.
@@ -141,6 +158,102 @@ async fn reports_of_two_pods_sum_exactly_into_status_and_a_resent_report_counts_
     let metrics = operator.metrics().await?;
     ensure!(
         metrics.contains(r#"sluice_operator_usage_reports_total{result="duplicate"} 2"#),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+/// A route of the budget above that selects only pods labelled `app: bot`.
+const BOTS_ROUTE: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {name: bots}
+spec:
+  models: [bots]
+  podSelector: {matchLabels: {app: bot}}
+  budgetRef: {name: monthly}
+  backends:
+  - name: up
+    provider: openai-compatible
+    baseUrl: "http://127.0.0.1:9/v1"
+    model: mock-ok
+    pricing: {inputPerMTok: "1000.00", outputPerMTok: "2000.00", cachedInputPerMTok: "500.00"}
+"#;
+
+#[tokio::test]
+async fn a_pod_posting_usage_for_another_pods_route_gets_403_and_spend_is_unchanged() -> Result<()> {
+    let Some((c, dir, certs)) = setup("operator_usage_scope").await? else {
+        return Ok(());
+    };
+    c.kubectl_ns(&["apply", "-f", "-"], Some(BOTS_ROUTE)).await?.ok()?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let bot = TestPod::create(&c, dir.path(), "pod-bot", &[("app", "bot")]).await?;
+    let intruder = TestPod::create(&c, dir.path(), "pod-intruder", &[("app", "intruder")]).await?;
+    let caller = Caller::new(&certs, &operator.control_url)?;
+
+    // The legitimate spend, in status once acked.
+    ensure!(
+        caller
+            .send(&bot, &report_for(&c, &bot, "bots", 1, 3, "0.060000"))
+            .await?
+            == 1
+    );
+    ensure!(budget_status(&c).await?["spentUSD"] == "0.060000");
+
+    // The intruder, with its own valid token, tries to spend the budget through `bots`, which
+    // does not select it: refused whole, the route and the budget named.
+    let hostile = json!({
+        "podUid": intruder.uid, "sequence": 1,
+        "deltas": [
+            report_for(&c, &intruder, "chat", 1, 1, "0.010000")["deltas"][0],
+            report_for(&c, &intruder, "bots", 1, 1, "9.000000")["deltas"][0],
+        ]
+    });
+    let (status, body) = caller.post(&intruder, &hostile).await?;
+    ensure!(status == 403, "{status} {body}");
+    let message = serde_json::from_str::<Value>(&body)?["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        message
+            == format!(
+                "route {}/bots does not select pod pod-intruder and was never sent to it, so it may not spend \
+                 from Budget monthly: a pod reports usage only for its own routes; the report is refused, \
+                 nothing of it applied",
+                c.namespace
+            ),
+        "{message}"
+    );
+
+    // A later legitimate report is acked only once status shows it: a flush has passed since
+    // the refusal, and the spend is exactly the legitimate one.
+    ensure!(
+        caller
+            .send(&bot, &report_for(&c, &bot, "bots", 2, 1, "0.020000"))
+            .await?
+            == 2
+    );
+    let status = budget_status(&c).await?;
+    ensure!(status["spentUSD"] == "0.080000", "{status}");
+    ensure!(status["byRoute"] == json!({"bots": "0.080000"}), "{status}");
+    // The refusal cost the intruder nothing of its own: its sequence 1 was never applied, and
+    // its report for a route that selects it (`chat` selects every pod) goes through.
+    ensure!(caller.send(&intruder, &report(&c, &intruder, 1, 1, "0.010000")).await? == 1);
+    let status = budget_status(&c).await?;
+    ensure!(status["spentUSD"] == "0.090000", "{status}");
+    ensure!(
+        status["byRoute"] == json!({"bots": "0.080000", "chat": "0.010000"}),
+        "{status}"
+    );
+    let bots = Api::<ModelRoute>::namespaced(c.client.clone(), &c.namespace)
+        .get("bots")
+        .await?;
+    let usage = serde_json::to_value(bots.status.and_then(|s| s.usage))?;
+    ensure!(usage["requests"] == 4 && usage["costUSD"] == "0.080000", "{usage}");
+    let metrics = operator.metrics().await?;
+    ensure!(
+        metrics.contains(r#"sluice_operator_usage_reports_total{result="refused"} 1"#),
         "{metrics}"
     );
     Ok(())

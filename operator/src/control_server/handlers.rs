@@ -7,7 +7,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
+use kube::{Api, runtime::reflector::ObjectRef};
 use serde::{Serialize, de::DeserializeOwned};
 use sluice_crds::{
     ObjectKey, UsageAck, UsageReport,
@@ -242,14 +242,14 @@ async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
             "podUid does not match the pod the token is bound to".to_owned(),
         ));
     }
-    if let Some(d) = report.deltas.iter().find(|d| d.route.namespace != pod.namespace) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!("route {} is not in the pod's namespace", d.route),
-        ));
-    }
     let ctx = &server.ctx;
     ctx.wait_synced().await;
+    if let Err(out_of_scope) = in_scope(ctx, &pod, &report).await? {
+        ctx.metrics.report("refused");
+        tracing::warn!(pod = %pod.name, namespace = %pod.namespace, sequence = report.sequence,
+            reason = %out_of_scope, "usage report refused");
+        return Err((StatusCode::FORBIDDEN, out_of_scope.to_string()));
+    }
     let bound = ctx.settings.status_interval.saturating_mul(10) + Duration::from_secs(30);
     tracing::debug!(pod = %pod.name, sequence = report.sequence, deltas = report.deltas.len(), "usage report queued");
     let rx = ctx.ledgers.submit(pod, report);
@@ -261,4 +261,35 @@ async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
             "usage not persisted in time; send it again".to_owned(),
         )),
     }
+}
+
+/// Judges a report by [`usage::scope`]: the routes sent to the pod, and the accepted routes
+/// against its labels as known now (its session's, else the pod cache's, else the API server's).
+async fn in_scope(
+    ctx: &Context,
+    pod: &PodIdentity,
+    report: &UsageReport,
+) -> Result<Result<(), usage::scope::OutOfScope>, Refusal> {
+    let known = ctx.sessions.scope(&pod.uid);
+    let labels = match known.labels {
+        Some(labels) => labels,
+        None => match ctx
+            .pods
+            .get(&ObjectRef::new(&pod.name).within(&pod.namespace))
+            .filter(|p| p.metadata.uid.as_deref() == Some(pod.uid.as_str()))
+        {
+            Some(cached) => cached.metadata.labels.clone().unwrap_or_default(),
+            // Not connected and not cached yet (a pod just created): ask the API server.
+            None => labels_of(ctx, pod).await?,
+        },
+    };
+    let routes = ctx.verdicts.in_namespace(&pod.namespace);
+    let scope = usage::scope::Scope {
+        namespace: &pod.namespace,
+        pod: &pod.name,
+        labels: Some(&labels),
+        sent: &known.sent,
+        routes: &routes,
+    };
+    Ok(usage::scope::check(&scope, &report.deltas))
 }

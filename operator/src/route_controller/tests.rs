@@ -351,3 +351,89 @@ fn a_changed_secret_or_budget_requeues_only_the_routes_of_its_namespace_that_nam
     );
     assert!(routes_using(&store, NS, |s| names_budget(s, "weekly")).is_empty());
 }
+
+#[tokio::test]
+async fn a_secret_two_backends_name_is_read_once_and_only_the_named_keys_are_kept() {
+    let (client, server) = mocked();
+    let (ctx, mut caches) = Context::for_tests(client);
+    let backends = json!({"backends": [
+        {"name": "openai", "provider": "openai", "model": "gpt-4.1",
+         "credentialsRef": {"name": "openai", "key": "apiKey"},
+         "pricing": {"inputPerMTok": "2.00", "outputPerMTok": "8.00"}},
+        {"name": "spare", "provider": "openai", "model": "gpt-4.1-mini",
+         "credentialsRef": {"name": "openai", "key": "spare"},
+         "pricing": {"inputPerMTok": "0.40", "outputPerMTok": "1.60"}},
+    ]});
+    let route = chat_route(1, backends.clone(), Value::Null);
+    caches.route(&object(route.clone()));
+    let credentials = BTreeMap::from([
+        (BackendName::try_from("openai").unwrap(), ApiKey::new("sk-test")),
+        (BackendName::try_from("spare").unwrap(), ApiKey::new("sk-spare")),
+    ]);
+    let accepted = AcceptedRoute {
+        key: key(),
+        generation: 1,
+        spec: object(route["spec"].clone()),
+        credentials: credentials.clone(),
+    };
+    let ledger = json!({
+        "pods": {}, "routes": {}, "budgets": {},
+        "accepted": {"chat": {"generation": 1, "spec": object::<ModelRouteSpec>(route["spec"].clone())}},
+    });
+    let status = json!({
+        "observedGeneration": 1,
+        "conditions": [
+            condition("Accepted", true, "Accepted", "", 1, NOW),
+            condition("ResolvedRefs", true, "ResolvedRefs", "", 1, NOW),
+            condition("Ready", true, "Pushed", "pushed to the selected sidecars", 1, NOW),
+        ],
+        "configVersion": accepted.digest(),
+        "sidecars": no_sidecars(),
+    });
+    let verifier = server.run(vec![
+        Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage"),
+        // One GET for both backends; the key no route names is dropped with the object.
+        Call::get(SECRET_PATH).answers(secret(
+            json!({"apiKey": SK_TEST, "spare": "c2stc3BhcmU=", "unrelated": "bmV2ZXIta2VwdA=="}),
+        )),
+        Call::post(
+            "/api/v1/namespaces/team-a/configmaps?&fieldManager=sluice-operator",
+            ledger_configmap(&ledger, None),
+        )
+        .creates(ledger_configmap(&ledger, Some("1"))),
+        Call::apply(&status_path("modelroutes", "chat"), status_apply(&status))
+            .answers(stored(chat_route(1, backends, status))),
+    ]);
+
+    let served = verified(ctx, verifier, async |ctx| {
+        reconcile(Arc::new(object(route)), ctx.clone()).await.unwrap();
+        ctx.verdicts.accepted(&key())
+    })
+    .await;
+
+    assert_eq!(served.unwrap().credentials, credentials);
+}
+
+#[tokio::test]
+async fn secrets_are_watched_as_metadata_only() {
+    use futures::StreamExt;
+    let (service, mut handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let (ctx, _caches) = Context::for_tests(kube::Client::new(service, "default"));
+    let mut events = watcher(secret_triggers(&ctx), watcher::Config::default()).boxed();
+    // The watcher's first event (`Init`) comes before any request: drive it on.
+    let driven = tokio::spawn(async move { while events.next().await.is_some() {} });
+    let (request, answer) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(request.method(), http::Method::GET);
+    assert_eq!(request.uri().path(), "/api/v1/secrets");
+    // Asks for PartialObjectMetadata: the API server sends no `data`, no `stringData`.
+    assert_eq!(
+        request.headers().get(http::header::ACCEPT).unwrap(),
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    );
+    drop(answer);
+    driven.abort();
+}

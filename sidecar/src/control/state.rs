@@ -15,6 +15,8 @@ use crate::durable::{self, Access};
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
 /// The usage file's name in the state directory.
 pub const USAGE_FILE: &str = "usage.json";
+/// Where the last usage report the operator refused for good is kept, for whoever investigates.
+pub const REFUSED_FILE: &str = "usage-refused.json";
 
 /// Unacked usage and the numbering of the next report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

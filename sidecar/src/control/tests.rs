@@ -114,6 +114,26 @@ fn one_report_in_flight_resent_unchanged_until_acked() {
 }
 
 #[test]
+fn a_report_refused_for_good_is_dropped_and_later_usage_goes_in_the_next_number() {
+    let ledger = UsageLedger::default();
+    let mut reports = Reports::default();
+    ledger.restore(vec![delta(5)]);
+    let first = reports.next(&ledger, Some("uid-1")).0.unwrap();
+    ledger.restore(vec![delta(7)]);
+    // Only the report in flight is dropped, by its number.
+    assert_eq!(reports.refused(2), None);
+    assert_eq!(reports.refused(1), Some(first));
+    assert_eq!(reports.state().in_flight, None);
+    assert_eq!(reports.refused(1), None);
+    // The next report is not held back: it carries what came after, under the next number.
+    let second = reports.next(&ledger, Some("uid-1")).0.unwrap();
+    assert_eq!(
+        (second.sequence, second.deltas.len(), second.deltas[0].cost),
+        (2, 1, MicroUsd::new(7))
+    );
+}
+
+#[test]
 fn a_restarted_sidecar_numbers_above_what_the_operator_applied() {
     let mut reports = Reports::default();
     let hello = Hello {

@@ -1,5 +1,12 @@
 //! Usage reports (DESIGN §6.3): numbered per pod, sent one at a time in order, resent
-//! unchanged until acked.
+//! unchanged until acked — or until refused for good.
+//!
+//! The operator answers 403 to a report it will never take (a route that is not this pod's;
+//! DESIGN §6.3): resending it unchanged would be refused forever and, as reports go one at a
+//! time, hold back every later report of the pod's own routes. So a refused report is dropped
+//! (the caller logs it as an error, counts it in `sluice_usage_reports_refused_total` and keeps
+//! it in the state directory as `usage-refused.json`), and the next report is numbered after
+//! it: the operator never applied its sequence, and sequences may skip.
 //!
 //! Unreported usage accumulates in the accounting ledger, merged per route × backend × model ×
 //! user × outcome; a report is cut from it only when no report is in flight. So however long
@@ -63,6 +70,15 @@ impl Reports {
         };
         self.state.in_flight = Some(report.clone());
         (Some(report), true)
+    }
+
+    /// Drops the in-flight report numbered `sequence`, which the operator refused for good;
+    /// returns it.
+    pub fn refused(&mut self, sequence: u64) -> Option<UsageReport> {
+        if self.state.in_flight.as_ref().is_some_and(|r| r.sequence == sequence) {
+            return self.state.in_flight.take();
+        }
+        None
     }
 
     /// Drops the in-flight report once the operator persisted it; true when it was.
