@@ -14,7 +14,9 @@
 //!   grace period, then close the connections that remain.
 //!
 //! Each binary states its settings in one [`Options`] value. A handler is a plain async function
-//! from a request to a response; nothing here knows what it serves.
+//! from a request to a response; nothing here knows what it serves. Every request carries the
+//! address of the connection's peer as a [`Peer`] extension, for a handler that answers some
+//! paths only to some peers (the sidecar's admin listener keeps `/config` to its own pod).
 
 mod shutdown;
 #[cfg(test)]
@@ -67,6 +69,11 @@ pub struct Tls {
     /// How long a client may take to finish the handshake before it is dropped.
     pub handshake_timeout: Duration,
 }
+
+/// The address of the client a request came from (the TCP peer of its connection), set by
+/// [`serve`] as a request extension: `req.extensions().get::<Peer>()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// Serves `listener` with `handler` until `shutdown` fires; then stops accepting, lets in-flight
 /// requests finish for up to `options.grace` and closes the connections that remain.
@@ -142,7 +149,8 @@ where
     /// Serves one accepted connection in a task of its own, after the TLS handshake if any.
     fn spawn(&self, tcp: TcpStream, peer: SocketAddr) {
         let handler = self.handler.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
             // Boxed: hyper keeps one allocation the size of this future for the connection's
             // whole life, a streamed answer's included; the sidecar's handler future is large
             // (~17 KiB with every stage of the pipeline) and is freed once the response head is out.

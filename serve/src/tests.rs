@@ -129,6 +129,25 @@ async fn serves_http1_and_http2_over_plain_tcp() {
     server.stopped().await;
 }
 
+/// Answers with the [`Peer`] the request carries.
+async fn peer(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let peer = req.extensions().get::<Peer>().map(|Peer(addr)| addr.to_string());
+    Response::new(Full::new(Bytes::from(peer.unwrap_or_else(|| "none".to_owned()))))
+}
+
+#[tokio::test]
+async fn every_request_carries_the_address_of_its_connections_peer() {
+    let server = start(peer, options()).await;
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let tcp = server.connect().await;
+        let client = tcp.local_addr().unwrap();
+        let response = within(get(tcp, version, "/")).await.unwrap();
+        assert_eq!(text(response).await, client.to_string());
+    }
+    server.shutdown.cancel();
+    server.stopped().await;
+}
+
 /// A server config for `localhost` and a client that trusts it and offers `alpn`.
 fn certificates(alpn: &[u8]) -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();

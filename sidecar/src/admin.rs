@@ -1,9 +1,20 @@
 //! The admin listener: probes, metrics, budgets and the active config, never a secret.
+//!
+//! An injected sidecar binds it on the pod IP (`0.0.0.0:4001`) because the kubelet probes there
+//! and Prometheus scrapes there, so every pod of the cluster can reach it too. What it says to
+//! whom is therefore split by path ([`audience`]): the probes and `/metrics` answer anyone;
+//! `/config` (every route, backend, price, limit and circuit) and `/budgets` (every budget's
+//! spend) answer only the sidecar's own pod — a loopback peer, which only a process sharing the
+//! pod's network namespace can be (the kernel drops loopback-sourced packets arriving on any other
+//! interface) — and refuse anyone else with 403 `loopback_only`. Locally (`127.0.0.1:4001`, the
+//! default) every caller is loopback and nothing changes. `kubectl port-forward` reaches the pod
+//! from its own loopback, so an operator can still read `/config` from a laptop.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use sluice_serve::Peer;
 
 use crate::{
     config::ConfigStore,
@@ -12,13 +23,48 @@ use crate::{
     wire::error_body,
 };
 
-/// Serves `/healthz`, `/readyz`, `/config`, `/metrics` and `/budgets`.
+/// Who may read an admin path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Whoever reaches the listener: the kubelet's probes, Prometheus.
+    Anyone,
+    /// Only the sidecar's own pod: a loopback peer.
+    ThisPod,
+}
+
+/// Who may read `path`: `/config` and `/budgets` show what other pods have no business seeing
+/// (routes, prices, spend); probes, `/metrics` and unknown paths (a 404 either way) are for anyone.
+pub fn audience(path: &str) -> Audience {
+    match path {
+        "/config" | "/budgets" => Audience::ThisPod,
+        _ => Audience::Anyone,
+    }
+}
+
+/// Whether a connection from `peer` may read `path`; an unknown peer is no loopback peer.
+pub fn allowed(path: &str, peer: Option<SocketAddr>) -> bool {
+    match audience(path) {
+        Audience::Anyone => true,
+        // `to_canonical`: on a dual-stack socket 127.0.0.1 arrives as ::ffff:127.0.0.1.
+        Audience::ThisPod => peer.is_some_and(|peer| peer.ip().to_canonical().is_loopback()),
+    }
+}
+
+/// Serves `/healthz`, `/readyz`, `/metrics` to anyone and `/config`, `/budgets` to this pod.
 pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Response {
     let path = req.uri().path();
     if req.method() != Method::GET {
         return ApiError::MethodNotAllowed {
             method: req.method().to_string(),
             path: path.to_owned(),
+        }
+        .into_response();
+    }
+    let peer = req.extensions().get::<Peer>().map(|Peer(addr)| *addr);
+    if !allowed(path, peer) {
+        return ApiError::LoopbackOnly {
+            path: path.to_owned(),
+            peer: peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.ip().to_canonical().to_string()),
         }
         .into_response();
     }
@@ -56,3 +102,6 @@ pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Respons
         .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,6 +51,17 @@ pub enum ApiError {
         /// The request path.
         path: String,
     },
+    /// An admin path that only the sidecar's own pod may read, asked from elsewhere.
+    #[error(
+        "{path} is served only to this pod (a loopback peer such as 127.0.0.1), not to {peer}: it shows every \
+         route, price and spend; read it from inside the pod, or through `kubectl port-forward`"
+    )]
+    LoopbackOnly {
+        /// The request path.
+        path: String,
+        /// Who asked: the connection's peer address, or `an unknown peer`.
+        peer: String,
+    },
     /// No configuration has been loaded yet.
     #[error("no configuration loaded yet")]
     NotReady,
@@ -124,6 +135,13 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "invalid_request_error",
                 Some("method_not_allowed"),
+                None,
+                None,
+            ),
+            Self::LoopbackOnly { .. } => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("loopback_only"),
                 None,
                 None,
             ),

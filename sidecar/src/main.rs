@@ -47,7 +47,8 @@ struct ServeOptions {
     /// keys and budgets, so this is refused unless asked for.
     #[arg(long, env = "SLUICE_ALLOW_NON_LOOPBACK")]
     allow_non_loopback: bool,
-    /// Address of the admin listener (probes, config, metrics).
+    /// Address of the admin listener (probes and metrics for anyone; config and budgets for
+    /// loopback peers only).
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:4001")]
     admin_listen: SocketAddr,
     /// Once both listeners are bound, write their addresses to this file as one JSON object,

@@ -60,6 +60,7 @@ async fn a_labelled_namespace_is_served_through_the_sidecar_and_its_spend_lands_
             "{}'s app was given the sidecar's URL: {env}",
             pod.name
         );
+        admin_is_private(pod).await?;
     }
     let mut spent = 0;
     for pod in &pods {
@@ -1048,8 +1049,40 @@ impl Traffic {
     }
 }
 
-/// Polls every sidecar's `/config` (admin listener on the pod IP) and remembers each time one
-/// served no route.
+/// The sidecar's admin listener on the pod IP answers the kubelet's probes and Prometheus from
+/// outside the pod (this test runs on the node, not in the pod) and refuses `/config` and
+/// `/budgets` there with 403; the app reads both from inside the pod.
+async fn admin_is_private(pod: &AppPod) -> Result<()> {
+    for path in ["/healthz", "/readyz", "/metrics", "/config", "/budgets"] {
+        let url = format!("http://{}:4001{path}", pod.ip);
+        let response = http().get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let (status, body) = (response.status().as_u16(), response.text().await?);
+        let expected = if matches!(path, "/config" | "/budgets") {
+            403
+        } else {
+            200
+        };
+        ensure!(
+            status == expected,
+            "GET {url} from the node: {status}, not {expected}: {body}"
+        );
+        if expected == 403 {
+            ensure!(body.contains("loopback_only"), "GET {url} from the node: {body}");
+        }
+        let inside = sidecar_admin(&pod.ip, path).await?;
+        ensure!(inside["status"] == 200, "GET {path} from inside {}: {inside}", pod.name);
+    }
+    Ok(())
+}
+
+/// `GET path` on the sidecar's admin listener from inside the pod at `ip`, by its app:
+/// `{"status", "body"}`.
+async fn sidecar_admin(ip: &str, path: &str) -> Result<Value> {
+    http_get(&format!("http://{ip}:8080/sidecar-admin{path}")).await
+}
+
+/// Polls every sidecar's `/config` (from inside its pod, through the app: the admin listener
+/// shows it to no one else) and remembers each time one served no route.
 struct RouteWatcher {
     stop: Arc<AtomicBool>,
     polls: Arc<AtomicU64>,
@@ -1065,9 +1098,9 @@ impl RouteWatcher {
             let mut lost = BTreeMap::new();
             while !flag.load(Ordering::Relaxed) {
                 for pod in &pods {
-                    let routes = http_get(&format!("http://{}:4001/config", pod.ip))
+                    let routes = sidecar_admin(&pod.ip, "/config")
                         .await
-                        .map(|c| c["routes"].as_array().map_or(0, Vec::len));
+                        .map(|c| c["body"]["routes"].as_array().map_or(0, Vec::len));
                     if !matches!(routes, Ok(n) if n > 0) {
                         *lost.entry(pod.name.clone()).or_insert(0) += 1;
                     }

@@ -1,9 +1,11 @@
 //! What keeps one pod's keys its own (issue 10): the API listener stays on loopback unless
-//! told otherwise, and no output of a full cluster run — logs at debug level, admin endpoints,
+//! told otherwise, the admin listener shows `/config` and `/budgets` to its own pod only while
+//! anyone may probe and scrape it (issue 18), and no output of a full cluster run — logs at debug level, admin endpoints,
 //! metrics, resource status, events, the usage ledger, the answers clients get — holds an
 //! API key, before or after the key is rotated — not even when an upstream quotes the key back
 //! in its error.
 
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -78,6 +80,99 @@ async fn the_api_listener_refuses_a_non_loopback_address_unless_explicitly_allow
         .await?;
     allowed.kill()?;
     ensure!(served.contains("\"chat\""), "{served}");
+    Ok(())
+}
+
+/// An address of this machine that is not loopback: the source address the kernel picks for a
+/// route off the machine (connecting a UDP socket only picks the route; nothing is sent).
+/// Connections to it stay on the machine but come from a non-loopback peer, as another pod's do.
+/// Fails, never skips, on a machine that has none.
+fn non_loopback_address() -> Result<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    // TEST-NET-3 (RFC 5737): routed like any address off the machine, never a real host.
+    socket.connect("203.0.113.1:9").context(
+        "this machine has no route off loopback, so no non-loopback address to reach the admin listener from; \
+         the test needs one (an interface with an address and a default route)",
+    )?;
+    let ip = socket.local_addr()?.ip();
+    ensure!(
+        !ip.is_loopback() && !ip.is_unspecified(),
+        "the route off the machine leaves from {ip}, which is no non-loopback address"
+    );
+    Ok(ip)
+}
+
+/// The status and body of `GET http://{at}{path}`.
+async fn status_and_body(http: &reqwest::Client, at: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let url = format!("http://{at}{path}");
+    let response = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+#[tokio::test]
+async fn the_admin_listener_shows_config_and_budgets_to_loopback_only_and_probes_and_metrics_to_anyone() -> Result<()> {
+    let outside = non_loopback_address()?;
+    let dir = tempfile::tempdir()?;
+    local_manifest(dir.path())?;
+    let address_file = dir.path().join("addresses.json");
+    let file = address_file.to_string_lossy();
+    // Bound as an injected sidecar binds it: every address, for the kubelet and Prometheus.
+    let command = sidecar_command("127.0.0.1:0", "0.0.0.0:0", dir.path(), &["--address-file", &file])?;
+    let (mut sidecar, reported) = Process::spawn_reporting("sidecar, admin on 0.0.0.0", command, &address_file).await?;
+    let admin = listener(&reported, "admin-listen")?;
+    ensure!(
+        admin.ip().is_unspecified(),
+        "the admin listener bound {admin}, not 0.0.0.0"
+    );
+    let (loopback, from_outside) = (
+        SocketAddr::new([127, 0, 0, 1].into(), admin.port()),
+        SocketAddr::new(outside, admin.port()),
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()?;
+
+    // The pod itself reads everything (the manifests are loaded before the listeners bind).
+    for path in ["/healthz", "/readyz", "/metrics", "/config", "/budgets"] {
+        let (status, body) = status_and_body(&http, loopback, path).await?;
+        ensure!(status == 200, "GET {path} from loopback: {status} {body}");
+    }
+    let (_, config) = status_and_body(&http, loopback, "/config").await?;
+    ensure!(
+        config.contains("\"chat\""),
+        "/config from loopback shows the route: {config}"
+    );
+
+    // Anyone else: the probes and the metrics, and a 403 that names who asked for the rest.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = status_and_body(&http, from_outside, path).await?;
+        ensure!(status == 200, "GET {path} from {outside}: {status} {body}");
+    }
+    let (_, metrics) = status_and_body(&http, from_outside, "/metrics").await?;
+    ensure!(metrics.contains("# HELP sluice_"), "/metrics from {outside}: {metrics}");
+    for path in ["/config", "/budgets"] {
+        let (status, body) = status_and_body(&http, from_outside, path).await?;
+        ensure!(
+            status == 403,
+            "GET {path} from {outside} was not refused: {status} {body}"
+        );
+        let error: serde_json::Value = serde_json::from_str(&body).with_context(|| format!("{path}: {body}"))?;
+        ensure!(
+            error["error"]["code"] == "loopback_only" && error["error"]["type"] == "permission_error",
+            "GET {path} from {outside}: {body}"
+        );
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        ensure!(
+            message.contains(path) && message.contains(&format!("not to {outside}:")),
+            "the refusal names the path and the peer ({outside}): {message}"
+        );
+        ensure!(
+            !body.contains("\"chat\""),
+            "the refusal shows nothing of the config: {body}"
+        );
+    }
+    sidecar.kill()?;
     Ok(())
 }
 

@@ -4,8 +4,10 @@
 //! `POST /chat` sends its body to `$OPENAI_BASE_URL/chat/completions` and answers
 //! `{"status", "headers", "body"}`: the upstream answer's status, its `x-sluice-*` headers and
 //! its body (JSON, or the text when it is not JSON). `GET /env` answers
-//! `{"OPENAI_BASE_URL": …}`; `GET /healthz` answers 200. The first stdout line is
-//! `listening on ADDR`.
+//! `{"OPENAI_BASE_URL": …}`; `GET /healthz` answers 200. `GET /sidecar-admin/PATH` asks the
+//! sidecar's admin listener for `/PATH` from inside the pod (loopback, `--sidecar-admin`), which
+//! is the only place it shows `/config` and `/budgets`, and answers `{"status", "body"}`. The
+//! first stdout line is `listening on ADDR`.
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -29,6 +31,9 @@ struct Args {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// The sidecar's admin listener, as the pod reaches it.
+    #[arg(long, default_value = "127.0.0.1:4001")]
+    sidecar_admin: SocketAddr,
 }
 
 #[tokio::main]
@@ -47,17 +52,30 @@ async fn main() -> Result<()> {
     writeln!(stdout, "listening on {}", listener.local_addr()?)?;
     stdout.flush()?;
     drop(stdout);
+    let admin = args.sidecar_admin;
     serve_connections(listener, move |request| {
         let (client, base) = (client.clone(), base.clone());
-        async move { Ok::<_, Infallible>(handle(request, &client, base.as_deref()).await) }
+        async move { Ok::<_, Infallible>(handle(request, &client, base.as_deref(), admin).await) }
     })
     .await;
     Ok(())
 }
 
-async fn handle(request: Request<Incoming>, client: &reqwest::Client, base: Option<&str>) -> Response<Body> {
+async fn handle(
+    request: Request<Incoming>,
+    client: &reqwest::Client,
+    base: Option<&str>,
+    admin: SocketAddr,
+) -> Response<Body> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"ok": true})),
+        (&Method::GET, path) if path.starts_with("/sidecar-admin/") => {
+            let url = format!("http://{admin}{}", path.strip_prefix("/sidecar-admin").unwrap_or(path));
+            match get(client, &url).await {
+                Ok(answer) => json_response(StatusCode::OK, &answer),
+                Err(e) => json_response(StatusCode::BAD_GATEWAY, &json!({"error": format!("{e:#}")})),
+            }
+        }
         (&Method::GET, "/env") => json_response(StatusCode::OK, &json!({"OPENAI_BASE_URL": base})),
         (&Method::POST, "/chat") => {
             let Some(base) = base else {
@@ -77,7 +95,7 @@ async fn handle(request: Request<Incoming>, client: &reqwest::Client, base: Opti
         }
         _ => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": "GET /healthz, GET /env or POST /chat"}),
+            &json!({"error": "GET /healthz, GET /env, GET /sidecar-admin/PATH or POST /chat"}),
         ),
     }
 }
@@ -106,4 +124,13 @@ async fn chat(client: &reqwest::Client, base: &str, body: Bytes) -> Result<Value
     let bytes = response.bytes().await.context("reading the answer")?;
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
     Ok(json!({"status": status, "headers": headers, "body": body}))
+}
+
+/// `GET url`: `{"status", "body"}`, the body as JSON, or as text when it is not JSON.
+async fn get(client: &reqwest::Client, url: &str) -> Result<Value> {
+    let response = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.context("reading the answer")?;
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+    Ok(json!({"status": status, "body": body}))
 }

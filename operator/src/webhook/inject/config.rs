@@ -78,7 +78,8 @@ pub struct InjectConfig {
     pub port: u16,
     /// Default admin port.
     pub admin_port: u16,
-    /// Address the admin listener binds: not loopback, because the kubelet probes the pod IP.
+    /// Address the admin listener binds: not loopback, because the kubelet probes the pod IP (the
+    /// sidecar keeps `/config` and `/budgets` to loopback peers).
     pub admin_address: IpAddr,
     /// Lifetime of the projected token; the kubelet refreshes it at 80%.
     pub token_expiration_seconds: i64,
