@@ -32,6 +32,7 @@ fn report(uid: &str, sequence: u64, deltas: Vec<UsageDelta>) -> UsageReport {
         pod_uid: uid.into(),
         sequence,
         deltas,
+        final_report: false,
     }
 }
 
