@@ -87,6 +87,11 @@ pub struct UsageReport {
     pub sequence: u64,
     /// The deltas.
     pub deltas: Vec<UsageDelta>,
+    /// The last report of a sidecar that is stopping (SIGTERM): once it is applied, nothing of
+    /// the pod is left unreported, and a deleted pod's allowance can be taken back. Absent
+    /// (false) from sidecars that predate it.
+    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
+    pub final_report: bool,
 }
 
 /// The operator's answer: every report up to `sequence` is persisted.

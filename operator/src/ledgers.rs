@@ -1,16 +1,24 @@
 //! The namespaces' usage ledgers as loaded or last persisted, the reports waiting to be applied
-//! to them, and the one-writer-at-a-time lock of their persistence. Each collection has its own
+//! to them, the deleted pods whose allowance waits for their last report, and the
+//! one-writer-at-a-time lock of their persistence. Each collection has its own
 //! lock, never held across an await; the loading and writing are in [`crate::usage`].
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use sluice_crds::{UsageReport, control::PodIdentity};
 use tokio::sync::oneshot;
 
-use crate::usage::ledger::{AcceptedSpec, Ledger};
+use crate::usage::ledger::{AcceptedSpec, Ledger, Reclaim};
+
+/// How long after a pod's deletion a report of it may still arrive: its token is accepted from
+/// the review cache for up to 30 s (`control_server::auth`), and a report taken then waits
+/// for the next ledger write. A deleted pod's allowance is taken back once its final report is
+/// applied, or after this.
+pub const RECLAIM_WAIT: Duration = Duration::from_secs(60);
 
 /// A usage report waiting for the next status write, with whom to tell.
 #[derive(Debug)]
@@ -39,6 +47,8 @@ pub struct NamespaceLedger {
 pub struct Ledgers {
     ledgers: Mutex<HashMap<String, NamespaceLedger>>,
     pending: Mutex<BTreeMap<String, Vec<PendingReport>>>,
+    /// Per namespace, the deleted pods whose allowance is not taken back yet, with when they went.
+    gone: Mutex<BTreeMap<String, BTreeMap<String, Instant>>>,
     /// One ledger write at a time (the flusher and reconciles that must persist at once).
     pub flush_lock: tokio::sync::Mutex<()>,
 }
@@ -101,14 +111,63 @@ impl Ledgers {
         });
     }
 
-    /// Takes back a deleted pod's unspent allowances; returns whether there were any.
-    pub fn reclaim(&self, namespace: &str, uid: &str) -> bool {
-        self.update(namespace, |l| {
-            let reclaimed = l.ledger.reclaim(uid);
-            l.dirty |= reclaimed;
-            reclaimed
-        })
-        .unwrap_or(false)
+    /// Records that a pod was deleted `at`: its allowance is taken back by [`Self::reclaim_due`].
+    pub fn pod_gone(&self, namespace: &str, uid: &str, at: Instant) {
+        lock(&self.gone)
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(uid.to_owned())
+            .or_insert(at);
+    }
+
+    /// Takes back the allowance of every deleted pod of `ledger`'s namespace whose time has
+    /// come (call it with the namespace's reports just applied); returns them, each with
+    /// whether it went without its final report.
+    pub fn reclaim_due(&self, namespace: &str, ledger: &mut NamespaceLedger, now: Instant) -> Vec<(String, bool)> {
+        let mut gone = lock(&self.gone);
+        let Some(pods) = gone.get_mut(namespace) else {
+            return Vec::new();
+        };
+        let mut done = Vec::new();
+        pods.retain(|uid, at| {
+            let unreported = match ledger
+                .ledger
+                .reclaim_due(uid, now.saturating_duration_since(*at), RECLAIM_WAIT)
+            {
+                Reclaim::Wait => return true,
+                Reclaim::Now => false,
+                Reclaim::Unreported => true,
+            };
+            ledger.dirty |= ledger.ledger.reclaim(uid);
+            done.push((uid.clone(), unreported));
+            false
+        });
+        if pods.is_empty() {
+            gone.remove(namespace);
+        }
+        done
+    }
+
+    /// The namespaces with a deleted pod whose allowance can be taken back now.
+    fn reclaims_due(&self, now: Instant) -> BTreeSet<String> {
+        // Copied out first: `reclaim_due` takes these locks the other way round.
+        let gone: Vec<(String, String, Duration)> = lock(&self.gone)
+            .iter()
+            .flat_map(|(ns, pods)| {
+                pods.iter()
+                    .map(move |(uid, at)| (ns.clone(), uid.clone(), now.saturating_duration_since(*at)))
+            })
+            .collect();
+        let ledgers = lock(&self.ledgers);
+        gone.into_iter()
+            .filter(|(ns, uid, waited)| {
+                // A namespace not loaded yet is loaded by its flush.
+                ledgers
+                    .get(ns)
+                    .is_none_or(|l| l.ledger.reclaim_due(uid, *waited, RECLAIM_WAIT) != Reclaim::Wait)
+            })
+            .map(|(ns, _, _)| ns)
+            .collect()
     }
 
     /// Ends the sizing window of every ledger.
@@ -134,9 +193,10 @@ impl Ledgers {
         lock(&self.pending).remove(namespace).unwrap_or_default()
     }
 
-    /// The namespaces with queued reports or changed ledgers.
+    /// The namespaces with queued reports, changed ledgers or allowances to take back.
     pub fn to_flush(&self) -> BTreeSet<String> {
         let mut set: BTreeSet<String> = lock(&self.pending).keys().cloned().collect();
+        set.extend(self.reclaims_due(Instant::now()));
         set.extend(
             lock(&self.ledgers)
                 .iter()

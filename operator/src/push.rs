@@ -96,17 +96,11 @@ pub fn ack(ctx: &Context, uid: &str, version: ConfigVersion) {
     ctx.marks.routes(routes);
 }
 
-/// Takes back the unspent allowance of a deleted pod and offers it to the others, and forgets
-/// the routes it was sent.
+/// Notes a deleted pod: the usage flush takes back its unspent allowance (offering it to the
+/// others) and forgets the routes it was sent once its last report is applied
+/// ([`crate::ledgers::Ledgers::reclaim_due`]).
 pub fn pod_deleted(ctx: &Context, namespace: &str, uid: &str) {
-    ctx.sessions.pod_deleted(uid);
-    if ctx.ledgers.reclaim(namespace, uid) {
-        tracing::info!(
-            namespace,
-            pod_uid = uid,
-            "took back the unspent allowance of a deleted pod"
-        );
-    }
+    ctx.ledgers.pod_gone(namespace, uid, std::time::Instant::now());
     recompute(ctx, namespace);
 }
 

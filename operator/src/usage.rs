@@ -61,6 +61,8 @@ pub async fn flush(ctx: &Context) {
 /// What applying a namespace's queued reports produced, to be persisted.
 struct Batch {
     reports: Vec<PendingReport>,
+    /// Deleted pods whose allowance was taken back, each with whether its final report is missing.
+    reclaimed: Vec<(String, bool)>,
     text: serde_json::Result<String>,
     resource_version: Option<String>,
     routes: BTreeSet<String>,
@@ -84,11 +86,14 @@ fn apply_pending(ctx: &Context, namespace: &str, now: Timestamp) -> Option<Batch
             routes.extend(applied.routes);
             budgets.extend(applied.budgets);
         }
+        // After the reports: a deleted pod's allowance goes back only once its last is in.
+        let reclaimed = ctx.ledgers.reclaim_due(namespace, ns_ledger, std::time::Instant::now());
         ns_ledger.dirty = false;
         Batch {
             text: serde_json::to_string(&ns_ledger.ledger),
             resource_version: ns_ledger.resource_version.clone(),
             reports,
+            reclaimed,
             routes,
             budgets,
         }
@@ -107,6 +112,7 @@ pub async fn flush_namespace(ctx: &Context, namespace: &str) {
     };
     let Batch {
         reports,
+        reclaimed,
         text,
         resource_version,
         routes,
@@ -124,6 +130,9 @@ pub async fn flush_namespace(ctx: &Context, namespace: &str) {
             // What was applied in memory is not durable: forget it, so the resent reports
             // are applied to what the API server holds.
             ctx.ledgers.remove(namespace);
+            for (uid, _) in reclaimed {
+                ctx.ledgers.pod_gone(namespace, &uid, std::time::Instant::now());
+            }
             for p in reports {
                 ctx.metrics.report("failed");
                 let _ = p.reply.send(Err(format!("persisting usage failed: {e}")));
@@ -133,6 +142,21 @@ pub async fn flush_namespace(ctx: &Context, namespace: &str) {
     };
     ctx.metrics.wrote("ledger", true);
     ctx.ledgers.update(namespace, |l| l.resource_version = Some(version));
+    for (uid, unreported) in reclaimed {
+        // Its token no longer authenticates: the routes it was sent are no longer in scope.
+        ctx.sessions.pod_deleted(&uid);
+        if unreported {
+            tracing::warn!(namespace, pod_uid = uid, wait = ?crate::ledgers::RECLAIM_WAIT,
+                "took back the unspent allowance of a deleted pod whose sidecar never sent its final usage report: \
+                 what it spent and did not report is missing from status");
+        } else {
+            tracing::info!(
+                namespace,
+                pod_uid = uid,
+                "took back the unspent allowance of a deleted pod after its last usage report"
+            );
+        }
+    }
     let key = |name: String| ObjectKey {
         namespace: namespace.to_owned(),
         name,

@@ -7,10 +7,14 @@
 //! tokens rotate) and the CA file each time. At start the last saved snapshot is applied
 //! first, so a sidecar whose operator is away still serves (fail static).
 //!
-//! Another task sends usage reports ([`usage::Reports`]) every report interval; one the
-//! operator refuses for good (403) is dropped, not resent forever.
+//! Another task cuts the usage ledger into a queue of reports ([`usage::Reports`]) every
+//! report interval and sends them in order; one the operator refuses for good (403) is dropped,
+//! not resent forever. Usage is on disk from the moment its request settles: in the journal
+//! ([`journal`]) until it is cut, then in the saved queue until acked; a restart replays both.
+//! On SIGTERM the rest is cut into a final report and the whole queue is sent ([`ControlClient::flush`]).
 
 pub mod backoff;
+pub mod journal;
 pub mod state;
 pub mod usage;
 
@@ -44,7 +48,7 @@ pub struct Options {
     pub ca_file: PathBuf,
     /// The projected ServiceAccount token (audience `sluice`).
     pub token_file: PathBuf,
-    /// Where the last snapshot and unacked usage are kept.
+    /// Where the last snapshot, the usage journal and unacked reports are kept.
     pub state_dir: PathBuf,
     /// How often usage is reported.
     pub report_interval: Duration,
@@ -139,16 +143,26 @@ impl ControlClient {
         let usage = match state::load::<UsageState>(&options.state_dir, USAGE_FILE) {
             Ok(state) => state.unwrap_or_default(),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the saved usage report; starting without it");
+                tracing::warn!(error = %e, "cannot read the saved usage reports; starting without them");
                 UsageState::default()
             }
         };
+        let usage = Reports::new(usage);
+        if let Some(ledger) = store.recorder().ledger.as_ref() {
+            resume_journal(&options.state_dir, usage.state().journal_floor, ledger);
+        }
+        if !usage.is_empty() {
+            tracing::info!(
+                reports = usage.len(),
+                "usage reports saved before the restart will be sent"
+            );
+        }
         let shared = Arc::new(Shared {
             url: Mutex::new(options.urls.first().cloned().unwrap_or_default()),
             options,
             store,
             pod: Mutex::new(None),
-            reports: Mutex::new(Reports::new(usage)),
+            reports: Mutex::new(usage),
             restore: Mutex::new(Vec::new()),
             http: Mutex::new(None),
         });
@@ -380,9 +394,34 @@ impl ControlClient {
     }
 
     fn save_usage(&self) {
-        let state = locked(&self.shared.reports).state().clone();
-        if let Err(e) = state::save(&self.shared.options.state_dir, USAGE_FILE, &state) {
-            tracing::warn!(error = %e, "cannot save the unacked usage report");
+        let reports = locked(&self.shared.reports);
+        self.write_usage(&reports);
+    }
+
+    /// Saves the queue; callers hold its lock, so an older state never overwrites a newer one.
+    fn write_usage(&self, reports: &Reports) -> bool {
+        match state::save(&self.shared.options.state_dir, USAGE_FILE, reports.state()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save the unacked usage reports");
+                false
+            }
+        }
+    }
+
+    /// Cuts what the ledger holds into the report queue, saves the queue, and then deletes the
+    /// journal generations it now holds. Nothing is cut before the operator said who we are.
+    pub fn cut(&self, final_report: bool) {
+        let Some(ledger) = self.shared.store.recorder().ledger.as_ref() else {
+            return;
+        };
+        let Some(uid) = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone()) else {
+            return;
+        };
+        let mut reports = locked(&self.shared.reports);
+        let (deltas, floor) = ledger.cut();
+        if reports.cut(deltas, floor, &uid, final_report) && self.write_usage(&reports) {
+            journal::remove_below(&self.shared.options.state_dir, reports.state().journal_floor);
         }
     }
 
@@ -404,10 +443,13 @@ impl ControlClient {
     /// Drops a report the operator refused for good (403): resent, it would be refused again
     /// and hold back every later report (see [`usage`]).
     fn drop_refused(&self, report: &UsageReport, answer: &str) {
-        if locked(&self.shared.reports).refused(report.sequence).is_none() {
-            return;
+        {
+            let mut reports = locked(&self.shared.reports);
+            if reports.refused(report.sequence).is_none() {
+                return;
+            }
+            self.write_usage(&reports);
         }
-        self.save_usage();
         self.shared.store.recorder().metrics.usage_reports_refused.inc();
         let routes: std::collections::BTreeSet<String> = report.deltas.iter().map(|d| d.route.to_string()).collect();
         let requests: u64 = report.deltas.iter().map(|d| d.requests).sum();
@@ -422,19 +464,18 @@ impl ControlClient {
         }
     }
 
-    /// Sends the in-flight report (or cuts a new one); `Ok(true)` when it left the queue:
-    /// acked, or refused for good and dropped.
-    pub async fn report_once(&self) -> Result<bool, ControlError> {
-        let uid = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone());
-        let Some(ledger) = self.shared.store.recorder().ledger.as_ref() else {
-            // A recorder without a ledger records no usage: there is nothing to report.
-            return Ok(false);
-        };
-        let (report, changed) = locked(&self.shared.reports).next(ledger, uid.as_deref());
-        if changed {
-            self.save_usage();
-        }
-        let Some(report) = report else {
+    /// Cuts the ledger into the queue, then sends queued reports in order until the queue is
+    /// empty or one is not acked.
+    pub async fn report_once(&self) -> Result<(), ControlError> {
+        self.cut(false);
+        while self.send_head().await? {}
+        Ok(())
+    }
+
+    /// Sends the first queued report; `Ok(true)` when it left the queue: acked, or refused for
+    /// good and dropped.
+    async fn send_head(&self) -> Result<bool, ControlError> {
+        let Some(report) = locked(&self.shared.reports).head() else {
             return Ok(false);
         };
         let url = locked(&self.shared.url).clone();
@@ -459,30 +500,63 @@ impl ControlClient {
             });
         }
         let ack: UsageAck = response.json().await?;
-        let done = locked(&self.shared.reports).acked(ack);
+        let mut reports = locked(&self.shared.reports);
+        let done = reports.acked(ack);
         if done {
             tracing::debug!(sequence = report.sequence, "usage report acked");
-            self.save_usage();
+            self.write_usage(&reports);
         }
         Ok(done)
     }
 
-    /// Reports what is left (SIGTERM): the in-flight report and then the rest, within `within`.
+    /// Reports everything left (SIGTERM), within `within`: cuts the rest of the ledger into a
+    /// final report and sends the whole queue. What is not acked by then stays saved.
     pub async fn flush(&self, within: Duration) {
+        self.cut(true);
         let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.report_once()).await {
+            match tokio::time::timeout(left, self.send_head()).await {
                 Ok(Ok(true)) => continue,
                 Ok(Ok(false)) => return,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "final usage report not acked; it stays saved for the next start");
-                    return;
+                    // A resend on a new connection may reach another replica (or the same one
+                    // after a blip); give up only when the time is up.
+                    tracing::warn!(error = %e, "final usage report not acked yet; retrying");
+                    *locked(&self.shared.http) = None;
+                    let pause = Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+                    if pause.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(pause).await;
                 }
-                Err(_) => return,
+                Err(_) => break,
             }
         }
+        let left = locked(&self.shared.reports).len();
+        if left > 0 {
+            tracing::warn!(
+                reports = left,
+                "usage not acked before exit; it stays saved for the next start"
+            );
+        }
     }
+}
+
+/// Replays the journal generations the saved queue does not hold into `ledger`, deletes the
+/// ones it does, and journals every delta added from now on.
+fn resume_journal(dir: &std::path::Path, floor: u64, ledger: &crate::accounting::ledger::UsageLedger) {
+    let (deltas, next) = journal::replay(dir, floor);
+    if !deltas.is_empty() {
+        let requests: u64 = deltas.iter().map(|d| d.requests).sum();
+        tracing::info!(
+            requests,
+            "usage settled before the restart and not reported yet is back from the journal"
+        );
+    }
+    ledger.restore(deltas);
+    journal::remove_below(dir, floor);
+    ledger.attach(Box::new(journal::FileJournal::new(dir, next.max(floor))));
 }
 
 #[cfg(test)]

@@ -670,3 +670,106 @@ async fn a_sidecar_stopped_with_sigterm_reports_its_last_usage_before_it_exits()
     ensure!(usage["requests"] == 3, "{usage}\n{}", sidecar.process.output());
     Ok(())
 }
+
+/// The sidecar's saved report queue (`usage.json` in its state directory): the requests and
+/// micro-dollars it holds.
+fn queued(pod: &TestPod) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(pod.state_dir.join("usage.json")).ok()?;
+    let state: Value = serde_json::from_str(&text).ok()?;
+    let deltas = state["queue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["deltas"].as_array().cloned().unwrap_or_default());
+    Some(deltas.fold((0, 0), |(n, cost), d| {
+        (
+            n + d["requests"].as_u64().unwrap_or(0),
+            cost + micros(d["cost"].as_str().unwrap_or("0")),
+        )
+    }))
+}
+
+#[tokio::test]
+async fn a_sidecar_killed_holding_unreported_usage_while_its_operator_is_away_reports_each_request_once() -> Result<()>
+{
+    let Some(Priced {
+        c,
+        upstream,
+        dir,
+        certs,
+        ..
+    }) = priced_cluster("operator_usage_killed_away", "10.00").await?
+    else {
+        return Ok(());
+    };
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-1", &[]).await?;
+    let control = operator.control_addr().to_owned();
+    let pinned = ["--control-listen", control.as_str()];
+    operator.wait_ready(Duration::from_secs(60)).await?;
+    let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let mut sidecar = sluice_tests::operator::ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
+    wait_config(&sidecar).await?;
+    let (status, cost, code) = priced_chat(&sidecar).await?;
+    ensure!(status == 200, "{status} {code}");
+    let mut total = micros(&cost);
+    wait_spent(&c, "0.020000").await?;
+    sluice_tests::operator::eventually("the first report acked", Duration::from_secs(60), || {
+        let held = queued(&pod);
+        async move { (held == Some((0, 0))).then_some(()) }
+    })
+    .await?;
+
+    // Away: what the sidecar spends now cannot be reported.
+    operator.process.kill()?;
+    let mut spend = |cost: &str| -> Result<()> {
+        ensure!(cost == "0.020000", "cost header {cost:?}");
+        total += micros(cost);
+        Ok(())
+    };
+    for _ in 0..3 {
+        let (status, cost, code) = priced_chat(&sidecar).await?;
+        ensure!(status == 200, "{status} {code}");
+        spend(&cost)?;
+    }
+    // Cut into the saved queue although nobody takes reports...
+    sluice_tests::operator::eventually(
+        "three requests in the saved report queue",
+        Duration::from_secs(60),
+        || {
+            let held = queued(&pod);
+            async move { (held == Some((3, 60_000))).then_some(()) }
+        },
+    )
+    .await?;
+    // ...and two more settled just before the kill, not cut yet (only in the journal).
+    for _ in 0..2 {
+        let (status, cost, code) = priced_chat(&sidecar).await?;
+        ensure!(status == 200, "{status} {code}");
+        spend(&cost)?;
+    }
+    sidecar.process.kill()?;
+    ensure!(total == 120_000, "{total}");
+
+    // The container restarts on the same state directory, the operator comes back.
+    let sidecar = sluice_tests::operator::ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
+    let mut operator = OperatorProcess::spawn(&c, &certs, "op-2", &pinned).await?;
+    operator.wait_ready(Duration::from_secs(60)).await?;
+    let expected = sluice_crds::MicroUsd::new(total).to_string();
+    wait_spent(&c, &expected).await?;
+    // Everything acked: nothing is left to be sent again, so the figure is final.
+    sluice_tests::operator::eventually("the sidecar's queue acked", Duration::from_secs(60), || {
+        let held = queued(&pod);
+        async move { (held == Some((0, 0))).then_some(()) }
+    })
+    .await?;
+    let status = budget_status(&c).await?;
+    ensure!(status["spentUSD"] == expected.as_str(), "{status}");
+    let usage = route_usage(&c).await?;
+    ensure!(
+        usage["requests"] == 6 && usage["costUSD"] == expected.as_str(),
+        "{usage}\n{}",
+        sidecar.process.output()
+    );
+    ensure!(upstream.requests().len() == 6);
+    Ok(())
+}

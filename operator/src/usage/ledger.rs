@@ -52,6 +52,21 @@ pub struct PodRecord {
     pub name: String,
     /// The highest report sequence applied.
     pub sequence: u64,
+    /// That report was its sidecar's last (sent on SIGTERM): nothing of the pod is unreported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
+}
+
+/// Whether a deleted pod's allowance may be taken back (DESIGN §6.3: only once its last
+/// report is applied, or the wait for it is over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaim {
+    /// Its sidecar's final report is applied, or it never reported and holds no grant.
+    Now,
+    /// Not yet: a report of it may still come.
+    Wait,
+    /// The wait is over without its final report: what it spent and did not report is missing.
+    Unreported,
 }
 
 /// A route's usage since it was created.
@@ -173,6 +188,7 @@ impl Ledger {
         }
         record.sequence = report.sequence;
         record.name = pod_name.to_owned();
+        record.finished = report.final_report;
         let mut applied = Applied::default();
         for d in &report.deltas {
             let route = &d.route.name;
@@ -216,6 +232,20 @@ impl Ledger {
             push_unique(&mut applied.budgets, &budget);
         }
         applied
+    }
+
+    /// Whether the allowance of `pod_uid`, deleted `waited` ago, may be taken back, when a
+    /// report of it may come up to `wait` after its deletion.
+    pub fn reclaim_due(&self, pod_uid: &str, waited: std::time::Duration, wait: std::time::Duration) -> Reclaim {
+        let record = self.pods.get(pod_uid);
+        let granted = self.budgets.values().any(|b| b.pods.contains_key(pod_uid));
+        if record.is_some_and(|r| r.finished) || (record.is_none() && !granted) {
+            Reclaim::Now
+        } else if waited < wait {
+            Reclaim::Wait
+        } else {
+            Reclaim::Unreported
+        }
     }
 
     /// Takes back what a deleted pod was granted and did not report spent, so the other pods

@@ -32,6 +32,7 @@ fn report(uid: &str, sequence: u64, deltas: Vec<UsageDelta>) -> UsageReport {
         pod_uid: uid.into(),
         sequence,
         deltas,
+        final_report: false,
     }
 }
 
@@ -148,4 +149,96 @@ fn a_deleted_pods_unspent_grant_returns_to_the_budget() {
     assert_eq!((grant.granted, grant.spent), (MicroUsd::new(40), MicroUsd::new(40)));
     assert!(!ledger.reclaim("pod-a"));
     assert!(!ledger.reclaim("never-seen"));
+}
+
+fn granted(ledger: &mut Ledger, uid: &str, micros: u64) {
+    let budget = ledger.budgets.get_mut("monthly").unwrap();
+    budget.pods.entry(uid.to_owned()).or_default().granted = MicroUsd::new(micros);
+}
+
+#[test]
+fn a_deleted_pods_allowance_waits_for_its_final_report_or_the_end_of_the_wait() {
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let s = Duration::from_secs;
+    let mut ledger = Ledger::default();
+    ledger.apply(
+        "a",
+        &report("pod-a", 1, vec![delta("chat", "x", Outcome::Ok, 40)]),
+        &budget_of,
+    );
+    granted(&mut ledger, "pod-a", 100);
+    assert_eq!(ledger.reclaim_due("pod-a", s(0), wait), Reclaim::Wait);
+    assert_eq!(ledger.reclaim_due("pod-a", s(59), wait), Reclaim::Wait);
+    assert_eq!(ledger.reclaim_due("pod-a", s(60), wait), Reclaim::Unreported);
+    // The final report (sent on SIGTERM) arrives: at once, whatever the time.
+    let mut last = report("pod-a", 2, vec![delta("chat", "x", Outcome::Ok, 30)]);
+    last.final_report = true;
+    ledger.apply("a", &last, &budget_of);
+    assert!(ledger.pods["pod-a"].finished);
+    assert_eq!(ledger.reclaim_due("pod-a", s(0), wait), Reclaim::Now);
+    assert!(ledger.reclaim("pod-a"));
+    let grant = ledger.budgets["monthly"].pods["pod-a"];
+    assert_eq!((grant.granted, grant.spent), (MicroUsd::new(70), MicroUsd::new(70)));
+    // A container restarted after its final report reports again: waiting again.
+    ledger.apply("a", &report("pod-a", 3, vec![]), &budget_of);
+    assert_eq!(ledger.reclaim_due("pod-a", s(0), wait), Reclaim::Wait);
+    // A pod never heard of and granted nothing: nothing to wait for.
+    assert_eq!(ledger.reclaim_due("never-seen", s(0), wait), Reclaim::Now);
+    // Granted but never reported: it may have spent, so it is waited for.
+    granted(&mut ledger, "pod-b", 50);
+    assert_eq!(ledger.reclaim_due("pod-b", s(0), wait), Reclaim::Wait);
+    // `finished` survives the ledger's round trip, and is absent while false.
+    let text = serde_json::to_string(&ledger).unwrap();
+    assert!(!text.contains("finished"), "{text}");
+    ledger.apply("a", &last_of("pod-b", 1), &budget_of);
+    let back: Ledger = serde_json::from_str(&serde_json::to_string(&ledger).unwrap()).unwrap();
+    assert!(back.pods["pod-b"].finished);
+}
+
+fn last_of(uid: &str, sequence: u64) -> UsageReport {
+    UsageReport {
+        final_report: true,
+        ..report(uid, sequence, vec![])
+    }
+}
+
+#[test]
+fn the_flush_takes_back_a_deleted_pods_allowance_only_after_its_last_report_is_applied() {
+    use std::time::{Duration, Instant};
+    let ledgers = crate::ledgers::Ledgers::default();
+    let mut ns = crate::ledgers::NamespaceLedger::default();
+    ns.ledger.apply(
+        "a",
+        &report("pod-a", 1, vec![delta("chat", "x", Outcome::Ok, 40)]),
+        &budget_of,
+    );
+    granted(&mut ns.ledger, "pod-a", 100);
+    let t0 = Instant::now();
+    ledgers.pod_gone("ns", "pod-a", t0);
+    // Its final report is still on its way: nothing is taken back.
+    assert_eq!(ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(1)), []);
+    assert_eq!(ns.ledger.budgets["monthly"].pods["pod-a"].granted, MicroUsd::new(100));
+    assert!(!ns.dirty);
+    // Applied with the flush's reports: taken back in the same write.
+    ns.ledger.apply("a", &last_of("pod-a", 2), &budget_of);
+    assert_eq!(
+        ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(2)),
+        [("pod-a".to_owned(), false)]
+    );
+    let grant = ns.ledger.budgets["monthly"].pods["pod-a"];
+    assert_eq!((grant.granted, grant.spent), (MicroUsd::new(40), MicroUsd::new(40)));
+    assert!(ns.dirty);
+    // Once only.
+    assert_eq!(ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(3)), []);
+
+    // A pod whose final report never comes is reclaimed when the wait is over, and said so.
+    granted(&mut ns.ledger, "pod-b", 50);
+    ledgers.pod_gone("ns", "pod-b", t0);
+    assert_eq!(ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(59)), []);
+    assert_eq!(
+        ledgers.reclaim_due("ns", &mut ns, t0 + crate::ledgers::RECLAIM_WAIT),
+        [("pod-b".to_owned(), true)]
+    );
+    assert_eq!(ns.ledger.budgets["monthly"].pods["pod-b"].granted, MicroUsd::ZERO);
 }

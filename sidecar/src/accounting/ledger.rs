@@ -1,4 +1,9 @@
 //! Usage not yet reported to the operator, summed per route × backend × model × user × outcome.
+//!
+//! In cluster mode a [`Journal`] is attached: each delta is written to it under the same lock
+//! that merges it, before the request's answer completes, and [`UsageLedger::cut`] starts the
+//! journal's next generation under that lock too, so a generation holds exactly the deltas
+//! one cut took (see `crate::control::journal`).
 
 use std::{
     collections::HashMap,
@@ -39,16 +44,36 @@ pub struct Entry<'a> {
     pub failovers: u32,
 }
 
+/// Where every delta added to the ledger is also written at once.
+pub trait Journal: Send + std::fmt::Debug {
+    /// Records one delta.
+    fn append(&mut self, delta: &UsageDelta);
+    /// Starts the next generation; returns its number. Everything appended before is in the
+    /// generations below it.
+    fn rotate(&mut self) -> u64;
+}
+
 /// Deltas accumulated since the last [`UsageLedger::take`].
 #[derive(Debug, Default)]
 pub struct UsageLedger {
-    pending: Mutex<HashMap<Key, UsageDelta>>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    deltas: HashMap<Key, UsageDelta>,
+    journal: Option<Box<dyn Journal>>,
 }
 
 impl UsageLedger {
-    /// Adds one request.
+    /// Writes every delta added from now on to `journal` too.
+    pub fn attach(&self, journal: Box<dyn Journal>) {
+        self.lock().journal = Some(journal);
+    }
+
+    /// Adds one request (and journals it).
     pub fn add(&self, entry: &Entry<'_>) {
-        self.merge(UsageDelta {
+        let delta = UsageDelta {
             route: entry.route.clone(),
             backend: entry.backend.clone(),
             model: entry.model.clone(),
@@ -61,12 +86,47 @@ impl UsageLedger {
             cost: entry.cost,
             failovers: u64::from(entry.failovers),
             estimated: entry.usage.estimated,
-        });
+        };
+        let mut pending = self.lock();
+        if let Some(journal) = pending.journal.as_mut() {
+            journal.append(&delta);
+        }
+        Self::merge_into(&mut pending.deltas, delta);
     }
 
     /// Everything added since the last call, leaving the ledger empty.
     pub fn take(&self) -> Vec<UsageDelta> {
-        let drained = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        self.cut().0
+    }
+
+    /// Like [`take`](Self::take), and starts the journal's next generation in the same step
+    /// when there was anything: its number comes back (`None`: nothing taken, or no journal).
+    pub fn cut(&self) -> (Vec<UsageDelta>, Option<u64>) {
+        let (drained, generation) = {
+            let mut pending = self.lock();
+            if pending.deltas.is_empty() {
+                return (Vec::new(), None);
+            }
+            let drained = std::mem::take(&mut pending.deltas);
+            (drained, pending.journal.as_mut().map(|j| j.rotate()))
+        };
+        (Self::sorted(drained), generation)
+    }
+
+    /// Puts deltas back (a report that could not be handed over, or a journal replayed at
+    /// start); they are not journalled again.
+    pub fn restore(&self, deltas: Vec<UsageDelta>) {
+        let mut pending = self.lock();
+        for delta in deltas {
+            Self::merge_into(&mut pending.deltas, delta);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sorted(drained: HashMap<Key, UsageDelta>) -> Vec<UsageDelta> {
         let mut deltas: Vec<UsageDelta> = drained.into_values().collect();
         deltas.sort_by(|a, b| {
             (&a.route, &a.backend, &a.model, &a.user, a.outcome)
@@ -75,14 +135,7 @@ impl UsageLedger {
         deltas
     }
 
-    /// Puts deltas back (a report that could not be handed over).
-    pub fn restore(&self, deltas: Vec<UsageDelta>) {
-        for delta in deltas {
-            self.merge(delta);
-        }
-    }
-
-    fn merge(&self, delta: UsageDelta) {
+    fn merge_into(pending: &mut HashMap<Key, UsageDelta>, delta: UsageDelta) {
         let key = Key {
             route: delta.route.clone(),
             backend: delta.backend.clone(),
@@ -90,7 +143,6 @@ impl UsageLedger {
             user: delta.user.clone(),
             outcome: delta.outcome,
         };
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         match pending.get_mut(&key) {
             Some(sum) => {
                 sum.requests += delta.requests;

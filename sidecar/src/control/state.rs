@@ -1,6 +1,6 @@
 //! What cluster mode keeps on the state volume (an `emptyDir`, so it survives a container
 //! restart): the last snapshot that applied, served at start while the operator is away (fail
-//! static), and the usage report not yet acked. Both hold secrets or money: written atomically
+//! static), the usage reports not yet acked and the usage journal ([`super::journal`]). Both hold secrets or money: written atomically
 //! (temporary file, fsync, rename, fsync of the directory), readable by the owner only.
 
 use std::path::Path;
@@ -24,9 +24,15 @@ pub const REFUSED_FILE: &str = "usage-refused.json";
 pub struct UsageState {
     /// The sequence the next new report gets.
     pub next_sequence: u64,
-    /// The report sent (or about to be) and not acked yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<UsageReport>,
+    /// The reports not acked yet, in sequence order; only the first may have been sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<UsageReport>,
+    /// The journal generations below this one are in `queue` (or were acked): replay starts here.
+    #[serde(default)]
+    pub journal_floor: u64,
+    /// What a sidecar of the one-report-in-flight days saved; moved to `queue` on load.
+    #[serde(default, rename = "inFlight", skip_serializing)]
+    pub legacy_in_flight: Option<UsageReport>,
 }
 
 /// Writes `value` as JSON to `dir/name` atomically, mode 0600.

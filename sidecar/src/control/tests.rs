@@ -9,10 +9,13 @@ use sluice_crds::{
 
 use super::{
     backoff::{LEADER_SEARCH_MAX_BACKOFF, LEADER_SEARCH_TRIES, Pacing, backoff},
-    state,
-    usage::Reports,
+    journal, resume_journal, state,
+    usage::{MAX_QUEUED, Reports},
 };
-use crate::accounting::ledger::UsageLedger;
+use crate::{
+    accounting::ledger::{Entry, UsageLedger},
+    wire::Usage,
+};
 
 #[test]
 fn backoff_doubles_from_200ms_up_to_the_cap_with_full_jitter() {
@@ -89,28 +92,112 @@ fn delta(cost: u64) -> UsageDelta {
     }
 }
 
+/// Cuts `ledger` into `reports` as the reporter does.
+fn cut(reports: &mut Reports, ledger: &UsageLedger, final_report: bool) -> bool {
+    let (deltas, floor) = ledger.cut();
+    reports.cut(deltas, floor, "uid-1", final_report)
+}
+
+fn costs(reports: &Reports) -> Vec<(u64, u64)> {
+    reports
+        .state()
+        .queue
+        .iter()
+        .map(|r| (r.sequence, r.deltas.iter().map(|d| d.cost.micros()).sum()))
+        .collect()
+}
+
 #[test]
-fn one_report_in_flight_resent_unchanged_until_acked() {
+fn a_report_is_cut_every_interval_while_the_first_waits_and_only_the_first_is_sent() {
     let ledger = UsageLedger::default();
     let mut reports = Reports::default();
+    // Nothing to cut, nothing queued.
+    assert!(!cut(&mut reports, &ledger, false));
+    assert_eq!(reports.head(), None);
     ledger.restore(vec![delta(5)]);
-    // Without a pod identity nothing is cut.
-    assert_eq!(reports.next(&ledger, None).0, None);
-    let (first, changed) = reports.next(&ledger, Some("uid-1"));
-    let first = first.unwrap();
-    assert!(changed);
+    assert!(cut(&mut reports, &ledger, false));
+    let first = reports.head().unwrap();
     assert_eq!((first.sequence, first.deltas[0].cost), (1, MicroUsd::new(5)));
-    // More usage merges in the ledger while the report waits; the report does not change.
-    ledger.restore(vec![delta(7)]);
-    ledger.restore(vec![delta(1)]);
-    assert_eq!(reports.next(&ledger, Some("uid-1")).0.unwrap(), first);
+    // The operator is away: each interval cuts a report of its own behind the first.
+    ledger.restore(vec![delta(7), delta(1)]);
+    assert!(cut(&mut reports, &ledger, false));
+    ledger.restore(vec![delta(2)]);
+    assert!(cut(&mut reports, &ledger, false));
+    assert_eq!(costs(&reports), [(1, 5), (2, 8), (3, 2)]);
+    // The first is resent unchanged until acked.
+    assert_eq!(reports.head().unwrap(), first);
     assert!(!reports.acked(UsageAck { sequence: 0 }));
     assert!(reports.acked(UsageAck { sequence: 1 }));
-    let second = reports.next(&ledger, Some("uid-1")).0.unwrap();
+    assert_eq!(reports.head().unwrap().sequence, 2);
+    // An ack covers every report up to its sequence.
+    assert!(reports.acked(UsageAck { sequence: 3 }));
+    assert!(reports.is_empty());
+    ledger.restore(vec![delta(4)]);
+    cut(&mut reports, &ledger, false);
+    assert_eq!(costs(&reports), [(4, 4)]);
+}
+
+#[test]
+fn past_the_bound_a_cut_merges_into_the_last_report_and_never_into_the_first() {
+    let ledger = UsageLedger::default();
+    let mut reports = Reports::default();
+    for cost in 1..=MAX_QUEUED as u64 {
+        ledger.restore(vec![delta(cost)]);
+        cut(&mut reports, &ledger, false);
+    }
+    assert_eq!(reports.len(), MAX_QUEUED);
+    let first = reports.head().unwrap();
+    let mut other = delta(100);
+    other.user = Some("ann".into());
+    ledger.restore(vec![delta(10), other]);
+    assert!(cut(&mut reports, &ledger, false));
+    ledger.restore(vec![delta(20)]);
+    assert!(cut(&mut reports, &ledger, false));
+    assert_eq!(reports.len(), MAX_QUEUED);
+    assert_eq!(reports.head().unwrap(), first);
+    let last = reports.state().queue.last().unwrap();
+    // Merged per key: the anonymous delta summed (8 + 10 + 20 = 38, three requests), Ann's apart.
+    assert_eq!(last.sequence, MAX_QUEUED as u64);
     assert_eq!(
-        (second.sequence, second.deltas.len(), second.deltas[0].cost),
-        (2, 1, MicroUsd::new(8))
+        last.deltas
+            .iter()
+            .map(|d| (d.user.clone(), d.requests, d.cost.micros()))
+            .collect::<Vec<_>>(),
+        [(None, 3, 38), (Some("ann".to_owned()), 1, 100)]
     );
+    // The next new report, once there is room, is numbered after the merged one.
+    assert!(reports.acked(UsageAck { sequence: 1 }));
+    ledger.restore(vec![delta(3)]);
+    cut(&mut reports, &ledger, false);
+    assert_eq!(reports.state().queue.last().unwrap().sequence, MAX_QUEUED as u64 + 1);
+}
+
+#[test]
+fn the_final_report_is_cut_even_empty_and_nothing_merges_into_it() {
+    let ledger = UsageLedger::default();
+    let mut reports = Reports::default();
+    for cost in 1..=MAX_QUEUED as u64 {
+        ledger.restore(vec![delta(cost)]);
+        cut(&mut reports, &ledger, false);
+    }
+    // SIGTERM with nothing left in the ledger: a final report of its own, past the bound.
+    assert!(cut(&mut reports, &ledger, true));
+    let last = reports.state().queue.last().unwrap().clone();
+    assert!(last.final_report && last.deltas.is_empty());
+    assert_eq!((reports.len(), last.sequence), (MAX_QUEUED + 1, MAX_QUEUED as u64 + 1));
+    // Killed before it was acked, restarted, serving again: later usage goes behind it.
+    ledger.restore(vec![delta(3)]);
+    cut(&mut reports, &ledger, false);
+    ledger.restore(vec![delta(4)]);
+    cut(&mut reports, &ledger, false);
+    assert_eq!(reports.len(), MAX_QUEUED + 2);
+    assert_eq!(reports.state().queue[MAX_QUEUED], last);
+    assert_eq!(costs(&reports).last(), Some(&(MAX_QUEUED as u64 + 2, 7)));
+    // On the wire `final` appears only when true.
+    let text = serde_json::to_string(&reports.head().unwrap()).unwrap();
+    assert!(!text.contains("final"), "{text}");
+    let text = serde_json::to_string(&last).unwrap();
+    assert!(text.contains("\"final\":true"), "{text}");
 }
 
 #[test]
@@ -118,19 +205,17 @@ fn a_report_refused_for_good_is_dropped_and_later_usage_goes_in_the_next_number(
     let ledger = UsageLedger::default();
     let mut reports = Reports::default();
     ledger.restore(vec![delta(5)]);
-    let first = reports.next(&ledger, Some("uid-1")).0.unwrap();
+    cut(&mut reports, &ledger, false);
+    let first = reports.head().unwrap();
     ledger.restore(vec![delta(7)]);
-    // Only the report in flight is dropped, by its number.
+    // Only the first report is dropped, by its number.
     assert_eq!(reports.refused(2), None);
     assert_eq!(reports.refused(1), Some(first));
-    assert_eq!(reports.state().in_flight, None);
+    assert!(reports.is_empty());
     assert_eq!(reports.refused(1), None);
     // The next report is not held back: it carries what came after, under the next number.
-    let second = reports.next(&ledger, Some("uid-1")).0.unwrap();
-    assert_eq!(
-        (second.sequence, second.deltas.len(), second.deltas[0].cost),
-        (2, 1, MicroUsd::new(7))
-    );
+    cut(&mut reports, &ledger, false);
+    assert_eq!(costs(&reports), [(2, 7)]);
 }
 
 #[test]
@@ -149,7 +234,106 @@ fn a_restarted_sidecar_numbers_above_what_the_operator_applied() {
     assert!(reports.hello(&hello));
     let ledger = UsageLedger::default();
     ledger.restore(vec![delta(1)]);
-    assert_eq!(reports.next(&ledger, Some("u")).0.unwrap().sequence, 42);
+    cut(&mut reports, &ledger, false);
+    assert_eq!(reports.head().unwrap().sequence, 42);
+}
+
+#[test]
+fn a_state_file_of_the_one_report_in_flight_days_loads_into_the_queue() {
+    let text = r#"{"nextSequence": 4, "inFlight": {"podUid": "u", "sequence": 3, "deltas": []}}"#;
+    let reports = Reports::new(serde_json::from_str(text).unwrap());
+    assert_eq!(costs(&reports), [(3, 0)]);
+    assert_eq!(reports.state().next_sequence, 4);
+    let saved = serde_json::to_string(reports.state()).unwrap();
+    assert!(!saved.contains("inFlight"), "{saved}");
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-control-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Settles one request in `ledger` as the recorder does.
+fn settle(ledger: &UsageLedger, cost: u64) {
+    let route = delta(0).route;
+    let backend = BackendName::try_from("sim").unwrap();
+    let model = ModelName::try_from("sim-1").unwrap();
+    ledger.add(&Entry {
+        route: &route,
+        backend: &backend,
+        model: &model,
+        user: None,
+        outcome: Outcome::Ok,
+        usage: Usage {
+            input: Tokens(1),
+            output: Tokens(1),
+            ..Usage::default()
+        },
+        cost: MicroUsd::new(cost),
+        failovers: 0,
+    });
+}
+
+/// What a sidecar starting on `dir` holds: its saved queue and its replayed ledger.
+fn restart(dir: &std::path::Path) -> (Reports, UsageLedger) {
+    let saved = state::load::<state::UsageState>(dir, state::USAGE_FILE)
+        .unwrap()
+        .unwrap_or_default();
+    let reports = Reports::new(saved);
+    let ledger = UsageLedger::default();
+    resume_journal(dir, reports.state().journal_floor, &ledger);
+    (reports, ledger)
+}
+
+#[test]
+fn a_killed_sidecar_restarts_with_its_queue_and_every_settled_request_not_cut_yet_each_once() {
+    let dir = scratch("journal");
+    let (mut reports, ledger) = restart(&dir);
+    assert!(reports.is_empty());
+    settle(&ledger, 5);
+    settle(&ledger, 7);
+    // A cut while the operator is away: saved, and the journal it covers deleted.
+    cut(&mut reports, &ledger, false);
+    state::save(&dir, state::USAGE_FILE, reports.state()).unwrap();
+    journal::remove_below(&dir, reports.state().journal_floor);
+    assert_eq!(journal::generations(&dir), Vec::<u64>::new());
+    // Two more requests settle; then the process is killed (nothing else runs).
+    settle(&ledger, 11);
+    settle(&ledger, 13);
+    assert_eq!(journal::generations(&dir), [1]);
+    drop((reports, ledger));
+
+    let (reports, ledger) = restart(&dir);
+    assert_eq!(costs(&reports), [(1, 12)]);
+    // More usage after the restart is journalled in a later generation.
+    settle(&ledger, 17);
+    assert_eq!(journal::generations(&dir), [1, 2]);
+    // Killed again before any cut: the same again, nothing doubled.
+    drop((reports, ledger));
+    let (mut reports, ledger) = restart(&dir);
+    cut(&mut reports, &ledger, false);
+    assert_eq!(costs(&reports), [(1, 12), (2, 41)]);
+    assert_eq!(reports.state().journal_floor, 4);
+    assert_eq!(reports.state().queue[1].deltas[0].requests, 3);
+    state::save(&dir, state::USAGE_FILE, reports.state()).unwrap();
+    journal::remove_below(&dir, reports.state().journal_floor);
+    drop((reports, ledger));
+    let (reports, ledger) = restart(&dir);
+    assert_eq!(costs(&reports), [(1, 12), (2, 41)]);
+    assert!(ledger.take().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_torn_last_journal_line_is_skipped() {
+    let dir = scratch("torn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = serde_json::to_string(&delta(5)).unwrap();
+    std::fs::write(journal::path(&dir, 0), format!("{line}\n{}", &line[..line.len() / 2])).unwrap();
+    let (deltas, next) = journal::replay(&dir, 0);
+    assert_eq!((deltas, next), (vec![delta(5)], 1));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -158,7 +342,8 @@ fn state_files_are_private_and_round_trip() {
     let _ = std::fs::remove_dir_all(&dir);
     let value = state::UsageState {
         next_sequence: 3,
-        in_flight: None,
+        journal_floor: 2,
+        ..state::UsageState::default()
     };
     state::save(&dir, state::USAGE_FILE, &value).unwrap();
     assert_eq!(

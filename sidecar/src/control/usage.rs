@@ -1,24 +1,36 @@
 //! Usage reports (DESIGN §6.3): numbered per pod, sent one at a time in order, resent
 //! unchanged until acked — or until refused for good.
 //!
+//! Every report interval the accounting ledger is cut into a new report at the end of the
+//! queue, whether or not earlier ones are acked: usage leaves memory for the saved queue at
+//! once, however long the operator is away. Only the first report of the queue is ever sent
+//! (the others wait for its ack), so the operator's dedupe by `(pod uid, sequence)` holds and a
+//! report that may have been sent is never changed. The queue is bounded: once it holds
+//! [`MAX_QUEUED`] reports, a new cut is merged into the last one (which, not being first, was
+//! never sent), summed per route × backend × model × user × outcome. So memory and the state
+//! file hold at most `MAX_QUEUED` reports (two more around a final one, see below), the last
+//! of them with at most one delta per distinct key seen during the outage, and nothing is
+//! dropped. The queue is saved (atomically, fsynced)
+//! after every change; deltas not cut yet are in the journal ([`super::journal`]).
+//!
+//! On SIGTERM the rest of the ledger is cut into a report marked `final` (empty when nothing
+//! is left): once the operator has applied it, nothing of the pod is unreported, which is what
+//! it waits for before taking back a deleted pod's allowance.
+//!
 //! The operator answers 403 to a report it will never take (a route that is not this pod's;
 //! DESIGN §6.3): resending it unchanged would be refused forever and, as reports go one at a
 //! time, hold back every later report of the pod's own routes. So a refused report is dropped
 //! (the caller logs it as an error, counts it in `sluice_usage_reports_refused_total` and keeps
-//! it in the state directory as `usage-refused.json`), and the next report is numbered after
-//! it: the operator never applied its sequence, and sequences may skip.
-//!
-//! Unreported usage accumulates in the accounting ledger, merged per route × backend × model ×
-//! user × outcome; a report is cut from it only when no report is in flight. So however long
-//! the operator is away, the sidecar holds one frozen report plus one merged set of deltas:
-//! memory is bounded by the number of distinct keys, and nothing is dropped. The in-flight
-//! report is saved in the state directory, so a container restart resends it; deltas not yet
-//! cut into a report are lost by a crash (at most one report interval), and flushed on SIGTERM.
+//! it in the state directory as `usage-refused.json`), and the next report goes on: the
+//! operator never applied its sequence, and sequences may skip.
 
-use sluice_crds::{UsageAck, UsageReport, control::Hello};
+use sluice_crds::{UsageAck, UsageDelta, UsageReport, control::Hello};
 
 use super::state::UsageState;
 use crate::accounting::ledger::UsageLedger;
+
+/// The most reports queued; a cut beyond it merges into the last one.
+pub const MAX_QUEUED: usize = 8;
 
 /// The report queue of one sidecar.
 #[derive(Debug, Default)]
@@ -28,7 +40,10 @@ pub struct Reports {
 
 impl Reports {
     /// Starts from what was saved.
-    pub fn new(state: UsageState) -> Self {
+    pub fn new(mut state: UsageState) -> Self {
+        if let Some(report) = state.legacy_in_flight.take() {
+            state.queue.insert(0, report);
+        }
         Self { state }
     }
 
@@ -48,47 +63,79 @@ impl Reports {
         false
     }
 
-    /// The report to send now: the one in flight, or a new one cut from `ledger` for `pod_uid`.
-    /// The bool says whether the state changed (and should be saved).
-    pub fn next(&mut self, ledger: &UsageLedger, pod_uid: Option<&str>) -> (Option<UsageReport>, bool) {
-        if let Some(report) = &self.state.in_flight {
-            return (Some(report.clone()), false);
+    /// Queues `deltas`, just cut from the ledger for `pod_uid`; `journal_floor` is the journal
+    /// generation the cut started (those below it are in the queue now). A `final_report` is
+    /// always queued as a report of its own, even empty. Returns whether the state changed.
+    pub fn cut(
+        &mut self,
+        deltas: Vec<UsageDelta>,
+        journal_floor: Option<u64>,
+        pod_uid: &str,
+        final_report: bool,
+    ) -> bool {
+        let mut changed = false;
+        if let Some(floor) = journal_floor
+            && floor > self.state.journal_floor
+        {
+            self.state.journal_floor = floor;
+            changed = true;
         }
-        let Some(pod_uid) = pod_uid else {
-            return (None, false);
-        };
-        let deltas = ledger.take();
-        if deltas.is_empty() {
-            return (None, false);
+        if deltas.is_empty() && !final_report {
+            return changed;
         }
-        let sequence = self.state.next_sequence.max(1);
+        let queue = &mut self.state.queue;
+        if !final_report
+            && queue.len() >= MAX_QUEUED.max(2)
+            && let Some(last) = queue.last_mut()
+            && !last.final_report
+        {
+            let merged = UsageLedger::default();
+            merged.restore(std::mem::take(&mut last.deltas));
+            merged.restore(deltas);
+            last.deltas = merged.take();
+            return true;
+        }
+        let after_last = queue.last().map_or(0, |r| r.sequence + 1);
+        let sequence = self.state.next_sequence.max(after_last).max(1);
         self.state.next_sequence = sequence + 1;
-        let report = UsageReport {
+        queue.push(UsageReport {
             pod_uid: pod_uid.to_owned(),
             sequence,
             deltas,
-        };
-        self.state.in_flight = Some(report.clone());
-        (Some(report), true)
+            final_report,
+        });
+        true
     }
 
-    /// Drops the in-flight report numbered `sequence`, which the operator refused for good;
+    /// The report to send now: the first of the queue.
+    pub fn head(&self) -> Option<UsageReport> {
+        self.state.queue.first().cloned()
+    }
+
+    /// How many reports wait.
+    pub fn len(&self) -> usize {
+        self.state.queue.len()
+    }
+
+    /// Whether none does.
+    pub fn is_empty(&self) -> bool {
+        self.state.queue.is_empty()
+    }
+
+    /// Drops the first report if it is numbered `sequence` (the operator refused it for good);
     /// returns it.
     pub fn refused(&mut self, sequence: u64) -> Option<UsageReport> {
-        if self.state.in_flight.as_ref().is_some_and(|r| r.sequence == sequence) {
-            return self.state.in_flight.take();
+        if self.state.queue.first().is_some_and(|r| r.sequence == sequence) {
+            return Some(self.state.queue.remove(0));
         }
         None
     }
 
-    /// Drops the in-flight report once the operator persisted it; true when it was.
+    /// Drops the reports the operator persisted (every one up to `ack.sequence`); true when
+    /// any was.
     pub fn acked(&mut self, ack: UsageAck) -> bool {
-        match &self.state.in_flight {
-            Some(r) if ack.sequence >= r.sequence => {
-                self.state.in_flight = None;
-                true
-            }
-            _ => false,
-        }
+        let before = self.state.queue.len();
+        self.state.queue.retain(|r| r.sequence > ack.sequence);
+        self.state.queue.len() != before
     }
 }

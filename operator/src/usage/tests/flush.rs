@@ -44,6 +44,7 @@ fn submit(ctx: &Context, name: &str, sequence: u64, cost: u64) -> Ack {
         pod_uid: pod.uid.clone(),
         sequence,
         deltas: vec![delta],
+        final_report: false,
     };
     ctx.ledgers.submit(pod, report)
 }

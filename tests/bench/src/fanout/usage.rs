@@ -71,6 +71,7 @@ pub fn report(
             failovers: 0,
             estimated: false,
         }],
+        final_report: false,
     })
 }
 
