@@ -205,6 +205,10 @@ pub struct Pricing {
     /// Per million prompt tokens served from the provider's cache; defaults to the input price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_input_per_m_tok: Option<MicroUsd>,
+    /// Per million prompt tokens written to the provider's cache (Anthropic's 5-minute writes list
+    /// at 1.25× input); defaults to the input price, as providers without a write surcharge bill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_input_per_m_tok: Option<MicroUsd>,
 }
 
 /// Limits for one backend in one sidecar.

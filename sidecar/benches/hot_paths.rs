@@ -177,6 +177,7 @@ mod accounting {
         let usage = Usage {
             input: Tokens(1200),
             cached_input: Tokens(1024),
+            cache_write_input: Tokens(0),
             output: Tokens(300),
             estimated: false,
         };

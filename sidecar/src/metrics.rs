@@ -66,7 +66,8 @@ pub struct TokenLabels {
     pub backend: String,
     /// The upstream model.
     pub gen_ai_request_model: String,
-    /// `input`, `output` or `cached_input`.
+    /// `input`, `output`, `cached_input` (read from the provider's cache) or `cache_write_input`
+    /// (written to it); the last two are parts of `input`.
     pub gen_ai_token_type: &'static str,
     /// The user, when user labels are enabled.
     pub user: String,

@@ -226,6 +226,7 @@ fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> Mic
     let usage = Usage {
         input: Tokens(facts.prompt_tokens()),
         cached_input: Tokens(0),
+        cache_write_input: Tokens(0),
         output: Tokens(output),
         estimated: true,
     };

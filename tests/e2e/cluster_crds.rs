@@ -249,6 +249,8 @@ async fn api_server_rejects_invalid_modelroutes_with_the_schema_and_cel_messages
     // The same spec with no fault is accepted: every refusal below is for its one fault.
     let valid = "{models: [chat], backends: [{name: sim, provider: simulator, model: m}]}";
     expect_accepted(&c, "ModelRoute", valid).await?;
+    let priced = r#"{models: [chat], backends: [{name: sim, provider: simulator, model: m, pricing: {inputPerMTok: "3.00", outputPerMTok: "15.00", cachedInputPerMTok: "0.30", cacheWriteInputPerMTok: "3.75"}}]}"#;
+    expect_accepted(&c, "ModelRoute", priced).await?;
     let cases = [
         Invalid {
             what: "duplicate backend names",
@@ -270,6 +272,14 @@ async fn api_server_rejects_invalid_modelroutes_with_the_schema_and_cel_messages
             spec: r#"{models: [chat], backends: [{name: a, provider: simulator, model: m, pricing: {inputPerMTok: "-2.00", outputPerMTok: "8.00"}}]}"#,
             expect: &[
                 "spec.backends[0].pricing.inputPerMTok",
+                r"should match '^[0-9]+(\.[0-9]{1,6})?$'",
+            ],
+        },
+        Invalid {
+            what: "a negative cache-write price",
+            spec: r#"{models: [chat], backends: [{name: a, provider: simulator, model: m, pricing: {inputPerMTok: "3.00", outputPerMTok: "15.00", cacheWriteInputPerMTok: "-3.75"}}]}"#,
+            expect: &[
+                "spec.backends[0].pricing.cacheWriteInputPerMTok",
                 r"should match '^[0-9]+(\.[0-9]{1,6})?$'",
             ],
         },

@@ -74,26 +74,30 @@ async fn budgets(client: &reqwest::Client, sidecar: &SidecarProcess) -> Value {
         .clone()
 }
 
-/// Spend through one provider's in-test upstream: a plain and a streamed answer, each of 12
-/// prompt tokens (4 from the provider's cache) and 5 completion tokens, at $2 / $8 per million
-/// and $0.50 for cached input: (12 - 4) × 2 + 4 × 0.5 + 5 × 8 = 58 micro-dollars each.
-async fn assert_exact_costs(provider: &str, base_url: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = format!(
+/// Prices of [`assert_exact_costs`]: $2 in, $8 out, $0.50 per cache read and, when given, the
+/// cache-write price.
+fn priced_backend(provider: &str, base_url: &str, write_price: Option<&str>) -> String {
+    let write = write_price.map_or(String::new(), |p| format!(", cacheWriteInputPerMTok: \"{p}\""));
+    format!(
         "  - name: mock\n    provider: {provider}\n    baseUrl: {base_url}\n    model: mock-ok\n    \
          credentialsRef: {{name: key, key: apiKey}}\n    \
-         pricing: {{inputPerMTok: \"2.00\", outputPerMTok: \"8.00\", cachedInputPerMTok: \"0.50\"}}\n"
-    );
+         pricing: {{inputPerMTok: \"2.00\", outputPerMTok: \"8.00\", cachedInputPerMTok: \"0.50\"{write}}}\n"
+    )
+}
+
+/// Spend through one provider's in-test upstream: a plain and a streamed answer, each costing
+/// `each` micro-dollars and writing `writes` prompt tokens to the provider's cache. The plain
+/// answer's `x-sluice-cost-usd`, the budget's spend and the metrics must say exactly so.
+async fn assert_exact_costs(provider: &str, backend: &str, each: u64, writes: u64) {
+    let dir = tempfile::tempdir().unwrap();
     let secret =
         "apiVersion: v1\nkind: Secret\nmetadata: {name: key, namespace: default}\nstringData: {apiKey: sk-test}\n";
     write(
         dir.path(),
-        &format!("{secret}{}{}", budget_doc("10.00", "hard", ""), route_doc(&backend)),
+        &format!("{secret}{}{}", budget_doc("10.00", "hard", ""), route_doc(backend)),
     );
     let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
     let client = http();
-    let expected = (PROMPT_TOKENS - CACHED_TOKENS) * 2 + CACHED_TOKENS / 2 + COMPLETION_TOKENS * 8;
-    assert_eq!(expected, 58);
 
     let plain = chat(
         &client,
@@ -102,13 +106,17 @@ async fn assert_exact_costs(provider: &str, base_url: &str) {
     )
     .await;
     assert_eq!(plain.status(), StatusCode::OK, "{provider}");
-    assert_eq!(plain.headers()["x-sluice-cost-usd"], "0.000058", "{provider}");
+    assert_eq!(
+        plain.headers()["x-sluice-cost-usd"],
+        format!("0.{each:06}").as_str(),
+        "{provider}"
+    );
     let streamed = chat(&client, &sidecar, ten_tokens(true)).await;
     assert_eq!(streamed.status(), StatusCode::OK);
     let text = streamed.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{provider}: {text}");
 
-    wait_for_spend(&client, &sidecar, "0.000116").await;
+    wait_for_spend(&client, &sidecar, &format!("0.{:06}", 2 * each)).await;
     let metrics = client
         .get(sidecar.admin_url("/metrics"))
         .send()
@@ -124,27 +132,41 @@ async fn assert_exact_costs(provider: &str, base_url: &str) {
             .map(str::to_owned)
     };
     let spend = line("sluice_spend_microdollars_total").unwrap_or_else(|| panic!("no spend metric in\n{metrics}"));
-    assert!(spend.ends_with(" 116"), "{provider}: {spend}");
+    assert!(spend.ends_with(&format!(" {}", 2 * each)), "{provider}: {spend}");
     let requests = line("sluice_requests_total").unwrap();
     assert!(requests.ends_with(" 2"), "{provider}: {requests}");
-    let cached = metrics
-        .lines()
-        .find(|l| l.starts_with("sluice_tokens_total") && l.contains("gen_ai_token_type=\"cached_input\""))
-        .unwrap_or_else(|| panic!("no cached-token metric in\n{metrics}"));
+    let tokens = |kind: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("sluice_tokens_total") && l.contains(&format!("gen_ai_token_type=\"{kind}\"")))
+            .unwrap_or_else(|| panic!("no {kind} token metric in\n{metrics}"))
+            .to_owned()
+    };
+    let cached = tokens("cached_input");
     assert!(
         cached.ends_with(&format!(" {}", 2 * CACHED_TOKENS)),
         "{provider}: {cached}"
     );
+    let written = tokens("cache_write_input");
+    assert!(written.ends_with(&format!(" {}", 2 * writes)), "{provider}: {written}");
 }
+
+/// Each answer of the in-test upstream at [`priced_backend`]'s prices without cache writes:
+/// 12 prompt tokens (4 from the provider's cache) and 5 completion tokens,
+/// (12 - 4) × 2 + 4 × 0.5 + 5 × 8 = 58 micro-dollars.
+const WITHOUT_WRITES: u64 = (PROMPT_TOKENS - CACHED_TOKENS) * 2 + CACHED_TOKENS / 2 + COMPLETION_TOKENS * 8;
 
 #[tokio::test]
 async fn openai_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
+    assert_eq!(WITHOUT_WRITES, 58);
     let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
-    assert_exact_costs("openai-compatible", &upstream.base_url()).await;
+    // OpenAI reports no cache writes: a write price changes nothing.
+    let backend = priced_backend("openai-compatible", &upstream.base_url(), Some("2.50"));
+    assert_exact_costs("openai", &backend, WITHOUT_WRITES, 0).await;
 }
 
 #[tokio::test]
-async fn anthropic_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
+async fn anthropic_costs_are_exact_with_cache_reads_and_writes_billed_at_their_own_prices() {
     // Anthropic reports 6 uncached + 4 cache-read + 2 cache-write input tokens: 12 in all.
     assert_eq!(
         anthropic::INPUT_TOKENS + anthropic::CACHE_READ_TOKENS + anthropic::CACHE_CREATION_TOKENS,
@@ -154,14 +176,32 @@ async fn anthropic_costs_are_exact_for_plain_and_streamed_answers_with_cached_to
         (anthropic::CACHE_READ_TOKENS, anthropic::OUTPUT_TOKENS),
         (CACHED_TOKENS, COMPLETION_TOKENS)
     );
+    // At $2.50 per cache write (1.25× input, as Anthropic lists 5-minute writes):
+    // 6 × 2 + 4 × 0.5 + 2 × 2.5 + 5 × 8 = 12 + 2 + 5 + 40 = 59 micro-dollars per answer.
+    let each = anthropic::INPUT_TOKENS * 2
+        + anthropic::CACHE_READ_TOKENS / 2
+        + anthropic::CACHE_CREATION_TOKENS * 5 / 2
+        + anthropic::OUTPUT_TOKENS * 8;
+    assert_eq!(each, 59);
     let upstream = Upstream::start(&[Wire::Anthropic]).await.unwrap();
-    assert_exact_costs("anthropic", &upstream.base_url()).await;
+    let backend = priced_backend("anthropic", &upstream.base_url(), Some("2.50"));
+    assert_exact_costs("anthropic", &backend, each, anthropic::CACHE_CREATION_TOKENS).await;
+}
+
+#[tokio::test]
+async fn anthropic_cache_writes_cost_the_input_price_when_the_route_sets_no_write_price() {
+    // 6 × 2 + 4 × 0.5 + 2 × 2 + 5 × 8 = 58 micro-dollars per answer.
+    let upstream = Upstream::start(&[Wire::Anthropic]).await.unwrap();
+    let backend = priced_backend("anthropic", &upstream.base_url(), None);
+    assert_exact_costs("anthropic", &backend, WITHOUT_WRITES, anthropic::CACHE_CREATION_TOKENS).await;
 }
 
 #[tokio::test]
 async fn gemini_costs_are_exact_for_plain_and_streamed_answers_with_cached_tokens() {
     let upstream = Upstream::start(&[Wire::Gemini]).await.unwrap();
-    assert_exact_costs("gemini", &upstream.base_url()).await;
+    // Gemini reports no cache writes: a write price changes nothing.
+    let backend = priced_backend("gemini", &upstream.base_url(), Some("2.50"));
+    assert_exact_costs("gemini", &backend, WITHOUT_WRITES, 0).await;
 }
 
 #[tokio::test]

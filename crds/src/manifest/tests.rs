@@ -170,6 +170,7 @@ fn full_route_parses_every_field_to_exact_typed_values() {
             input_per_m_tok: MicroUsd::new(2_000_000),
             output_per_m_tok: MicroUsd::new(8_000_000),
             cached_input_per_m_tok: Some(MicroUsd::new(500_000)),
+            cache_write_input_per_m_tok: None,
         }),
         limits: Some(BackendLimits {
             requests_per_minute: Some(500),
@@ -196,6 +197,7 @@ fn full_route_parses_every_field_to_exact_typed_values() {
             input_per_m_tok: MicroUsd::new(100_000),
             output_per_m_tok: MicroUsd::new(420_000),
             cached_input_per_m_tok: None,
+            cache_write_input_per_m_tok: None,
         })
     );
 

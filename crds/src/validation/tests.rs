@@ -131,6 +131,22 @@ const CASES: &[Case] = &[
         message: "expected a string",
     },
     Case {
+        name: "negative cache-write price",
+        base: route,
+        edit: |d| backend(d, 0)["pricing"]["cacheWriteInputPerMTok"] = json!("-3.75"),
+        refused: Refused::Shape,
+        path: "spec.backends[0].pricing.cacheWriteInputPerMTok",
+        message: r#""-3.75" is negative"#,
+    },
+    Case {
+        name: "cache-write price with more than six decimals",
+        base: route,
+        edit: |d| backend(d, 0)["pricing"]["cacheWriteInputPerMTok"] = json!("3.7500001"),
+        refused: Refused::Shape,
+        path: "spec.backends[0].pricing.cacheWriteInputPerMTok",
+        message: "more than 6 decimal places",
+    },
+    Case {
         name: "backend name not a DNS label",
         base: route,
         edit: |d| backend(d, 1)["name"] = json!("Local_Sim"),
@@ -569,6 +585,10 @@ const VALID: &[(&str, Base, Edit)] = &[
         remove(backend(d, 0), "limits");
         remove(spec(d), "rateLimit");
         remove(spec(d), "perUser");
+    }),
+    ("cache read and write prices", route, |d| {
+        backend(d, 0)["pricing"] = json!({"inputPerMTok": "3.00", "outputPerMTok": "15.00",
+            "cachedInputPerMTok": "0.30", "cacheWriteInputPerMTok": "3.75"})
     }),
     ("free prices", route, |d| {
         backend(d, 0)["pricing"] = json!({"inputPerMTok": "0", "outputPerMTok": "0"})

@@ -177,6 +177,7 @@ mod tests {
         let usage = Usage {
             input: Tokens(10),
             cached_input: Tokens(2),
+            cache_write_input: Tokens(0),
             output: Tokens(5),
             estimated: false,
         };

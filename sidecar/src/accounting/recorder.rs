@@ -97,7 +97,8 @@ impl Recorder {
             user = f.user.unwrap_or_default(), outcome = ?f.outcome, attempts = f.attempts, stream = f.streamed, cache = f.cache,
             latency_ms = f.duration.as_millis() as u64,
             ttft_ms = f.time_to_first_token.map(|t| t.as_millis() as u64),
-            input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0, output_tokens = usage.output.0,
+            input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0,
+            cache_write_input_tokens = usage.cache_write_input.0, output_tokens = usage.output.0,
             usage_estimated = usage.estimated, cost_usd = %f.cost, error = f.error.as_deref().unwrap_or_default(),
             "request finished");
     }
@@ -118,7 +119,7 @@ impl Recorder {
         }
         if f.usage.is_some() {
             let (counters, histograms) = series.tokens(m, labels);
-            let counts = [usage.input, usage.output, usage.cached_input];
+            let counts = [usage.input, usage.output, usage.cached_input, usage.cache_write_input];
             for (counter, count) in counters.iter().zip(counts) {
                 counter.inc_by(count.0);
             }
@@ -168,10 +169,12 @@ impl Recorder {
                     .observe(ttft.as_secs_f64());
             }
             if f.usage.is_some() {
-                for (kind, count) in TOKEN_TYPES
-                    .into_iter()
-                    .zip([usage.input, usage.output, usage.cached_input])
-                {
+                for (kind, count) in TOKEN_TYPES.into_iter().zip([
+                    usage.input,
+                    usage.output,
+                    usage.cached_input,
+                    usage.cache_write_input,
+                ]) {
                     let labels = TokenLabels {
                         route: route.clone(),
                         backend: backend.clone(),
@@ -180,7 +183,7 @@ impl Recorder {
                         user: user.clone(),
                     };
                     m.tokens.get_or_create(&labels).inc_by(count.0);
-                    if kind != "cached_input" {
+                    if kind == "input" || kind == "output" {
                         m.token_usage.get_or_create(&labels).observe(count.0 as f64);
                     }
                 }

@@ -31,6 +31,7 @@ fn usage() -> Usage {
     Usage {
         input: Tokens(3),
         cached_input: Tokens(0),
+        cache_write_input: Tokens(0),
         output: Tokens(2),
         estimated: false,
     }

@@ -204,6 +204,15 @@ impl CompletionUsage {
         }
     }
 
+    /// The sidecar's counts in this shape, cache writes as `cache_creation_tokens` when any.
+    pub fn of(usage: &Usage) -> Self {
+        let mut out = Self::new(usage.input.0, usage.output.0, usage.cached_input.0);
+        if let Some(details) = out.prompt_tokens_details.as_mut() {
+            details.cache_creation_tokens = (usage.cache_write_input.0 > 0).then_some(usage.cache_write_input.0);
+        }
+        out
+    }
+
     /// Prompt tokens read from the cache.
     pub fn cached(&self) -> u64 {
         self.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens)
@@ -222,6 +231,7 @@ impl CompletionUsage {
         Usage {
             input: Tokens(self.prompt_tokens),
             cached_input: Tokens(self.cached()),
+            cache_write_input: Tokens(self.cache_creation()),
             output: Tokens(self.completion_tokens),
             estimated: false,
         }

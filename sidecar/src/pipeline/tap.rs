@@ -71,6 +71,7 @@ impl Holds {
         let usage = usage.unwrap_or_else(|| Usage {
             input: Tokens(self.prompt_tokens),
             cached_input: Tokens(0),
+            cache_write_input: Tokens(0),
             output: if streamed_chars == 0 {
                 Tokens(0)
             } else {
@@ -212,6 +213,7 @@ impl Tap {
         let so_far = Usage {
             input: Tokens(holds.prompt_tokens),
             cached_input: Tokens(0),
+            cache_write_input: Tokens(0),
             output: estimate_tokens(self.streamed_chars),
             estimated: true,
         }

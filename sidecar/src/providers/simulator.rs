@@ -109,6 +109,7 @@ impl Simulator {
         let usage = Usage {
             input: estimate_tokens(call.request.prompt_chars()),
             cached_input: Tokens(0),
+            cache_write_input: Tokens(0),
             output: Tokens(draw.words.len() as u64),
             estimated: false,
         };

@@ -21,7 +21,7 @@ const ENDPOINTS: [&str; 3] = ["chat", "embeddings", "messages"];
 /// Outcomes, in [`OutcomeLabel`] order.
 const OUTCOMES: usize = 5;
 /// Token types of `sluice_tokens`; the first two also have a `gen_ai_client_token_usage` histogram.
-pub const TOKEN_TYPES: [&str; 3] = ["input", "output", "cached_input"];
+pub const TOKEN_TYPES: [&str; 4] = ["input", "output", "cached_input", "cache_write_input"];
 
 /// Cached series of one backend.
 #[derive(Debug, Default)]
@@ -41,7 +41,7 @@ pub struct Series {
     /// `gen_ai_client_operation_duration_seconds`.
     pub duration: Histogram,
     time_to_first_token: OnceLock<Histogram>,
-    tokens: OnceLock<([Counter; 3], [Histogram; 2])>,
+    tokens: OnceLock<([Counter; 4], [Histogram; 2])>,
 }
 
 /// How to name a request's series when one must be created.
@@ -123,11 +123,11 @@ impl Series {
 
     /// `sluice_tokens` by [`TOKEN_TYPES`] and `gen_ai_client_token_usage` for the first two,
     /// created on first use.
-    pub fn tokens(&self, metrics: &Metrics, labels: &Labels<'_>) -> &([Counter; 3], [Histogram; 2]) {
+    pub fn tokens(&self, metrics: &Metrics, labels: &Labels<'_>) -> &([Counter; 4], [Histogram; 2]) {
         self.tokens.get_or_init(|| {
-            let [input, output, cached] = TOKEN_TYPES.map(|kind| labels.tokens(kind, String::new()));
+            let [input, output, cached, written] = TOKEN_TYPES.map(|kind| labels.tokens(kind, String::new()));
             (
-                [&input, &output, &cached].map(|l| metrics.tokens.get_or_create(l).clone()),
+                [&input, &output, &cached, &written].map(|l| metrics.tokens.get_or_create(l).clone()),
                 [&input, &output].map(|l| metrics.token_usage.get_or_create(l).clone()),
             )
         })
@@ -157,6 +157,7 @@ mod tests {
         let usage = Usage {
             input: Tokens(12),
             cached_input: Tokens(4),
+            cache_write_input: Tokens(2),
             output: Tokens(9),
             estimated: false,
         };

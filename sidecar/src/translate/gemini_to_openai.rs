@@ -161,7 +161,9 @@ pub fn finish_reason(reason: Option<&str>, made_calls: bool) -> &'static str {
     }
 }
 
-/// Gemini usage as OpenAI's: reasoning counts as completion, tool prompts as prompt.
+/// Gemini usage as OpenAI's: reasoning counts as completion, tool prompts as prompt, the cached
+/// part as `cached_tokens`. Gemini reports no cache writes (its implicit caching bills none; an
+/// explicit cache's storage is billed by the hour, outside any answer), so none are carried.
 pub fn usage(usage: &UsageMetadata) -> CompletionUsage {
     let prompt = usage
         .prompt_token_count

@@ -107,6 +107,7 @@ async fn without_a_usage_chunk_the_metered_usage_is_reported() {
     items.push(Ok(StreamEvent::Usage(Usage {
         input: Tokens(30),
         cached_input: Tokens(5),
+        cache_write_input: Tokens(3),
         output: Tokens(9),
         estimated: false,
     })));
@@ -117,7 +118,7 @@ async fn without_a_usage_chunk_the_metered_usage_is_reported() {
     assert_eq!(name, "message_delta");
     assert_eq!(
         delta["usage"],
-        json!({"output_tokens": 9, "input_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 5})
+        json!({"output_tokens": 9, "input_tokens": 22, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 5})
     );
 }
 

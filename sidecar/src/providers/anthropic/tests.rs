@@ -100,7 +100,71 @@ fn a_tool_use_message_becomes_a_completion_with_tool_calls_reasoning_and_cache_u
         json_of(include_str!("../fixtures/anthropic/message_tool_use_openai.json"))
     );
     let usage = completion.usage.unwrap().to_usage();
-    assert_eq!((usage.input.0, usage.cached_input.0, usage.output.0), (3484, 2048, 87));
+    // 412 uncached + 2048 read + 1024 written: the prompt, with the writes counted apart.
+    assert_eq!(
+        (
+            usage.input.0,
+            usage.cached_input.0,
+            usage.cache_write_input.0,
+            usage.output.0
+        ),
+        (3484, 2048, 1024, 87)
+    );
+}
+
+#[test]
+fn a_streamed_answer_counts_cache_writes_from_message_start_and_message_delta() {
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let start = json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+        "role": "assistant", "model": "claude", "content": [], "stop_reason": null,
+        "usage": {"input_tokens": 10, "cache_creation_input_tokens": 300, "cache_read_input_tokens": 20,
+            "output_tokens": 1}}});
+    let stop = json!({"type": "message_stop"});
+    let delta = |usage: Value| json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage});
+
+    // Writes only in message_start: kept when message_delta leaves them out.
+    let transcript = [
+        event("message_start", start.clone()),
+        event("message_delta", delta(json!({"output_tokens": 7}))),
+        event("message_stop", stop.clone()),
+    ]
+    .concat();
+    let (_, usage, error) = translate_transcript(&transcript, false);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        (
+            usage[0].input.0,
+            usage[0].cached_input.0,
+            usage[0].cache_write_input.0,
+            usage[0].output.0
+        ),
+        (330, 20, 300, 7)
+    );
+
+    // message_delta's counts are cumulative: they replace message_start's.
+    let transcript = [
+        event("message_start", start),
+        event(
+            "message_delta",
+            delta(
+                json!({"output_tokens": 7, "input_tokens": 10, "cache_creation_input_tokens": 400,
+                "cache_read_input_tokens": 20}),
+            ),
+        ),
+        event("message_stop", stop),
+    ]
+    .concat();
+    let (_, usage, error) = translate_transcript(&transcript, false);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        (
+            usage[0].input.0,
+            usage[0].cached_input.0,
+            usage[0].cache_write_input.0,
+            usage[0].output.0
+        ),
+        (430, 20, 400, 7)
+    );
 }
 
 #[test]

@@ -142,10 +142,7 @@ impl Translator {
         self.close(&mut out);
         let usage = match (&self.usage, self.metered) {
             (Some(usage), _) => delta_usage(&super::usage(usage)),
-            (None, Some(metered)) => {
-                let usage = CompletionUsage::new(metered.input.0, metered.output.0, metered.cached_input.0);
-                delta_usage(&super::usage(&usage))
-            }
+            (None, Some(metered)) => delta_usage(&super::usage(&CompletionUsage::of(&metered))),
             (None, None) => DeltaUsage::default(),
         };
         out.push(Event::MessageDelta {
