@@ -15,6 +15,7 @@
 
 pub mod backoff;
 pub mod journal;
+mod reporting;
 pub mod state;
 pub mod usage;
 
@@ -26,15 +27,16 @@ use std::{
 
 use futures::StreamExt;
 use sluice_crds::{
-    ConfigSnapshot, UsageAck, UsageReport,
-    control::{ACK_PATH, BudgetSpend, ConfigAck, Hello, PodIdentity, USAGE_PATH, WATCH_PATH, WatchEvent},
+    ConfigSnapshot,
+    control::{ACK_PATH, BudgetSpend, ConfigAck, Hello, PodIdentity, WATCH_PATH, WatchEvent},
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::{
     backoff::{Pacing, backoff, jitter, random},
-    state::{REFUSED_FILE, SNAPSHOT_FILE, USAGE_FILE, UsageState},
+    reporting::resume_journal,
+    state::{SNAPSHOT_FILE, USAGE_FILE, UsageState},
     usage::Reports,
 };
 use crate::config::ConfigStore;
@@ -392,171 +394,6 @@ impl ControlClient {
             body: response.text().await.unwrap_or_default(),
         })
     }
-
-    fn save_usage(&self) {
-        let reports = locked(&self.shared.reports);
-        self.write_usage(&reports);
-    }
-
-    /// Saves the queue; callers hold its lock, so an older state never overwrites a newer one.
-    fn write_usage(&self, reports: &Reports) -> bool {
-        match state::save(&self.shared.options.state_dir, USAGE_FILE, reports.state()) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot save the unacked usage reports");
-                false
-            }
-        }
-    }
-
-    /// Cuts what the ledger holds into the report queue, saves the queue, and then deletes the
-    /// journal generations it now holds. Nothing is cut before the operator said who we are.
-    pub fn cut(&self, final_report: bool) {
-        let Some(ledger) = self.shared.store.recorder().ledger.as_ref() else {
-            return;
-        };
-        let Some(uid) = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone()) else {
-            return;
-        };
-        let mut reports = locked(&self.shared.reports);
-        let (deltas, floor) = ledger.cut();
-        if reports.cut(deltas, floor, &uid, final_report) && self.write_usage(&reports) {
-            journal::remove_below(&self.shared.options.state_dir, reports.state().journal_floor);
-        }
-    }
-
-    async fn report_until(&self, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(self.shared.options.report_interval) => {}
-                () = shutdown.cancelled() => return,
-            }
-            if let Err(e) = self.report_once().await {
-                tracing::warn!(error = %e, "usage report not acked yet; it will be resent");
-                // Its connection may lead to a replica that does not lead (any more): the
-                // resend opens a new one.
-                *locked(&self.shared.http) = None;
-            }
-        }
-    }
-
-    /// Drops a report the operator refused for good (403): resent, it would be refused again
-    /// and hold back every later report (see [`usage`]).
-    fn drop_refused(&self, report: &UsageReport, answer: &str) {
-        {
-            let mut reports = locked(&self.shared.reports);
-            if reports.refused(report.sequence).is_none() {
-                return;
-            }
-            self.write_usage(&reports);
-        }
-        self.shared.store.recorder().metrics.usage_reports_refused.inc();
-        let routes: std::collections::BTreeSet<String> = report.deltas.iter().map(|d| d.route.to_string()).collect();
-        let requests: u64 = report.deltas.iter().map(|d| d.requests).sum();
-        let cost = report
-            .deltas
-            .iter()
-            .fold(sluice_crds::MicroUsd::ZERO, |sum, d| sum + d.cost);
-        tracing::error!(sequence = report.sequence, routes = ?routes, requests, cost = %cost,
-            operator = answer, "the operator refused this usage report for good; dropped it (kept in usage-refused.json)");
-        if let Err(e) = state::save(&self.shared.options.state_dir, REFUSED_FILE, report) {
-            tracing::warn!(error = %e, "cannot keep the refused usage report");
-        }
-    }
-
-    /// Cuts the ledger into the queue, then sends queued reports in order until the queue is
-    /// empty or one is not acked.
-    pub async fn report_once(&self) -> Result<(), ControlError> {
-        self.cut(false);
-        while self.send_head().await? {}
-        Ok(())
-    }
-
-    /// Sends the first queued report; `Ok(true)` when it left the queue: acked, or refused for
-    /// good and dropped.
-    async fn send_head(&self) -> Result<bool, ControlError> {
-        let Some(report) = locked(&self.shared.reports).head() else {
-            return Ok(false);
-        };
-        let url = locked(&self.shared.url).clone();
-        let response = self
-            .http()?
-            .post(format!("{url}{USAGE_PATH}"))
-            .bearer_auth(self.token()?)
-            .timeout(Duration::from_secs(90))
-            .json(&report)
-            .send()
-            .await?;
-        if response.status() == reqwest::StatusCode::FORBIDDEN {
-            let body = response.text().await.unwrap_or_default();
-            self.drop_refused(&report, &body);
-            return Ok(true);
-        }
-        if !response.status().is_success() {
-            let status = response.status();
-            return Err(ControlError::Refused {
-                status,
-                body: response.text().await.unwrap_or_default(),
-            });
-        }
-        let ack: UsageAck = response.json().await?;
-        let mut reports = locked(&self.shared.reports);
-        let done = reports.acked(ack);
-        if done {
-            tracing::debug!(sequence = report.sequence, "usage report acked");
-            self.write_usage(&reports);
-        }
-        Ok(done)
-    }
-
-    /// Reports everything left (SIGTERM), within `within`: cuts the rest of the ledger into a
-    /// final report and sends the whole queue. What is not acked by then stays saved.
-    pub async fn flush(&self, within: Duration) {
-        self.cut(true);
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.send_head()).await {
-                Ok(Ok(true)) => continue,
-                Ok(Ok(false)) => return,
-                Ok(Err(e)) => {
-                    // A resend on a new connection may reach another replica (or the same one
-                    // after a blip); give up only when the time is up.
-                    tracing::warn!(error = %e, "final usage report not acked yet; retrying");
-                    *locked(&self.shared.http) = None;
-                    let pause = Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
-                    if pause.is_zero() {
-                        break;
-                    }
-                    tokio::time::sleep(pause).await;
-                }
-                Err(_) => break,
-            }
-        }
-        let left = locked(&self.shared.reports).len();
-        if left > 0 {
-            tracing::warn!(
-                reports = left,
-                "usage not acked before exit; it stays saved for the next start"
-            );
-        }
-    }
-}
-
-/// Replays the journal generations the saved queue does not hold into `ledger`, deletes the
-/// ones it does, and journals every delta added from now on.
-fn resume_journal(dir: &std::path::Path, floor: u64, ledger: &crate::accounting::ledger::UsageLedger) {
-    let (deltas, next) = journal::replay(dir, floor);
-    if !deltas.is_empty() {
-        let requests: u64 = deltas.iter().map(|d| d.requests).sum();
-        tracing::info!(
-            requests,
-            "usage settled before the restart and not reported yet is back from the journal"
-        );
-    }
-    ledger.restore(deltas);
-    journal::remove_below(dir, floor);
-    ledger.attach(Box::new(journal::FileJournal::new(dir, next.max(floor))));
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use sluice_crds::{
 
 use super::{
     backoff::{LEADER_SEARCH_MAX_BACKOFF, LEADER_SEARCH_TRIES, Pacing, backoff},
-    journal, resume_journal, state,
+    journal,
+    reporting::resume_journal,
+    state,
     usage::{MAX_QUEUED, Reports},
 };
 use crate::{
