@@ -10,10 +10,10 @@ mod provider;
 
 use std::time::Duration;
 
-use provider::{Backend, Harness, assert_openai_error, chunks_of, header, hello, streamed, weather_tool};
+use provider::{Backend, Harness, assert_openai_error, header, hello, streamed, weather_tool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::sse::sse_data;
+use sluice_tests::sse::{openai_events, sse_data};
 use sluice_tests::upstream::anthropic::{self, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS};
 use sluice_tests::upstream::{
     OK_CONTENT, OK_PIECES, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX, TOOL_NAME, TOOL_PREAMBLE, Wire,
@@ -96,7 +96,7 @@ async fn streamed_chat_becomes_openai_chunks_ending_with_done() {
 
     assert_eq!(response.status(), StatusCode::OK);
     assert!(header(&response, "content-type").is_some_and(|t| t.starts_with("text/event-stream")));
-    let (chunks, done) = chunks_of(&response.text().await.unwrap());
+    let (chunks, done) = openai_events(&response.text().await.unwrap()).unwrap();
     assert!(done, "the stream ends with [DONE]");
     assert_eq!(
         chunks[0]["choices"][0]["delta"],
@@ -128,7 +128,7 @@ async fn streamed_chat_with_include_usage_ends_with_the_usage_chunk() {
     let mut request = streamed(hello("chat"));
     request["stream_options"] = json!({"include_usage": true});
 
-    let (chunks, done) = chunks_of(&h.chat(&request).await.text().await.unwrap());
+    let (chunks, done) = openai_events(&h.chat(&request).await.text().await.unwrap()).unwrap();
 
     assert!(done);
     let last = chunks.last().unwrap();
@@ -197,7 +197,7 @@ async fn a_streamed_tool_call_arrives_as_indexed_argument_deltas() {
     let request = json!({"model": "tool", "stream": true, "tools": weather_tool(),
         "messages": [{"role": "user", "content": "Weather in Paris?"}]});
 
-    let (chunks, done) = chunks_of(&h.chat(&request).await.text().await.unwrap());
+    let (chunks, done) = openai_events(&h.chat(&request).await.text().await.unwrap()).unwrap();
 
     assert!(done);
     let calls: Vec<&Value> = chunks

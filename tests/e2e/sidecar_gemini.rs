@@ -11,10 +11,10 @@ mod provider;
 use std::time::Duration;
 
 use base64::Engine as _;
-use provider::{Backend, Harness, assert_openai_error, chunks_of, header, hello, streamed, weather_tool};
+use provider::{Backend, Harness, assert_openai_error, header, hello, streamed, weather_tool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_tests::sse::sse_data;
+use sluice_tests::sse::{openai_events, sse_data};
 use sluice_tests::upstream::gemini::{self, MODEL_VERSION, TOOL_SIGNATURE};
 use sluice_tests::upstream::{
     CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, RETRY_AFTER_SECS, TOOL_ANSWER_PREFIX,
@@ -98,7 +98,7 @@ async fn streamed_chat_uses_sse_and_becomes_openai_chunks_with_usage_when_asked(
     let response = h.chat(&request).await;
 
     assert_eq!(response.status(), StatusCode::OK);
-    let (chunks, done) = chunks_of(&response.text().await.unwrap());
+    let (chunks, done) = openai_events(&response.text().await.unwrap()).unwrap();
     assert!(done);
     assert_eq!(
         chunks[0]["choices"][0]["delta"],
@@ -183,7 +183,7 @@ async fn a_streamed_function_call_arrives_whole_with_id_name_and_arguments() {
     let request = json!({"model": "tool", "stream": true, "tools": weather_tool(),
         "messages": [{"role": "user", "content": "Weather in Paris?"}]});
 
-    let (chunks, done) = chunks_of(&h.chat(&request).await.text().await.unwrap());
+    let (chunks, done) = openai_events(&h.chat(&request).await.text().await.unwrap()).unwrap();
 
     assert!(done);
     let calls: Vec<&Value> = chunks
@@ -209,7 +209,7 @@ async fn a_safety_stop_finishes_with_content_filter_plain_and_streamed() {
     let plain: Value = h.chat(&hello("safety")).await.json().await.unwrap();
     assert_eq!(plain["choices"][0]["finish_reason"], "content_filter");
 
-    let (chunks, done) = chunks_of(&h.chat(&streamed(hello("safety"))).await.text().await.unwrap());
+    let (chunks, done) = openai_events(&h.chat(&streamed(hello("safety"))).await.text().await.unwrap()).unwrap();
     assert!(done);
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "content_filter");
 }

@@ -13,7 +13,7 @@ use futures::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::sse::sse_data;
+use sluice_tests::sse::{openai_events, sse_data};
 use sluice_tests::upstream::{self, OK_CONTENT, Upstream, Wire, openai};
 
 const NAMESPACE: &str = "team-a";
@@ -176,18 +176,6 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The JSON events before `[DONE]`, and whether `[DONE]` ended the stream.
-fn sse_json(body: &str) -> (Vec<Value>, bool) {
-    let data = sse_data(body);
-    let done = data.last().is_some_and(|d| d == "[DONE]");
-    let events = data
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("event {d:?} is not JSON: {e}")))
-        .collect();
-    (events, done)
-}
-
 /// Checks `{"error": {"message", "type", "param", "code"}}` with exactly those keys and the given values.
 #[track_caller]
 fn assert_openai_error(body: &Value, kind: &str, code: Option<&str>, param: Option<&str>) {
@@ -261,7 +249,7 @@ async fn streamed_chat_passes_chunks_through_and_hides_the_usage_it_asked_for_it
         assert_eq!(header(&response, "x-sluice-backend"), Some(BACKEND));
         assert_eq!(header(&response, "x-sluice-attempts"), Some("1"));
         let text = response.text().await.unwrap();
-        let (events, done) = sse_json(&text);
+        let (events, done) = openai_events(&text).unwrap();
         assert!(done, "the stream must end with data: [DONE]:\n{text}");
         let id = h.last_upstream_id().await;
         assert_eq!(
@@ -293,7 +281,7 @@ async fn streamed_chat_with_include_usage_ends_with_the_usage_chunk() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
-    let (events, done) = sse_json(&text);
+    let (events, done) = openai_events(&text).unwrap();
     assert!(done, "the stream must end with data: [DONE]:\n{text}");
     assert_eq!(events, openai::completion_chunks("chatcmpl-mock-1", "mock-ok", true));
     let last = events.last().unwrap();
@@ -318,7 +306,7 @@ async fn an_upstream_that_ignores_stream_still_gives_the_client_a_stream_of_its_
         assert_eq!(response.status(), StatusCode::OK);
         assert!(header(&response, "content-type").is_some_and(|t| t.starts_with("text/event-stream")));
         let text = response.text().await.unwrap();
-        let (events, done) = sse_json(&text);
+        let (events, done) = openai_events(&text).unwrap();
         assert!(done, "the stream must end with data: [DONE]:\n{text}");
         let content: String = events
             .iter()
@@ -370,7 +358,7 @@ async fn streamed_chunks_reach_the_client_as_the_upstream_sends_them() {
         }
     }
 
-    let (events, done) = sse_json(&String::from_utf8(text).unwrap());
+    let (events, done) = openai_events(&String::from_utf8(text).unwrap()).unwrap();
     assert!(done);
     assert_eq!(events.len(), upstream::OK_PIECES.len() + 2);
     // The upstream pauses between chunks; a sidecar that buffered the answer would deliver it in one burst.

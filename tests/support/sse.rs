@@ -24,3 +24,16 @@ pub fn read_sse(body: &str) -> Vec<(Option<String>, String)> {
 pub fn sse_data(body: &str) -> Vec<String> {
     read_sse(body).into_iter().map(|(_, data)| data).collect()
 }
+
+/// The JSON payloads of an OpenAI-framed stream before `[DONE]`, and whether `[DONE]` ended it;
+/// an error names the first payload that is not JSON.
+pub fn openai_events(body: &str) -> Result<(Vec<serde_json::Value>, bool), String> {
+    let data = sse_data(body);
+    let done = data.last().is_some_and(|d| d == "[DONE]");
+    let events = data
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).map_err(|e| format!("event {d:?} is not JSON: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok((events, done))
+}

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
-use sluice_tests::sse::sse_data;
 use sluice_tests::upstream::{TOOL_NAME, Upstream, Wire};
 
 /// The namespace of every test route.
@@ -116,18 +115,6 @@ pub fn streamed(mut request: Value) -> Value {
 /// A response header as text.
 pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The JSON chunks of an OpenAI stream and whether `[DONE]` ended it.
-pub fn chunks_of(text: &str) -> (Vec<Value>, bool) {
-    let data = sse_data(text);
-    let done = data.last().is_some_and(|d| d == "[DONE]");
-    let chunks = data
-        .iter()
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("chunk {d:?} is not JSON: {e}")))
-        .collect();
-    (chunks, done)
 }
 
 /// The OpenAI tool definition of the upstream's `mock-tool` call.
