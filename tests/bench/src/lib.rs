@@ -3,6 +3,7 @@
 //!
 //! Nothing here is a test: the driver measures and reports, it never fails on a timing.
 
+pub mod budget;
 pub mod driver;
 pub mod fanout;
 pub mod floor;

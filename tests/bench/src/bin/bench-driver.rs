@@ -27,6 +27,12 @@ struct Cli {
     /// Why the operator fan-out was not measured (reported in its place).
     #[arg(long)]
     fanout_missing: Option<String>,
+    /// The shared-budget results (`budget.json`, `budget.md` from `bench-budget`) to report.
+    #[arg(long)]
+    budget_dir: Option<PathBuf>,
+    /// Why the shared budget was not measured (reported in its place).
+    #[arg(long)]
+    budget_missing: Option<String>,
     /// The request-path profile (`tests/bench/profile.md`), included verbatim when present.
     #[arg(long)]
     profile: Option<PathBuf>,
@@ -87,7 +93,8 @@ fn main() -> anyhow::Result<()> {
         cli.fanout_dir.as_deref(),
         cli.fanout_missing.as_deref(),
         cli.profile.as_deref(),
-    );
+    )
+    .with_budget(cli.budget_dir.as_deref(), cli.budget_missing.as_deref());
     let md = report::markdown(&run, cli.plot_link.as_deref(), &extras);
     std::fs::write(&cli.markdown, &md).with_context(|| format!("writing {}", cli.markdown.display()))?;
     println!("{md}");

@@ -104,6 +104,10 @@ pub struct Extras {
     pub fanout: Option<FanoutHeadline>,
     /// Why the fan-out was not measured.
     pub fanout_missing: Option<String>,
+    /// `budget.md` of `bench-budget`, verbatim.
+    pub budget_md: Option<String>,
+    /// Why the shared budget was not measured.
+    pub budget_missing: Option<String>,
     /// `tests/bench/profile.md`, verbatim.
     pub profile: Option<String>,
 }
@@ -140,6 +144,22 @@ impl Extras {
         }
         extras
     }
+
+    /// Adds the shared-budget section of `bench-budget` from `dir`, or why it is missing.
+    pub fn with_budget(mut self, dir: Option<&Path>, missing: Option<&str>) -> Self {
+        self.budget_missing = missing.map(str::to_owned);
+        if let Some(dir) = dir {
+            let md = dir.join("budget.md");
+            match std::fs::read_to_string(&md) {
+                Ok(text) => self.budget_md = Some(text),
+                Err(e) => {
+                    self.budget_missing
+                        .get_or_insert_with(|| format!("`bench-budget` left no `{}` ({e})", md.display()));
+                }
+            }
+        }
+        self
+    }
 }
 
 /// The whole markdown document; `plot` is the PNG's path relative to the document, if drawn.
@@ -174,6 +194,7 @@ pub fn markdown(run: &Run, plot: Option<&str>, extras: &Extras) -> String {
     memory_section(&mut out, run);
     setup_section(&mut out, run);
     fanout_section(&mut out, extras);
+    budget_section(&mut out, extras);
     if let Some(profile) = &extras.profile {
         out.push_str(profile.trim_end());
         out.push_str("\n\n");
@@ -860,6 +881,24 @@ fn fanout_section(out: &mut String, extras: &Extras) {
     }
 }
 
+/// The shared-budget section: `budget.md` as `bench-budget` wrote it, or why it is missing.
+fn budget_section(out: &mut String, extras: &Extras) {
+    match &extras.budget_md {
+        Some(md) => {
+            out.push_str(md.trim_end());
+            out.push_str("\n\n");
+        }
+        None => {
+            let _ = writeln!(out, "## Shared budget\n");
+            let _ = writeln!(out, "Not measured: {}.\n", budget_missing(extras));
+        }
+    }
+}
+
+fn budget_missing(extras: &Extras) -> &str {
+    extras.budget_missing.as_deref().unwrap_or("`bench-budget` was not run")
+}
+
 /// What this run did not measure, and why: generated from the run, so it stays true.
 fn missing_section(out: &mut String, run: &Run, extras: &Extras) {
     let mut missing: Vec<String> = Vec::new();
@@ -901,6 +940,9 @@ fn missing_section(out: &mut String, run: &Run, extras: &Extras) {
             "**Operator fan-out**: not measured: {}.",
             extras.fanout_missing.as_deref().unwrap_or("`bench-fanout` was not run")
         ));
+    }
+    if extras.budget_md.is_none() {
+        missing.push(format!("**Shared budget**: not measured: {}.", budget_missing(extras)));
     }
     if extras.profile.is_none() {
         missing.push(
@@ -1003,6 +1045,7 @@ mod tests {
         assert!(md.contains("**Portkey gateway**: not measured: install failed: npm."));
         assert!(md.contains("| LiteLLM proxy | "));
         assert!(md.contains("**Operator fan-out**: not measured"));
+        assert!(md.contains("**Shared budget**: not measured: `bench-budget` was not run."));
     }
 
     #[test]
@@ -1016,6 +1059,8 @@ mod tests {
                 acked_max_ms: Some(1_200.0),
             }),
             fanout_missing: None,
+            budget_md: Some("## Shared budget: 50 sidecars at 1000 req/s\n\n| overspend | $0 |\n".into()),
+            budget_missing: None,
             profile: Some("## Profile\n\nbefore/after\n".into()),
         };
         let md = markdown(&run(Vec::new(), Vec::new()), None, &extras);
@@ -1024,5 +1069,7 @@ mod tests {
         assert!(md.contains("## Profile\n\nbefore/after\n"));
         assert!(!md.contains("## Sluice beside the peers"));
         assert!(!md.contains("**Operator fan-out**: not measured"));
+        assert!(md.contains("## Shared budget: 50 sidecars at 1000 req/s\n\n| overspend | $0 |\n"));
+        assert!(!md.contains("**Shared budget**: not measured"));
     }
 }
