@@ -20,10 +20,10 @@ use crate::usage::ledger::{AcceptedSpec, Ledger, Reclaim};
 /// (`control_server::auth`); a report must then be queued within [`AUTHENTICATED_TO_QUEUED`]
 /// of being authenticated, or it is refused with 503 and sent again (and authenticated again).
 /// So every report of a pod is queued within 30 + 20 = 50 s of the pod's deletion, and this
-/// leaves 10 s over that (for the API server's own view of pods, which the review consults,
-/// to catch up with the deletion, and for the watch event that notes it to arrive later than
-/// the deletion, which only makes the wait longer). A deleted pod's allowance is taken back once its final report is
-/// applied, or after this; its records are removed after this ([`Ledgers::reclaim_due`]).
+/// leaves 10 s over that, for the API server's own view of pods (which the review consults) to
+/// catch up with the deletion; the watch event that notes the deletion comes after it, which
+/// only makes the wait longer. A deleted pod's allowance is taken back once its final report
+/// is applied, or after this; its records are removed after this ([`Ledgers::reclaim_due`]).
 pub const RECLAIM_WAIT: Duration = Duration::from_secs(60);
 
 /// How long the control server may take from authenticating a usage report to queueing it
