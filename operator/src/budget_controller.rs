@@ -45,7 +45,13 @@ pub async fn reconcile(budget: Arc<Budget>, ctx: Arc<Context>) -> Result<Action>
     if key.namespace.is_empty() {
         return Err(Error::NoNamespace(key.name));
     }
-    usage::ensure_ledger(&ctx, &key.namespace).await?;
+    if let Err(e) = usage::ensure_ledger(&ctx, &key.namespace).await {
+        if let Error::LedgerUnreadable { .. } = e {
+            // Its status says so; tried again (`error_policy`) until an administrator deletes it.
+            status::write_budget(&ctx, &key).await?;
+        }
+        return Err(e);
+    }
     let validity = validation::validate_budget(&budget.spec).map_err(|invalid| {
         tracing::warn!(budget = %key, error = %invalid, "budget not accepted");
         invalid.to_string()

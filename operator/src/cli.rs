@@ -59,7 +59,8 @@ pub struct RunOptions {
     /// Where to write a generated CA certificate.
     #[arg(long, env = "SLUICE_CA_OUT")]
     pub ca_out: Option<PathBuf>,
-    /// Namespace of the leader Lease.
+    /// The operator's own namespace: of the leader Lease, and of the usage ledgers (one
+    /// ConfigMap per namespace counted, `sluice-usage-<namespace>`).
     #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
     pub lease_namespace: String,
     /// Name of the leader Lease.
@@ -131,6 +132,7 @@ impl RunOptions {
             heartbeat: self.heartbeat.get(),
             sizing_window: self.sizing_window.get(),
             watch_namespace: self.watch_namespace.clone().filter(|ns| !ns.is_empty()),
+            ledger_namespace: self.lease_namespace.clone(),
             // Drift is measured against what this operator's webhook injects.
             inject: self.webhook_listen.is_some().then(|| inject.clone()),
         }

@@ -16,6 +16,9 @@ pub enum Type {
     Exhausted,
     /// A budget crossed one of its alert thresholds.
     ThresholdReached,
+    /// The namespace's usage ledger: present only after it went missing or while it cannot be
+    /// read (`True`: counting, `False`: reports held).
+    UsageLedger,
 }
 
 impl Type {
@@ -27,6 +30,7 @@ impl Type {
             Self::Ready => "Ready",
             Self::Exhausted => "Exhausted",
             Self::ThresholdReached => "ThresholdReached",
+            Self::UsageLedger => "UsageLedger",
         }
     }
 }
@@ -60,6 +64,12 @@ pub enum Reason {
     ThresholdCrossed,
     /// Spend is under every threshold.
     BelowThresholds,
+    /// The ledger was deleted while held and written again from the operator's copy.
+    Recreated,
+    /// The ledger was missing at load and rebuilt from status.
+    RebuiltFromStatus,
+    /// The ledger's ConfigMap is not a ledger: reports are held.
+    Unreadable,
 }
 
 impl Reason {
@@ -79,6 +89,9 @@ impl Reason {
             Self::WithinLimit => "WithinLimit",
             Self::ThresholdCrossed => "ThresholdCrossed",
             Self::BelowThresholds => "BelowThresholds",
+            Self::Recreated => "Recreated",
+            Self::RebuiltFromStatus => "RebuiltFromStatus",
+            Self::Unreadable => "Unreadable",
         }
     }
 }
@@ -116,6 +129,11 @@ pub fn set(
         }
         None => conditions.push(next),
     }
+}
+
+/// Removes the condition of type `kind`.
+pub fn remove(conditions: &mut Vec<Condition>, kind: Type) {
+    conditions.retain(|c| c.type_ != kind.as_str());
 }
 
 /// The condition of type `kind`, if present.

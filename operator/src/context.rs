@@ -26,6 +26,8 @@ pub struct Settings {
     pub sizing_window: Duration,
     /// Only this namespace is watched and served (`None`: every namespace).
     pub watch_namespace: Option<String>,
+    /// The operator's own namespace, where the usage ledgers are kept (`--lease-namespace`).
+    pub ledger_namespace: String,
     /// What the webhook injects, to report pods running an outdated sidecar (`None`: no check).
     pub inject: Option<Arc<crate::webhook::inject::InjectConfig>>,
 }

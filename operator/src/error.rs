@@ -15,6 +15,23 @@ pub enum Error {
     /// The usage ledger of a namespace changed under us (another writer); it is reloaded.
     #[error("the usage ledger of namespace {0} changed concurrently; reloading it")]
     LedgerConflict(String),
+    /// The usage ledger of a namespace was deleted while the operator held it.
+    #[error("the usage ledger ConfigMap {0} was deleted")]
+    LedgerDeleted(String),
+    /// A namespace's ledger ConfigMap exists and is not a ledger: never overwritten, reports
+    /// held until an administrator deletes it.
+    #[error(
+        "the usage ledger ConfigMap {configmap} cannot be read since {since} ({reason}): usage reports are held \
+         (sidecars keep them and send them again) until an administrator deletes it; it is then rebuilt from status"
+    )]
+    LedgerUnreadable {
+        /// `namespace/name` of the ConfigMap.
+        configmap: String,
+        /// Why it cannot be read.
+        reason: String,
+        /// When the operator first found it so.
+        since: jiff::Timestamp,
+    },
 }
 
 /// Results of the operator's library.

@@ -23,9 +23,12 @@ use crate::{
     conditions::{self, Reason, Type},
     context::Context,
     desired,
-    error::Result,
+    error::{Error, Result},
     period,
-    usage::{ensure_ledger, ledger::BudgetTotals},
+    usage::{
+        configmap_name, ensure_ledger,
+        ledger::{BudgetTotals, Incident, IncidentKind},
+    },
 };
 
 /// A budget's status figures for `now`: spend of the current period (zero once it rolled over).
@@ -224,12 +227,51 @@ pub fn budget_conditions(
     events
 }
 
+/// Sets (or removes) a budget's `UsageLedger` condition from the ledger's last incident.
+pub fn ledger_condition(
+    c: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    incident: Option<Incident>,
+    configmap: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let Some(Incident { kind, at }) = incident else {
+        conditions::remove(c, Type::UsageLedger);
+        return;
+    };
+    let (reason, message) = match kind {
+        IncidentKind::Recreated => (
+            Reason::Recreated,
+            format!(
+                "ConfigMap {configmap} was found deleted at {at} and written again from the operator's copy \
+                 (the pods' report sequences included): nothing was lost or counted twice"
+            ),
+        ),
+        IncidentKind::RebuiltFromStatus => (
+            Reason::RebuiltFromStatus,
+            format!(
+                "ConfigMap {configmap} was missing at {at} while status already showed usage (deleted while no \
+                 operator held it, or kept in this namespace by an earlier version): rebuilt from status; a usage \
+                 report applied but not yet acknowledged at that moment may count again (at most one per pod)"
+            ),
+        ),
+    };
+    conditions::set(c, Type::UsageLedger, true, reason, message, generation, now);
+}
+
 /// Writes a budget's whole status, emitting an Event for each threshold newly crossed.
 pub async fn write_budget(ctx: &Context, key: &ObjectKey) -> Result<()> {
     let Some(budget) = ctx.budgets.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
         return Ok(());
     };
-    ensure_ledger(ctx, &key.namespace).await?;
+    let configmap = format!("{}/{}", ctx.settings.ledger_namespace, configmap_name(&key.namespace));
+    match ensure_ledger(ctx, &key.namespace).await {
+        Ok(()) => {}
+        Err(Error::LedgerUnreadable { reason, since, .. }) => {
+            return write_budget_held(ctx, key, &budget, &configmap, &reason, since).await;
+        }
+        Err(e) => return Err(e),
+    }
     let now = Timestamp::now();
     let figures = ctx.ledgers.read(&key.namespace, |l| {
         budget_figures(&budget.spec, l.budgets.get(&key.name), now)
@@ -237,6 +279,9 @@ pub async fn write_budget(ctx: &Context, key: &ObjectKey) -> Result<()> {
     let mut status = figures.unwrap_or_else(|| budget_figures(&budget.spec, None, now));
     let invalid = ctx.verdicts.budget_invalid(key);
     let events = budget_conditions(&budget, &mut status, invalid, &Time(now));
+    let incident = ctx.ledgers.read(&key.namespace, |l| l.incident).flatten();
+    let generation = budget.metadata.generation;
+    ledger_condition(&mut status.conditions, incident, &configmap, generation, &Time(now));
     if budget.status.as_ref() != Some(&status) {
         apply_status::<Budget>(ctx, key, "Budget", &status).await?;
     }
@@ -252,6 +297,39 @@ pub async fn write_budget(ctx: &Context, key: &ObjectKey) -> Result<()> {
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(budget = %key, error = %e, "could not publish an Event");
         }
+    }
+    Ok(())
+}
+
+/// Writes a budget's status while its namespace's ledger cannot be read: the figures as last
+/// written (nothing is counted meanwhile), and a `UsageLedger` condition saying why and since when.
+async fn write_budget_held(
+    ctx: &Context,
+    key: &ObjectKey,
+    budget: &Budget,
+    configmap: &str,
+    reason: &str,
+    since: Timestamp,
+) -> Result<()> {
+    let mut status = budget.status.clone().unwrap_or_default();
+    let message = format!(
+        "ConfigMap {configmap} cannot be read since {since} ({reason}): usage reports of this namespace are \
+         held (answered 503; sidecars keep them on disk and send them again, so nothing is lost) and spend here \
+         stays as last counted until an administrator deletes the ConfigMap; it is then rebuilt from status"
+    );
+    let now = Time(Timestamp::now());
+    let generation = budget.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        Type::UsageLedger,
+        false,
+        Reason::Unreadable,
+        message,
+        generation,
+        &now,
+    );
+    if budget.status.as_ref() != Some(&status) {
+        apply_status::<Budget>(ctx, key, "Budget", &status).await?;
     }
     Ok(())
 }

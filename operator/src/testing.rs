@@ -305,6 +305,7 @@ impl Context {
             heartbeat: Duration::from_secs(15),
             sizing_window: Duration::from_secs(60),
             watch_namespace: None,
+            ledger_namespace: "sluice-system".to_owned(),
             inject: None,
         };
         let reporter = Reporter {

@@ -437,14 +437,23 @@ fn rbac_questions(release: &str, own: &str, cert_manager: bool) -> Vec<Question>
     }
     questions.push(q(false, &["patch", "namespaces"]));
     questions.push(q(true, &["create", "configmaps", "-n", app]));
-    for cm in ["configmaps/sluice-usage", "configmaps/sluice-ca"] {
-        for verb in ["get", "list", "watch", "update", "patch"] {
-            questions.push(q(true, &[verb, cm, "-n", app]));
-        }
-        questions.push(q(false, &["delete", cm, "-n", app]));
+    for verb in ["get", "list", "watch", "update", "patch"] {
+        questions.push(q(true, &[verb, "configmaps/sluice-ca", "-n", app]));
+    }
+    questions.push(q(false, &["delete", "configmaps/sluice-ca", "-n", app]));
+    // The usage ledgers are in the release namespace; a tenant's `sluice-usage` (where earlier
+    // versions kept it) is nothing of the operator's.
+    for verb in ["get", "update", "patch", "delete"] {
+        questions.push(q(false, &[verb, "configmaps/sluice-usage", "-n", app]));
     }
     questions.push(q(false, &["list", "configmaps", "-n", app]));
     questions.push(q(false, &["update", "configmaps/app-config", "-n", app]));
+    for verb in ["get", "create", "update"] {
+        questions.push(q(true, &[verb, "configmaps/sluice-usage-some-app", "-n", own]));
+    }
+    questions.push(q(true, &["create", "configmaps", "-n", own]));
+    questions.push(q(false, &["delete", "configmaps/sluice-usage-some-app", "-n", own]));
+    questions.push(q(false, &["list", "configmaps", "-n", own]));
     questions.push(q(true, &["create", "tokenreviews.authentication.k8s.io"]));
     for verb in ["create", "patch"] {
         questions.push(q(true, &[verb, "events.events.k8s.io", "-n", app]));

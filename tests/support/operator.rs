@@ -9,8 +9,8 @@
 //! ([`crate::addresses`]); spawning one waits for that report.
 //!
 //! Each test runs its own operator with `--watch-namespace` set to the test's namespace and
-//! its leader Lease in it, so the tests of one binary share the API server without sharing an
-//! operator.
+//! its leader Lease (and usage ledgers) in it, so the tests of one binary share the API server
+//! without sharing an operator.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -286,8 +286,12 @@ impl OperatorProcess {
                 .arg("--tls-key")
                 .arg(certs.dir.join("tls.key"));
         }
+        // `--lease-namespace` in `extra`: the operator's own namespace (its Lease and the usage
+        // ledgers) is another than the one it serves.
+        if !extra.contains(&"--lease-namespace") {
+            command.args(["--lease-namespace", &cluster.namespace]);
+        }
         command
-            .args(["--lease-namespace", &cluster.namespace])
             .args(["--identity", identity])
             .args(extra)
             .env("KUBECONFIG", &cluster.kubeconfig)

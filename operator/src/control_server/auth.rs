@@ -87,6 +87,9 @@ impl Authenticator {
         if let Some(identity) = self.cached(&digest) {
             return Ok(identity);
         }
+        // A review is trusted for `CACHE_FOR` counted from before it was asked: the pod was not
+        // deleted before then (what `ledgers::RECLAIM_WAIT` relies on).
+        let asked = Instant::now();
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
@@ -102,7 +105,7 @@ impl Authenticator {
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
         }
-        cache.insert(digest, (identity.clone(), Instant::now()));
+        cache.insert(digest, (identity.clone(), asked));
         Ok(identity)
     }
 

@@ -234,6 +234,7 @@ async fn ack(req: Request<Incoming>, server: &ControlServer) -> Result<Response<
 }
 
 async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
+    let authenticating = std::time::Instant::now();
     let pod = identity(&req, server).await?;
     let report: UsageReport = read_json(req, MAX_REPORT_BYTES).await?;
     if report.pod_uid != pod.uid {
@@ -249,6 +250,14 @@ async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
         tracing::warn!(pod = %pod.name, namespace = %pod.namespace, sequence = report.sequence,
             reason = %out_of_scope, "usage report refused");
         return Err((StatusCode::FORBIDDEN, out_of_scope.to_string()));
+    }
+    // A report queued long after its token was checked could come from a pod deleted since,
+    // after its records were removed (`ledgers::RECLAIM_WAIT`): sent again, it is checked again.
+    if authenticating.elapsed() > crate::ledgers::AUTHENTICATED_TO_QUEUED {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the report took too long to be queued after its token was checked; send it again".to_owned(),
+        ));
     }
     let bound = ctx.settings.status_interval.saturating_mul(10) + Duration::from_secs(30);
     tracing::debug!(pod = %pod.name, sequence = report.sequence, deltas = report.deltas.len(), "usage report queued");

@@ -82,10 +82,10 @@ async fn an_accepted_route_is_recorded_in_the_ledger_before_its_status_says_push
         "sidecars": no_sidecars(),
     });
     let verifier = server.run(vec![
-        Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage"),
+        Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage-team-a"),
         Call::get(SECRET_PATH).answers(secret(json!({"apiKey": SK_TEST}))),
         Call::post(
-            "/api/v1/namespaces/team-a/configmaps?&fieldManager=sluice-operator",
+            "/api/v1/namespaces/sluice-system/configmaps?&fieldManager=sluice-operator",
             ledger_configmap(&ledger, None),
         )
         .creates(ledger_configmap(&ledger, Some("1"))),
@@ -391,13 +391,13 @@ async fn a_secret_two_backends_name_is_read_once_and_only_the_named_keys_are_kep
         "sidecars": no_sidecars(),
     });
     let verifier = server.run(vec![
-        Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage"),
+        Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage-team-a"),
         // One GET for both backends; the key no route names is dropped with the object.
         Call::get(SECRET_PATH).answers(secret(
             json!({"apiKey": SK_TEST, "spare": "c2stc3BhcmU=", "unrelated": "bmV2ZXIta2VwdA=="}),
         )),
         Call::post(
-            "/api/v1/namespaces/team-a/configmaps?&fieldManager=sluice-operator",
+            "/api/v1/namespaces/sluice-system/configmaps?&fieldManager=sluice-operator",
             ledger_configmap(&ledger, None),
         )
         .creates(ledger_configmap(&ledger, Some("1"))),

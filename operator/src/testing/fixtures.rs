@@ -9,8 +9,8 @@ pub const NS: &str = "team-a";
 /// A transition time from before the test, which a condition that keeps its status keeps.
 pub const EARLIER: &str = "2025-06-01T00:00:00Z";
 
-/// The path of the ledger ConfigMap of [`NS`].
-pub const LEDGER_PATH: &str = "/api/v1/namespaces/team-a/configmaps/sluice-usage";
+/// The path of the ledger ConfigMap of [`NS`], in the operator's namespace.
+pub const LEDGER_PATH: &str = "/api/v1/namespaces/sluice-system/configmaps/sluice-usage-team-a";
 
 /// The status subresource of a `sluice.dev` object of [`NS`], applied as the operator.
 pub fn status_path(resource: &str, name: &str) -> String {
@@ -33,8 +33,8 @@ pub fn ledger_configmap(ledger: &Value, resource_version: Option<&str>) -> Value
     let mut cm = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {
-            "name": "sluice-usage", "namespace": NS,
-            "labels": {"app.kubernetes.io/managed-by": "sluice-operator"},
+            "name": "sluice-usage-team-a", "namespace": "sluice-system",
+            "labels": {"app.kubernetes.io/managed-by": "sluice-operator", "sluice.dev/namespace": NS},
         },
         "data": {"ledger.json": ledger.to_string()},
     });

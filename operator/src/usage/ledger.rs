@@ -1,6 +1,23 @@
 //! A namespace's usage ledger: totals per route and budget, and the highest report sequence
 //! applied per pod, kept together so that one write persists both and a report is applied
 //! exactly once (DESIGN §6.3).
+//!
+//! # Size
+//!
+//! A ConfigMap holds at most 1 MiB, so the ledger must stay bounded. Route and budget totals
+//! are a few hundred bytes each and do not grow with traffic (by-model and backend maps grow
+//! with the models and backends named in the specs). What grows with pods:
+//!
+//! - per pod that reported, its [`PodRecord`]: `"<uid>":{"name":"<pod name>","sequence":N},`,
+//!   63 bytes plus the name and the sequence's digits (94 bytes for a 30-character name);
+//! - per pod per budget it spends from, its [`PodGrant`]:
+//!   `"<uid>":{"grantedUSD":"2.000000","spentUSD":"0.001000"},`, 87 bytes (more above $10).
+//!
+//! So 181 bytes per live pod with one budget, 268 with two: 5,000 live pods in one namespace
+//! with one budget take 0.86 MiB, which is the scale one namespace's ledger is for. Departed pods leave nothing: their records are removed once nothing of theirs can
+//! arrive any more ([`Ledger::forget`], called by [`crate::ledgers::Ledgers::reclaim_due`]),
+//! so 5,000 pods churned through one route leave the ledger as it was before they came
+//! (`the_ledger_of_5000_churned_pods_is_its_totals_only` measures it).
 
 use std::collections::BTreeMap;
 
@@ -10,10 +27,23 @@ use sluice_crds::{MicroUsd, ModelRouteSpec, Outcome, RouteUsage, UsageReport};
 
 use crate::allowance::PodUse;
 
-/// The ConfigMap holding a namespace's ledger.
-pub const LEDGER_CONFIGMAP: &str = "sluice-usage";
+/// The ledgers are ConfigMaps in the operator's own namespace (`--lease-namespace`), where the
+/// tenants have no rights, named this prefix and the tenant namespace (names allow 253
+/// characters, namespaces 63).
+pub const LEDGER_PREFIX: &str = "sluice-usage-";
+/// The ledger ConfigMaps' label naming the namespace whose usage they hold.
+pub const NAMESPACE_LABEL: &str = "sluice.dev/namespace";
 /// Its data key.
 pub const LEDGER_KEY: &str = "ledger.json";
+/// Where earlier versions kept a namespace's ledger: the ConfigMap of this name in the
+/// tenant namespace itself, writable by anyone with the `edit` role there. It is never read:
+/// see [`crate::usage::load`].
+pub const LEGACY_CONFIGMAP: &str = "sluice-usage";
+
+/// The name of the ConfigMap holding `namespace`'s ledger.
+pub fn configmap_name(namespace: &str) -> String {
+    format!("{LEDGER_PREFIX}{namespace}")
+}
 
 /// Everything counted in one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -32,6 +62,33 @@ pub struct Ledger {
     /// starts keeps being served as it last was (secrets are resolved again, never stored).
     #[serde(default)]
     pub accepted: BTreeMap<String, AcceptedSpec>,
+    /// The last time the ledger's ConfigMap went missing, and how it was restored (shown as
+    /// the Budgets' `UsageLedger` condition until the next such incident).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+}
+
+/// The ledger's ConfigMap went missing, and how it came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    /// How.
+    pub kind: IncidentKind,
+    /// When the operator found it missing.
+    pub at: Timestamp,
+}
+
+/// How a missing ledger was restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IncidentKind {
+    /// Deleted while the operator held it: written again from the operator's copy, which is
+    /// what was last persisted (sequences included), so nothing counts twice.
+    Recreated,
+    /// Missing when the operator loaded it while status already showed usage (deleted while no
+    /// operator held it, or written by a version that kept it in the tenant namespace): rebuilt
+    /// from status without the pods' sequences.
+    RebuiltFromStatus,
 }
 
 /// A route's spec as last accepted.
@@ -262,6 +319,29 @@ impl Ledger {
             }
         }
         changed
+    }
+
+    /// Removes every record of a departed pod: its sequence and its grant in every budget.
+    /// Only for a pod of which nothing can arrive any more (see
+    /// [`crate::ledgers::Ledgers::reclaim_due`]): a report of it applied after this would find
+    /// no sequence and count again. Its spend stays in the route and budget totals, and its
+    /// allowance was taken back first (granted = spent), so the outstanding allowance does
+    /// not change. Returns whether anything was removed.
+    pub fn forget(&mut self, pod_uid: &str) -> bool {
+        let mut changed = self.pods.remove(pod_uid).is_some();
+        for budget in self.budgets.values_mut() {
+            changed |= budget.pods.remove(pod_uid).is_some();
+        }
+        changed
+    }
+
+    /// Every pod UID the ledger holds a record or a grant of.
+    pub fn pod_uids(&self) -> std::collections::BTreeSet<String> {
+        let mut uids: std::collections::BTreeSet<String> = self.pods.keys().cloned().collect();
+        for budget in self.budgets.values() {
+            uids.extend(budget.pods.keys().cloned());
+        }
+        uids
     }
 
     /// Closes the allowance sizing window of every pod: what it spent in it becomes `recent`.

@@ -6,6 +6,7 @@ use sluice_crds::{BackendName, MicroUsd, ModelName, ObjectKey, Outcome, Tokens, 
 use super::ledger::*;
 
 mod flush;
+mod prune;
 
 fn delta(route: &str, backend: &str, outcome: Outcome, cost: u64) -> UsageDelta {
     UsageDelta {
@@ -217,28 +218,82 @@ fn the_flush_takes_back_a_deleted_pods_allowance_only_after_its_last_report_is_a
     let t0 = Instant::now();
     ledgers.pod_gone("ns", "pod-a", t0);
     // Its final report is still on its way: nothing is taken back.
-    assert_eq!(ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(1)), []);
+    assert_eq!(
+        ledgers
+            .reclaim_due("ns", &mut ns, t0 + Duration::from_secs(1))
+            .reclaimed,
+        []
+    );
     assert_eq!(ns.ledger.budgets["monthly"].pods["pod-a"].granted, MicroUsd::new(100));
     assert!(!ns.dirty);
     // Applied with the flush's reports: taken back in the same write.
     ns.ledger.apply("a", &last_of("pod-a", 2), &budget_of);
     assert_eq!(
-        ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(2)),
+        ledgers
+            .reclaim_due("ns", &mut ns, t0 + Duration::from_secs(2))
+            .reclaimed,
         [("pod-a".to_owned(), false)]
     );
     let grant = ns.ledger.budgets["monthly"].pods["pod-a"];
     assert_eq!((grant.granted, grant.spent), (MicroUsd::new(40), MicroUsd::new(40)));
     assert!(ns.dirty);
     // Once only.
-    assert_eq!(ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(3)), []);
+    assert_eq!(
+        ledgers
+            .reclaim_due("ns", &mut ns, t0 + Duration::from_secs(3))
+            .reclaimed,
+        []
+    );
 
     // A pod whose final report never comes is reclaimed when the wait is over, and said so.
     granted(&mut ns.ledger, "pod-b", 50);
     ledgers.pod_gone("ns", "pod-b", t0);
-    assert_eq!(ledgers.reclaim_due("ns", &mut ns, t0 + Duration::from_secs(59)), []);
     assert_eq!(
-        ledgers.reclaim_due("ns", &mut ns, t0 + crate::ledgers::RECLAIM_WAIT),
-        [("pod-b".to_owned(), true)]
+        ledgers
+            .reclaim_due("ns", &mut ns, t0 + Duration::from_secs(59))
+            .reclaimed,
+        []
     );
-    assert_eq!(ns.ledger.budgets["monthly"].pods["pod-b"].granted, MicroUsd::ZERO);
+    let departures = ledgers.reclaim_due("ns", &mut ns, t0 + crate::ledgers::RECLAIM_WAIT);
+    assert_eq!(departures.reclaimed, [("pod-b".to_owned(), true)]);
+    // Taken back, then its records removed (`prune` has the rules).
+    assert_eq!(departures.forgotten, ["pod-a", "pod-b"]);
+    assert!(!ns.ledger.budgets["monthly"].pods.contains_key("pod-b"));
+}
+
+#[test]
+fn a_configmap_without_a_ledger_in_it_is_unreadable_never_an_empty_ledger() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cm = |data: Option<(&str, &str)>| ConfigMap {
+        data: data.map(|(k, v)| [(k.to_owned(), v.to_owned())].into()),
+        ..ConfigMap::default()
+    };
+    assert_eq!(super::load::parse(&cm(None)).unwrap_err(), "it has no key ledger.json");
+    assert_eq!(
+        super::load::parse(&cm(Some(("other", "{}")))).unwrap_err(),
+        "it has no key ledger.json"
+    );
+    let garbage = super::load::parse(&cm(Some(("ledger.json", "{\"pods\": [not a ledger")))).unwrap_err();
+    assert!(garbage.starts_with("ledger.json is not a usage ledger: "), "{garbage}");
+    // The wrong shape: a sequence that is not a number.
+    let shape = super::load::parse(&cm(Some((
+        "ledger.json",
+        r#"{"pods": {"uid-a": {"name": "a", "sequence": "many"}}}"#,
+    ))))
+    .unwrap_err();
+    assert!(shape.contains("invalid type"), "{shape}");
+    // A ledger as written, incident included, reads back.
+    let ledger = Ledger {
+        incident: Some(Incident {
+            kind: IncidentKind::RebuiltFromStatus,
+            at: start(),
+        }),
+        ..Ledger::default()
+    };
+    let text = serde_json::to_string(&ledger).unwrap();
+    assert!(
+        text.ends_with(r#""incident":{"kind":"rebuiltFromStatus","at":"2026-11-01T00:00:00Z"}}"#),
+        "{text}"
+    );
+    assert_eq!(super::load::parse(&cm(Some(("ledger.json", &text)))).unwrap(), ledger);
 }

@@ -97,7 +97,8 @@ fn flushing(ctx: &Arc<Context>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { flush(&ctx).await })
 }
 
-const LEDGER_REPLACE: &str = "/api/v1/namespaces/team-a/configmaps/sluice-usage?&fieldManager=sluice-operator";
+const LEDGER_REPLACE: &str =
+    "/api/v1/namespaces/sluice-system/configmaps/sluice-usage-team-a?&fieldManager=sluice-operator";
 
 #[tokio::test]
 async fn reports_are_persisted_in_one_ledger_write_then_shown_in_status_then_acked() {
@@ -211,7 +212,7 @@ async fn a_ledger_changed_by_another_writer_fails_the_reports_and_is_read_again(
         .answer(Call::put(LEDGER_REPLACE, ledger_configmap(&after, Some("7"))).fails(
             409,
             "Conflict",
-            r#"Operation cannot be fulfilled on configmaps "sluice-usage": the object has been modified"#,
+            r#"Operation cannot be fulfilled on configmaps "sluice-usage-team-a": the object has been modified"#,
         ))
         .await;
     flushing.await.unwrap();
@@ -269,14 +270,14 @@ async fn the_flusher_writes_a_queued_report_at_its_next_tick_and_waits_out_an_un
     assert!(unanswered(&mut ack), "a report is answered only once persisted");
     // No ConfigMap yet: the ledger starts from the (empty) statuses and is created.
     server
-        .answer(Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage"))
+        .answer(Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage-team-a"))
         .await;
     assert_eq!(start.elapsed(), Duration::from_secs(4), "retried at the next tick");
     let ledger = one_free_report();
     server
         .answer(
             Call::post(
-                "/api/v1/namespaces/team-a/configmaps?&fieldManager=sluice-operator",
+                "/api/v1/namespaces/sluice-system/configmaps?&fieldManager=sluice-operator",
                 ledger_configmap(&ledger, None),
             )
             .creates(ledger_configmap(&ledger, Some("1"))),
