@@ -3,6 +3,14 @@
 //!
 //! The allowance is the interface to the operator: alone (local mode) a sidecar's allowance is
 //! the whole limit; in a cluster the operator grants each sidecar a slice and tops it up.
+//!
+//! In a cluster a sidecar asks for more ([`Ask`], sent by the control client) when what is left
+//! of its slice falls under half of the last slice it was granted, so the common path never
+//! waits; a request that finds the slice spent asks too and waits briefly for the larger grant
+//! (the pipeline does, on [`Account::changed`]). A refusal is `budget_exceeded` only when the
+//! budget itself is spent ([`Exhausted`]); a slice that is spent while the budget still has
+//! money is [`Short`]. A grant counts only in the period it was granted for
+//! ([`allowance_in`]), so last period's allowance never spends this period's money.
 
 pub use sluice_crds::period;
 pub mod state_file;
@@ -10,6 +18,7 @@ pub mod state_file;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use jiff::{Timestamp, tz::TimeZone};
@@ -17,11 +26,31 @@ use sluice_crds::{BudgetConfig, BudgetSpec, Enforcement, MicroUsd, ObjectKey};
 
 use self::period::Window;
 
+/// How long an answer that brought no money keeps a sidecar from asking again: requests
+/// that find the slice spent meanwhile are refused at once instead of each waiting.
+const DENIAL_HOLDS: Duration = Duration::from_secs(1);
+
+/// A sidecar asks the operator for more of a budget (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The budget.
+    pub budget: ObjectKey,
+    /// The allowance held now (zero when the grant is of another period).
+    pub held: MicroUsd,
+    /// How much more it asks for.
+    pub wanted: MicroUsd,
+}
+
+/// Where an account sends its asks; `None` in local mode, where the allowance is the limit.
+pub type Asker = tokio::sync::mpsc::UnboundedSender<Ask>;
+
 /// One budget's account in this sidecar.
 #[derive(Debug)]
 pub struct Account {
     key: ObjectKey,
     state: Mutex<AccountState>,
+    /// Woken when the allowance changes or an ask is answered.
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -29,12 +58,33 @@ struct AccountState {
     spec: BudgetSpec,
     tz: TimeZone,
     window: Window,
-    /// Money this sidecar may spend in the current period.
+    /// Money this sidecar may spend in the period `grant_period`.
     allowance: MicroUsd,
+    /// The period the allowance was granted for; `None`: every period (local mode).
+    grant_period: Option<Timestamp>,
+    /// The operator says the budget's money for `grant_period` is spent.
+    exhausted: bool,
     /// Settled spend in the current period.
     spent: MicroUsd,
     /// Held by requests in flight.
     reserved: MicroUsd,
+    /// What was left of the allowance when it was last raised: asks are sized to it.
+    slice: MicroUsd,
+    /// Where asks go (cluster mode).
+    asker: Option<Asker>,
+    /// The allowance held when the ask in flight was sent.
+    asking: Option<MicroUsd>,
+    /// An ask made holding this allowance brought nothing, at this time.
+    denied: Option<(MicroUsd, Instant)>,
+}
+
+/// The allowance that counts in the period starting at `window_start`: a grant of another
+/// period counts as zero; a grant for every period (`None`) counts whole.
+pub fn allowance_in(granted: MicroUsd, grant_period: Option<Timestamp>, window_start: Timestamp) -> MicroUsd {
+    match grant_period {
+        Some(start) if start != window_start => MicroUsd::ZERO,
+        _ => granted,
+    }
 }
 
 /// What a budget says about one request.
@@ -48,15 +98,37 @@ pub enum Admission {
     Downgrade(Vec<sluice_crds::BackendName>),
 }
 
-/// A hard budget refused the request.
+/// Why a hard budget refused a request.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// The budget's money for the period is spent.
+    Exhausted(Exhausted),
+    /// This sidecar's slice is spent but the budget has money: more was asked for.
+    Short(Short),
+}
+
+/// This sidecar's allowance of a budget is spent while the budget itself still has money.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("budget {budget} is exhausted ({spent} of {limit} USD spent){}", resets_at.map(|t| format!("; it resets at {t}")).unwrap_or_default())]
+#[error(
+    "this pod's allowance of budget {budget} is spent and the operator has not topped it up yet; the budget \
+     itself has money left: retry shortly"
+)]
+pub struct Short {
+    /// `namespace/name` of the budget.
+    pub budget: ObjectKey,
+    /// An ask is on its way: a larger grant may come soon, worth waiting for.
+    pub asked: bool,
+}
+
+/// A hard budget refused the request: its money for the period is spent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("budget {budget} is exhausted for this period (limit {limit} USD; this pod spent {spent}){}", resets_at.map(|t| format!("; it resets at {t}")).unwrap_or_default())]
 pub struct Exhausted {
     /// `namespace/name` of the budget.
     pub budget: ObjectKey,
-    /// Spent in this period, in this sidecar's view.
+    /// Spent in this period by this sidecar.
     pub spent: MicroUsd,
-    /// The period's limit (this sidecar's allowance).
+    /// The period's limit.
     pub limit: MicroUsd,
     /// When the period ends, if it does.
     pub resets_at: Option<Timestamp>,
@@ -161,28 +233,78 @@ impl Account {
         &self.key
     }
 
-    /// Decides whether a request whose worst case costs `worst_case` may run.
-    pub fn admit(self: &Arc<Self>, worst_case: MicroUsd, now: Timestamp) -> Result<Admission, Exhausted> {
+    /// Woken when the allowance changes or an ask is answered: a request refused as
+    /// [`Refused::Short`] waits on it (register the wait before calling [`Self::admit`]).
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Decides whether a request whose worst case costs `worst_case` may run. In a cluster,
+    /// asks for more when the slice runs low or out.
+    pub fn admit(self: &Arc<Self>, worst_case: MicroUsd, now: Timestamp) -> Result<Admission, Refused> {
         let mut state = self.lock();
         state.roll(now);
+        let allowance = state.allowance_now();
         let committed = state.spent.saturating_add(state.reserved);
-        if committed.saturating_add(worst_case) <= state.allowance {
+        if committed.saturating_add(worst_case) <= allowance {
             state.reserved = state.reserved.saturating_add(worst_case);
+            let left = allowance.saturating_sub(committed.saturating_add(worst_case));
+            if left.micros().saturating_mul(2) < state.slice.micros() {
+                let slice = state.slice;
+                state.ask(&self.key, slice);
+            }
             return Ok(Admission::Reserved(Reservation {
                 account: self.clone(),
                 amount: worst_case,
             }));
         }
+        let short = committed.saturating_add(worst_case).saturating_sub(allowance);
+        let wanted = short.max(state.slice);
+        let asked = !state.budget_spent() && state.ask(&self.key, wanted);
         match state.spec.enforcement {
             Enforcement::Soft => Ok(Admission::OverSoftLimit),
             Enforcement::Downgrade => Ok(Admission::Downgrade(state.spec.downgrade_to.clone())),
-            Enforcement::Hard => Err(Exhausted {
+            Enforcement::Hard if state.budget_spent() => Err(Refused::Exhausted(Exhausted {
                 budget: self.key.clone(),
                 spent: state.spent,
-                limit: state.allowance,
+                limit: state.spec.limit_usd,
                 resets_at: state.window.end,
-            }),
+            })),
+            Enforcement::Hard => Err(Refused::Short(Short {
+                budget: self.key.clone(),
+                asked,
+            })),
         }
+    }
+
+    /// The operator answered an ask made holding `held`: it now grants `granted` for the
+    /// period starting at `period_start`. The grant itself comes in a snapshot; an answer that
+    /// brings nothing more ends the wait of the requests asking.
+    pub fn answered(&self, held: MicroUsd, granted: MicroUsd, period_start: Option<Timestamp>, exhausted: bool) {
+        let mut state = self.lock();
+        if state.asking == Some(held) {
+            state.asking = None;
+        }
+        if exhausted && period_start.is_some_and(|p| p == state.window.start) {
+            state.exhausted = true;
+            state.grant_period = period_start;
+        }
+        if granted <= held {
+            state.denied = Some((held, Instant::now()));
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// An ask made holding `held` got no answer: requests waiting for it stop waiting.
+    pub fn ask_failed(&self, held: MicroUsd) {
+        let mut state = self.lock();
+        if state.asking == Some(held) {
+            state.asking = None;
+        }
+        state.denied = Some((held, Instant::now()));
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     /// Adds spend that ran without a reservation (soft or downgraded requests).
@@ -197,13 +319,8 @@ impl Account {
         let mut state = self.lock();
         state.roll(now);
         state
-            .allowance
+            .allowance_now()
             .saturating_sub(state.spent.saturating_add(state.reserved))
-    }
-
-    /// Sets this sidecar's allowance for the current period (the operator's grant).
-    pub fn set_allowance(&self, allowance: MicroUsd) {
-        self.lock().allowance = allowance;
     }
 
     /// Restores spend recorded for the period starting at `period_start` (from the state file);
@@ -226,11 +343,11 @@ impl Account {
         AccountView {
             budget: self.key.to_string(),
             limit: state.spec.limit_usd,
-            allowance: state.allowance,
+            allowance: state.allowance_now(),
             spent: state.spent,
             reserved: state.reserved,
             remaining: state
-                .allowance
+                .allowance_now()
                 .saturating_sub(state.spent.saturating_add(state.reserved)),
             period_start: period::display_in(state.window.start, &tz),
             resets_at: state.window.end.map(|t| period::display_in(t, &tz)),
@@ -247,6 +364,62 @@ impl Account {
 }
 
 impl AccountState {
+    /// The allowance that counts in the current period.
+    fn allowance_now(&self) -> MicroUsd {
+        allowance_in(self.allowance, self.grant_period, self.window.start)
+    }
+
+    /// Whether the budget's money for the period is spent: the operator says so (for this
+    /// period), or this sidecar alone spent the limit, or there is no operator to ask (local
+    /// mode: the allowance is the limit).
+    fn budget_spent(&self) -> bool {
+        (self.exhausted && self.grant_period == Some(self.window.start))
+            || self.asker.is_none()
+            || self.spent >= self.spec.limit_usd
+    }
+
+    /// Asks for `wanted` more unless an ask holding the same allowance is on its way or was
+    /// just answered with nothing; returns whether an ask is on its way.
+    fn ask(&mut self, budget: &ObjectKey, wanted: MicroUsd) -> bool {
+        let held = self.allowance_now();
+        if self.asking == Some(held) {
+            return true;
+        }
+        if self
+            .denied
+            .is_some_and(|(denied, at)| denied == held && at.elapsed() < DENIAL_HOLDS)
+        {
+            return false;
+        }
+        let Some(asker) = &self.asker else { return false };
+        let ask = Ask {
+            budget: budget.clone(),
+            held,
+            wanted: wanted.max(MicroUsd::new(1)),
+        };
+        if asker.send(ask).is_err() {
+            return false;
+        }
+        self.asking = Some(held);
+        true
+    }
+
+    /// Takes the operator's grant from a snapshot.
+    fn grant(&mut self, allowance: MicroUsd, period: Option<Timestamp>, exhausted: bool) {
+        let before = self.allowance_now();
+        self.allowance = allowance;
+        self.grant_period = period;
+        self.exhausted = exhausted;
+        let now = self.allowance_now();
+        if now != before {
+            self.asking = None;
+            self.denied = None;
+        }
+        if now > before {
+            self.slice = now.saturating_sub(self.spent);
+        }
+    }
+
     /// Starts a new period when `now` has left the current one.
     fn roll(&mut self, now: Timestamp) {
         if self.window.contains(now) {
@@ -255,6 +428,8 @@ impl AccountState {
         if let Ok(window) = period::window(self.spec.period, &self.tz, now) {
             self.window = window;
             self.spent = MicroUsd::ZERO;
+            self.asking = None;
+            self.denied = None;
             // Requests in flight settle into the new period; their holds carry over.
         }
     }
@@ -275,7 +450,11 @@ impl Reservation {
     pub fn extend(&mut self, more: MicroUsd, now: Timestamp) -> bool {
         let mut state = self.account.lock();
         state.roll(now);
-        if state.spent.saturating_add(state.reserved).saturating_add(more) > state.allowance {
+        if state.spent.saturating_add(state.reserved).saturating_add(more) > state.allowance_now() {
+            if !state.budget_spent() {
+                let wanted = more.max(state.slice);
+                state.ask(&self.account.key, wanted);
+            }
             return false;
         }
         state.reserved = state.reserved.saturating_add(more);
@@ -307,6 +486,8 @@ impl Drop for Reservation {
 #[derive(Debug, Default)]
 pub struct Budgets {
     accounts: Mutex<HashMap<ObjectKey, Arc<Account>>>,
+    /// Where accounts send asks (cluster mode).
+    asker: Mutex<Option<Asker>>,
 }
 
 /// A budget's time zone is unknown (validation should have refused it).
@@ -315,9 +496,23 @@ pub struct Budgets {
 pub struct UnknownTimeZone(pub ObjectKey, pub String);
 
 impl Budgets {
+    /// Sends every account's asks to `asker` from now on (cluster mode).
+    pub fn set_asker(&self, asker: Asker) {
+        let accounts = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for account in accounts.values() {
+            account.lock().asker = Some(asker.clone());
+        }
+        *self.asker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(asker);
+    }
+
     /// Brings the accounts in line with a config: new budgets open, changed specs apply,
     /// removed budgets close. Spend of a kept budget stays.
     pub fn apply(&self, configs: &[BudgetConfig], now: Timestamp) -> Result<(), UnknownTimeZone> {
+        let asker = self
+            .asker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let mut accounts = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = HashMap::with_capacity(configs.len());
         for config in configs {
@@ -330,25 +525,39 @@ impl Budgets {
                     let mut state = existing.lock();
                     let period_changed = state.spec.period != config.spec.period || state.tz != tz;
                     state.spec = config.spec.clone();
-                    state.allowance = config.allowance;
                     if period_changed {
                         state.tz = tz;
                         state.window = window;
                     }
+                    state.roll(now);
+                    state.grant(config.allowance, config.allowance_period_start, config.exhausted);
+                    state.asker.clone_from(&asker);
                     drop(state);
+                    existing.changed.notify_waiters();
                     existing.clone()
                 }
-                None => Arc::new(Account {
-                    key: config.key.clone(),
-                    state: Mutex::new(AccountState {
+                None => {
+                    let mut state = AccountState {
                         spec: config.spec.clone(),
                         tz,
                         window,
-                        allowance: config.allowance,
+                        allowance: MicroUsd::ZERO,
+                        grant_period: None,
+                        exhausted: false,
                         spent: MicroUsd::ZERO,
                         reserved: MicroUsd::ZERO,
-                    }),
-                }),
+                        slice: MicroUsd::ZERO,
+                        asker: asker.clone(),
+                        asking: None,
+                        denied: None,
+                    };
+                    state.grant(config.allowance, config.allowance_period_start, config.exhausted);
+                    Arc::new(Account {
+                        key: config.key.clone(),
+                        state: Mutex::new(state),
+                        changed: tokio::sync::Notify::new(),
+                    })
+                }
             };
             next.insert(config.key.clone(), account);
         }

@@ -173,7 +173,8 @@ fn length_chunk(like: &[u8]) -> Bytes {
     Bytes::from(chunk.to_string())
 }
 
-/// The text of an OpenAI chunk, borrowed where it has no escapes.
+/// What an OpenAI chunk generates, borrowed where it has no escapes: text, tool call names
+/// and arguments, and reasoning are all completion tokens a hard budget pays for.
 #[derive(Deserialize)]
 struct ChunkText<'a> {
     #[serde(borrow, default)]
@@ -190,15 +191,53 @@ struct ChoiceText<'a> {
 struct DeltaText<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    /// DeepSeek's and this sidecar's translations' name for reasoning text.
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    /// The name some OpenAI-compatible servers (vLLM, OpenRouter) use.
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Vec<ToolCallText<'a>>,
 }
 
-/// Characters of completion text in one chunk.
+#[derive(Deserialize)]
+struct ToolCallText<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionText<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionText<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+fn chars(text: Option<&Cow<'_, str>>) -> usize {
+    text.map_or(0, |t| t.chars().count())
+}
+
+impl DeltaText<'_> {
+    fn chars(&self) -> usize {
+        let calls: usize = self
+            .tool_calls
+            .iter()
+            .filter_map(|c| c.function.as_ref())
+            .map(|f| chars(f.name.as_ref()) + chars(f.arguments.as_ref()))
+            .sum();
+        chars(self.content.as_ref()) + chars(self.reasoning_content.as_ref()) + chars(self.reasoning.as_ref()) + calls
+    }
+}
+
+/// Characters generated in one chunk: completion text, reasoning and tool calls.
 fn text_chars(payload: &[u8]) -> usize {
     serde_json::from_slice::<ChunkText<'_>>(payload).map_or(0, |c| {
         c.choices
             .iter()
-            .filter_map(|ch| ch.delta.as_ref()?.content.as_ref())
-            .map(|t| t.chars().count())
+            .filter_map(|ch| ch.delta.as_ref())
+            .map(DeltaText::chars)
             .sum()
     })
 }
@@ -232,7 +271,7 @@ impl Tap {
             return None;
         }
         Some(format!(
-            "budget {} is exhausted: the answer was ended at the limit",
+            "budget {} has no money left for this answer here: it was ended at the limit",
             budget.budget()
         ))
     }
@@ -299,5 +338,16 @@ mod tests {
         assert_eq!(text_chars(br#"{"choices":[{"delta":{"content":"h\u00e9llo"}}]}"#), 5);
         assert_eq!(text_chars(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#), 0);
         assert_eq!(text_chars(b"not json"), 0);
+    }
+
+    #[test]
+    fn counts_tool_call_arguments_and_reasoning_like_text() {
+        let call = br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"get","arguments":"{\"city\":"}}]}}]}"#;
+        assert_eq!(text_chars(call), 3 + 8);
+        assert_eq!(
+            text_chars(br#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#),
+            5
+        );
+        assert_eq!(text_chars(br#"{"choices":[{"delta":{"reasoning":"hmm"}}]}"#), 3);
     }
 }
