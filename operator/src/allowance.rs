@@ -92,10 +92,11 @@ pub fn top_up(pod: &PodUse, wanted_grant: MicroUsd, free: MicroUsd) -> MicroUsd 
     base + wanted_grant.saturating_sub(base).min(free)
 }
 
-/// The grant of a pod idle for `idle_windows` sizing windows: shrunk to what it spent once it
-/// has been idle for [`IDLE_WINDOWS`]; `None` while it keeps its grant.
+/// The grant of a pod idle for `idle_windows` sizing windows: once it has been idle for
+/// [`IDLE_WINDOWS`], shrunk to what it spent and not topped up again until it asks; `None`
+/// while it is sized as usual.
 pub fn idle_grant(pod: &PodUse, idle_windows: u32) -> Option<MicroUsd> {
-    (idle_windows >= IDLE_WINDOWS && pod.granted > pod.spent).then_some(pod.spent)
+    (idle_windows >= IDLE_WINDOWS).then_some(pod.granted.min(pod.spent))
 }
 
 #[cfg(test)]
@@ -224,10 +225,11 @@ mod tests {
         };
         assert_eq!(idle_grant(&pod, 2), None);
         assert_eq!(idle_grant(&pod, 3), Some(usd(20_000)));
-        let spent_all = PodUse {
+        // Shrunk, it stays there (no top-up) for as long as it stays idle.
+        let shrunk = PodUse {
             granted: usd(20_000),
             ..pod
         };
-        assert_eq!(idle_grant(&spent_all, 5), None);
+        assert_eq!(idle_grant(&shrunk, 5), Some(usd(20_000)));
     }
 }

@@ -302,7 +302,17 @@ async fn allowance(req: Request<Incoming>, server: &ControlServer) -> Result<Res
     if noted == Some(true) {
         tracing::debug!(pod = %pod.name, budget = %ask.budget, held = %ask.held, wanted = %ask.wanted, "allowance asked");
         push::recompute(ctx, &pod.namespace);
-        usage::flush_namespace(ctx, &pod.namespace).await;
+        // A raised grant is pushed only once persisted: write now rather than at the next flush
+        // (nothing to write when nothing was raised, or another ask's write already held it).
+        let unpersisted = ctx.ledgers.read(&pod.namespace, |l| {
+            l.budgets
+                .get(&ask.budget.name)
+                .and_then(|t| t.pods.get(&pod.uid))
+                .is_some_and(|g| g.unpersisted > sluice_crds::MicroUsd::ZERO)
+        });
+        if unpersisted == Some(true) {
+            usage::flush_namespace(ctx, &pod.namespace).await;
+        }
     }
     let answer = ctx
         .ledgers

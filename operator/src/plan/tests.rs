@@ -331,6 +331,10 @@ fn an_idle_pod_keeps_only_what_it_spent_and_the_busy_one_gets_the_rest() {
     // The cut is pushed at once (it needs no persisting); the raise waits for the write.
     let pushed: Vec<MicroUsd> = plan.sidecars.iter().map(allowance_of).collect();
     assert_eq!(pushed, vec![usd(100_000), usd(500_000)]);
+    // Still idle: the next plan gives it nothing back, and changes nothing.
+    let again = world.plan(noon(), &plan.budgets);
+    assert_eq!(again.budgets["b"].pods["idle"].granted, usd(100_000));
+    assert!(!again.ledger_changed);
 }
 
 #[test]

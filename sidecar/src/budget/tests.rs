@@ -260,4 +260,12 @@ fn a_budget_the_operator_calls_spent_refuses_as_exhausted_until_the_period_ends(
         other => panic!("expected exhausted, got {other:?}"),
     }
     assert!(asks.try_recv().is_err(), "a spent budget is not asked");
+    // The next day yesterday's word that the budget is spent no longer holds, nor does
+    // yesterday's grant: the sidecar asks for today's.
+    let tomorrow = ts("2026-11-22T00:00:01Z");
+    match account.admit(MicroUsd::new(1), tomorrow) {
+        Err(Refused::Short(short)) => assert!(short.asked),
+        other => panic!("expected short, got {other:?}"),
+    }
+    assert_eq!(asks.try_recv().unwrap().held, MicroUsd::ZERO);
 }
