@@ -206,6 +206,23 @@ async fn a_sidecar_whose_slice_runs_out_is_served_after_a_top_up_not_refused() -
     let answer = chat(&b).await?;
     ensure!(answer.status == 200, "{answer:?}");
     s.wait_spent(11 * REQUEST).await?;
+    // The call is the pod's, like every control call: no token, no answer; another
+    // namespace's budget, refused.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(s.certs.ca())?)?;
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build()?;
+    let url = format!("{}/v1/allowance", s.operator.control_url);
+    let ask = |namespace: &str| json!({"budget": {"namespace": namespace, "name": "monthly"}, "heldUSD": "0.10", "wantedUSD": "0.10"});
+    let status = http.post(&url).json(&ask(&s.c.namespace)).send().await?.status();
+    ensure!(status == 401, "an ask without a token: {status}");
+    let token = std::fs::read_to_string(&s.pods[0].token_file)?;
+    let status = http
+        .post(&url)
+        .bearer_auth(token.trim())
+        .json(&ask("elsewhere"))
+        .send()
+        .await?
+        .status();
+    ensure!(status == 403, "an ask for another namespace's budget: {status}");
     let metrics = s.operator.metrics().await?;
     ensure!(
         metrics.contains("sluice_operator_budget_outstanding_allowance_usd"),
