@@ -13,36 +13,21 @@
 //! ([`allowance_in`]), so last period's allowance never spends this period's money.
 
 pub use sluice_crds::period;
+mod asking;
 pub mod state_file;
+
+pub use self::asking::{Ask, Asker, Short, allowance_in};
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use jiff::{Timestamp, tz::TimeZone};
 use sluice_crds::{BudgetConfig, BudgetSpec, Enforcement, MicroUsd, ObjectKey};
 
 use self::period::Window;
-
-/// How long an answer that brought no money keeps a sidecar from asking again: requests
-/// that find the slice spent meanwhile are refused at once instead of each waiting.
-const DENIAL_HOLDS: Duration = Duration::from_secs(1);
-
-/// A sidecar asks the operator for more of a budget (cluster mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ask {
-    /// The budget.
-    pub budget: ObjectKey,
-    /// The allowance held now (zero when the grant is of another period).
-    pub held: MicroUsd,
-    /// How much more it asks for.
-    pub wanted: MicroUsd,
-}
-
-/// Where an account sends its asks; `None` in local mode, where the allowance is the limit.
-pub type Asker = tokio::sync::mpsc::UnboundedSender<Ask>;
 
 /// One budget's account in this sidecar.
 #[derive(Debug)]
@@ -78,15 +63,6 @@ struct AccountState {
     denied: Option<(MicroUsd, Instant)>,
 }
 
-/// The allowance that counts in the period starting at `window_start`: a grant of another
-/// period counts as zero; a grant for every period (`None`) counts whole.
-pub fn allowance_in(granted: MicroUsd, grant_period: Option<Timestamp>, window_start: Timestamp) -> MicroUsd {
-    match grant_period {
-        Some(start) if start != window_start => MicroUsd::ZERO,
-        _ => granted,
-    }
-}
-
 /// What a budget says about one request.
 #[derive(Debug)]
 pub enum Admission {
@@ -105,19 +81,6 @@ pub enum Refused {
     Exhausted(Exhausted),
     /// This sidecar's slice is spent but the budget has money: more was asked for.
     Short(Short),
-}
-
-/// This sidecar's allowance of a budget is spent while the budget itself still has money.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "this pod's allowance of budget {budget} is spent and the operator has not topped it up yet; the budget \
-     itself has money left: retry shortly"
-)]
-pub struct Short {
-    /// `namespace/name` of the budget.
-    pub budget: ObjectKey,
-    /// An ask is on its way: a larger grant may come soon, worth waiting for.
-    pub asked: bool,
 }
 
 /// A hard budget refused the request: its money for the period is spent.
@@ -233,12 +196,6 @@ impl Account {
         &self.key
     }
 
-    /// Woken when the allowance changes or an ask is answered: a request refused as
-    /// [`Refused::Short`] waits on it (register the wait before calling [`Self::admit`]).
-    pub fn changed(&self) -> &tokio::sync::Notify {
-        &self.changed
-    }
-
     /// Decides whether a request whose worst case costs `worst_case` may run. In a cluster,
     /// asks for more when the slice runs low or out.
     pub fn admit(self: &Arc<Self>, worst_case: MicroUsd, now: Timestamp) -> Result<Admission, Refused> {
@@ -275,36 +232,6 @@ impl Account {
                 asked,
             })),
         }
-    }
-
-    /// The operator answered an ask made holding `held`: it now grants `granted` for the
-    /// period starting at `period_start`. The grant itself comes in a snapshot; an answer that
-    /// brings nothing more ends the wait of the requests asking.
-    pub fn answered(&self, held: MicroUsd, granted: MicroUsd, period_start: Option<Timestamp>, exhausted: bool) {
-        let mut state = self.lock();
-        if state.asking == Some(held) {
-            state.asking = None;
-        }
-        if exhausted && period_start.is_some_and(|p| p == state.window.start) {
-            state.exhausted = true;
-            state.grant_period = period_start;
-        }
-        if granted <= held {
-            state.denied = Some((held, Instant::now()));
-        }
-        drop(state);
-        self.changed.notify_waiters();
-    }
-
-    /// An ask made holding `held` got no answer: requests waiting for it stop waiting.
-    pub fn ask_failed(&self, held: MicroUsd) {
-        let mut state = self.lock();
-        if state.asking == Some(held) {
-            state.asking = None;
-        }
-        state.denied = Some((held, Instant::now()));
-        drop(state);
-        self.changed.notify_waiters();
     }
 
     /// Adds spend that ran without a reservation (soft or downgraded requests).
@@ -364,62 +291,6 @@ impl Account {
 }
 
 impl AccountState {
-    /// The allowance that counts in the current period.
-    fn allowance_now(&self) -> MicroUsd {
-        allowance_in(self.allowance, self.grant_period, self.window.start)
-    }
-
-    /// Whether the budget's money for the period is spent: the operator says so (for this
-    /// period), or this sidecar alone spent the limit, or there is no operator to ask (local
-    /// mode: the allowance is the limit).
-    fn budget_spent(&self) -> bool {
-        (self.exhausted && self.grant_period == Some(self.window.start))
-            || self.asker.is_none()
-            || self.spent >= self.spec.limit_usd
-    }
-
-    /// Asks for `wanted` more unless an ask holding the same allowance is on its way or was
-    /// just answered with nothing; returns whether an ask is on its way.
-    fn ask(&mut self, budget: &ObjectKey, wanted: MicroUsd) -> bool {
-        let held = self.allowance_now();
-        if self.asking == Some(held) {
-            return true;
-        }
-        if self
-            .denied
-            .is_some_and(|(denied, at)| denied == held && at.elapsed() < DENIAL_HOLDS)
-        {
-            return false;
-        }
-        let Some(asker) = &self.asker else { return false };
-        let ask = Ask {
-            budget: budget.clone(),
-            held,
-            wanted: wanted.max(MicroUsd::new(1)),
-        };
-        if asker.send(ask).is_err() {
-            return false;
-        }
-        self.asking = Some(held);
-        true
-    }
-
-    /// Takes the operator's grant from a snapshot.
-    fn grant(&mut self, allowance: MicroUsd, period: Option<Timestamp>, exhausted: bool) {
-        let before = self.allowance_now();
-        self.allowance = allowance;
-        self.grant_period = period;
-        self.exhausted = exhausted;
-        let now = self.allowance_now();
-        if now != before {
-            self.asking = None;
-            self.denied = None;
-        }
-        if now > before {
-            self.slice = now.saturating_sub(self.spent);
-        }
-    }
-
     /// Starts a new period when `now` has left the current one.
     fn roll(&mut self, now: Timestamp) {
         if self.window.contains(now) {
