@@ -7,7 +7,7 @@
 //! In a cluster a sidecar asks for more ([`Ask`], sent by the control client) when what is left
 //! of its slice falls under half of the last slice it was granted, so the common path never
 //! waits; a request that finds the slice spent asks too and waits briefly for the larger grant
-//! (the pipeline does, on [`Account::changed`]). A refusal is `budget_exceeded` only when the
+//! (the pipeline does, on [`Account::changed_since`]). A refusal is `budget_exceeded` only when the
 //! budget itself is spent ([`Exhausted`]); a slice that is spent while the budget still has
 //! money is [`Short`]. A grant counts only in the period it was granted for
 //! ([`allowance_in`]), so last period's allowance never spends this period's money.
@@ -36,6 +36,8 @@ pub struct Account {
     state: Mutex<AccountState>,
     /// Woken when the allowance changes or an ask is answered.
     changed: tokio::sync::Notify,
+    /// Counts those changes, so a waiter sees one that came before it started waiting.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +118,14 @@ pub enum BudgetHold {
 }
 
 impl BudgetHold {
+    /// The account the request spends from.
+    pub fn account(&self) -> &Arc<Account> {
+        match self {
+            Self::Reserved(r) => r.account(),
+            Self::Unreserved(a) => a,
+        }
+    }
+
     /// Money held for the request; `None` when it runs unreserved (soft, downgraded).
     pub fn reserved(&self) -> Option<MicroUsd> {
         match self {
@@ -404,7 +414,7 @@ impl Budgets {
                     state.grant(config.allowance, config.allowance_period_start, config.exhausted);
                     state.asker.clone_from(&asker);
                     drop(state);
-                    existing.changed.notify_waiters();
+                    existing.bump();
                     existing.clone()
                 }
                 None => {
@@ -427,6 +437,7 @@ impl Budgets {
                         key: config.key.clone(),
                         state: Mutex::new(state),
                         changed: tokio::sync::Notify::new(),
+                        generation: std::sync::atomic::AtomicU64::new(0),
                     })
                 }
             };

@@ -251,14 +251,13 @@ fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> Mic
 async fn reserve(account: &Arc<Account>, worst_case: MicroUsd) -> Result<Admission, ApiError> {
     let deadline = Instant::now() + ALLOWANCE_WAIT;
     loop {
-        // Registered before the check, so a grant that lands in between still wakes it.
-        let changed = account.changed().notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
+        // Taken before the check, so a grant that lands in between still ends the wait.
+        let generation = account.generation();
         match account.admit(worst_case, jiff::Timestamp::now()) {
             Ok(admission) => return Ok(admission),
             Err(BudgetRefused::Exhausted(exhausted)) => return Err(ApiError::BudgetExceeded(exhausted)),
             Err(BudgetRefused::Short(short)) => {
+                let changed = account.changed_since(generation);
                 if !short.asked || tokio::time::timeout_at(deadline, changed).await.is_err() {
                     return Err(ApiError::AllowanceShort(short));
                 }

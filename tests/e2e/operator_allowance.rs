@@ -22,7 +22,8 @@ const EVENTUALLY: Duration = Duration::from_secs(60);
 /// A request's exact cost: 5 output tokens at $4,000 per million.
 const REQUEST: u64 = 20_000;
 
-fn manifests(upstream: &Upstream, limit: &str) -> String {
+/// The budget and a route to the upstream's `model` at `output_price` per million output tokens.
+fn manifests(upstream: &Upstream, limit: &str, model: &str, output_price: &str) -> String {
     format!(
         r#"
 apiVersion: sluice.dev/v1alpha1
@@ -40,8 +41,8 @@ spec:
   - name: up
     provider: openai-compatible
     baseUrl: "http://{}/v1"
-    model: mock-ok
-    pricing: {{inputPerMTok: "0", outputPerMTok: "4000.00"}}
+    model: {model}
+    pricing: {{inputPerMTok: "0", outputPerMTok: "{output_price}"}}
 "#,
         upstream.addr
     )
@@ -59,14 +60,27 @@ struct Shared {
 }
 
 async fn shared(test: &str, limit: &str, pods: usize, operator_args: &[&str]) -> Result<Option<Shared>> {
+    shared_with(test, limit, ("mock-ok", "4000.00"), pods, operator_args).await
+}
+
+async fn shared_with(
+    test: &str,
+    limit: &str,
+    (model, output_price): (&str, &str),
+    pods: usize,
+    operator_args: &[&str],
+) -> Result<Option<Shared>> {
     let Some(c) = cluster(test).await? else {
         return Ok(None);
     };
     c.install_crds().await?;
     let upstream = Upstream::start(&[Wire::OpenAi]).await?;
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, limit)))
-        .await?
-        .ok()?;
+    c.kubectl_ns(
+        &["apply", "-f", "-"],
+        Some(&manifests(&upstream, limit, model, output_price)),
+    )
+    .await?
+    .ok()?;
     let dir = tempfile::tempdir()?;
     let certs = Certs::generate(dir.path())?;
     let operator = OperatorProcess::spawn(&c, &certs, "op-1", operator_args).await?;
@@ -295,5 +309,35 @@ async fn an_idle_pods_slice_is_reclaimed_and_the_busy_one_gets_it() -> Result<()
     .await?;
     s.wait_spent(10 * REQUEST).await?;
     until_exhausted(&idle).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_past_its_slice_waits_for_a_top_up_and_ends_whole() -> Result<()> {
+    // $4.00 over four pods, one with a sidecar: its slice is $1.00 and $3.00 stay free. The
+    // answer is a tool call of ~10,000 tokens at $100 per million (~$1.0007): past the slice,
+    // so the stream waits for a top-up mid-way instead of being cut.
+    let Some(s) = shared_with("allowance_stream", "4.00", ("mock-long-tool", "100.00"), 4, &[]).await? else {
+        return Ok(());
+    };
+    let a = s.sidecar(0).await?;
+    ensure!(allowance(&a).await == Some(1_000_000), "{:?}", allowance(&a).await);
+    let text = reqwest::Client::new()
+        .post(format!("{}/chat/completions", a.base_url()))
+        .timeout(Duration::from_secs(60))
+        .json(&json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        text.ends_with("data: [DONE]\n\n") && !text.contains("budget_exceeded"),
+        "{}",
+        &text[text.len().saturating_sub(400)..]
+    );
+    let pieces = text.matches("\"arguments\":\"xxxx").count();
+    ensure!(pieces == sluice_tests::upstream::LONG_TOOL_PIECES, "{pieces} pieces");
+    let granted = allowance(&a).await.context("no config")?;
+    ensure!(granted > 1_000_000, "allowance of a: {granted}");
     Ok(())
 }

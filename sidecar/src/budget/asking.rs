@@ -2,7 +2,10 @@
 //! wait of the requests asking, how a snapshot's grant is taken, and which grant counts in
 //! which period.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use jiff::Timestamp;
 use sluice_crds::{MicroUsd, ObjectKey};
@@ -50,10 +53,36 @@ pub struct Short {
 }
 
 impl Account {
-    /// Woken when the allowance changes or an ask is answered: a request refused as
-    /// [`Refused::Short`] waits on it (register the wait before calling [`Self::admit`]).
-    pub fn changed(&self) -> &tokio::sync::Notify {
-        &self.changed
+    /// Records a change and wakes whoever waits for one.
+    pub(super) fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// The count of changes so far: take it before a check, then wait with
+    /// [`Self::changed_since`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the allowance changed or an ask was answered after `generation`.
+    pub async fn changed_since(&self, generation: u64) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.generation() != generation {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether a request short of money here may wait: the budget has money and an ask for
+    /// more is on its way.
+    pub fn may_wait(&self) -> bool {
+        let state = self.lock();
+        !state.budget_spent() && state.asking.is_some()
     }
 
     /// The operator answered an ask made holding `held`: it now grants `granted` for the
@@ -72,7 +101,7 @@ impl Account {
             state.denied = Some((held, Instant::now()));
         }
         drop(state);
-        self.changed.notify_waiters();
+        self.bump();
     }
 
     /// An ask made holding `held` got no answer: requests waiting for it stop waiting.
@@ -83,7 +112,7 @@ impl Account {
         }
         state.denied = Some((held, Instant::now()));
         drop(state);
-        self.changed.notify_waiters();
+        self.bump();
     }
 }
 
