@@ -13,6 +13,11 @@
 //! - `POST` [`USAGE_PATH`] with a [`UsageReport`](crate::UsageReport): answered with a
 //!   [`UsageAck`](crate::UsageAck) only once the usage is persisted. A sidecar sends one report
 //!   at a time, in sequence order, and resends an unacked one unchanged.
+//! - `POST` [`ALLOWANCE_PATH`] with an [`AllowanceRequest`]: a sidecar low on its allowance in
+//!   a budget asks for more. The operator tops it up out of money neither spent nor granted to
+//!   another pod, persists the grant, pushes it in a snapshot, and then answers with an
+//!   [`AllowanceAnswer`]. The sidecar spends only what a snapshot grants (a snapshot is the one
+//!   ordered source of grants, which may also shrink); the answer says when to stop waiting.
 //!
 //! Errors are `4xx`/`5xx` with a [`ControlError`] body.
 
@@ -29,6 +34,8 @@ pub const WATCH_PATH: &str = "/v1/watch";
 pub const ACK_PATH: &str = "/v1/ack";
 /// Where a sidecar reports usage.
 pub const USAGE_PATH: &str = "/v1/usage";
+/// Where a sidecar asks for more allowance.
+pub const ALLOWANCE_PATH: &str = "/v1/allowance";
 /// Content type of the config stream.
 pub const NDJSON: &str = "application/x-ndjson";
 
@@ -94,6 +101,38 @@ pub struct ConfigAck {
     pub version: ConfigVersion,
 }
 
+/// A sidecar asks for more of a budget.
+///
+/// Idempotent: asking twice with the same figures asks for the same grant, so a sidecar may
+/// send it again (another request waiting, a retry) without being granted twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowanceRequest {
+    /// The budget.
+    pub budget: ObjectKey,
+    /// The allowance the sidecar holds now (its last snapshot's, zero for another period).
+    #[serde(rename = "heldUSD")]
+    pub held: MicroUsd,
+    /// How much it asks for on top of `held`.
+    #[serde(rename = "wantedUSD")]
+    pub wanted: MicroUsd,
+}
+
+/// The operator's answer to an [`AllowanceRequest`], sent once the grant is persisted and
+/// pushed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowanceAnswer {
+    /// The pod's allowance now; the snapshot carrying it is on the config stream. Not above
+    /// `held` when no money was free.
+    #[serde(rename = "grantedUSD")]
+    pub granted: MicroUsd,
+    /// The period the allowance belongs to.
+    pub period_start: Option<Timestamp>,
+    /// The budget's money for the period is spent.
+    pub exhausted: bool,
+}
+
 /// Why the control server refused a call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -127,5 +166,34 @@ mod tests {
             r#"{"type":"hello","pod":{"namespace":"team-a","name":"bot-1","uid":"u-1"},"lastAppliedSequence":7,"heartbeatSecs":15}"#
         );
         assert_eq!(serde_json::from_str::<WatchEvent>(&text).unwrap(), hello);
+    }
+
+    #[test]
+    fn an_allowance_request_and_its_answer_name_their_money_in_usd() {
+        let request = AllowanceRequest {
+            budget: ObjectKey {
+                namespace: "team-a".into(),
+                name: "monthly".into(),
+            },
+            held: MicroUsd::new(60_000),
+            wanted: MicroUsd::new(40_000),
+        };
+        let text = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            text,
+            r#"{"budget":{"namespace":"team-a","name":"monthly"},"heldUSD":"0.060000","wantedUSD":"0.040000"}"#
+        );
+        assert_eq!(serde_json::from_str::<AllowanceRequest>(&text).unwrap(), request);
+        let answer = AllowanceAnswer {
+            granted: MicroUsd::new(100_000),
+            period_start: Some("2026-12-01T00:00:00Z".parse().unwrap()),
+            exhausted: false,
+        };
+        let text = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            text,
+            r#"{"grantedUSD":"0.100000","periodStart":"2026-12-01T00:00:00Z","exhausted":false}"#
+        );
+        assert_eq!(serde_json::from_str::<AllowanceAnswer>(&text).unwrap(), answer);
     }
 }

@@ -109,8 +109,19 @@ pub struct BudgetConfig {
     pub key: ObjectKey,
     /// The validated spec.
     pub spec: BudgetSpec,
-    /// Money this sidecar may spend before it must ask for more.
+    /// Money this sidecar may spend in the period (its own spend included) before it must ask
+    /// for more.
     pub allowance: MicroUsd,
+    /// Start of the period `allowance` was granted for: a sidecar counts a grant of any other
+    /// period as zero, so last period's allowance never spends this period's money. `None`
+    /// (local mode, where the allowance is the whole limit): valid in every period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance_period_start: Option<jiff::Timestamp>,
+    /// The budget's money for the period is spent (the operator's reported spend reached the
+    /// limit): a sidecar whose allowance is used up refuses with `budget_exceeded` until the
+    /// period ends, rather than asking for more.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exhausted: bool,
 }
 
 impl ConfigSnapshot {

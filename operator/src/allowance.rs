@@ -1,17 +1,30 @@
 //! Budget allowances (DESIGN §6.3): how much of a budget each sidecar may spend.
 //!
 //! An allowance is cumulative for the budget's period: `granted` is the total a pod may have
-//! spent in the period, its own spend included, and it only grows (until the period resets).
-//! A pod is topped up when what it has left falls under half of its target headroom; the
-//! target is sized to its recent spend and the top-up comes only out of money that is neither
-//! spent nor promised to another pod. So, while sidecars hold to their allowances, the sum of
-//! all grants never passes the limit.
+//! spent in the period, its own spend included. A pod is topped up when what it has left falls
+//! under half of its target headroom (the target is sized to its recent spend), and when it
+//! asks ([`top_up`]); either way only out of money that is neither spent nor promised to
+//! another pod. So, while sidecars hold to their allowances, the sum of all grants never passes
+//! the limit. A pod that spent nothing for [`IDLE_WINDOWS`] sizing windows has its grant shrunk
+//! to what it spent ([`idle_grant`]), so money idle pods hold goes back to the busy ones; it
+//! asks again when it needs.
 //!
 //! The overspend bound: what the operator cannot see is money a sidecar spent and has not
-//! reported yet. It is at most the *outstanding* allowance, `Σ max(granted − spent, 0)`, which
-//! is exported as `sluice_budget_outstanding_allowance_usd` and is what a test of the hard
-//! limit allows beyond it (a sidecar that crashes with unreported spend, or an operator that
-//! restarts before persisting a grant, can exceed the limit by no more than that).
+//! reported yet. It is at most the *outstanding* allowance, `Σ max(granted − spent, 0)`,
+//! exported as `sluice_budget_outstanding_allowance_usd`, which is what a test of the hard
+//! limit allows beyond it. It holds across the failures that used to widen it:
+//! - an operator crash: a grant reaches a sidecar only once the ledger holding it is persisted
+//!   (`PodGrant::unpersisted` is held back from snapshots), so a next leader never grants the
+//!   same money again;
+//! - a period rollover: a snapshot's grant names its period, and a sidecar counts a grant of
+//!   any other period as zero;
+//! - what the sidecar reserves covers every choice (`n`) and every streamed token (text, tool
+//!   call arguments, reasoning) before it is sent.
+//!
+//! Two things stay outside it: soft enforcement (which serves over the limit by design), and
+//! an idle pod's reservations still in flight when its grant is shrunk (an idle pod has
+//! none, unless a request starts in the moment between its last idle window and the shrink:
+//! at most that request's reservation).
 
 use sluice_crds::MicroUsd;
 
@@ -63,6 +76,27 @@ pub fn next_grant(pod: &PodUse, target: MicroUsd, free: MicroUsd) -> MicroUsd {
     }
     let wanted = target.saturating_sub(headroom);
     base + wanted.min(free)
+}
+
+/// Sizing windows a pod must spend nothing in before its unspent grant is taken back.
+pub const IDLE_WINDOWS: u32 = 3;
+
+/// The grant a pod that asked for `wanted_grant` in all gets: raised toward it out of `free`
+/// money, never lowered. Asking again with the same figures gives the same grant.
+pub fn top_up(pod: &PodUse, wanted_grant: MicroUsd, free: MicroUsd) -> MicroUsd {
+    // A pod that overspent (soft enforcement) starts over from what it spent.
+    let base = pod.granted.max(pod.spent);
+    if wanted_grant <= base {
+        return pod.granted;
+    }
+    base + wanted_grant.saturating_sub(base).min(free)
+}
+
+/// The grant of a pod idle for `idle_windows` sizing windows: once it has been idle for
+/// [`IDLE_WINDOWS`], shrunk to what it spent and not topped up again until it asks; `None`
+/// while it is sized as usual.
+pub fn idle_grant(pod: &PodUse, idle_windows: u32) -> Option<MicroUsd> {
+    (idle_windows >= IDLE_WINDOWS).then_some(pod.granted.min(pod.spent))
 }
 
 #[cfg(test)]
@@ -154,5 +188,48 @@ mod tests {
             recent: usd(1_000_000),
         };
         assert_eq!(next_grant(&pod, usd(2_000_000), MicroUsd::ZERO), usd(2_000_000));
+    }
+
+    #[test]
+    fn a_pod_that_asks_is_topped_up_to_what_it_asked_for_out_of_free_money() {
+        let pod = PodUse {
+            granted: usd(60_000),
+            spent: usd(60_000),
+            recent: usd(0),
+        };
+        // Holds $0.06, asks for $0.04 more: $0.10 in all, and $0.05 is free.
+        assert_eq!(top_up(&pod, usd(100_000), usd(50_000)), usd(100_000));
+        // Only $0.01 free: that is all it gets.
+        assert_eq!(top_up(&pod, usd(100_000), usd(10_000)), usd(70_000));
+        // Nothing free: unchanged.
+        assert_eq!(top_up(&pod, usd(100_000), MicroUsd::ZERO), usd(60_000));
+    }
+
+    #[test]
+    fn asking_again_for_what_was_granted_grants_nothing_more() {
+        let pod = PodUse {
+            granted: usd(100_000),
+            spent: usd(60_000),
+            recent: usd(0),
+        };
+        assert_eq!(top_up(&pod, usd(100_000), usd(1_000_000)), usd(100_000));
+        assert_eq!(top_up(&pod, usd(80_000), usd(1_000_000)), usd(100_000));
+    }
+
+    #[test]
+    fn a_pod_idle_for_three_windows_keeps_only_what_it_spent() {
+        let pod = PodUse {
+            granted: usd(150_000),
+            spent: usd(20_000),
+            recent: usd(0),
+        };
+        assert_eq!(idle_grant(&pod, 2), None);
+        assert_eq!(idle_grant(&pod, 3), Some(usd(20_000)));
+        // Shrunk, it stays there (no top-up) for as long as it stays idle.
+        let shrunk = PodUse {
+            granted: usd(20_000),
+            ..pod
+        };
+        assert_eq!(idle_grant(&shrunk, 5), Some(usd(20_000)));
     }
 }

@@ -63,6 +63,17 @@ pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
     labels_match && expressions_match
 }
 
+/// A pod's allowance in one budget, as its snapshot carries it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Money it may spend in the period (the persisted part of its grant).
+    pub allowance: MicroUsd,
+    /// The period the grant belongs to.
+    pub period_start: Option<jiff::Timestamp>,
+    /// The budget's money for the period is spent.
+    pub exhausted: bool,
+}
+
 /// The inputs for one pod.
 #[allow(missing_debug_implementations, reason = "closures have no Debug")]
 pub struct PodInputs<'a> {
@@ -75,7 +86,7 @@ pub struct PodInputs<'a> {
     /// Budget specs by key.
     pub budgets: &'a BTreeMap<ObjectKey, BudgetSpec>,
     /// This pod's allowance per budget.
-    pub allowance: &'a dyn Fn(&ObjectKey) -> MicroUsd,
+    pub allowance: &'a dyn Fn(&ObjectKey) -> Grant,
     /// This pod's share of a route's `rateLimit`.
     pub share: &'a dyn Fn(&ObjectKey) -> LimitShare,
 }
@@ -117,8 +128,14 @@ pub fn snapshot_for(inputs: &PodInputs<'_>) -> (ConfigSnapshot, Vec<ObjectKey>) 
         .into_iter()
         .filter_map(|key| {
             let spec = inputs.budgets.get(&key)?.clone();
-            let allowance = (inputs.allowance)(&key);
-            Some(BudgetConfig { key, spec, allowance })
+            let grant = (inputs.allowance)(&key);
+            Some(BudgetConfig {
+                key,
+                spec,
+                allowance: grant.allowance,
+                allowance_period_start: grant.period_start,
+                exhausted: grant.exhausted,
+            })
         })
         .collect();
     (ConfigSnapshot::new(configs, budgets), conflicts)

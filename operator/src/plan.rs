@@ -13,8 +13,8 @@ use jiff::Timestamp;
 use sluice_crds::{BudgetSpec, ConfigSnapshot, LimitShare, MicroUsd, ObjectKey};
 
 use crate::{
-    allowance,
-    desired::{self, AcceptedRoute, PodInputs},
+    allowance::{self, PodUse},
+    desired::{self, AcceptedRoute, Grant, PodInputs},
     period,
     usage::ledger::BudgetTotals,
 };
@@ -174,8 +174,8 @@ struct Grants<'p, 'a> {
 
 impl Grants<'_, '_> {
     /// This sidecar's allowance in every budget one of its routes uses, topped up as needed.
-    fn for_sidecar(&mut self, sidecar: &Sidecar) -> BTreeMap<ObjectKey, MicroUsd> {
-        let mut grants: BTreeMap<ObjectKey, MicroUsd> = BTreeMap::new();
+    fn for_sidecar(&mut self, sidecar: &Sidecar) -> BTreeMap<ObjectKey, Grant> {
+        let mut grants: BTreeMap<ObjectKey, Grant> = BTreeMap::new();
         for r in self.inputs.routes {
             let Some(b) = &r.spec.budget_ref else { continue };
             if !desired::selects(r.spec.pod_selector.as_ref(), &sidecar.labels) {
@@ -198,9 +198,11 @@ impl Grants<'_, '_> {
         grants
     }
 
-    /// Rolls the budget's period if it ended, then tops up `uid`'s allowance out of money
-    /// neither spent nor granted. `None` when the budget's period cannot be computed.
-    fn grant(&mut self, name: &str, spec: &BudgetSpec, uid: &str) -> Option<MicroUsd> {
+    /// Rolls the budget's period if it ended, then sizes `uid`'s allowance: shrunk to its spend
+    /// when it has been idle, else topped up (to its target, and to what it asked for) out of
+    /// money neither spent nor granted. Returns what its snapshot may carry: the persisted part
+    /// of the grant. `None` when the budget's period cannot be computed.
+    fn grant(&mut self, name: &str, spec: &BudgetSpec, uid: &str) -> Option<Grant> {
         let window = period::window_in(spec.period, &spec.time_zone, self.inputs.now).ok()?;
         let totals = self.totals.entry(name.to_owned()).or_default();
         if totals.roll(window.start) {
@@ -213,18 +215,72 @@ impl Grants<'_, '_> {
             .or_insert_with(|| outstanding_of(totals));
         let free = allowance::free(spec.limit_usd, totals.spent, out);
         let active = self.budget_pods.get(name).copied().unwrap_or(1);
+        let spent = totals.spent;
         let grant = totals.pods.entry(uid.to_owned()).or_default();
-        let target = allowance::target_headroom(spec.limit_usd, totals.spent, grant.recent, active);
-        let next = allowance::next_grant(&grant.use_(), target, free);
+        let asked = std::mem::take(&mut grant.asked);
+        if asked > MicroUsd::ZERO {
+            grant.idle_windows = 0;
+        }
+        let pod = grant.use_();
+        let next = match allowance::idle_grant(&pod, grant.idle_windows) {
+            Some(shrunk) => shrunk,
+            None => {
+                let target = allowance::target_headroom(spec.limit_usd, spent, grant.recent, active);
+                let sized = allowance::next_grant(&pod, target, free);
+                let left = free.saturating_sub(sized.saturating_sub(pod.granted));
+                allowance::top_up(&PodUse { granted: sized, ..pod }, asked, left)
+            }
+        };
         if next != grant.granted {
-            let before = grant.use_().headroom();
-            grant.granted = next;
+            let before = pod.headroom();
+            grant.set_granted(next);
             self.changed = true;
             // `out` includes `before`, so this is the sum over the pods as they are now.
             self.outstanding
                 .insert(name.to_owned(), out.saturating_sub(before) + grant.use_().headroom());
         }
-        Some(next)
+        Some(Grant {
+            allowance: grant.pushable(),
+            period_start: totals.period_start,
+            exhausted: is_exhausted(totals, spec),
+        })
+    }
+}
+
+/// Whether a budget's money for the period is spent, as the reports applied so far tell.
+pub fn is_exhausted(totals: &BudgetTotals, spec: &BudgetSpec) -> bool {
+    totals.spent >= spec.limit_usd
+}
+
+/// The grants of a ledger as it is written: per budget, its period and each pod's grant.
+pub type Written = BTreeMap<String, (Option<Timestamp>, BTreeMap<String, MicroUsd>)>;
+
+/// What [`mark_persisted`] needs to know of the ledger about to be written.
+pub fn written(budgets: &BTreeMap<String, BudgetTotals>) -> Written {
+    budgets
+        .iter()
+        .map(|(name, t)| {
+            let pods = t.pods.iter().map(|(uid, g)| (uid.clone(), g.granted)).collect();
+            (name.clone(), (t.period_start, pods))
+        })
+        .collect()
+}
+
+/// Once `written` is persisted, what of each grant may be pushed: up to the persisted figure
+/// of the same period. Grants raised since the write stay held back by the difference.
+pub fn mark_persisted(budgets: &mut BTreeMap<String, BudgetTotals>, written: &Written) {
+    for (name, totals) in budgets.iter_mut() {
+        let Some((period, pods)) = written.get(name) else {
+            continue;
+        };
+        if *period != totals.period_start {
+            continue;
+        }
+        for (uid, grant) in &mut totals.pods {
+            if let Some(persisted) = pods.get(uid) {
+                grant.unpersisted = grant.granted.saturating_sub(*persisted);
+            }
+        }
     }
 }
 

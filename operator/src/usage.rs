@@ -70,6 +70,8 @@ struct Batch {
     /// Deleted pods whose allowance was taken back or records removed.
     departures: Departures,
     text: serde_json::Result<String>,
+    /// The grants `text` holds: once it is persisted they may be pushed.
+    written: crate::plan::Written,
     resource_version: Option<String>,
     routes: BTreeSet<String>,
     budgets: BTreeSet<String>,
@@ -100,6 +102,7 @@ fn apply_pending(ctx: &Context, namespace: &str, now: Timestamp) -> Option<Batch
         ns_ledger.dirty = false;
         Batch {
             text: serde_json::to_string(&ns_ledger.ledger),
+            written: crate::plan::written(&ns_ledger.ledger.budgets),
             resource_version: ns_ledger.resource_version.clone(),
             reports,
             departures,
@@ -135,6 +138,7 @@ pub async fn flush_namespace(ctx: &Context, namespace: &str) {
         reports,
         departures,
         text,
+        written: grants,
         resource_version,
         routes,
         budgets,
@@ -164,7 +168,10 @@ pub async fn flush_namespace(ctx: &Context, namespace: &str) {
         }
     };
     ctx.metrics.wrote("ledger", true);
-    ctx.ledgers.update(namespace, |l| l.resource_version = Some(version));
+    ctx.ledgers.update(namespace, |l| {
+        l.resource_version = Some(version);
+        crate::plan::mark_persisted(&mut l.ledger.budgets, &grants);
+    });
     for (uid, unreported) in departures.reclaimed {
         // Its token no longer authenticates: the routes it was sent are no longer in scope.
         ctx.sessions.pod_deleted(&uid);
@@ -202,7 +209,7 @@ pub async fn flush_namespace(ctx: &Context, namespace: &str) {
             .unwrap_or(p.report.sequence);
         let _ = p.reply.send(Ok(sequence));
     }
-    // Spend changed: allowances may need topping up.
+    // Spend changed: allowances may need topping up; grants just persisted may be pushed.
     push::recompute(ctx, namespace);
 }
 

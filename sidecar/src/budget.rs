@@ -3,13 +3,25 @@
 //!
 //! The allowance is the interface to the operator: alone (local mode) a sidecar's allowance is
 //! the whole limit; in a cluster the operator grants each sidecar a slice and tops it up.
+//!
+//! In a cluster a sidecar asks for more ([`Ask`], sent by the control client) when what is left
+//! of its slice falls under half of the last slice it was granted, so the common path never
+//! waits; a request that finds the slice spent asks too and waits briefly for the larger grant
+//! (the pipeline does, on [`Account::changed_since`]). A refusal is `budget_exceeded` only when the
+//! budget itself is spent ([`Exhausted`]); a slice that is spent while the budget still has
+//! money is [`Short`]. A grant counts only in the period it was granted for
+//! ([`allowance_in`]), so last period's allowance never spends this period's money.
 
 pub use sluice_crds::period;
+mod asking;
 pub mod state_file;
+
+pub use self::asking::{Ask, Asker, Short, allowance_in};
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
 };
 
 use jiff::{Timestamp, tz::TimeZone};
@@ -22,6 +34,10 @@ use self::period::Window;
 pub struct Account {
     key: ObjectKey,
     state: Mutex<AccountState>,
+    /// Woken when the allowance changes or an ask is answered.
+    changed: tokio::sync::Notify,
+    /// Counts those changes, so a waiter sees one that came before it started waiting.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -29,12 +45,24 @@ struct AccountState {
     spec: BudgetSpec,
     tz: TimeZone,
     window: Window,
-    /// Money this sidecar may spend in the current period.
+    /// Money this sidecar may spend in the period `grant_period`.
     allowance: MicroUsd,
+    /// The period the allowance was granted for; `None`: every period (local mode).
+    grant_period: Option<Timestamp>,
+    /// The operator says the budget's money for `grant_period` is spent.
+    exhausted: bool,
     /// Settled spend in the current period.
     spent: MicroUsd,
     /// Held by requests in flight.
     reserved: MicroUsd,
+    /// What was left of the allowance when it was last raised: asks are sized to it.
+    slice: MicroUsd,
+    /// Where asks go (cluster mode).
+    asker: Option<Asker>,
+    /// The allowance held when the ask in flight was sent.
+    asking: Option<MicroUsd>,
+    /// An ask made holding this allowance brought nothing, at this time.
+    denied: Option<(MicroUsd, Instant)>,
 }
 
 /// What a budget says about one request.
@@ -48,15 +76,24 @@ pub enum Admission {
     Downgrade(Vec<sluice_crds::BackendName>),
 }
 
-/// A hard budget refused the request.
+/// Why a hard budget refused a request.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// The budget's money for the period is spent.
+    Exhausted(Exhausted),
+    /// This sidecar's slice is spent but the budget has money: more was asked for.
+    Short(Short),
+}
+
+/// A hard budget refused the request: its money for the period is spent.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("budget {budget} is exhausted ({spent} of {limit} USD spent){}", resets_at.map(|t| format!("; it resets at {t}")).unwrap_or_default())]
+#[error("budget {budget} is exhausted for this period (limit {limit} USD; this pod spent {spent}){}", resets_at.map(|t| format!("; it resets at {t}")).unwrap_or_default())]
 pub struct Exhausted {
     /// `namespace/name` of the budget.
     pub budget: ObjectKey,
-    /// Spent in this period, in this sidecar's view.
+    /// Spent in this period by this sidecar.
     pub spent: MicroUsd,
-    /// The period's limit (this sidecar's allowance).
+    /// The period's limit.
     pub limit: MicroUsd,
     /// When the period ends, if it does.
     pub resets_at: Option<Timestamp>,
@@ -81,6 +118,14 @@ pub enum BudgetHold {
 }
 
 impl BudgetHold {
+    /// The account the request spends from.
+    pub fn account(&self) -> &Arc<Account> {
+        match self {
+            Self::Reserved(r) => r.account(),
+            Self::Unreserved(a) => a,
+        }
+    }
+
     /// Money held for the request; `None` when it runs unreserved (soft, downgraded).
     pub fn reserved(&self) -> Option<MicroUsd> {
         match self {
@@ -161,27 +206,41 @@ impl Account {
         &self.key
     }
 
-    /// Decides whether a request whose worst case costs `worst_case` may run.
-    pub fn admit(self: &Arc<Self>, worst_case: MicroUsd, now: Timestamp) -> Result<Admission, Exhausted> {
+    /// Decides whether a request whose worst case costs `worst_case` may run. In a cluster,
+    /// asks for more when the slice runs low or out.
+    pub fn admit(self: &Arc<Self>, worst_case: MicroUsd, now: Timestamp) -> Result<Admission, Refused> {
         let mut state = self.lock();
         state.roll(now);
+        let allowance = state.allowance_now();
         let committed = state.spent.saturating_add(state.reserved);
-        if committed.saturating_add(worst_case) <= state.allowance {
+        if committed.saturating_add(worst_case) <= allowance {
             state.reserved = state.reserved.saturating_add(worst_case);
+            let left = allowance.saturating_sub(committed.saturating_add(worst_case));
+            if left.micros().saturating_mul(2) < state.slice.micros() {
+                let slice = state.slice;
+                state.ask(&self.key, slice);
+            }
             return Ok(Admission::Reserved(Reservation {
                 account: self.clone(),
                 amount: worst_case,
             }));
         }
+        let short = committed.saturating_add(worst_case).saturating_sub(allowance);
+        let wanted = short.max(state.slice);
+        let asked = !state.budget_spent() && state.ask(&self.key, wanted);
         match state.spec.enforcement {
             Enforcement::Soft => Ok(Admission::OverSoftLimit),
             Enforcement::Downgrade => Ok(Admission::Downgrade(state.spec.downgrade_to.clone())),
-            Enforcement::Hard => Err(Exhausted {
+            Enforcement::Hard if state.budget_spent() => Err(Refused::Exhausted(Exhausted {
                 budget: self.key.clone(),
                 spent: state.spent,
-                limit: state.allowance,
+                limit: state.spec.limit_usd,
                 resets_at: state.window.end,
-            }),
+            })),
+            Enforcement::Hard => Err(Refused::Short(Short {
+                budget: self.key.clone(),
+                asked,
+            })),
         }
     }
 
@@ -197,13 +256,8 @@ impl Account {
         let mut state = self.lock();
         state.roll(now);
         state
-            .allowance
+            .allowance_now()
             .saturating_sub(state.spent.saturating_add(state.reserved))
-    }
-
-    /// Sets this sidecar's allowance for the current period (the operator's grant).
-    pub fn set_allowance(&self, allowance: MicroUsd) {
-        self.lock().allowance = allowance;
     }
 
     /// Restores spend recorded for the period starting at `period_start` (from the state file);
@@ -226,11 +280,11 @@ impl Account {
         AccountView {
             budget: self.key.to_string(),
             limit: state.spec.limit_usd,
-            allowance: state.allowance,
+            allowance: state.allowance_now(),
             spent: state.spent,
             reserved: state.reserved,
             remaining: state
-                .allowance
+                .allowance_now()
                 .saturating_sub(state.spent.saturating_add(state.reserved)),
             period_start: period::display_in(state.window.start, &tz),
             resets_at: state.window.end.map(|t| period::display_in(t, &tz)),
@@ -255,6 +309,8 @@ impl AccountState {
         if let Ok(window) = period::window(self.spec.period, &self.tz, now) {
             self.window = window;
             self.spent = MicroUsd::ZERO;
+            self.asking = None;
+            self.denied = None;
             // Requests in flight settle into the new period; their holds carry over.
         }
     }
@@ -275,7 +331,11 @@ impl Reservation {
     pub fn extend(&mut self, more: MicroUsd, now: Timestamp) -> bool {
         let mut state = self.account.lock();
         state.roll(now);
-        if state.spent.saturating_add(state.reserved).saturating_add(more) > state.allowance {
+        if state.spent.saturating_add(state.reserved).saturating_add(more) > state.allowance_now() {
+            if !state.budget_spent() {
+                let wanted = more.max(state.slice);
+                state.ask(&self.account.key, wanted);
+            }
             return false;
         }
         state.reserved = state.reserved.saturating_add(more);
@@ -307,6 +367,8 @@ impl Drop for Reservation {
 #[derive(Debug, Default)]
 pub struct Budgets {
     accounts: Mutex<HashMap<ObjectKey, Arc<Account>>>,
+    /// Where accounts send asks (cluster mode).
+    asker: Mutex<Option<Asker>>,
 }
 
 /// A budget's time zone is unknown (validation should have refused it).
@@ -315,9 +377,23 @@ pub struct Budgets {
 pub struct UnknownTimeZone(pub ObjectKey, pub String);
 
 impl Budgets {
+    /// Sends every account's asks to `asker` from now on (cluster mode).
+    pub fn set_asker(&self, asker: Asker) {
+        let accounts = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for account in accounts.values() {
+            account.lock().asker = Some(asker.clone());
+        }
+        *self.asker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(asker);
+    }
+
     /// Brings the accounts in line with a config: new budgets open, changed specs apply,
     /// removed budgets close. Spend of a kept budget stays.
     pub fn apply(&self, configs: &[BudgetConfig], now: Timestamp) -> Result<(), UnknownTimeZone> {
+        let asker = self
+            .asker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let mut accounts = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = HashMap::with_capacity(configs.len());
         for config in configs {
@@ -330,25 +406,40 @@ impl Budgets {
                     let mut state = existing.lock();
                     let period_changed = state.spec.period != config.spec.period || state.tz != tz;
                     state.spec = config.spec.clone();
-                    state.allowance = config.allowance;
                     if period_changed {
                         state.tz = tz;
                         state.window = window;
                     }
+                    state.roll(now);
+                    state.grant(config.allowance, config.allowance_period_start, config.exhausted);
+                    state.asker.clone_from(&asker);
                     drop(state);
+                    existing.bump();
                     existing.clone()
                 }
-                None => Arc::new(Account {
-                    key: config.key.clone(),
-                    state: Mutex::new(AccountState {
+                None => {
+                    let mut state = AccountState {
                         spec: config.spec.clone(),
                         tz,
                         window,
-                        allowance: config.allowance,
+                        allowance: MicroUsd::ZERO,
+                        grant_period: None,
+                        exhausted: false,
                         spent: MicroUsd::ZERO,
                         reserved: MicroUsd::ZERO,
-                    }),
-                }),
+                        slice: MicroUsd::ZERO,
+                        asker: asker.clone(),
+                        asking: None,
+                        denied: None,
+                    };
+                    state.grant(config.allowance, config.allowance_period_start, config.exhausted);
+                    Arc::new(Account {
+                        key: config.key.clone(),
+                        state: Mutex::new(state),
+                        changed: tokio::sync::Notify::new(),
+                        generation: std::sync::atomic::AtomicU64::new(0),
+                    })
+                }
             };
             next.insert(config.key.clone(), account);
         }

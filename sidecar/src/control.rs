@@ -12,7 +12,10 @@
 //! not resent forever. Usage is on disk from the moment its request settles: in the journal
 //! ([`journal`]) until it is cut, then in the saved queue until acked; a restart replays both.
 //! On SIGTERM the rest is cut into a final report and the whole queue is sent ([`ControlClient::flush`]).
+//!
+//! A third sends the budget accounts' asks for more allowance ([`allowance`]).
 
+mod allowance;
 pub mod backoff;
 pub mod journal;
 mod reporting;
@@ -132,6 +135,9 @@ pub struct ControlClient {
 impl ControlClient {
     /// Applies the saved snapshot (fail static) and starts the stream and report tasks.
     pub fn start(options: Options, store: Arc<ConfigStore>, shutdown: CancellationToken) -> (Self, JoinHandle<()>) {
+        // Before any snapshot applies: every account of cluster mode asks through it.
+        let (asker, asks) = tokio::sync::mpsc::unbounded_channel();
+        store.budgets().set_asker(asker);
         match state::load::<ConfigSnapshot>(&options.state_dir, SNAPSHOT_FILE) {
             Ok(Some(snapshot)) => match store.apply(&snapshot) {
                 Ok(_) => {
@@ -171,11 +177,15 @@ impl ControlClient {
         let client = Self { shared };
         let stream = client.clone();
         let reporter = client.clone();
+        let asker = client.clone();
         let stop = shutdown.clone();
+        let stop_asks = shutdown.clone();
         let handle = tokio::spawn(async move {
             let reports = tokio::spawn(async move { reporter.report_until(stop).await });
+            let asking = tokio::spawn(async move { asker.ask_until(asks, stop_asks).await });
             stream.stream_until(shutdown).await;
             let _ = reports.await;
+            let _ = asking.await;
         });
         (client, handle)
     }

@@ -79,6 +79,9 @@ pub enum ApiError {
     /// A hard budget is spent for this period.
     #[error("{0}")]
     BudgetExceeded(#[from] crate::budget::Exhausted),
+    /// This pod's slice of a budget is spent and no top-up came in time; the budget has money.
+    #[error("{0}")]
+    AllowanceShort(#[from] crate::budget::Short),
     /// No backend can take the request: every circuit is open, or none survives the filters.
     #[error("no backend available: {reason}")]
     NoBackendAvailable {
@@ -89,6 +92,9 @@ pub enum ApiError {
     #[error(transparent)]
     Upstream(#[from] ProviderError),
 }
+
+/// What a request refused for a spent slice is told to wait: about one more ask and push.
+const ALLOWANCE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl ApiError {
     /// A 400 naming the field at fault.
@@ -172,6 +178,16 @@ impl ApiError {
                 Some("budget_exceeded"),
                 None,
                 e.retry_after(jiff::Timestamp::now()),
+            ),
+            // Not `budget_exceeded`: the budget has money and a retry in a moment is likely
+            // served. A 429 `rate_limited` with a short Retry-After is what OpenAI's SDKs
+            // retry by themselves (they honour Retry-After up to a minute).
+            Self::AllowanceShort(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("rate_limited"),
+                None,
+                Some(ALLOWANCE_RETRY_AFTER),
             ),
             Self::NoBackendAvailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -237,6 +237,8 @@ impl Collected {
                 key: key.clone(),
                 spec: b.spec.clone(),
                 allowance: b.spec.limit_usd,
+                allowance_period_start: None,
+                exhausted: false,
             })
             .collect();
         Ok(ConfigSnapshot::new(routes, budgets))

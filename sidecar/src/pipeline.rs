@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::{
     accounting::recorder::{Finished, Recorder},
-    budget::{Admission, BudgetHold},
+    budget::{Account, Admission, BudgetHold, Refused as BudgetRefused},
     cache::{self, Lookup},
     config::ActiveConfig,
     error::ApiError,
@@ -35,6 +35,11 @@ use tap::{End, Holds};
 
 /// The request's time bound when no candidate says otherwise (the spec's default `total`).
 const DEFAULT_TOTAL: Duration = Duration::from_secs(600);
+
+/// How long a request whose budget slice is spent waits for the operator to top it up
+/// (DESIGN §6.3) before it is refused: long enough for an ask, a ledger write and a push on a
+/// healthy control plane, short against a client's own timeout.
+const ALLOWANCE_WAIT: Duration = Duration::from_secs(2);
 
 /// Completion tokens a budget reserves for a request that sets no `max_tokens`: a cap, so one
 /// open-ended request cannot hold a whole small budget. An answer longer than this can spend
@@ -188,7 +193,7 @@ fn record_refusal(
 ) {
     let Some(route) = &refused.route else { return };
     let outcome = match &refused.error {
-        ApiError::RateLimited { .. } => Outcome::RateLimited,
+        ApiError::RateLimited { .. } | ApiError::AllowanceShort(_) => Outcome::RateLimited,
         ApiError::BudgetExceeded(_) => Outcome::BudgetRefused,
         ApiError::Upstream(_) | ApiError::NoBackendAvailable { .. } => Outcome::UpstreamError,
         // The client's own mistake (a malformed x-sluice-* header, say): logged, not counted as
@@ -217,10 +222,13 @@ fn record_refusal(
 }
 
 /// The most a request can cost on any of its candidates: prompt tokens plus the completion
-/// cap (or [`WORST_CASE_OUTPUT_TOKENS`]) at the dearest prices.
+/// cap (or [`WORST_CASE_OUTPUT_TOKENS`]) for each choice asked for (`n`), at the dearest prices.
 fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> MicroUsd {
     let output = match facts.body() {
-        Body::Chat(r) => r.completion_cap().map_or(WORST_CASE_OUTPUT_TOKENS, u64::from),
+        Body::Chat(r) => r
+            .completion_cap()
+            .map_or(WORST_CASE_OUTPUT_TOKENS, u64::from)
+            .saturating_mul(r.choices()),
         Body::Embeddings(_) => 0,
     };
     let usage = Usage {
@@ -238,8 +246,28 @@ fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> Mic
         .unwrap_or(MicroUsd::ZERO)
 }
 
+/// Reserves the worst case in a budget; a request that finds this pod's slice spent waits up to
+/// [`ALLOWANCE_WAIT`] for the top-up it asked for.
+async fn reserve(account: &Arc<Account>, worst_case: MicroUsd) -> Result<Admission, ApiError> {
+    let deadline = Instant::now() + ALLOWANCE_WAIT;
+    loop {
+        // Taken before the check, so a grant that lands in between still ends the wait.
+        let generation = account.generation();
+        match account.admit(worst_case, jiff::Timestamp::now()) {
+            Ok(admission) => return Ok(admission),
+            Err(BudgetRefused::Exhausted(exhausted)) => return Err(ApiError::BudgetExceeded(exhausted)),
+            Err(BudgetRefused::Short(short)) => {
+                let changed = account.changed_since(generation);
+                if !short.asked || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    return Err(ApiError::AllowanceShort(short));
+                }
+            }
+        }
+    }
+}
+
 /// Resolves the route, plans the candidates and admits the request under the route's limits.
-fn admit<'a>(
+async fn admit<'a>(
     config: &ActiveConfig,
     model: &str,
     body: Body<'a>,
@@ -262,7 +290,7 @@ fn admit<'a>(
     let mut plan = plan;
     let budget = match route.budget.as_ref().and_then(|key| config.budgets.get(key)) {
         None => None,
-        Some(account) => match account.admit(worst_case_cost(&facts, &plan.candidates), jiff::Timestamp::now()) {
+        Some(account) => match reserve(&account, worst_case_cost(&facts, &plan.candidates)).await {
             Ok(Admission::Reserved(reservation)) => Some(BudgetHold::Reserved(reservation)),
             Ok(Admission::OverSoftLimit) => {
                 tracing::warn!(route = %route.key, budget = %account.key(), "soft budget exceeded; serving");
@@ -279,7 +307,7 @@ fn admit<'a>(
                 }
                 Some(BudgetHold::Unreserved(account))
             }
-            Err(exhausted) => return Err(refuse(ApiError::BudgetExceeded(exhausted))),
+            Err(error) => return Err(refuse(error)),
         },
     };
     let total = plan
@@ -321,6 +349,7 @@ pub async fn chat(
     let started = Instant::now();
     let user = request.user.as_deref();
     let admitted = admit(config, &request.model, Body::Chat(request), headers, user)
+        .await
         .inspect_err(|refused| record_refusal(&config.recorder, refused, endpoint, user, started))?;
     let (status, fill) = match &admitted.route.state.cache {
         Some(cache) if !admitted.asks.bypass_cache && cache::key::is_deterministic(request) => {
@@ -415,6 +444,7 @@ pub async fn embeddings(
     let started = Instant::now();
     let user = request.user.as_deref();
     let admitted = admit(config, &request.model, Body::Embeddings(request), headers, user)
+        .await
         .inspect_err(|refused| record_refusal(&config.recorder, refused, "embeddings", user, started))?;
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
         backend

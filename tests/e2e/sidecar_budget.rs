@@ -500,3 +500,88 @@ async fn a_stream_past_its_reservation_continues_while_the_budget_has_money() {
     // The simulator reports 3,000 completion tokens at the end: $0.30 exactly.
     assert_eq!(budgets(&client, &sidecar).await["spentUSD"], "0.300000");
 }
+
+/// A route to the in-test upstream's `model` at $100 per million output tokens, nothing for input.
+fn upstream_backend(upstream: &Upstream, model: &str) -> String {
+    format!(
+        "  - name: mock\n    provider: openai-compatible\n    baseUrl: {}\n    model: {model}\n    \
+         credentialsRef: {{name: key, key: apiKey}}\n    \
+         pricing: {{inputPerMTok: \"0\", outputPerMTok: \"100.00\"}}\n",
+        upstream.base_url()
+    )
+}
+
+const SECRET: &str =
+    "apiVersion: v1\nkind: Secret\nmetadata: {name: key, namespace: default}\nstringData: {apiKey: sk-test}\n";
+
+#[tokio::test]
+async fn a_stream_of_tool_call_arguments_past_a_hard_budget_is_cut_at_the_limit() {
+    // The answer is reasoning and a tool call of 40,000 characters of arguments (~10,000
+    // tokens, $1.00) and no text; the reservation is 4,096 tokens ($0.4096) of a $0.50 budget.
+    // Arguments and reasoning count like text, so the stream is ended where the money ends.
+    let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &format!(
+            "{SECRET}{}{}",
+            budget_doc("0.50", "hard", ""),
+            route_doc(&upstream_backend(&upstream, "mock-long-tool"))
+        ),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let text = chat(&client, &sidecar, open_ended_stream()).await.text().await.unwrap();
+    let events = events(&text);
+    assert!(!text.contains("[DONE]"), "the answer must not look complete");
+    let last: Value = serde_json::from_str(events[events.len() - 1]).unwrap();
+    assert_eq!(last["error"]["code"], "budget_exceeded", "{last}");
+    let finish: Value = serde_json::from_str(events[events.len() - 2]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "length", "{finish}");
+    // Fewer argument pieces reached the client than the upstream sent.
+    let pieces = events.iter().filter(|e| e.contains("\"arguments\":\"xxxx")).count();
+    assert!(
+        pieces < sluice_tests::upstream::LONG_TOOL_PIECES,
+        "{pieces} pieces passed"
+    );
+    let budget = budgets(&client, &sidecar).await;
+    let spent: f64 = budget["spentUSD"].as_str().unwrap().parse().unwrap();
+    assert!(spent > 0.40 && spent <= 0.50, "spent {spent}");
+    assert_eq!(budget["reservedUSD"], "0.000000");
+}
+
+#[tokio::test]
+async fn a_request_for_three_choices_reserves_three_times_its_completion_cap() {
+    let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &format!(
+            "{SECRET}{}{}",
+            budget_doc("10.00", "hard", ""),
+            route_doc(&upstream_backend(&upstream, "mock-ok"))
+        ),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    upstream.hold("mock-ok");
+    let client = http();
+    let url = sidecar.url("/v1/chat/completions");
+    let body = json!({"model": "chat", "n": 3, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let request = tokio::spawn({
+        let client = client.clone();
+        async move { client.post(url).json(&body).send().await.unwrap().status() }
+    });
+    // Once the upstream has the request, its reservation is made and held until the answer:
+    // 3 choices × 10 tokens × $100 per million.
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while upstream.count("mock-ok") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(budgets(&client, &sidecar).await["reservedUSD"], "0.003000");
+    upstream.release("mock-ok", 1);
+    assert_eq!(request.await.unwrap(), StatusCode::OK);
+}

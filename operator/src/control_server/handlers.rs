@@ -12,7 +12,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use sluice_crds::{
     ObjectKey, UsageAck, UsageReport,
     control::{
-        ACK_PATH, BudgetSpend, ConfigAck, ControlError, Hello, NDJSON, PodIdentity, USAGE_PATH, WATCH_PATH, WatchEvent,
+        ACK_PATH, ALLOWANCE_PATH, AllowanceAnswer, AllowanceRequest, BudgetSpend, ConfigAck, ControlError, Hello,
+        NDJSON, PodIdentity, USAGE_PATH, WATCH_PATH, WatchEvent,
     },
 };
 
@@ -54,6 +55,7 @@ pub async fn handle(req: Request<Incoming>, server: Arc<ControlServer>) -> Respo
         (&Method::GET, WATCH_PATH) => watch(req, &server).await,
         (&Method::POST, ACK_PATH) => ack(req, &server).await,
         (&Method::POST, USAGE_PATH) => usage(req, &server).await,
+        (&Method::POST, ALLOWANCE_PATH) => allowance(req, &server).await,
         _ => Err((StatusCode::NOT_FOUND, "no such endpoint".to_owned())),
     };
     result.unwrap_or_else(|(status, message)| {
@@ -270,6 +272,73 @@ async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
             "usage not persisted in time; send it again".to_owned(),
         )),
     }
+}
+
+/// A sidecar asks for more of a budget: the ask is noted on its grant, planning tops it up out
+/// of free money, the ledger is persisted (only then may the grant be pushed, see
+/// [`crate::allowance`]) and pushed, and the answer says what the pod holds now.
+async fn allowance(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
+    let pod = identity(&req, server).await?;
+    let ask: AllowanceRequest = read_json(req, MAX_ACK_BYTES).await?;
+    if ask.budget.namespace != pod.namespace {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "a pod may ask only for budgets of its own namespace".to_owned(),
+        ));
+    }
+    let ctx = &server.ctx;
+    ctx.wait_synced().await;
+    usage::ensure_ledger(ctx, &pod.namespace)
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let Some(budget) = ctx
+        .budgets
+        .get(&ObjectRef::new(&ask.budget.name).within(&pod.namespace))
+    else {
+        return Err((StatusCode::NOT_FOUND, format!("no budget {}", ask.budget)));
+    };
+    // Planned first, so a period that just began is rolled and the pod has its entry.
+    push::recompute(ctx, &pod.namespace);
+    let wanted = ask.held + ask.wanted;
+    let noted = ctx.ledgers.update(&pod.namespace, |l| {
+        let grant = l
+            .ledger
+            .budgets
+            .get_mut(&ask.budget.name)
+            .and_then(|t| t.pods.get_mut(&pod.uid));
+        grant.map(|g| g.asked = g.asked.max(wanted)).is_some()
+    });
+    if noted == Some(true) {
+        tracing::debug!(pod = %pod.name, budget = %ask.budget, held = %ask.held, wanted = %ask.wanted, "allowance asked");
+        push::recompute(ctx, &pod.namespace);
+        // A raised grant is pushed only once persisted: write now rather than at the next flush
+        // (nothing to write when nothing was raised, or another ask's write already held it).
+        let unpersisted = ctx.ledgers.read(&pod.namespace, |l| {
+            l.budgets
+                .get(&ask.budget.name)
+                .and_then(|t| t.pods.get(&pod.uid))
+                .is_some_and(|g| g.unpersisted > sluice_crds::MicroUsd::ZERO)
+        });
+        if unpersisted == Some(true) {
+            usage::flush_namespace(ctx, &pod.namespace).await;
+        }
+    }
+    let answer = ctx
+        .ledgers
+        .read(&pod.namespace, |l| {
+            let totals = l.budgets.get(&ask.budget.name)?;
+            Some(AllowanceAnswer {
+                granted: totals.pods.get(&pod.uid).map(|g| g.pushable()).unwrap_or_default(),
+                period_start: totals.period_start,
+                exhausted: crate::plan::is_exhausted(totals, &budget.spec),
+            })
+        })
+        .flatten()
+        .ok_or((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the usage ledger is not loaded; ask again".to_owned(),
+        ))?;
+    Ok(json(StatusCode::OK, &answer))
 }
 
 /// Judges a report by [`usage::scope`]: the routes sent to the pod, and the accepted routes

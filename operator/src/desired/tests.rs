@@ -82,7 +82,11 @@ fn a_pod_gets_only_its_namespaces_routes_that_select_it_with_their_budget_and_sh
         labels: &pod_labels,
         routes: &routes,
         budgets: &budgets,
-        allowance: &|_| MicroUsd::new(2_500_000),
+        allowance: &|_| Grant {
+            allowance: MicroUsd::new(2_500_000),
+            period_start: Some("2026-11-01T00:00:00Z".parse().unwrap()),
+            exhausted: false,
+        },
         share: &|k| LimitShare {
             requests_per_minute: (k.name == "chat").then_some(50),
             tokens_per_minute: None,
@@ -99,7 +103,9 @@ fn a_pod_gets_only_its_namespaces_routes_that_select_it_with_their_budget_and_sh
         vec![BudgetConfig {
             key: key("team-a", "monthly"),
             spec: budget,
-            allowance: MicroUsd::new(2_500_000)
+            allowance: MicroUsd::new(2_500_000),
+            allowance_period_start: Some("2026-11-01T00:00:00Z".parse().unwrap()),
+            exhausted: false,
         }]
     );
     // The same inputs give the same version; a new allowance gives a new one.
@@ -116,7 +122,7 @@ fn a_model_claimed_twice_keeps_the_first_route_by_name() {
         labels: &BTreeMap::new(),
         routes: &[&b, &a],
         budgets: &BTreeMap::new(),
-        allowance: &|_| MicroUsd::ZERO,
+        allowance: &|_| Grant::default(),
         share: &|_| LimitShare::default(),
     });
     assert_eq!(snapshot.routes.len(), 1);

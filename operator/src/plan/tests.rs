@@ -137,9 +137,15 @@ fn a_stored_pod_without_a_sidecar_still_takes_its_share() {
 fn allowances_give_each_pod_an_equal_share_of_what_is_left() {
     let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "10", &["a", "b"]);
     let plan = world.plan(noon(), &BTreeMap::new());
+    // Granted, and held back from the snapshots until the ledger holding it is persisted.
     let granted: Vec<MicroUsd> = plan.sidecars.iter().map(allowance_of).collect();
-    assert_eq!(granted, vec![usd(5_000_000), usd(5_000_000)]);
+    assert_eq!(granted, vec![MicroUsd::ZERO, MicroUsd::ZERO]);
     assert!(plan.ledger_changed);
+    let mut budgets = plan.budgets.clone();
+    mark_persisted(&mut budgets, &written(&plan.budgets));
+    let persisted = world.plan(noon(), &budgets);
+    let granted: Vec<MicroUsd> = persisted.sidecars.iter().map(allowance_of).collect();
+    assert_eq!(granted, vec![usd(5_000_000), usd(5_000_000)]);
     let totals = &plan.budgets["b"];
     assert_eq!(totals.period_start, Some("2026-11-20T23:00:00Z".parse().unwrap()));
     assert_eq!(totals.pods["a"].granted, usd(5_000_000));
@@ -180,9 +186,11 @@ fn grants_never_pass_the_limit_and_a_settled_plan_changes_nothing() {
     )]);
     let plan = world.plan(noon(), &ledger);
     // Left: $10 − $4 = $6, $3 a pod. `a` has $1 headroom: topped up by $2 out of the free
-    // $6 − ($1 + $3) = $2, to $5. `b` has $3 headroom, at its target: unchanged.
+    // $6 − ($1 + $3) = $2, to $5 (pushed once persisted). `b` has $3 headroom, at its
+    // target: unchanged.
     let granted: Vec<MicroUsd> = plan.sidecars.iter().map(allowance_of).collect();
-    assert_eq!(granted, vec![usd(5_000_000), usd(5_000_000)]);
+    assert_eq!(granted, vec![usd(3_000_000), usd(5_000_000)]);
+    assert_eq!(plan.budgets["b"].pods["a"].granted, usd(5_000_000));
     assert_eq!(plan.outstanding["b"], usd(6_000_000));
     assert_eq!(plan.budgets["b"].spent + plan.outstanding["b"], usd(10_000_000));
     assert!(plan.ledger_changed);
@@ -216,7 +224,14 @@ fn a_new_period_starts_from_nothing_spent() {
     assert_eq!(totals.period_start, Some("2026-11-20T23:00:00Z".parse().unwrap()));
     assert_eq!(totals.spent, MicroUsd::ZERO);
     assert_eq!(totals.pods["a"].spent, MicroUsd::ZERO);
-    assert_eq!(allowance_of(&plan.sidecars[0]), usd(10_000_000));
+    assert_eq!(totals.pods["a"].granted, usd(10_000_000));
+    // The new period's grant names its period; until persisted it is not pushed.
+    let config = &plan.sidecars[0].snapshot.budgets[0];
+    assert_eq!(config.allowance, MicroUsd::ZERO);
+    assert_eq!(
+        config.allowance_period_start,
+        Some("2026-11-20T23:00:00Z".parse().unwrap())
+    );
     assert!(plan.ledger_changed);
 }
 
@@ -233,4 +248,100 @@ fn a_route_claiming_a_served_model_is_left_out_and_named() {
     let plan = world.plan(noon(), &BTreeMap::new());
     assert_eq!(plan.sidecars[0].snapshot.routes.len(), 1);
     assert_eq!(plan.sidecars[0].conflicts, vec![key("b-second")]);
+}
+
+/// A ledger of budget `b` in today's period, persisted, with these pods' (granted, spent).
+fn today(spent: u64, pods: &[(&str, u64, u64)]) -> BTreeMap<String, BudgetTotals> {
+    BTreeMap::from([(
+        "b".to_owned(),
+        BudgetTotals {
+            period_start: Some("2026-11-20T23:00:00Z".parse().unwrap()),
+            spent: usd(spent),
+            pods: pods
+                .iter()
+                .map(|(uid, granted, spent)| {
+                    let grant = PodGrant {
+                        granted: usd(*granted),
+                        spent: usd(*spent),
+                        ..PodGrant::default()
+                    };
+                    ((*uid).to_owned(), grant)
+                })
+                .collect(),
+            ..BudgetTotals::default()
+        },
+    )])
+}
+
+#[test]
+fn an_ask_is_topped_up_out_of_free_money_only_and_pushed_once_persisted() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "10", &["a", "b"]);
+    // $10: `a` spent its $2, `b` holds $3 of which it spent $1. Free: 10 − 3 − 2 = $5.
+    let mut ledger = today(3_000_000, &[("a", 2_000_000, 2_000_000), ("b", 3_000_000, 1_000_000)]);
+    // `a` holds $2 and asks for $6 more: $8 in all.
+    ledger.get_mut("b").unwrap().pods.get_mut("a").unwrap().asked = usd(8_000_000);
+    let plan = world.plan(noon(), &ledger);
+    let totals = &plan.budgets["b"];
+    // Sizing first: target headroom (10 − 3) / 2 = $3.50, `a` has none: +$3.50 of the free $5;
+    // the ask then takes the $1.50 left: $2 + $3.50 + $1.50 = $7. Nothing is free after.
+    assert_eq!(totals.pods["a"].granted, usd(7_000_000));
+    assert_eq!(totals.pods["a"].asked, MicroUsd::ZERO, "an ask is answered once");
+    assert_eq!(totals.spent + plan.outstanding["b"], usd(10_000_000));
+    // Not pushed before the ledger is written; pushed after.
+    assert_eq!(allowance_of(&plan.sidecars[0]), usd(2_000_000));
+    let mut budgets = plan.budgets.clone();
+    mark_persisted(&mut budgets, &written(&plan.budgets));
+    let again = world.plan(noon(), &budgets);
+    assert_eq!(allowance_of(&again.sidecars[0]), usd(7_000_000));
+    assert!(!again.ledger_changed);
+}
+
+#[test]
+fn a_grant_raised_while_its_ledger_was_being_written_stays_held_back_by_the_raise() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "10", &["a"]);
+    let ledger = today(1_000_000, &[("a", 1_000_000, 1_000_000)]);
+    let plan = world.plan(noon(), &ledger);
+    // Target: all $9 left for the only pod: granted $10, $9 of it not persisted.
+    let writing = written(&ledger);
+    let mut budgets = plan.budgets.clone();
+    assert_eq!(budgets["b"].pods["a"].granted, usd(10_000_000));
+    // The write that lands held the grant as it was before the raise ($1).
+    mark_persisted(&mut budgets, &writing);
+    assert_eq!(budgets["b"].pods["a"].pushable(), usd(1_000_000));
+}
+
+#[test]
+fn an_idle_pod_keeps_only_what_it_spent_and_the_busy_one_gets_the_rest() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "1", &["idle", "busy"]);
+    // $1: `idle` holds $0.50 and spent $0.10; `busy` spent its $0.50. Nothing free.
+    let mut ledger = today(600_000, &[("idle", 500_000, 100_000), ("busy", 500_000, 500_000)]);
+    for window in 1..=crate::allowance::IDLE_WINDOWS {
+        let plan = world.plan(noon(), &ledger);
+        assert_eq!(plan.budgets["b"].pods["idle"].granted, usd(500_000), "window {window}");
+        ledger.get_mut("b").unwrap().pods.get_mut("idle").unwrap().idle_windows = window;
+    }
+    // Idle for three windows: shrunk to its $0.10; its $0.40 goes to `busy`, whose target is
+    // (1 − 0.6) / 2 = $0.20 of headroom; it asks for $0.40 more, so it gets all of it.
+    ledger.get_mut("b").unwrap().pods.get_mut("busy").unwrap().asked = usd(900_000);
+    let plan = world.plan(noon(), &ledger);
+    let totals = &plan.budgets["b"];
+    assert_eq!(totals.pods["idle"].granted, usd(100_000));
+    assert_eq!(totals.pods["busy"].granted, usd(900_000));
+    assert_eq!(totals.spent + plan.outstanding["b"], usd(1_000_000));
+    // The cut is pushed at once (it needs no persisting); the raise waits for the write.
+    let pushed: Vec<MicroUsd> = plan.sidecars.iter().map(allowance_of).collect();
+    assert_eq!(pushed, vec![usd(100_000), usd(500_000)]);
+    // Still idle: the next plan gives it nothing back, and changes nothing.
+    let again = world.plan(noon(), &plan.budgets);
+    assert_eq!(again.budgets["b"].pods["idle"].granted, usd(100_000));
+    assert!(!again.ledger_changed);
+}
+
+#[test]
+fn a_snapshot_says_when_the_budget_is_spent() {
+    let world = World::new(vec![route("chat", "  budgetRef: {name: b}\n")], "1", &["a"]);
+    let plan = world.plan(noon(), &today(1_000_000, &[("a", 1_000_000, 1_000_000)]));
+    assert!(plan.sidecars[0].snapshot.budgets[0].exhausted);
+    let plan = world.plan(noon(), &today(999_999, &[("a", 1_000_000, 999_999)]));
+    assert!(!plan.sidecars[0].snapshot.budgets[0].exhausted);
 }

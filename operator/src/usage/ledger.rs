@@ -183,6 +183,16 @@ pub struct PodGrant {
     /// Spent in the sizing window in progress.
     #[serde(skip)]
     pub window: MicroUsd,
+    /// How much of `granted` is not persisted yet, and so not pushed (a next leader would not
+    /// know it was granted). Zero as loaded: what was read is persisted.
+    #[serde(skip)]
+    pub unpersisted: MicroUsd,
+    /// The grant the pod asked for (`POST /v1/allowance`), until planning answers it.
+    #[serde(skip)]
+    pub asked: MicroUsd,
+    /// Sizing windows in a row it spent nothing in.
+    #[serde(skip)]
+    pub idle_windows: u32,
 }
 
 impl PodGrant {
@@ -193,6 +203,22 @@ impl PodGrant {
             spent: self.spent,
             recent: self.recent,
         }
+    }
+
+    /// Changes the grant, keeping count of what is not persisted: a raise is held back from
+    /// snapshots until the ledger is written; a cut is safe to push at once.
+    pub fn set_granted(&mut self, granted: MicroUsd) {
+        if granted > self.granted {
+            self.unpersisted += granted.saturating_sub(self.granted);
+        } else {
+            self.unpersisted = self.unpersisted.saturating_sub(self.granted.saturating_sub(granted));
+        }
+        self.granted = granted;
+    }
+
+    /// The grant a snapshot may carry: what is persisted of it.
+    pub fn pushable(&self) -> MicroUsd {
+        self.granted.saturating_sub(self.unpersisted)
     }
 }
 
@@ -314,7 +340,7 @@ impl Ledger {
             if let Some(grant) = budget.pods.get_mut(pod_uid)
                 && grant.granted > grant.spent
             {
-                grant.granted = grant.spent;
+                grant.set_granted(grant.spent);
                 changed = true;
             }
         }
@@ -349,6 +375,11 @@ impl Ledger {
         for budget in self.budgets.values_mut() {
             for grant in budget.pods.values_mut() {
                 grant.recent = std::mem::take(&mut grant.window);
+                grant.idle_windows = if grant.recent == MicroUsd::ZERO {
+                    grant.idle_windows.saturating_add(1)
+                } else {
+                    0
+                };
             }
         }
     }

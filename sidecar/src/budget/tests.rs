@@ -28,6 +28,8 @@ fn config(limit: &str, enforcement: Enforcement) -> BudgetConfig {
     BudgetConfig {
         key: key(),
         allowance: spec.limit_usd,
+        allowance_period_start: None,
+        exhausted: false,
         spec,
     }
 }
@@ -93,7 +95,9 @@ fn a_failed_request_releases_its_hold() {
 #[test]
 fn hard_refusal_names_the_budget_and_its_reset() {
     let account = account("0.01", Enforcement::Hard);
-    let err = account.admit(MicroUsd::new(20_000), ts(NOW)).unwrap_err();
+    let Err(Refused::Exhausted(err)) = account.admit(MicroUsd::new(20_000), ts(NOW)) else {
+        panic!("expected exhausted")
+    };
     assert_eq!(err.budget, key());
     assert_eq!(err.resets_at, Some(ts("2026-11-22T00:00:00Z")));
     assert!(err.to_string().contains("team-a/monthly"), "{err}");
@@ -167,4 +171,101 @@ fn the_state_file_round_trips_spend() {
         0
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A cluster-mode config: `allowance` granted for the day starting `period`, with `asks` as
+/// where the account's asks arrive.
+fn granted(
+    limit: &str,
+    allowance: u64,
+    period: &str,
+    exhausted: bool,
+) -> (Arc<Account>, Budgets, tokio::sync::mpsc::UnboundedReceiver<Ask>) {
+    let budgets = Budgets::default();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    budgets.set_asker(tx);
+    let mut c = config(limit, Enforcement::Hard);
+    c.allowance = MicroUsd::new(allowance);
+    c.allowance_period_start = Some(ts(period));
+    c.exhausted = exhausted;
+    budgets.apply(&[c], ts(NOW)).unwrap();
+    (budgets.get(&key()).unwrap(), budgets, rx)
+}
+
+#[test]
+fn a_grant_counts_only_in_the_period_it_was_granted_for() {
+    let day = ts("2026-11-21T00:00:00Z");
+    assert_eq!(
+        allowance_in(MicroUsd::new(60_000), Some(day), day),
+        MicroUsd::new(60_000)
+    );
+    assert_eq!(
+        allowance_in(MicroUsd::new(60_000), Some(day), ts("2026-11-22T00:00:00Z")),
+        MicroUsd::ZERO
+    );
+    assert_eq!(allowance_in(MicroUsd::new(60_000), None, day), MicroUsd::new(60_000));
+    // Yesterday's grant is no money today; the day after the grant's own day, neither.
+    let (account, _budgets, _asks) = granted("1.00", 60_000, "2026-11-20T00:00:00Z", false);
+    assert_eq!(account.available(ts(NOW)), MicroUsd::ZERO);
+    let (account, _budgets, _asks) = granted("1.00", 60_000, "2026-11-21T00:00:00Z", false);
+    assert_eq!(account.available(ts(NOW)), MicroUsd::new(60_000));
+    assert_eq!(account.available(ts("2026-11-22T00:00:01Z")), MicroUsd::ZERO);
+}
+
+#[test]
+fn a_spent_slice_of_a_budget_with_money_asks_for_more_instead_of_calling_it_exhausted() {
+    let (account, _budgets, mut asks) = granted("1.00", 20_000, "2026-11-21T00:00:00Z", false);
+    let Ok(Admission::Reserved(r)) = account.admit(MicroUsd::new(20_000), ts(NOW)) else {
+        panic!("refused")
+    };
+    // Nothing left of a $0.02 slice: the reservation itself asked for a slice more.
+    assert_eq!(
+        asks.try_recv().unwrap(),
+        Ask {
+            budget: key(),
+            held: MicroUsd::new(20_000),
+            wanted: MicroUsd::new(20_000)
+        }
+    );
+    r.settle(MicroUsd::new(20_000), ts(NOW));
+    match account.admit(MicroUsd::new(20_000), ts(NOW)) {
+        Err(Refused::Short(short)) => assert!(short.asked, "the ask in flight is worth waiting for"),
+        other => panic!("expected short, got {other:?}"),
+    }
+    // The same ask is not sent twice.
+    assert!(asks.try_recv().is_err());
+    // An answer with nothing more ends the wait: refused at once, without a new ask.
+    account.answered(
+        MicroUsd::new(20_000),
+        MicroUsd::new(20_000),
+        Some(ts("2026-11-21T00:00:00Z")),
+        false,
+    );
+    match account.admit(MicroUsd::new(20_000), ts(NOW)) {
+        Err(Refused::Short(short)) => assert!(!short.asked),
+        other => panic!("expected short, got {other:?}"),
+    }
+    assert!(asks.try_recv().is_err());
+}
+
+#[test]
+fn a_budget_the_operator_calls_spent_refuses_as_exhausted_until_the_period_ends() {
+    let (account, _budgets, mut asks) = granted("1.00", 20_000, "2026-11-21T00:00:00Z", true);
+    account.charge(MicroUsd::new(20_000), ts(NOW));
+    match account.admit(MicroUsd::new(1), ts(NOW)) {
+        Err(Refused::Exhausted(e)) => {
+            assert_eq!(e.resets_at, Some(ts("2026-11-22T00:00:00Z")));
+            assert_eq!(e.retry_after(ts(NOW)), Some(std::time::Duration::from_secs(14 * 3600)));
+        }
+        other => panic!("expected exhausted, got {other:?}"),
+    }
+    assert!(asks.try_recv().is_err(), "a spent budget is not asked");
+    // The next day yesterday's word that the budget is spent no longer holds, nor does
+    // yesterday's grant: the sidecar asks for today's.
+    let tomorrow = ts("2026-11-22T00:00:01Z");
+    match account.admit(MicroUsd::new(1), tomorrow) {
+        Err(Refused::Short(short)) => assert!(short.asked),
+        other => panic!("expected short, got {other:?}"),
+    }
+    assert_eq!(asks.try_recv().unwrap().held, MicroUsd::ZERO);
 }

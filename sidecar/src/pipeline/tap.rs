@@ -1,10 +1,16 @@
 //! Watches an answer on its way to the client and, when it ends, settles what the request
 //! holds: the backend's slot and token charge, the route's token charge, the budget, the
 //! cache recording, and the record of the request in metrics, the usage ledger and the log.
+//!
+//! Until the provider reports usage, what has streamed (text, tool call arguments, reasoning)
+//! is charged against a hard budget: past the reservation more is held; when this pod's slice
+//! is short but the budget has money, the next chunk waits (up to the pipeline's allowance
+//! wait) for the top-up asked for; when the budget has no money the answer is ended.
 
 use std::{
     borrow::Cow,
     collections::VecDeque,
+    future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -20,7 +26,7 @@ use tokio::time::Instant;
 use super::Served;
 use crate::{
     accounting::recorder::{Finished, Recorder},
-    budget::BudgetHold,
+    budget::{Account, BudgetHold},
     cache,
     failover::Guard,
     limits::Charge,
@@ -135,6 +141,8 @@ pub fn tap(stream: ChunkStream, holds: Holds) -> ChunkStream {
         streamed_chars: 0,
         time_to_first_token,
         ending: VecDeque::new(),
+        waiting: None,
+        wait_until: None,
     })
 }
 
@@ -146,6 +154,24 @@ struct Tap {
     time_to_first_token: Duration,
     /// What is left to say after the sidecar ended the answer itself.
     ending: VecDeque<Result<StreamEvent, ProviderError>>,
+    /// A chunk held back while this pod's slice of the budget is topped up, and the wait.
+    waiting: Option<(Bytes, TopUpWait)>,
+    /// Until when the answer may wait for a top-up (set by its first wait).
+    wait_until: Option<Instant>,
+}
+
+/// A wait for this pod's slice to be topped up, bounded in time.
+type TopUpWait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What the budget says about the answer so far.
+enum Verdict {
+    /// It fits (more money is held if it needed some).
+    Fits,
+    /// This pod's slice is short but the budget has money and more was asked for: wait for
+    /// a change of the account after this generation.
+    Wait(Arc<Account>, u64),
+    /// A hard budget has no money for more: end the answer, saying this.
+    Cut(String),
 }
 
 /// The identity of a chunk, to end the answer in its name.
@@ -173,7 +199,8 @@ fn length_chunk(like: &[u8]) -> Bytes {
     Bytes::from(chunk.to_string())
 }
 
-/// The text of an OpenAI chunk, borrowed where it has no escapes.
+/// What an OpenAI chunk generates, borrowed where it has no escapes: text, tool call names
+/// and arguments, and reasoning are all completion tokens a hard budget pays for.
 #[derive(Deserialize)]
 struct ChunkText<'a> {
     #[serde(borrow, default)]
@@ -190,26 +217,69 @@ struct ChoiceText<'a> {
 struct DeltaText<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
+    /// DeepSeek's and this sidecar's translations' name for reasoning text.
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    /// The name some OpenAI-compatible servers (vLLM, OpenRouter) use.
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Vec<ToolCallText<'a>>,
 }
 
-/// Characters of completion text in one chunk.
+#[derive(Deserialize)]
+struct ToolCallText<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionText<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionText<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+fn chars(text: Option<&Cow<'_, str>>) -> usize {
+    text.map_or(0, |t| t.chars().count())
+}
+
+impl DeltaText<'_> {
+    fn chars(&self) -> usize {
+        let calls: usize = self
+            .tool_calls
+            .iter()
+            .filter_map(|c| c.function.as_ref())
+            .map(|f| chars(f.name.as_ref()) + chars(f.arguments.as_ref()))
+            .sum();
+        chars(self.content.as_ref()) + chars(self.reasoning_content.as_ref()) + chars(self.reasoning.as_ref()) + calls
+    }
+}
+
+/// Characters generated in one chunk: completion text, reasoning and tool calls.
 fn text_chars(payload: &[u8]) -> usize {
     serde_json::from_slice::<ChunkText<'_>>(payload).map_or(0, |c| {
         c.choices
             .iter()
-            .filter_map(|ch| ch.delta.as_ref()?.content.as_ref())
-            .map(|t| t.chars().count())
+            .filter_map(|ch| ch.delta.as_ref())
+            .map(DeltaText::chars)
             .sum()
     })
 }
 
 impl Tap {
-    /// Whether the answer so far still fits the budget, holding more money when it needs to;
-    /// `Some(message)` when a hard budget has none left.
-    fn over_budget(&mut self) -> Option<String> {
-        let holds = self.holds.as_mut()?;
-        let reserved = holds.budget.as_ref()?.reserved()?;
-        let pricing = holds.served.backend.pricing?;
+    /// Whether the answer so far still fits the budget, holding more money when it needs to.
+    fn over_budget(&mut self) -> Verdict {
+        let Some(holds) = self.holds.as_mut() else {
+            return Verdict::Fits;
+        };
+        let (Some(reserved), Some(pricing)) = (
+            holds.budget.as_ref().and_then(BudgetHold::reserved),
+            holds.served.backend.pricing,
+        ) else {
+            return Verdict::Fits;
+        };
         let so_far = Usage {
             input: Tokens(holds.prompt_tokens),
             cached_input: Tokens(0),
@@ -219,7 +289,7 @@ impl Tap {
         }
         .cost(&pricing);
         if so_far <= reserved {
-            return None;
+            return Verdict::Fits;
         }
         let step = Usage {
             output: Tokens(EXTEND_BY_TOKENS),
@@ -227,14 +297,58 @@ impl Tap {
         }
         .cost(&pricing);
         let more = so_far.saturating_sub(reserved).saturating_add(step);
-        let budget = holds.budget.as_mut()?;
+        let Some(budget) = holds.budget.as_mut() else {
+            return Verdict::Fits;
+        };
+        let account = budget.account().clone();
+        // Taken before the try, so a top-up that lands in between still ends the wait.
+        let generation = account.generation();
         if budget.extend(more, jiff::Timestamp::now()) {
-            return None;
+            self.wait_until = None;
+            return Verdict::Fits;
         }
-        Some(format!(
-            "budget {} is exhausted: the answer was ended at the limit",
+        let in_time = self.wait_until.is_none_or(|until| Instant::now() < until);
+        if in_time && account.may_wait() {
+            return Verdict::Wait(account, generation);
+        }
+        Verdict::Cut(format!(
+            "budget {} has no money left for this answer here: it was ended at the limit",
             budget.budget()
         ))
+    }
+
+    /// Passes on `payload` if the budget has money for it, else waits for a top-up or ends
+    /// the answer.
+    fn pass(&mut self, payload: Bytes, cx: &mut Context<'_>) -> Poll<Option<Result<StreamEvent, ProviderError>>> {
+        loop {
+            match self.over_budget() {
+                Verdict::Fits => {
+                    if let Some(recording) = self.holds.as_mut().and_then(|h| h.recording.as_mut()) {
+                        recording.chunk(&payload);
+                    }
+                    return Poll::Ready(Some(Ok(StreamEvent::Data(payload))));
+                }
+                Verdict::Wait(account, generation) => {
+                    let until = *self
+                        .wait_until
+                        .get_or_insert_with(|| Instant::now() + super::ALLOWANCE_WAIT);
+                    let mut wait: TopUpWait = Box::pin(async move {
+                        let _ = tokio::time::timeout_at(until, account.changed_since(generation)).await;
+                    });
+                    if wait.as_mut().poll(cx).is_pending() {
+                        self.waiting = Some((payload, wait));
+                        return Poll::Pending;
+                    }
+                }
+                Verdict::Cut(message) => {
+                    // Withhold this chunk, close the upstream, end the answer like a length limit.
+                    self.stream = Box::pin(futures::stream::empty());
+                    self.ending.push_back(Err(ProviderError::BudgetSpent(message)));
+                    self.end(End::BudgetSpent);
+                    return Poll::Ready(Some(Ok(StreamEvent::Data(length_chunk(&payload)))));
+                }
+            }
+        }
     }
 
     fn end(&mut self, end: End) {
@@ -251,21 +365,21 @@ impl Stream for Tap {
         if let Some(item) = self.ending.pop_front() {
             return Poll::Ready(Some(item));
         }
-        let item = std::task::ready!(self.stream.as_mut().poll_next(cx));
         let this = &mut *self;
+        if let Some((_, wait)) = this.waiting.as_mut() {
+            std::task::ready!(wait.as_mut().poll(cx));
+            if let Some((payload, _)) = this.waiting.take() {
+                return this.pass(payload, cx);
+            }
+        }
+        let item = std::task::ready!(this.stream.as_mut().poll_next(cx));
         match &item {
             Some(Ok(StreamEvent::Data(payload))) => {
-                // Providers report usage at the end; until then the text streamed so far is what
-                // a hard budget is checked against.
+                // Providers report usage at the end; until then what streamed so far is what a
+                // hard budget is checked against.
                 if this.usage.is_none() {
                     this.streamed_chars += text_chars(payload);
-                    if let Some(message) = this.over_budget() {
-                        // Withhold this chunk, close the upstream, end the answer like a length limit.
-                        this.stream = Box::pin(futures::stream::empty());
-                        this.ending.push_back(Err(ProviderError::BudgetSpent(message)));
-                        this.end(End::BudgetSpent);
-                        return Poll::Ready(Some(Ok(StreamEvent::Data(length_chunk(payload)))));
-                    }
+                    return this.pass(payload.clone(), cx);
                 }
                 if let Some(recording) = this.holds.as_mut().and_then(|h| h.recording.as_mut()) {
                     recording.chunk(payload);
@@ -299,5 +413,16 @@ mod tests {
         assert_eq!(text_chars(br#"{"choices":[{"delta":{"content":"h\u00e9llo"}}]}"#), 5);
         assert_eq!(text_chars(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#), 0);
         assert_eq!(text_chars(b"not json"), 0);
+    }
+
+    #[test]
+    fn counts_tool_call_arguments_and_reasoning_like_text() {
+        let call = br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"get","arguments":"{\"city\":"}}]}}]}"#;
+        assert_eq!(text_chars(call), 3 + 8);
+        assert_eq!(
+            text_chars(br#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#),
+            5
+        );
+        assert_eq!(text_chars(br#"{"choices":[{"delta":{"reasoning":"hmm"}}]}"#), 3);
     }
 }

@@ -156,7 +156,7 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
             );
         }
         Behaviour::Stall => return std::future::pending().await,
-        Behaviour::UnknownModel | Behaviour::Safety | Behaviour::Blocked => {
+        Behaviour::UnknownModel | Behaviour::LongTool | Behaviour::Safety | Behaviour::Blocked => {
             return error(StatusCode::NOT_FOUND, "not_found_error", &format!("model: {model}"));
         }
     };

@@ -125,7 +125,7 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
         }
         Behaviour::QuoteKey => return error(401, "UNAUTHENTICATED", &format!("API key not valid: {key}")),
         Behaviour::Stall => return std::future::pending().await,
-        Behaviour::UnknownModel | Behaviour::ErrorEvent | Behaviour::OverloadedEarly => {
+        Behaviour::UnknownModel | Behaviour::LongTool | Behaviour::ErrorEvent | Behaviour::OverloadedEarly => {
             return error(
                 404,
                 "NOT_FOUND",

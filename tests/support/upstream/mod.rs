@@ -20,6 +20,7 @@
 //! |---|---|
 //! | `mock-ok`, `mock-ok-*` (e.g. `mock-ok-a`) | [`OK_CONTENT`], streamed as [`OK_PIECES`], with the usage of [`Tokens::default`] |
 //! | `mock-tool` | a [`TOOL_NAME`] call; once the last turn holds its result, [`TOOL_ANSWER_PREFIX`] and the result |
+//! | `mock-long-tool` | OpenAI only: reasoning, then a [`TOOL_NAME`] call whose arguments stream in [`LONG_TOOL_PIECES`] pieces of [`LONG_TOOL_PIECE_CHARS`] characters |
 //! | `mock-NNN` (e.g. `mock-429`) | status NNN with the provider's error body ([`RETRY_AFTER_SECS`] to wait on 429) |
 //! | `mock-garbage` | 200 whose body (or first event) is not valid JSON |
 //! | `mock-cut-stream` | part of the stream (or half the body), then the connection drops |
@@ -79,6 +80,11 @@ pub const SLOW_CHUNK_INTERVAL: Duration = Duration::from_millis(50);
 pub const RETRY_AFTER_SECS: &str = "2";
 /// Vector length of embeddings when the request sets none.
 pub const EMBEDDING_DIMENSIONS: usize = 8;
+/// How many argument pieces `mock-long-tool` streams.
+pub const LONG_TOOL_PIECES: usize = 100;
+/// Characters in each of them (ASCII, one token per four by the sidecar's estimate).
+pub const LONG_TOOL_PIECE_CHARS: usize = 400;
+
 /// The tool every wire's `mock-tool` model calls.
 pub const TOOL_NAME: &str = "get_weather";
 /// The city it asks about.

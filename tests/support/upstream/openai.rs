@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 
 use super::script::Controls;
 use super::{
-    Behaviour, CACHED_TOKENS, EMBEDDING_DIMENSIONS, OK_CONTENT, OK_PIECES, RETRY_AFTER_SECS, RecordedRequest,
-    SLOW_CHUNK_INTERVAL, Steer, TOOL_ANSWER_PREFIX, TOOL_NAME, Tokens, embedding_vector, text_of, tool_arguments,
+    Behaviour, CACHED_TOKENS, EMBEDDING_DIMENSIONS, LONG_TOOL_PIECE_CHARS, LONG_TOOL_PIECES, OK_CONTENT, OK_PIECES,
+    RETRY_AFTER_SECS, RecordedRequest, SLOW_CHUNK_INTERVAL, Steer, TOOL_ANSWER_PREFIX, TOOL_NAME, Tokens,
+    embedding_vector, text_of, tool_arguments,
 };
 use crate::http::{Body, End, cut_json_response, json_response, raw_response, sse_response};
 
@@ -88,6 +89,7 @@ async fn chat(request: &RecordedRequest, model: &str, sequence: usize, steer: St
     let tokens = steer.tokens;
     match steer.behaviour {
         Behaviour::Tool => tool_answer(body, &chunks, sequence, streamed),
+        Behaviour::LongTool => long_tool_answer(&chunks, sequence),
         Behaviour::Ok | Behaviour::SlowStream if !streamed => {
             json_response(StatusCode::OK, &completion_of(&id, model, tokens))
         }
@@ -137,6 +139,7 @@ async fn embeddings(body: &Value, model: &str, behaviour: Behaviour) -> Response
         Behaviour::Stall => return std::future::pending().await,
         Behaviour::UnknownModel
         | Behaviour::Tool
+        | Behaviour::LongTool
         | Behaviour::QuoteKey
         | Behaviour::ErrorEvent
         | Behaviour::OverloadedEarly
@@ -346,6 +349,26 @@ fn tool_answer(body: &Value, chunks: &Chunks<'_>, sequence: usize, streamed: boo
     let role = json!({"role": "assistant", "content": null});
     sse(
         chunks.stream(role, deltas, finish, Tokens::default()),
+        Duration::ZERO,
+        End::Clean,
+    )
+}
+
+/// `mock-long-tool`: a streamed answer that reasons briefly, then calls [`TOOL_NAME`] with
+/// arguments in [`LONG_TOOL_PIECES`] pieces of [`LONG_TOOL_PIECE_CHARS`] characters; no text.
+fn long_tool_answer(chunks: &Chunks<'_>, sequence: usize) -> Response<Body> {
+    let call_id = format!("call_mock_{sequence}");
+    let piece = "x".repeat(LONG_TOOL_PIECE_CHARS);
+    let mut deltas = vec![
+        json!({"reasoning_content": "The caller wants the tool."}),
+        json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+            "function": {"name": TOOL_NAME, "arguments": ""}}]}),
+    ];
+    deltas
+        .extend((0..LONG_TOOL_PIECES).map(|_| json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})));
+    let role = json!({"role": "assistant", "content": null});
+    sse(
+        chunks.stream(role, deltas, "tool_calls", Tokens::default()),
         Duration::ZERO,
         End::Clean,
     )

@@ -17,6 +17,8 @@ pub enum Behaviour {
     Ok,
     /// A tool call, or the answer from the tool's result once the request carries it.
     Tool,
+    /// Reasoning, then a tool call with long arguments in many pieces (OpenAI only).
+    LongTool,
     /// This status with the provider's error body (429 says to wait [`super::RETRY_AFTER_SECS`]).
     Fail(StatusCode),
     /// 429 saying to wait this many seconds.
@@ -60,6 +62,7 @@ impl Behaviour {
             "mock-ok" => Behaviour::Ok,
             m if m.starts_with("mock-ok-") => Behaviour::Ok,
             "mock-tool" => Behaviour::Tool,
+            "mock-long-tool" => Behaviour::LongTool,
             "mock-garbage" => Behaviour::Garbage,
             "mock-cut-stream" => Behaviour::CutStream,
             "mock-slow-stream" => Behaviour::SlowStream,

@@ -84,6 +84,12 @@ impl ChatRequest {
         self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
     }
 
+    /// How many choices the client asked for (`n`, 1 when absent or not a positive number):
+    /// each is a completion of its own, paid for.
+    pub fn choices(&self) -> u64 {
+        self.rest.get("n").and_then(Value::as_u64).unwrap_or(1).max(1)
+    }
+
     /// The completion cap, whichever name the client used.
     pub fn completion_cap(&self) -> Option<u32> {
         self.max_completion_tokens.or(self.max_tokens)
