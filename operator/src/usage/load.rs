@@ -64,6 +64,7 @@ fn ledger_from_status(ctx: &Context, namespace: &str) -> Ledger {
             RouteTotals {
                 usage: usage.clone(),
                 backends,
+                ..RouteTotals::default()
             },
         );
     }
