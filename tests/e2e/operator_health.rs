@@ -1,0 +1,101 @@
+//! Backend health in status (DESIGN §3, §6.4) through the real parts: a real sidecar serving
+//! from the real operator against the in-test upstream, whose failures open the backend's
+//! circuit. The sidecar reports the open circuit without waiting for traffic or the next
+//! interval, and the operator shows it in `status.backends` until a probe succeeds.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use hyper::StatusCode;
+use kube::Api;
+use serde_json::Value;
+use sluice_crds::ModelRoute;
+use sluice_tests::cluster::{TestCluster, cluster};
+use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, TestPod, eventually};
+use sluice_tests::upstream::{Behaviour, Upstream, Wire};
+
+/// The upstream model behind the route: answers normally unless scripted otherwise.
+const MODEL: &str = "mock-ok-health";
+
+/// One backend whose circuit opens after two failures in a row and half-opens 2 s later; one
+/// attempt per request, so each failing request is one failure.
+fn manifests(upstream: &Upstream) -> String {
+    format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: chat}}
+spec:
+  models: [chat]
+  retry: {{attempts: 1}}
+  circuitBreaker: {{consecutiveFailures: 2, openFor: 2s}}
+  backends:
+  - name: up
+    provider: openai-compatible
+    baseUrl: "http://{}/v1"
+    model: {MODEL}
+"#,
+        upstream.addr
+    )
+}
+
+/// The status entry of backend `up`, when there is one.
+async fn backend_status(c: &TestCluster) -> Option<Value> {
+    let route = Api::<ModelRoute>::namespaced(c.client.clone(), &c.namespace)
+        .get("chat")
+        .await
+        .ok()?;
+    let backends = route.status?.backends;
+    let up = backends.into_iter().find(|b| b.name.as_str() == "up")?;
+    serde_json::to_value(up).ok()
+}
+
+/// Waits until backend `up`'s status passes `check`; returns it.
+async fn wait_backend(c: &TestCluster, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value> {
+    eventually(what, Duration::from_secs(30), || async {
+        backend_status(c).await.filter(|s| check(s))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_backend_whose_circuit_opens_shows_open_in_status_within_seconds_and_closed_once_it_recovers() -> Result<()> {
+    let Some(c) = cluster("operator_health_circuit").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream)))
+        .await?
+        .ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
+    sidecar.wait_served_by("chat", "up", Duration::from_secs(60)).await?;
+    let healthy = wait_backend(&c, "backend up closed with a latency", |s| {
+        s["circuit"] == "closed" && s["healthy"] == true && s["latencyP50Ms"].is_u64()
+    })
+    .await?;
+    ensure!(healthy["requests"].as_u64() >= Some(1), "{healthy}");
+
+    // Two failures in a row open the circuit; the third request is refused without reaching
+    // the upstream.
+    upstream.script(MODEL, [Behaviour::Fail(StatusCode::INTERNAL_SERVER_ERROR); 2]);
+    for _ in 0..2 {
+        let answer = sidecar.chat("chat").await;
+        ensure!(answer.as_ref().is_some_and(|a| a.status == 502), "{answer:?}");
+    }
+    let refused = sidecar.chat("chat").await;
+    ensure!(refused.as_ref().is_some_and(|a| a.status == 503), "{refused:?}");
+    let open = wait_backend(&c, "backend up open in status", |s| s["circuit"] == "open").await?;
+    ensure!(open["healthy"] == false, "{open}");
+
+    // Once openFor has passed, the probe reaches the upstream, which answers again: the
+    // circuit closes and status follows.
+    sidecar.wait_served_by("chat", "up", Duration::from_secs(30)).await?;
+    let closed = wait_backend(&c, "backend up closed again in status", |s| s["circuit"] == "closed").await?;
+    ensure!(closed["latencyP50Ms"].is_u64(), "{closed}");
+    Ok(())
+}
