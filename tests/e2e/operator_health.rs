@@ -1,7 +1,10 @@
-//! Backend health in status (DESIGN §3, §6.4) through the real parts: a real sidecar serving
-//! from the real operator against the in-test upstream, whose failures open the backend's
-//! circuit. The sidecar reports the open circuit without waiting for traffic or the next
-//! interval, and the operator shows it in `status.backends` until a probe succeeds.
+//! What sidecars observe, in status (DESIGN §3, §6.4), through the real parts: a real
+//! sidecar serving from the real operator against the in-test upstream.
+//!
+//! - Backend health: the upstream's failures open the backend's circuit; the sidecar reports
+//!   it without waiting for the next interval, and the operator shows it in `status.backends`
+//!   until a probe succeeds.
+//! - Cache writes: Anthropic's `cache_creation_input_tokens` reach `status.usage`.
 
 use std::time::Duration;
 
@@ -97,5 +100,62 @@ async fn a_backend_whose_circuit_opens_shows_open_in_status_within_seconds_and_c
     sidecar.wait_served_by("chat", "up", Duration::from_secs(30)).await?;
     let closed = wait_backend(&c, "backend up closed again in status", |s| s["circuit"] == "closed").await?;
     ensure!(closed["latencyP50Ms"].is_u64(), "{closed}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn anthropic_cache_writes_reach_the_route_usage_in_status() -> Result<()> {
+    use sluice_tests::upstream::anthropic::CACHE_CREATION_TOKENS;
+    let Some(c) = cluster("operator_health_cache_writes").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let upstream = Upstream::start(&[Wire::Anthropic]).await?;
+    let manifests = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: anthropic}}
+stringData: {{apiKey: test-key}}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ModelRoute
+metadata: {{name: chat}}
+spec:
+  models: [chat]
+  backends:
+  - name: claude
+    provider: anthropic
+    baseUrl: "{}"
+    model: mock-ok
+    credentialsRef: {{name: anthropic, key: apiKey}}
+"#,
+        upstream.base_url_of(Wire::Anthropic)
+    );
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests)).await?.ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
+    sidecar
+        .wait_served_by("chat", "claude", Duration::from_secs(60))
+        .await?;
+    let answer = sidecar.chat("chat").await;
+    ensure!(answer.as_ref().is_some_and(|a| a.status == 200), "{answer:?}");
+
+    // Every request the upstream answered wrote CACHE_CREATION_TOKENS into its cache.
+    let answered = u64::try_from(upstream.count("mock-ok"))?;
+    ensure!(answered >= 2, "{answered}");
+    let routes = Api::<ModelRoute>::namespaced(c.client.clone(), &c.namespace);
+    let usage = eventually("every answered request in status", Duration::from_secs(30), || async {
+        let usage = routes.get("chat").await.ok()?.status?.usage?;
+        (usage.requests == answered).then_some(usage)
+    })
+    .await?;
+    ensure!(
+        usage.cache_write_input_tokens == answered * CACHE_CREATION_TOKENS,
+        "{usage:?}"
+    );
     Ok(())
 }
