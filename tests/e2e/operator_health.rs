@@ -4,6 +4,8 @@
 //! - Backend health: the upstream's failures open the backend's circuit; the sidecar reports
 //!   it without waiting for the next interval, and the operator shows it in `status.backends`
 //!   until a probe succeeds.
+//! - A report carrying only health is accepted, shown before its ack, and taken once per
+//!   sequence; health naming a route that is not the pod's refuses the whole report.
 //! - Cache writes: Anthropic's `cache_creation_input_tokens` reach `status.usage`.
 
 use std::time::Duration;
@@ -157,5 +159,60 @@ spec:
         usage.cache_write_input_tokens == answered * CACHE_CREATION_TOKENS,
         "{usage:?}"
     );
+    Ok(())
+}
+
+/// Posts `body` as a usage report with `pod`'s token; the status code and body of the answer.
+async fn post_report(operator: &OperatorProcess, certs: &Certs, pod: &TestPod, body: &Value) -> Result<(u16, String)> {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build()?;
+    let response = http
+        .post(format!("{}/v1/usage", operator.control_url))
+        .bearer_auth(std::fs::read_to_string(&pod.token_file)?)
+        .json(body)
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+#[tokio::test]
+async fn a_report_with_only_health_is_shown_before_its_ack_and_taken_once_per_sequence() -> Result<()> {
+    let Some(c) = cluster("operator_health_only").await? else {
+        return Ok(());
+    };
+    c.install_crds().await?;
+    let manifests = "apiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {name: chat}\nspec:\n  models: [chat]\n  backends: [{name: up, provider: openai-compatible, baseUrl: \"http://127.0.0.1:9/v1\", model: m}]\n";
+    c.kubectl_ns(&["apply", "-f", "-"], Some(manifests)).await?.ok()?;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
+    let pod = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
+    let report = |sequence: u64, route: &str, circuit: &str| {
+        serde_json::json!({"podUid": pod.uid, "sequence": sequence, "deltas": [], "health": [{
+            "route": {"namespace": c.namespace, "name": route}, "backend": "up", "circuit": circuit,
+            "requests": 3, "errors": 3}]})
+    };
+
+    let (code, body) = post_report(&operator, &certs, &pod, &report(1, "chat", "open")).await?;
+    ensure!(code == 200 && body.contains("\"sequence\":1"), "{code} {body}");
+    // Acked only after the status write: no wait needed.
+    let open = backend_status(&c).await;
+    ensure!(
+        open.as_ref()
+            .is_some_and(|s| s["circuit"] == "open" && s["healthy"] == false && s["requests"] == 0),
+        "{open:?}"
+    );
+    // The same sequence again (a lost ack): acked, and nothing of it taken.
+    let (code, body) = post_report(&operator, &certs, &pod, &report(1, "chat", "closed")).await?;
+    ensure!(code == 200 && body.contains("\"sequence\":1"), "{code} {body}");
+    let still = backend_status(&c).await;
+    ensure!(still.as_ref().is_some_and(|s| s["circuit"] == "open"), "{still:?}");
+    // Health for a route that does not exist refuses the report.
+    let (code, body) = post_report(&operator, &certs, &pod, &report(2, "elsewhere", "closed")).await?;
+    ensure!(code == 403 && body.contains("elsewhere"), "{code} {body}");
+    let (code, _) = post_report(&operator, &certs, &pod, &report(2, "chat", "closed")).await?;
+    ensure!(code == 200);
+    let closed = backend_status(&c).await;
+    ensure!(closed.as_ref().is_some_and(|s| s["circuit"] == "closed"), "{closed:?}");
     Ok(())
 }
