@@ -42,7 +42,7 @@ impl ControlClient {
             .shared
             .store
             .current()
-            .map(|c| health_now(&c.routes))
+            .map(|c| health_now(&c.routes.routes()))
             .unwrap_or_default();
         let mut reports = locked(&self.shared.reports);
         let (deltas, floor) = ledger.cut();
@@ -178,10 +178,10 @@ impl ControlClient {
 /// circuit is not closed (reported every time, so the operator keeps seeing it), those whose
 /// circuit closed since the previous cut, and those with attempts since then. Takes the
 /// attempt counts.
-pub(super) fn health_now(routes: &crate::route::RouteTable) -> Vec<BackendHealth> {
+pub(super) fn health_now(routes: &[std::sync::Arc<crate::route::Route>]) -> Vec<BackendHealth> {
     let now = tokio::time::Instant::now();
     let mut health = Vec::new();
-    for route in routes.routes() {
+    for route in routes {
         for backend in &route.backends {
             let counts = backend.state.health.take();
             let circuit = backend.state.circuit.view(now).state;

@@ -424,3 +424,53 @@ fn state_files_are_private_and_round_trip() {
     }
     assert_eq!(state::load::<state::UsageState>(&dir, "missing.json").unwrap(), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn health_reports_an_open_circuit_every_cut_its_closing_once_and_idle_closed_backends_never() {
+    use sluice_crds::CircuitState;
+
+    use crate::{
+        circuit::Verdict,
+        route::testing::{backend, route},
+    };
+    let r = route(
+        serde_json::json!({"models": ["chat"], "circuitBreaker": {"consecutiveFailures": 2, "openFor": "1s"},
+        "backends": [backend("a", serde_json::json!({})), backend("b", serde_json::json!({}))]}),
+    );
+    let routes = [r.clone()];
+    let a = &r.backends[0].state;
+    let now = tokio::time::Instant::now();
+    for _ in 0..2 {
+        a.health.failed();
+        a.circuit
+            .try_acquire(now)
+            .unwrap()
+            .record(Verdict::Failure, &r.circuit_breaker, now);
+    }
+    let seen = |h: Vec<sluice_crds::BackendHealth>| -> Vec<(String, CircuitState, u64, u64)> {
+        h.into_iter()
+            .map(|h| (h.backend.to_string(), h.circuit, h.requests, h.errors))
+            .collect()
+    };
+    assert_eq!(
+        seen(super::reporting::health_now(&routes)),
+        [("a".to_owned(), CircuitState::Open, 2, 2)]
+    );
+    // Still open without traffic: said again, so the operator does not let it expire.
+    assert_eq!(
+        seen(super::reporting::health_now(&routes)),
+        [("a".to_owned(), CircuitState::Open, 0, 0)]
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let later = tokio::time::Instant::now();
+    a.circuit
+        .try_acquire(later)
+        .unwrap()
+        .record(Verdict::Success, &r.circuit_breaker, later);
+    // Closed with no attempt counted here: said once, then nothing.
+    assert_eq!(
+        seen(super::reporting::health_now(&routes)),
+        [("a".to_owned(), CircuitState::Closed, 0, 0)]
+    );
+    assert!(super::reporting::health_now(&routes).is_empty());
+}
