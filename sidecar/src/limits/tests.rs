@@ -19,6 +19,15 @@ async fn a_burst_of_100_under_60_per_minute_admits_exactly_60() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_share_of_zero_refuses_every_request_with_a_retry_after_of_a_minute() {
+    // The operator gave the whole route limit to other pods (more pods than the limit).
+    let limits = RouteLimits::new("team-a/chat".into(), share(Some(0), None), None);
+    let refusal = limits.admit(ANONYMOUS, 10, Instant::now()).unwrap_err();
+    assert_eq!(refusal.limit, "route team-a/chat requests per minute");
+    assert_eq!(refusal.retry_after, Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
 async fn token_limits_are_corrected_by_real_usage() {
     let limits = RouteLimits::new("r".into(), share(None, Some(100)), None);
     let now = Instant::now();
