@@ -138,14 +138,18 @@ impl StateRegistry {
         let key = &config.key;
         let spec = &config.spec;
         let limits_spec: LimitsSpec = (config.share, spec.per_user);
-        let limits = self
-            .lookup(|r| {
-                r.limits
-                    .get(key)
-                    .filter(|(s, _)| *s == limits_spec)
-                    .map(|(_, l)| l.clone())
-            })
-            .unwrap_or_else(|| Arc::new(RouteLimits::new(key.to_string(), config.share, spec.per_user)));
+        let old = self.lookup(|r| r.limits.get(key).cloned());
+        let limits = match old {
+            Some((s, l)) if s == limits_spec => l,
+            // A new share (the operator follows demand): what was used stays used.
+            Some((_, l)) => Arc::new(l.reshared(
+                key.to_string(),
+                config.share,
+                spec.per_user,
+                tokio::time::Instant::now(),
+            )),
+            None => Arc::new(RouteLimits::new(key.to_string(), config.share, spec.per_user)),
+        };
         pending.0.limits.insert(key.clone(), (limits_spec, limits.clone()));
 
         let picker_spec: PickerSpec = spec.backends.iter().map(|b| (b.name.clone(), b.weight)).collect();
