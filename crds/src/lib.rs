@@ -32,7 +32,7 @@ pub use money::MicroUsd;
 pub use names::{BackendName, ModelName, NameError};
 pub use ratio::{Ratio, RatioError};
 pub use snapshot::{ApiKey, BudgetConfig, ConfigSnapshot, ConfigVersion, LimitShare, ObjectKey, RouteConfig};
-pub use usage::{Outcome, Tokens, UsageAck, UsageDelta, UsageReport};
+pub use usage::{BackendHealth, Outcome, Tokens, UsageAck, UsageDelta, UsageReport};
 
 use kube::CustomResourceExt;
 

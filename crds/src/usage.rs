@@ -4,7 +4,7 @@ use std::{fmt, ops};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BackendName, MicroUsd, ModelName, ObjectKey};
+use crate::{BackendName, CircuitState, MicroUsd, ModelName, ObjectKey};
 
 /// A count of tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ pub struct UsageDelta {
     pub cached_input_tokens: Tokens,
     /// Completion tokens.
     pub output_tokens: Tokens,
+    /// Prompt tokens written into the provider's cache (Anthropic's `cache_creation_input_tokens`);
+    /// absent (0) from sidecars that predate it.
+    #[serde(default)]
+    pub cache_write_input_tokens: Tokens,
     /// Money spent.
     pub cost: MicroUsd,
     /// Attempts moved to another backend.
@@ -92,6 +96,29 @@ pub struct UsageReport {
     /// (false) from sidecars that predate it.
     #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
     pub final_report: bool,
+    /// How the pod's backends look to its sidecar now; absent from sidecars that predate it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<BackendHealth>,
+}
+
+/// One route's backend as one sidecar sees it when it cuts a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendHealth {
+    /// The route.
+    pub route: ObjectKey,
+    /// The backend.
+    pub backend: BackendName,
+    /// Its circuit now.
+    pub circuit: CircuitState,
+    /// Attempts that got an answer or failed since the previous report's health.
+    pub requests: u64,
+    /// Of those, the failed ones (a stream that broke after its first byte counts here too).
+    pub errors: u64,
+    /// Median time to the first byte of those answered, in milliseconds, at the resolution of
+    /// the sidecar's latency buckets; absent when none was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<u64>,
 }
 
 /// The operator's answer: every report up to `sequence` is persisted.

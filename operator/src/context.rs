@@ -13,7 +13,9 @@ use kube::{
 use sluice_crds::{Budget, ModelRoute, ObjectKey};
 use tokio::sync::watch;
 
-use crate::{ledgers::Ledgers, marks::StatusMarks, metrics::Metrics, sessions::Sessions, verdicts::Verdicts};
+use crate::{
+    health::Health, ledgers::Ledgers, marks::StatusMarks, metrics::Metrics, sessions::Sessions, verdicts::Verdicts,
+};
 
 /// Tunables from the command line.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct Context {
     pub sessions: Sessions,
     /// What the next status write covers.
     pub marks: StatusMarks,
+    /// Backend health as the sidecars report it.
+    pub health: Health,
 }
 
 impl std::fmt::Debug for Context {
@@ -94,6 +98,7 @@ impl Context {
             ledgers: Ledgers::default(),
             sessions: Sessions::default(),
             marks: StatusMarks::default(),
+            health: Health::default(),
         }
     }
 

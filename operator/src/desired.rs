@@ -141,12 +141,5 @@ pub fn snapshot_for(inputs: &PodInputs<'_>) -> (ConfigSnapshot, Vec<ObjectKey>) 
     (ConfigSnapshot::new(configs, budgets), conflicts)
 }
 
-/// A pod's share of a route-wide limit split over `pods` sidecars: an equal part, rounded down
-/// so the parts never sum above the limit, but at least 1 so every sidecar can serve.
-pub fn share_of(limit: Option<u32>, pods: usize) -> Option<u32> {
-    let pods = u32::try_from(pods.max(1)).unwrap_or(u32::MAX);
-    limit.map(|l| (l / pods).max(1))
-}
-
 #[cfg(test)]
 mod tests;

@@ -23,6 +23,7 @@ pub mod context;
 pub mod control_server;
 pub mod desired;
 pub mod error;
+pub mod health;
 pub mod leader;
 pub mod ledgers;
 pub mod managed_certs;

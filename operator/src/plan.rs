@@ -16,8 +16,10 @@ use crate::{
     allowance::{self, PodUse},
     desired::{self, AcceptedRoute, Grant, PodInputs},
     period,
-    usage::ledger::BudgetTotals,
+    usage::ledger::{BudgetTotals, RouteTotals},
 };
+
+pub mod shares;
 
 /// A connected sidecar, as planning sees it.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Inputs<'a> {
     pub pods: &'a BTreeMap<String, BTreeMap<String, String>>,
     /// The connected sidecars, in the order allowances are granted.
     pub sidecars: &'a [Sidecar],
+    /// The ledger's route totals by route name: each pod's recent demand sizes its limit share.
+    pub route_totals: &'a BTreeMap<String, RouteTotals>,
 }
 
 /// One sidecar's planned config.
@@ -74,8 +78,8 @@ pub struct Plan {
 
 /// Plans a namespace from its ledger's budget figures.
 pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Plan {
-    let (selected, budget_pods) = count_pods(inputs);
-    let shares = limit_shares(inputs.routes, &selected);
+    let budget_pods = count_pods(inputs);
+    let shares = limit_shares(inputs);
     let mut grants = Grants {
         inputs,
         budget_pods: &budget_pods,
@@ -87,7 +91,13 @@ pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Pl
     let mut sidecars = Vec::with_capacity(inputs.sidecars.len());
     for sidecar in inputs.sidecars {
         let granted = grants.for_sidecar(sidecar);
-        let share = |k: &ObjectKey| shares.get(k).copied().unwrap_or_default();
+        let share = |k: &ObjectKey| {
+            shares
+                .get(k)
+                .and_then(|by_pod| by_pod.get(sidecar.uid.as_str()))
+                .copied()
+                .unwrap_or_default()
+        };
         let allowance = |k: &ObjectKey| granted.get(k).copied().unwrap_or_default();
         let (snapshot, conflicts) = desired::snapshot_for(&PodInputs {
             namespace: inputs.namespace,
@@ -116,44 +126,63 @@ pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Pl
     }
 }
 
-/// How many pods each route selects, and how many pods use each budget (through any route).
-fn count_pods<'a>(inputs: &Inputs<'a>) -> (HashMap<&'a ObjectKey, usize>, HashMap<String, usize>) {
-    let mut selected: HashMap<&ObjectKey, usize> = HashMap::new();
+/// How many pods use each budget (through any route).
+fn count_pods(inputs: &Inputs<'_>) -> HashMap<String, usize> {
     let mut budget_pods: HashMap<String, usize> = HashMap::new();
     for labels in inputs.pods.values() {
         let mut budgets_here = BTreeSet::new();
         for r in inputs.routes {
-            if desired::selects(r.spec.pod_selector.as_ref(), labels) {
-                *selected.entry(&r.key).or_default() += 1;
-                if let Some(b) = &r.spec.budget_ref {
-                    budgets_here.insert(b.name.clone());
-                }
+            if desired::selects(r.spec.pod_selector.as_ref(), labels)
+                && let Some(b) = &r.spec.budget_ref
+            {
+                budgets_here.insert(b.name.clone());
             }
         }
         for b in budgets_here {
             *budget_pods.entry(b).or_default() += 1;
         }
     }
-    (selected, budget_pods)
+    budget_pods
 }
 
-/// Each route's `rateLimit` split evenly over the pods it selects.
-pub fn limit_shares(
-    routes: &[Arc<AcceptedRoute>],
-    selected: &HashMap<&ObjectKey, usize>,
-) -> HashMap<ObjectKey, LimitShare> {
-    routes
-        .iter()
-        .map(|r| {
-            let n = selected.get(&r.key).copied().unwrap_or(1);
-            let limit = r.spec.rate_limit.unwrap_or_default();
-            let share = LimitShare {
-                requests_per_minute: desired::share_of(limit.requests_per_minute, n),
-                tokens_per_minute: desired::share_of(limit.tokens_per_minute, n),
-            };
-            (r.key.clone(), share)
-        })
-        .collect()
+/// Each route's `rateLimit` split over the pods it selects (stored or connected), by UID,
+/// following each pod's demand in the last sizing window ([`shares::split`]).
+pub fn limit_shares<'a>(inputs: &Inputs<'a>) -> HashMap<ObjectKey, BTreeMap<&'a str, LimitShare>> {
+    // Every connected sidecar is in `pods` already, unless it connected before the pod cache
+    // saw it: it still takes part, so that no sidecar is left without a share (no limit).
+    let mut pods: BTreeMap<&str, &BTreeMap<String, String>> =
+        inputs.pods.iter().map(|(uid, labels)| (uid.as_str(), labels)).collect();
+    for s in inputs.sidecars {
+        pods.entry(s.uid.as_str()).or_insert(&s.labels);
+    }
+    let mut out = HashMap::new();
+    for r in inputs.routes {
+        let Some(limit) = r.spec.rate_limit else { continue };
+        let selected: Vec<&str> = pods
+            .iter()
+            .filter(|(_, labels)| desired::selects(r.spec.pod_selector.as_ref(), labels))
+            .map(|(uid, _)| *uid)
+            .collect();
+        let demand = inputs.route_totals.get(&r.key.name).map(|t| &t.demand);
+        let recent = |uid: &str| demand.and_then(|d| d.get(uid)).map(|d| d.recent).unwrap_or_default();
+        let requests: Vec<u64> = selected.iter().map(|uid| recent(uid).requests).collect();
+        let tokens: Vec<u64> = selected.iter().map(|uid| recent(uid).tokens).collect();
+        let requests = limit.requests_per_minute.map(|l| shares::split(l, &requests));
+        let tokens = limit.tokens_per_minute.map(|l| shares::split(l, &tokens));
+        let by_pod = selected
+            .iter()
+            .enumerate()
+            .map(|(i, uid)| {
+                let share = LimitShare {
+                    requests_per_minute: requests.as_ref().map(|p| p[i]),
+                    tokens_per_minute: tokens.as_ref().map(|p| p[i]),
+                };
+                (*uid, share)
+            })
+            .collect();
+        out.insert(r.key.clone(), by_pod);
+    }
+    out
 }
 
 fn outstanding_of(totals: &BudgetTotals) -> MicroUsd {

@@ -26,6 +26,9 @@ fn observe(ctx: &Context, event: &watcher::Event<Pod>) {
             status::routes_changed(ctx, pod.namespace().as_deref());
         }
         watcher::Event::Delete(pod) => {
+            let uid = pod.uid().unwrap_or_default();
+            ctx.marks
+                .routes(ctx.health.pod_deleted(&uid, std::time::Instant::now()));
             push::pod_deleted(
                 ctx,
                 &pod.namespace().unwrap_or_default(),

@@ -42,6 +42,7 @@ pub fn recompute(ctx: &Context, namespace: &str) {
             budgets: &budgets,
             pods: &pods,
             sidecars: &sidecars,
+            route_totals: &ns_ledger.ledger.routes,
         };
         let plan = plan::plan(&inputs, &ns_ledger.ledger.budgets);
         ns_ledger.ledger.budgets = plan.budgets;

@@ -14,8 +14,7 @@ use kube::{
 };
 use serde_json::json;
 use sluice_crds::{
-    BackendStatus, Budget, BudgetSpec, BudgetStatus, CircuitState, MicroUsd, ModelRoute, ModelRouteStatus, ObjectKey,
-    SidecarCounts,
+    BackendStatus, Budget, BudgetSpec, BudgetStatus, MicroUsd, ModelRoute, ModelRouteStatus, ObjectKey, SidecarCounts,
 };
 
 use crate::{
@@ -24,10 +23,11 @@ use crate::{
     context::Context,
     desired,
     error::{Error, Result},
+    health::Aggregate,
     period,
     usage::{
         configmap_name, ensure_ledger,
-        ledger::{BudgetTotals, Incident, IncidentKind},
+        ledger::{BudgetTotals, Incident, IncidentKind, RouteTotals},
     },
 };
 
@@ -63,6 +63,8 @@ fn recorded_threshold(message: &str) -> Option<u32> {
 
 /// Writes the status of every route and budget marked dirty.
 pub async fn write_dirty(ctx: &Context) {
+    // Health that aged out of its window changes the figures without any report.
+    ctx.marks.routes(ctx.health.expire(std::time::Instant::now()));
     let (routes, budgets) = ctx.marks.take();
     for key in routes {
         if let Err(e) = write_route(ctx, &key).await {
@@ -128,27 +130,43 @@ fn route_status(ctx: &Context, key: &ObjectKey, route: &ModelRoute) -> ModelRout
         .ledgers
         .read(&key.namespace, |l| l.routes.get(&key.name).cloned())
         .flatten();
-    if let Some(t) = totals {
+    let now = std::time::Instant::now();
+    let health: Vec<Aggregate> = route
+        .spec
+        .backends
+        .iter()
+        .map(|b| ctx.health.backend(key, b.name.as_str(), now))
+        .collect();
+    if let Some(t) = &totals {
         status.usage = Some(t.usage.clone());
-        status.backends = route
-            .spec
-            .backends
-            .iter()
-            .map(|b| {
-                let counts = t.backends.get(b.name.as_str()).copied().unwrap_or_default();
-                BackendStatus {
-                    name: b.name.clone(),
-                    // Sidecars do not report circuit state yet; traffic is what is known.
-                    healthy: counts.errors.saturating_mul(2) <= counts.requests,
-                    circuit: CircuitState::Closed,
-                    requests: counts.requests,
-                    errors: counts.errors,
-                    latency_p50_ms: None,
-                }
-            })
-            .collect();
+    }
+    if totals.is_some() || health.iter().any(|h| *h != Aggregate::UNREPORTED) {
+        status.backends = backend_statuses(route, totals.as_ref(), &health);
     }
     status
+}
+
+/// Each backend's lifetime traffic from the ledger with its recent `health` from the sidecars.
+fn backend_statuses(route: &ModelRoute, totals: Option<&RouteTotals>, health: &[Aggregate]) -> Vec<BackendStatus> {
+    route
+        .spec
+        .backends
+        .iter()
+        .zip(health)
+        .map(|(b, h)| {
+            let counts = totals
+                .and_then(|t| t.backends.get(b.name.as_str()).copied())
+                .unwrap_or_default();
+            BackendStatus {
+                name: b.name.clone(),
+                healthy: h.healthy,
+                circuit: h.circuit,
+                requests: counts.requests,
+                errors: counts.errors,
+                latency_p50_ms: h.latency_p50_ms,
+            }
+        })
+        .collect()
 }
 
 /// Writes a route's whole status: verdict, sidecar counts, usage.

@@ -11,7 +11,7 @@ use std::{
 };
 
 use sluice_crds::{CircuitBreaker, CircuitState};
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 /// The longest a 429's `Retry-After` keeps a backend idle; a backend still limited after it is
 /// asked again and answers with a new one.
@@ -21,6 +21,9 @@ pub const MAX_COOL_DOWN: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default)]
 pub struct Circuit {
     inner: Mutex<Inner>,
+    /// Told when the circuit opens or closes, so the state reaches the operator without
+    /// waiting for the next usage report.
+    changed: Option<Arc<Notify>>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +89,14 @@ pub struct CircuitView {
 }
 
 impl Circuit {
+    /// A closed breaker that tells `changed` whenever it opens or closes.
+    pub fn notifying(changed: Arc<Notify>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            changed: Some(changed),
+        }
+    }
+
     /// Whether a request could go now, without taking the probe slot.
     pub fn availability(&self, now: Instant) -> Availability {
         let inner = self.lock();
@@ -154,6 +165,7 @@ impl Circuit {
 
     fn apply(&self, verdict: Verdict, probe: bool, config: &CircuitBreaker, now: Instant) {
         let mut inner = self.lock();
+        let was_closed = inner.phase == Phase::Closed;
         match verdict {
             Verdict::Success => {
                 inner.failures = 0;
@@ -173,6 +185,12 @@ impl Circuit {
                     inner.phase = Phase::HalfOpen { probing: false };
                 }
             }
+        }
+        let opened_or_closed = was_closed != (inner.phase == Phase::Closed);
+        drop(inner);
+        if opened_or_closed && let Some(changed) = &self.changed {
+            // A stored permit: a change while nobody waits is still seen by the next wait.
+            changed.notify_one();
         }
     }
 
@@ -237,6 +255,31 @@ mod tests {
         assert!(circuit.try_acquire(now + Duration::from_secs(59)).is_none());
         assert_eq!(circuit.view(now).state, CircuitState::Open);
         assert_eq!(circuit.view(now).open_for, Some(Duration::from_secs(60)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opening_and_closing_notify_and_other_outcomes_do_not() {
+        let changed = Arc::new(Notify::new());
+        let circuit = Arc::new(Circuit::notifying(changed.clone()));
+        let now = Instant::now();
+        let notified = || {
+            let n = changed.notified();
+            futures::FutureExt::now_or_never(n).is_some()
+        };
+        fail(&circuit, now);
+        fail(&circuit, now);
+        assert!(!notified(), "still closed");
+        fail(&circuit, now);
+        assert!(notified(), "opened");
+        let later = now + Duration::from_secs(60);
+        fail(&circuit, later);
+        assert!(!notified(), "half-open to open again is not a change of closed-ness");
+        let again = later + Duration::from_secs(60);
+        circuit
+            .try_acquire(again)
+            .unwrap()
+            .record(Verdict::Success, &config(), again);
+        assert!(notified(), "closed");
     }
 
     #[tokio::test(start_paused = true)]

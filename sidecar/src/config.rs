@@ -104,6 +104,11 @@ impl ConfigStore {
         &self.recorder
     }
 
+    /// Told when any backend's circuit opens or closes.
+    pub fn circuit_changed(&self) -> &Arc<tokio::sync::Notify> {
+        self.states.circuit_changed()
+    }
+
     /// The active config, if one is loaded.
     pub fn current(&self) -> Option<Arc<ActiveConfig>> {
         self.active.load_full()

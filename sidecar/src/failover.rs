@@ -192,6 +192,7 @@ where
         match result {
             Ok(reply) => {
                 backend.state.latency.observe(now - started, now);
+                backend.state.health.answered(now - started);
                 ticket.record(Verdict::Success, &route.circuit_breaker, now);
                 return Ok(Served {
                     reply,
@@ -203,6 +204,9 @@ where
             Err(error) => {
                 guard.release(now);
                 let class = Class::of(&error);
+                if class.verdict() == Verdict::Failure {
+                    backend.state.health.failed();
+                }
                 ticket.record(class.verdict(), &route.circuit_breaker, now);
                 if let ProviderError::Status {
                     retry_after: Some(after),

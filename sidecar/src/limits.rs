@@ -182,6 +182,24 @@ impl RouteLimits {
         }
     }
 
+    /// These limits with a new `share` (the operator moved shares after demand): a new bucket
+    /// holds at most what the old one had left, so a change of share never hands out a fresh
+    /// minute's worth; per-user buckets carry over while the per-user rates are the same.
+    pub fn reshared(&self, route: String, share: LimitShare, per_user: Option<PerUserLimit>, now: Instant) -> Self {
+        let next = Self::new(route, share, per_user);
+        carry_level(self.shared.requests.as_ref(), next.shared.requests.as_ref(), now);
+        carry_level(self.shared.tokens.as_ref(), next.shared.tokens.as_ref(), now);
+        if per_user == self.per_user {
+            let users = self
+                .users
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            *next.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = users;
+        }
+        next
+    }
+
     /// Admits one request of about `tokens` tokens for `user`, or says which limit refused
     /// and for how long.
     pub fn admit(&self, user: &str, tokens: u64, now: Instant) -> Result<Charge, Refusal> {
@@ -306,3 +324,16 @@ impl BackendLimiter {
 
 #[cfg(test)]
 mod tests;
+
+/// Lowers the full bucket `new` to what `old` has left now, when both exist.
+fn carry_level(old: Option<&(Arc<TokenBucket>, Arc<str>)>, new: Option<&(Arc<TokenBucket>, Arc<str>)>, now: Instant) {
+    let (Some((old, _)), Some((new, _))) = (old, new) else {
+        return;
+    };
+    let left = old.level(now).available;
+    let full = new.level(now).capacity;
+    if left < full {
+        // Whole units: a fraction refills within the second anyway.
+        new.adjust((full - left).ceil() as i64, now);
+    }
+}

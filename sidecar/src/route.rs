@@ -4,6 +4,7 @@
 //! latency, caches) lives in [`state`] and is carried over to the next config version.
 
 pub mod facts;
+pub mod health;
 pub mod latency;
 pub mod plan;
 pub mod rules;

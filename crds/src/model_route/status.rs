@@ -60,6 +60,10 @@ pub struct RouteUsage {
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
+    /// Prompt tokens written into the provider's cache (billed at `cacheWriteInputPerMTok`);
+    /// absent while none was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
     /// Money spent.
     #[serde(rename = "costUSD")]
     pub cost_usd: MicroUsd,
@@ -71,15 +75,17 @@ pub struct RouteUsage {
 pub struct BackendStatus {
     /// The backend's name.
     pub name: BackendName,
-    /// Whether its circuit admits traffic in most sidecars.
+    /// Its circuit is closed and at most half of its recent requests failed.
     pub healthy: bool,
-    /// Circuit state in most sidecars.
+    /// `open` when any sidecar that reported recently has it open, else `half-open` when any
+    /// has it half-open, else `closed`.
     pub circuit: CircuitState,
-    /// Requests sent.
+    /// Requests sent since the route was created.
     pub requests: u64,
-    /// Requests that failed.
+    /// Of those, the ones that failed.
     pub errors: u64,
-    /// Median latency in milliseconds.
+    /// Median time to first byte over recent requests, in milliseconds (the request-weighted
+    /// median of the sidecars' reported medians); absent without recent answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_p50_ms: Option<u64>,
 }
@@ -95,4 +101,8 @@ pub enum CircuitState {
     Open,
     /// One trial request is allowed.
     HalfOpen,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

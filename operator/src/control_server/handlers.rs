@@ -261,6 +261,15 @@ async fn usage(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
             "the report took too long to be queued after its token was checked; send it again".to_owned(),
         ));
     }
+    // Health is about now: it goes into status at the next write, without waiting for the
+    // report to be persisted (taken once per sequence all the same).
+    let touched = ctx.health.apply(
+        &report.pod_uid,
+        report.sequence,
+        &report.health,
+        std::time::Instant::now(),
+    );
+    ctx.marks.routes(touched);
     let bound = ctx.settings.status_interval.saturating_mul(10) + Duration::from_secs(30);
     tracing::debug!(pod = %pod.name, sequence = report.sequence, deltas = report.deltas.len(), "usage report queued");
     let rx = ctx.ledgers.submit(pod, report);
@@ -369,5 +378,9 @@ async fn in_scope(
         sent: &known.sent,
         routes: &routes,
     };
-    Ok(usage::scope::check(&scope, &report.deltas))
+    let routes = report.deltas.iter().map(|d| &d.route);
+    Ok(usage::scope::check(
+        &scope,
+        routes.chain(report.health.iter().map(|h| &h.route)),
+    ))
 }

@@ -129,11 +129,3 @@ fn a_model_claimed_twice_keeps_the_first_route_by_name() {
     assert_eq!(snapshot.routes[0].key, key("ns", "a"));
     assert_eq!(conflicts, vec![key("ns", "b")]);
 }
-
-#[test]
-fn shares_split_evenly_rounding_down_but_never_to_zero() {
-    assert_eq!(share_of(Some(1000), 3), Some(333));
-    assert_eq!(share_of(Some(2), 5), Some(1));
-    assert_eq!(share_of(Some(60), 0), Some(60));
-    assert_eq!(share_of(None, 4), None);
-}

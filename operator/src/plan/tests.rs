@@ -3,7 +3,7 @@
 use sluice_crds::ModelRoute;
 
 use super::*;
-use crate::usage::ledger::PodGrant;
+use crate::usage::ledger::{PodGrant, RouteTotals};
 
 const NS: &str = "team";
 
@@ -59,6 +59,7 @@ struct World {
     budgets: BTreeMap<ObjectKey, BudgetSpec>,
     pods: BTreeMap<String, BTreeMap<String, String>>,
     sidecars: Vec<Sidecar>,
+    route_totals: BTreeMap<String, RouteTotals>,
 }
 
 impl World {
@@ -69,6 +70,7 @@ impl World {
             budgets: BTreeMap::from([(key("b"), budget(limit))]),
             pods: sidecars.iter().map(|s| (s.uid.clone(), s.labels.clone())).collect(),
             sidecars,
+            route_totals: BTreeMap::new(),
         }
     }
 
@@ -81,6 +83,7 @@ impl World {
                 budgets: &self.budgets,
                 pods: &self.pods,
                 sidecars: &self.sidecars,
+                route_totals: &self.route_totals,
             },
             ledger,
         )
@@ -108,16 +111,87 @@ fn limit_shares_split_the_route_limit_evenly_and_sum_to_it() {
         vec![
             LimitShare {
                 requests_per_minute: Some(30),
+                tokens_per_minute: Some(334),
+            },
+            LimitShare {
+                requests_per_minute: Some(30),
                 tokens_per_minute: Some(333),
-            };
-            3
+            },
+            LimitShare {
+                requests_per_minute: Some(30),
+                tokens_per_minute: Some(333),
+            },
         ]
     );
     let requests: u32 = shares.iter().filter_map(|s| s.requests_per_minute).sum();
     assert_eq!(requests, 90);
-    // Rounded down: the parts never pass the limit.
+    // The remainder goes to the first pods: the parts sum to the limit, never past it.
     let tokens: u32 = shares.iter().filter_map(|s| s.tokens_per_minute).sum();
-    assert_eq!(tokens, 999);
+    assert_eq!(tokens, 1000);
+}
+
+#[test]
+fn two_pods_with_skewed_demand_get_shares_that_follow_it_and_sum_to_the_limit() {
+    use crate::usage::ledger::{Demand, PodDemand};
+    let mut world = World::new(
+        vec![route(
+            "chat",
+            "  rateLimit: {requestsPerMinute: 60, tokensPerMinute: 10000}\n",
+        )],
+        "10",
+        &["a", "b"],
+    );
+    let demand = |requests, tokens| PodDemand {
+        recent: Demand { requests, tokens },
+        // The window in progress does not move shares: they change once per sizing window.
+        window: Demand {
+            requests: 1_000,
+            tokens: 0,
+        },
+    };
+    world.route_totals.insert(
+        "chat".into(),
+        RouteTotals {
+            demand: BTreeMap::from([("a".into(), demand(45, 9_000)), ("b".into(), demand(5, 0))]),
+            ..RouteTotals::default()
+        },
+    );
+    let plan = world.plan(noon(), &BTreeMap::new());
+    let shares: Vec<LimitShare> = plan.sidecars.iter().map(|p| p.snapshot.routes[0].share).collect();
+    // Requests: floors of 3, the other 54 split 45:5 (48.6 and 5.4). Tokens: floors of 500,
+    // the other 9000 all to a.
+    assert_eq!(
+        shares,
+        [
+            LimitShare {
+                requests_per_minute: Some(52),
+                tokens_per_minute: Some(9_500),
+            },
+            LimitShare {
+                requests_per_minute: Some(8),
+                tokens_per_minute: Some(500),
+            },
+        ]
+    );
+}
+
+#[test]
+fn fifty_pods_under_ten_requests_a_minute_share_ten_not_fifty() {
+    let uids: Vec<String> = (0..50).map(|i| format!("p{i:02}")).collect();
+    let uids: Vec<&str> = uids.iter().map(String::as_str).collect();
+    let world = World::new(
+        vec![route("chat", "  rateLimit: {requestsPerMinute: 10}\n")],
+        "10",
+        &uids,
+    );
+    let plan = world.plan(noon(), &BTreeMap::new());
+    let parts: Vec<u32> = plan
+        .sidecars
+        .iter()
+        .map(|p| p.snapshot.routes[0].share.requests_per_minute.unwrap())
+        .collect();
+    assert_eq!(parts[..10], [1; 10]);
+    assert_eq!(parts.iter().sum::<u32>(), 10);
 }
 
 #[test]

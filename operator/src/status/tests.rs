@@ -77,16 +77,29 @@ async fn a_failed_status_write_is_counted_and_retried_at_the_next_flush() {
     load_ledger(
         &ctx,
         json!({"routes": {"chat": {
-            "usage": {"requests": 10, "errors": 6, "failovers": 2, "cacheHits": 1, "inputTokens": 900, "outputTokens": 80, "costUSD": "0.0025"},
+            "usage": {"requests": 10, "errors": 6, "failovers": 2, "cacheHits": 1, "inputTokens": 900, "outputTokens": 80,
+                "cacheWriteInputTokens": 300, "costUSD": "0.0025"},
             "backends": {"openai": {"requests": 9, "errors": 6}},
         }}}),
     );
+    // Two sidecars report on the backend: one has its circuit open.
+    let health = |circuit: &str, requests: u64, errors: u64, p50: Value| -> sluice_crds::BackendHealth {
+        object(
+            json!({"route": {"namespace": NS, "name": "chat"}, "backend": "openai", "circuit": circuit,
+            "requests": requests, "errors": errors, "latencyP50Ms": p50}),
+        )
+    };
+    let now = std::time::Instant::now();
+    ctx.health.apply("uid-a", 1, &[health("open", 3, 3, Value::Null)], now);
+    ctx.health.apply("uid-b", 1, &[health("closed", 4, 0, json!(820))], now);
     ctx.marks.routes([key("chat")]);
     let status = json!({
         "sidecars": {"desired": 0, "inSync": 0, "outdated": 0},
-        "usage": {"requests": 10, "errors": 6, "failovers": 2, "cacheHits": 1, "inputTokens": 900, "outputTokens": 80, "costUSD": "0.002500"},
-        // More errors than half the requests: reported unhealthy.
-        "backends": [{"name": "openai", "healthy": false, "circuit": "closed", "requests": 9, "errors": 6}],
+        "usage": {"requests": 10, "errors": 6, "failovers": 2, "cacheHits": 1, "inputTokens": 900, "outputTokens": 80,
+            "cacheWriteInputTokens": 300, "costUSD": "0.002500"},
+        // Requests and errors since creation from the ledger; circuit, health and latency from
+        // what the sidecars reported lately.
+        "backends": [{"name": "openai", "healthy": false, "circuit": "open", "requests": 9, "errors": 6, "latencyP50Ms": 820}],
     });
     let apply = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ModelRoute", "status": status});
     let path = status_path("modelroutes", "chat");

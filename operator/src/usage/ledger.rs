@@ -135,6 +135,28 @@ pub struct RouteTotals {
     /// Per backend name.
     #[serde(default)]
     pub backends: BTreeMap<String, BackendTotals>,
+    /// Per pod UID: what it asked of the route, for sizing limit shares (not persisted: sizing
+    /// restarts cold, with even shares).
+    #[serde(skip)]
+    pub demand: BTreeMap<String, PodDemand>,
+}
+
+/// One pod's demand on one route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodDemand {
+    /// In the last complete sizing window.
+    pub recent: Demand,
+    /// In the sizing window in progress.
+    pub window: Demand,
+}
+
+/// Requests and tokens asked for, whether served or refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    /// Requests.
+    pub requests: u64,
+    /// Prompt plus completion tokens.
+    pub tokens: u64,
 }
 
 /// A backend's traffic.
@@ -288,6 +310,14 @@ impl Ledger {
             u.failovers = u.failovers.saturating_add(d.failovers);
             u.input_tokens = u.input_tokens.saturating_add(d.input_tokens.0);
             u.output_tokens = u.output_tokens.saturating_add(d.output_tokens.0);
+            u.cache_write_input_tokens = u.cache_write_input_tokens.saturating_add(d.cache_write_input_tokens.0);
+            // Refused requests are demand too: a pod refused for want of a share asks for more.
+            let demand = totals.demand.entry(report.pod_uid.clone()).or_default();
+            demand.window.requests = demand.window.requests.saturating_add(d.requests);
+            demand.window.tokens = demand
+                .window
+                .tokens
+                .saturating_add(d.input_tokens.0.saturating_add(d.output_tokens.0));
             u.cost_usd += d.cost;
             // Refusals never reached a backend; cache hits did not either.
             if matches!(d.outcome, Outcome::Ok | Outcome::UpstreamError) {
@@ -358,6 +388,10 @@ impl Ledger {
         for budget in self.budgets.values_mut() {
             changed |= budget.pods.remove(pod_uid).is_some();
         }
+        // Its demand is in memory only: gone with it, without a write.
+        for route in self.routes.values_mut() {
+            route.demand.remove(pod_uid);
+        }
         changed
     }
 
@@ -370,8 +404,16 @@ impl Ledger {
         uids
     }
 
-    /// Closes the allowance sizing window of every pod: what it spent in it becomes `recent`.
+    /// Closes the sizing window of every pod: what it spent in it becomes `recent`, and so
+    /// does what it asked of each route.
     pub fn close_sizing_window(&mut self) {
+        for route in self.routes.values_mut() {
+            // A pod silent for a whole window has no demand left to remember.
+            route.demand.retain(|_, d| d.window != Demand::default());
+            for demand in route.demand.values_mut() {
+                demand.recent = std::mem::take(&mut demand.window);
+            }
+        }
         for budget in self.budgets.values_mut() {
             for grant in budget.pods.values_mut() {
                 grant.recent = std::mem::take(&mut grant.window);

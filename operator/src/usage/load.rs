@@ -154,6 +154,7 @@ fn ledger_from_status(ctx: &Context, namespace: &str) -> Ledger {
             RouteTotals {
                 usage: usage.clone(),
                 backends,
+                ..RouteTotals::default()
             },
         );
     }

@@ -24,7 +24,7 @@ use std::{
     sync::Arc,
 };
 
-use sluice_crds::{ObjectKey, UsageDelta};
+use sluice_crds::ObjectKey;
 
 use crate::desired::{AcceptedRoute, selects};
 
@@ -79,11 +79,11 @@ pub enum OutOfScope {
     },
 }
 
-/// Accepts `deltas` when every one is for a route of the pod (see the module's rule).
-pub fn check(scope: &Scope<'_>, deltas: &[UsageDelta]) -> Result<(), OutOfScope> {
+/// Accepts a report naming `routes` (its deltas' and its health's) when every one is a route
+/// of the pod (see the module's rule).
+pub fn check<'r>(scope: &Scope<'_>, routes: impl IntoIterator<Item = &'r ObjectKey>) -> Result<(), OutOfScope> {
     let mut checked: BTreeSet<&ObjectKey> = BTreeSet::new();
-    for delta in deltas {
-        let route = &delta.route;
+    for route in routes {
         if !checked.insert(route) {
             continue;
         }

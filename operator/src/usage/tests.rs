@@ -22,6 +22,7 @@ fn delta(route: &str, backend: &str, outcome: Outcome, cost: u64) -> UsageDelta 
         input_tokens: Tokens(100),
         cached_input_tokens: Tokens(0),
         output_tokens: Tokens(10),
+        cache_write_input_tokens: Tokens(0),
         cost: MicroUsd::new(cost),
         failovers: 1,
         estimated: false,
@@ -34,6 +35,7 @@ fn report(uid: &str, sequence: u64, deltas: Vec<UsageDelta>) -> UsageReport {
         sequence,
         deltas,
         final_report: false,
+        health: Vec::new(),
     }
 }
 
@@ -126,7 +128,11 @@ fn the_ledger_round_trips_through_json_without_the_sizing_window() {
     let back: Ledger = serde_json::from_str(&text).unwrap();
     assert_eq!(back.budgets["monthly"].pods["p"].recent, MicroUsd::ZERO);
     assert_eq!(back.sequence("p"), 3);
-    assert_eq!(back.routes, ledger.routes);
+    // Demand for limit shares is sizing state too: not persisted.
+    assert_eq!(ledger.routes["chat"].demand["p"].recent.requests, 2);
+    let mut expected = ledger.routes.clone();
+    expected.values_mut().for_each(|r| r.demand.clear());
+    assert_eq!(back.routes, expected);
 }
 
 #[test]

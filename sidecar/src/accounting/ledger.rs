@@ -83,6 +83,7 @@ impl UsageLedger {
             input_tokens: entry.usage.input,
             cached_input_tokens: entry.usage.cached_input,
             output_tokens: entry.usage.output,
+            cache_write_input_tokens: entry.usage.cache_write_input,
             cost: entry.cost,
             failovers: u64::from(entry.failovers),
             estimated: entry.usage.estimated,
@@ -149,6 +150,7 @@ impl UsageLedger {
                 sum.input_tokens += delta.input_tokens;
                 sum.cached_input_tokens += delta.cached_input_tokens;
                 sum.output_tokens += delta.output_tokens;
+                sum.cache_write_input_tokens += delta.cache_write_input_tokens;
                 sum.cost += delta.cost;
                 sum.failovers += delta.failovers;
                 sum.estimated |= delta.estimated;
@@ -177,7 +179,7 @@ mod tests {
         let usage = Usage {
             input: Tokens(10),
             cached_input: Tokens(2),
-            cache_write_input: Tokens(0),
+            cache_write_input: Tokens(3),
             output: Tokens(5),
             estimated: false,
         };
@@ -211,6 +213,7 @@ mod tests {
             (2, Tokens(20), Tokens(10))
         );
         assert_eq!((ann.cost, ann.failovers, ann.estimated), (MicroUsd::new(14), 2, true));
+        assert_eq!(ann.cache_write_input_tokens, Tokens(6));
         assert!(ledger.take().is_empty());
         ledger.restore(deltas);
         let again = ledger.take();

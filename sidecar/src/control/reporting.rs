@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_crds::{UsageAck, UsageReport, control::USAGE_PATH};
+use sluice_crds::{BackendHealth, CircuitState, UsageAck, UsageReport, control::USAGE_PATH};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -38,17 +38,28 @@ impl ControlClient {
         let Some(uid) = locked(&self.shared.pod).as_ref().map(|p| p.uid.clone()) else {
             return;
         };
+        let health = self
+            .shared
+            .store
+            .current()
+            .map(|c| health_now(&c.routes.routes()))
+            .unwrap_or_default();
         let mut reports = locked(&self.shared.reports);
         let (deltas, floor) = ledger.cut();
-        if reports.cut(deltas, floor, &uid, final_report) && self.write_usage(&reports) {
+        if reports.cut(deltas, health, floor, &uid, final_report) && self.write_usage(&reports) {
             journal::remove_below(&self.shared.options.state_dir, reports.state().journal_floor);
         }
     }
 
     pub(super) async fn report_until(&self, shutdown: CancellationToken) {
+        let interval = self.shared.options.report_interval;
+        let circuit_changed = self.shared.store.circuit_changed().clone();
+        let mut next = tokio::time::Instant::now() + interval;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(self.shared.options.report_interval) => {}
+                () = tokio::time::sleep_until(next) => next = tokio::time::Instant::now() + interval,
+                // A circuit that opened or closed is reported now, not at the next interval.
+                () = circuit_changed.notified() => {}
                 () = shutdown.cancelled() => return,
             }
             if let Err(e) = self.report_once().await {
@@ -161,6 +172,34 @@ impl ControlClient {
             );
         }
     }
+}
+
+/// The health of every backend of every route in `routes` worth reporting: those whose
+/// circuit is not closed (reported every time, so the operator keeps seeing it), those whose
+/// circuit closed since the previous cut, and those with attempts since then. Takes the
+/// attempt counts.
+pub(super) fn health_now(routes: &[std::sync::Arc<crate::route::Route>]) -> Vec<BackendHealth> {
+    let now = tokio::time::Instant::now();
+    let mut health = Vec::new();
+    for route in routes {
+        for backend in &route.backends {
+            let counts = backend.state.health.take();
+            let circuit = backend.state.circuit.view(now).state;
+            let was_unclosed = backend.state.health.note_circuit(circuit == CircuitState::Closed);
+            if counts.requests == 0 && circuit == CircuitState::Closed && !was_unclosed {
+                continue;
+            }
+            health.push(BackendHealth {
+                route: route.key.clone(),
+                backend: backend.name.clone(),
+                circuit,
+                requests: counts.requests,
+                errors: counts.errors,
+                latency_p50_ms: counts.latency_p50_ms,
+            });
+        }
+    }
+    health
 }
 
 /// Replays the journal generations the saved queue does not hold into `ledger`, deletes the

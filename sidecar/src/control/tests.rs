@@ -88,6 +88,7 @@ fn delta(cost: u64) -> UsageDelta {
         input_tokens: Tokens(1),
         cached_input_tokens: Tokens(0),
         output_tokens: Tokens(1),
+        cache_write_input_tokens: Tokens(0),
         cost: MicroUsd::new(cost),
         failovers: 0,
         estimated: false,
@@ -97,7 +98,7 @@ fn delta(cost: u64) -> UsageDelta {
 /// Cuts `ledger` into `reports` as the reporter does.
 fn cut(reports: &mut Reports, ledger: &UsageLedger, final_report: bool) -> bool {
     let (deltas, floor) = ledger.cut();
-    reports.cut(deltas, floor, "uid-1", final_report)
+    reports.cut(deltas, Vec::new(), floor, "uid-1", final_report)
 }
 
 fn costs(reports: &Reports) -> Vec<(u64, u64)> {
@@ -137,6 +138,66 @@ fn a_report_is_cut_every_interval_while_the_first_waits_and_only_the_first_is_se
     ledger.restore(vec![delta(4)]);
     cut(&mut reports, &ledger, false);
     assert_eq!(costs(&reports), [(4, 4)]);
+}
+
+fn health(circuit: sluice_crds::CircuitState, requests: u64) -> sluice_crds::BackendHealth {
+    sluice_crds::BackendHealth {
+        route: delta(0).route,
+        backend: BackendName::try_from("sim").unwrap(),
+        circuit,
+        requests,
+        errors: requests,
+        latency_p50_ms: None,
+    }
+}
+
+#[test]
+fn health_alone_is_queued_as_a_report_and_only_the_sent_report_keeps_older_health() {
+    use sluice_crds::CircuitState::{Closed, Open};
+    let mut reports = Reports::default();
+    assert!(reports.cut(vec![], vec![health(Open, 3)], None, "uid-1", false));
+    let first = reports.head().unwrap();
+    assert_eq!((first.sequence, first.deltas.len()), (1, 0));
+    assert_eq!(first.health, vec![health(Open, 3)]);
+    assert!(reports.cut(vec![], vec![health(Open, 0)], None, "uid-1", false));
+    assert!(reports.cut(vec![], vec![health(Closed, 1)], None, "uid-1", false));
+    // The first may have been sent: it stays as it was. The second never was: its health is stale.
+    let kept: Vec<Vec<sluice_crds::BackendHealth>> = reports.state().queue.iter().map(|r| r.health.clone()).collect();
+    assert_eq!(kept, [vec![health(Open, 3)], vec![], vec![health(Closed, 1)]]);
+    // Nothing to say at all: nothing queued.
+    assert!(!reports.cut(vec![], vec![], None, "uid-1", false));
+    assert_eq!(reports.len(), 3);
+    // On the wire a report without health has no `health` key, and one from an older sidecar
+    // (no key) reads as none.
+    let text = serde_json::to_string(&reports.state().queue[1]).unwrap();
+    assert!(!text.contains("health"), "{text}");
+    let back: sluice_crds::UsageReport = serde_json::from_str(&text).unwrap();
+    assert!(back.health.is_empty());
+}
+
+#[test]
+fn a_cut_merged_into_the_last_report_replaces_its_health() {
+    let mut reports = Reports::default();
+    for _ in 0..MAX_QUEUED {
+        reports.cut(vec![delta(1)], vec![], None, "uid-1", false);
+    }
+    reports.cut(
+        vec![delta(1)],
+        vec![health(sluice_crds::CircuitState::Open, 2)],
+        None,
+        "uid-1",
+        false,
+    );
+    reports.cut(
+        vec![],
+        vec![health(sluice_crds::CircuitState::HalfOpen, 0)],
+        None,
+        "uid-1",
+        false,
+    );
+    let last = reports.state().queue.last().unwrap();
+    assert_eq!(reports.len(), MAX_QUEUED);
+    assert_eq!(last.health, vec![health(sluice_crds::CircuitState::HalfOpen, 0)]);
 }
 
 #[test]
@@ -362,4 +423,54 @@ fn state_files_are_private_and_round_trip() {
         assert_eq!(mode & 0o777, 0o600);
     }
     assert_eq!(state::load::<state::UsageState>(&dir, "missing.json").unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_reports_an_open_circuit_every_cut_its_closing_once_and_idle_closed_backends_never() {
+    use sluice_crds::CircuitState;
+
+    use crate::{
+        circuit::Verdict,
+        route::testing::{backend, route},
+    };
+    let r = route(
+        serde_json::json!({"models": ["chat"], "circuitBreaker": {"consecutiveFailures": 2, "openFor": "1s"},
+        "backends": [backend("a", serde_json::json!({})), backend("b", serde_json::json!({}))]}),
+    );
+    let routes = [r.clone()];
+    let a = &r.backends[0].state;
+    let now = tokio::time::Instant::now();
+    for _ in 0..2 {
+        a.health.failed();
+        a.circuit
+            .try_acquire(now)
+            .unwrap()
+            .record(Verdict::Failure, &r.circuit_breaker, now);
+    }
+    let seen = |h: Vec<sluice_crds::BackendHealth>| -> Vec<(String, CircuitState, u64, u64)> {
+        h.into_iter()
+            .map(|h| (h.backend.to_string(), h.circuit, h.requests, h.errors))
+            .collect()
+    };
+    assert_eq!(
+        seen(super::reporting::health_now(&routes)),
+        [("a".to_owned(), CircuitState::Open, 2, 2)]
+    );
+    // Still open without traffic: said again, so the operator does not let it expire.
+    assert_eq!(
+        seen(super::reporting::health_now(&routes)),
+        [("a".to_owned(), CircuitState::Open, 0, 0)]
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let later = tokio::time::Instant::now();
+    a.circuit
+        .try_acquire(later)
+        .unwrap()
+        .record(Verdict::Success, &r.circuit_breaker, later);
+    // Closed with no attempt counted here: said once, then nothing.
+    assert_eq!(
+        seen(super::reporting::health_now(&routes)),
+        [("a".to_owned(), CircuitState::Closed, 0, 0)]
+    );
+    assert!(super::reporting::health_now(&routes).is_empty());
 }

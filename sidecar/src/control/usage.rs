@@ -13,6 +13,13 @@
 //! dropped. The queue is saved (atomically, fsynced)
 //! after every change; deltas not cut yet are in the journal ([`super::journal`]).
 //!
+//! A report also carries the health of the pod's backends as the sidecar sees them when it is
+//! cut (circuit, attempts, failures, median latency since the previous cut). Health alone is
+//! reason enough for a report: an open circuit is reported every interval, traffic or not, so
+//! the operator does not let it expire. Only the newest health means anything, so a cut that
+//! queues a report takes the health out of the queued reports that were never sent (all but
+//! the first), and a cut merged into the last report replaces its health.
+//!
 //! On SIGTERM the rest of the ledger is cut into a report marked `final` (empty when nothing
 //! is left): once the operator has applied it, nothing of the pod is unreported, which is what
 //! it waits for before taking back a deleted pod's allowance.
@@ -24,7 +31,7 @@
 //! it in the state directory as `usage-refused.json`), and the next report goes on: the
 //! operator never applied its sequence, and sequences may skip.
 
-use sluice_crds::{UsageAck, UsageDelta, UsageReport, control::Hello};
+use sluice_crds::{BackendHealth, UsageAck, UsageDelta, UsageReport, control::Hello};
 
 use super::state::UsageState;
 use crate::accounting::ledger::UsageLedger;
@@ -63,12 +70,14 @@ impl Reports {
         false
     }
 
-    /// Queues `deltas`, just cut from the ledger for `pod_uid`; `journal_floor` is the journal
-    /// generation the cut started (those below it are in the queue now). A `final_report` is
-    /// always queued as a report of its own, even empty. Returns whether the state changed.
+    /// Queues `deltas`, just cut from the ledger for `pod_uid`, with the backends' `health`
+    /// now; `journal_floor` is the journal generation the cut started (those below it are in
+    /// the queue now). A `final_report` is always queued as a report of its own, even empty.
+    /// Returns whether the state changed.
     pub fn cut(
         &mut self,
         deltas: Vec<UsageDelta>,
+        health: Vec<BackendHealth>,
         journal_floor: Option<u64>,
         pod_uid: &str,
         final_report: bool,
@@ -80,10 +89,13 @@ impl Reports {
             self.state.journal_floor = floor;
             changed = true;
         }
-        if deltas.is_empty() && !final_report {
+        if deltas.is_empty() && health.is_empty() && !final_report {
             return changed;
         }
         let queue = &mut self.state.queue;
+        for unsent in queue.iter_mut().skip(1) {
+            unsent.health.clear();
+        }
         if !final_report
             && queue.len() >= MAX_QUEUED.max(2)
             && let Some(last) = queue.last_mut()
@@ -93,6 +105,7 @@ impl Reports {
             merged.restore(std::mem::take(&mut last.deltas));
             merged.restore(deltas);
             last.deltas = merged.take();
+            last.health = health;
             return true;
         }
         let after_last = queue.last().map_or(0, |r| r.sequence + 1);
@@ -103,6 +116,7 @@ impl Reports {
             sequence,
             deltas,
             final_report,
+            health,
         });
         true
     }

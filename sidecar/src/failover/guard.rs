@@ -54,6 +54,7 @@ impl Guard {
         }
         if broke {
             self.backend.state.circuit.observe(Verdict::Failure, &self.circuit, now);
+            self.backend.state.health.broke();
         }
     }
 }

@@ -312,3 +312,29 @@ async fn a_backend_rate_limit_skips_to_the_next_and_refuses_with_its_wait_when_a
         other => panic!("expected rate_limited, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempts_count_in_their_backends_health_failures_as_errors_and_client_errors_not_at_all() {
+    use crate::route::health::WindowCounts;
+    let r = route(two_backends(json!({})));
+    let script = Script::new(&[("a", &[Step::Status(503, None), Step::Status(400, None)])]);
+    assert_eq!(run(&r, &script).await.unwrap(), ("b".into(), 2));
+    run(&r, &script).await.unwrap_err();
+    assert_eq!(
+        r.backends[0].state.health.take(),
+        WindowCounts {
+            requests: 1,
+            errors: 1,
+            latency_p50_ms: None,
+        }
+    );
+    // Answered at once under the paused clock: the first bucket, up to 1 ms.
+    assert_eq!(
+        r.backends[1].state.health.take(),
+        WindowCounts {
+            requests: 1,
+            errors: 0,
+            latency_p50_ms: Some(1),
+        }
+    );
+}

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 pub struct TokenBucket {
     capacity: f64,
     per_second: f64,
+    period: Duration,
     state: Mutex<Level>,
 }
 
@@ -38,12 +39,15 @@ pub struct BucketLevel {
 }
 
 impl TokenBucket {
-    /// A full bucket of `capacity` units that refills completely over `period`.
+    /// A full bucket of `capacity` units that refills completely over `period`. A bucket of
+    /// 0 admits nothing: a pod whose share of a route-wide limit is 0 (the operator gave the
+    /// whole limit to other pods) refuses, and says to ask again after a period.
     pub fn new(capacity: u32, period: Duration) -> Self {
-        let capacity = f64::from(capacity.max(1));
+        let capacity = f64::from(capacity);
         Self {
             capacity,
             per_second: capacity / period.as_secs_f64().max(f64::MIN_POSITIVE),
+            period,
             state: Mutex::new(Level {
                 units: capacity,
                 at: Instant::now(),
@@ -63,6 +67,9 @@ impl TokenBucket {
 
     /// Takes `n` units, or says how long until they would be there.
     pub fn take(&self, n: u64, now: Instant) -> Result<(), Duration> {
+        if self.capacity == 0.0 {
+            return Err(self.period);
+        }
         self.with_level(now, |level| {
             let need = self.need(n);
             if level.units >= need {
@@ -76,6 +83,9 @@ impl TokenBucket {
 
     /// How long until `n` units would be there; zero when they are.
     pub fn wait_for(&self, n: u64, now: Instant) -> Duration {
+        if self.capacity == 0.0 {
+            return self.period;
+        }
         self.with_level(now, |level| self.wait(level.units, self.need(n)))
     }
 
@@ -146,6 +156,19 @@ mod tests {
         let later = now + Duration::from_millis(999);
         assert!(bucket.take(1, later).is_err());
         assert_eq!(bucket.take(1, now + Duration::from_secs(1)), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_of_zero_admits_nothing_and_says_to_wait_a_period() {
+        let bucket = TokenBucket::per_minute(0);
+        let now = Instant::now();
+        assert_eq!(bucket.take(1, now), Err(Duration::from_secs(60)));
+        assert_eq!(
+            bucket.take(0, now + Duration::from_secs(3600)),
+            Err(Duration::from_secs(60))
+        );
+        assert_eq!(bucket.wait_for(1, now), Duration::from_secs(60));
+        assert!(bucket.is_full(now));
     }
 
     #[tokio::test(start_paused = true)]

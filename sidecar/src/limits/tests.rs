@@ -19,6 +19,33 @@ async fn a_burst_of_100_under_60_per_minute_admits_exactly_60() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_share_of_zero_refuses_every_request_with_a_retry_after_of_a_minute() {
+    // The operator gave the whole route limit to other pods (more pods than the limit).
+    let limits = RouteLimits::new("team-a/chat".into(), share(Some(0), None), None);
+    let refusal = limits.admit(ANONYMOUS, 10, Instant::now()).unwrap_err();
+    assert_eq!(refusal.limit, "route team-a/chat requests per minute");
+    assert_eq!(refusal.retry_after, Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_share_keeps_what_was_used_and_never_hands_out_a_fresh_minute() {
+    let now = Instant::now();
+    let limits = RouteLimits::new("r".into(), share(Some(10), None), None);
+    for _ in 0..10 {
+        limits.admit(ANONYMOUS, 1, now).unwrap();
+    }
+    // Grown to 40 with the 10 spent: nothing now, then 40 a minute.
+    let grown = limits.reshared("r".into(), share(Some(40), None), None, now);
+    assert_eq!(grown.level(now).requests.unwrap().available, 0.0);
+    let refusal = grown.admit(ANONYMOUS, 1, now).unwrap_err();
+    assert_eq!(refusal.retry_after, Duration::from_millis(1500));
+    // Shrunk from 40 (unused) to 5: full at 5, not 40.
+    let unused = RouteLimits::new("r".into(), share(Some(40), None), None);
+    let shrunk = unused.reshared("r".into(), share(Some(5), None), None, now);
+    assert_eq!(shrunk.level(now).requests.unwrap().available, 5.0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn token_limits_are_corrected_by_real_usage() {
     let limits = RouteLimits::new("r".into(), share(None, Some(100)), None);
     let now = Instant::now();

@@ -15,7 +15,9 @@ use std::{
 
 use sluice_crds::{Backend, BackendName, CachePolicy, LimitShare, ObjectKey, PerUserLimit, RouteConfig};
 
-use super::{latency::PeakEwma, strategy::Picker};
+use tokio::sync::Notify;
+
+use super::{health::HealthWindow, latency::PeakEwma, strategy::Picker};
 use crate::{cache::Cache, circuit::Circuit, limits::BackendLimiter, limits::RouteLimits};
 
 /// The mutable side of one backend.
@@ -27,6 +29,8 @@ pub struct BackendState {
     pub limits: BackendLimiter,
     /// Its latency estimate.
     pub latency: PeakEwma,
+    /// What it did since the last usage report.
+    pub health: HealthWindow,
     in_flight: AtomicU32,
 }
 
@@ -35,11 +39,12 @@ pub struct BackendState {
 pub struct InFlight(Arc<BackendState>);
 
 impl BackendState {
-    fn new(backend: &Backend) -> Self {
+    fn new(backend: &Backend, changed: &Arc<Notify>) -> Self {
         Self {
-            circuit: Arc::new(Circuit::default()),
+            circuit: Arc::new(Circuit::notifying(changed.clone())),
             limits: BackendLimiter::new(backend.name.to_string(), backend.limits),
             latency: PeakEwma::default(),
+            health: HealthWindow::default(),
             in_flight: AtomicU32::new(0),
         }
     }
@@ -79,7 +84,11 @@ type CacheSpec = (CachePolicy, Vec<Backend>);
 
 /// State of the active version, to hand over to the next.
 #[derive(Debug, Default)]
-pub struct StateRegistry(Mutex<Registry>);
+pub struct StateRegistry {
+    registry: Mutex<Registry>,
+    /// Told when any backend's circuit opens or closes.
+    circuit_changed: Arc<Notify>,
+}
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -94,6 +103,11 @@ struct Registry {
 pub struct Pending(Registry);
 
 impl StateRegistry {
+    /// Told when any backend's circuit opens or closes.
+    pub fn circuit_changed(&self) -> &Arc<Notify> {
+        &self.circuit_changed
+    }
+
     /// Starts gathering state for a new version.
     pub fn begin(&self) -> Pending {
         Pending::default()
@@ -101,7 +115,7 @@ impl StateRegistry {
 
     /// The new version is active: its state replaces the old, which is dropped.
     pub fn commit(&self, pending: Pending) {
-        let mut registry = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *registry = pending.0;
     }
 
@@ -114,7 +128,7 @@ impl StateRegistry {
                 .filter(|(spec, _)| spec == backend)
                 .map(|(_, s)| s.clone())
         });
-        let state = old.unwrap_or_else(|| Arc::new(BackendState::new(backend)));
+        let state = old.unwrap_or_else(|| Arc::new(BackendState::new(backend, &self.circuit_changed)));
         pending.0.backends.insert(key, (backend.clone(), state.clone()));
         state
     }
@@ -124,14 +138,18 @@ impl StateRegistry {
         let key = &config.key;
         let spec = &config.spec;
         let limits_spec: LimitsSpec = (config.share, spec.per_user);
-        let limits = self
-            .lookup(|r| {
-                r.limits
-                    .get(key)
-                    .filter(|(s, _)| *s == limits_spec)
-                    .map(|(_, l)| l.clone())
-            })
-            .unwrap_or_else(|| Arc::new(RouteLimits::new(key.to_string(), config.share, spec.per_user)));
+        let old = self.lookup(|r| r.limits.get(key).cloned());
+        let limits = match old {
+            Some((s, l)) if s == limits_spec => l,
+            // A new share (the operator follows demand): what was used stays used.
+            Some((_, l)) => Arc::new(l.reshared(
+                key.to_string(),
+                config.share,
+                spec.per_user,
+                tokio::time::Instant::now(),
+            )),
+            None => Arc::new(RouteLimits::new(key.to_string(), config.share, spec.per_user)),
+        };
         pending.0.limits.insert(key.clone(), (limits_spec, limits.clone()));
 
         let picker_spec: PickerSpec = spec.backends.iter().map(|b| (b.name.clone(), b.weight)).collect();
@@ -163,7 +181,7 @@ impl StateRegistry {
     }
 
     fn lookup<T>(&self, f: impl FnOnce(&Registry) -> Option<T>) -> Option<T> {
-        let registry = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&registry)
     }
 }

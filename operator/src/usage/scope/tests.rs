@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
-use sluice_crds::{BackendName, MicroUsd, ModelName, ModelRoute, Outcome, Tokens};
+use sluice_crds::{BackendName, MicroUsd, ModelName, ModelRoute, Outcome, Tokens, UsageDelta};
 
 use super::*;
 
@@ -39,6 +39,7 @@ fn delta(ns: &str, route: &str) -> UsageDelta {
         input_tokens: Tokens(10),
         cached_input_tokens: Tokens(0),
         output_tokens: Tokens(5),
+        cache_write_input_tokens: Tokens(0),
         cost: MicroUsd::new(20_000),
         failovers: 0,
         estimated: false,
@@ -69,7 +70,7 @@ fn check_as(labels: Option<&BTreeMap<String, String>>, sent: &[&str], deltas: &[
             sent: &sent,
             routes: &routes,
         },
-        deltas,
+        deltas.iter().map(|d| &d.route),
     )
 }
 

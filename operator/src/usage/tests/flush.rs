@@ -45,6 +45,7 @@ fn submit(ctx: &Context, name: &str, sequence: u64, cost: u64) -> Ack {
         sequence,
         deltas: vec![delta],
         final_report: false,
+        health: Vec::new(),
     };
     ctx.ledgers.submit(pod, report)
 }

@@ -67,11 +67,13 @@ pub fn report(
             input_tokens: Tokens(120 * requests + i % 13),
             cached_input_tokens: Tokens(i % 3),
             output_tokens: Tokens(30 * requests + round),
+            cache_write_input_tokens: Tokens(0),
             cost: MicroUsd::new(1_000 + 37 * i + 11 * round),
             failovers: 0,
             estimated: false,
         }],
         final_report: false,
+        health: Vec::new(),
     })
 }
 
