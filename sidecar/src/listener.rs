@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::ConfigStore,
-    endpoints::{chat, embeddings, messages, models},
+    endpoints::{chat, completions, embeddings, messages, models},
     error::ApiError,
     response::Response,
 };
@@ -82,11 +82,27 @@ async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, 
             };
             Ok(messages::with_anthropic_errors(served.await).await)
         }
+        ("/messages/count_tokens", &Method::POST) => {
+            let served = async {
+                let (parts, body) = read_body(req, state.max_body_bytes).await?;
+                let config = active(state)?;
+                messages::count_tokens::handle(&config, &parts.headers, &body).await
+            };
+            Ok(messages::with_anthropic_errors(served.await).await)
+        }
+        ("/completions", &Method::POST) => {
+            let (parts, body) = read_body(req, state.max_body_bytes).await?;
+            let config = active(state)?;
+            Ok(completions::handle(&config, &parts.headers, &body).await)
+        }
         ("/models", &Method::GET) => {
             let config = active(state)?;
             Ok(models::handle(&config))
         }
-        ("/chat/completions" | "/embeddings" | "/messages" | "/models", _) => Err(ApiError::MethodNotAllowed {
+        (
+            "/chat/completions" | "/completions" | "/embeddings" | "/messages" | "/messages/count_tokens" | "/models",
+            _,
+        ) => Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
             path: path.to_owned(),
         }),

@@ -18,9 +18,9 @@ use crate::{
     config::ActiveConfig,
     error::ApiError,
     failover::{self, Attempts},
-    formats::openai::{ChatRequest, EmbeddingsRequest},
+    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest},
     limits::{ANONYMOUS, Charge},
-    providers::{ChatCall, EmbeddingsCall},
+    providers::{ChatCall, CompletionsCall, EmbeddingsCall},
     route::{
         BackendRuntime, Route,
         facts::{Body, Facts},
@@ -30,7 +30,7 @@ use crate::{
 };
 use asks::Asks;
 pub use served::Served;
-use sluice_crds::{MicroUsd, Outcome, Pricing, Tokens};
+use sluice_crds::{MicroUsd, Outcome, Pricing, Provider, Tokens};
 use tap::{End, Holds};
 
 /// The request's time bound when no candidate says otherwise (the spec's default `total`).
@@ -221,6 +221,7 @@ fn record_refusal(
 fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> MicroUsd {
     let output = match facts.body() {
         Body::Chat(r) => r.completion_cap().map_or(WORST_CASE_OUTPUT_TOKENS, u64::from),
+        Body::Completions(r) => u64::from(r.completion_cap()),
         Body::Embeddings(_) => 0,
     };
     let usage = Usage {
@@ -260,6 +261,15 @@ fn admit<'a>(
         .plan(&facts, asks.constraints, started)
         .map_err(|e| refuse(ApiError::NoBackendAvailable { reason: e.to_string() }))?;
     let mut plan = plan;
+    if let Body::Completions(_) = facts.body() {
+        plan.candidates.retain(|b| serves_completions(b.provider));
+        if plan.candidates.is_empty() {
+            return Err(refuse(ApiError::Unsupported(format!(
+                "model {model:?} is served by no openai or openai-compatible backend here, and only those \
+                 serve legacy /v1/completions; use /v1/chat/completions"
+            ))));
+        }
+    }
     let budget = match route.budget.as_ref().and_then(|key| config.budgets.get(key)) {
         None => None,
         Some(account) => match account.admit(worst_case_cost(&facts, &plan.candidates), jiff::Timestamp::now()) {
@@ -308,6 +318,47 @@ fn admit<'a>(
         deadline: started + total,
         charge,
         budget,
+    })
+}
+
+/// Whether a provider has OpenAI's legacy `/v1/completions`.
+fn serves_completions(provider: Provider) -> bool {
+    matches!(provider, Provider::Openai | Provider::OpenaiCompatible)
+}
+
+/// Serves a legacy completions request through its route's OpenAI-protocol backends (never
+/// cached: the cache keys chat requests).
+pub async fn completions(
+    config: &ActiveConfig,
+    request: &CompletionsRequest,
+    headers: &HeaderMap,
+) -> Result<ChatServed, Refused> {
+    const ENDPOINT: &str = "completions";
+    let started = Instant::now();
+    let user = request.user.as_deref();
+    let admitted = admit(config, &request.model, Body::Completions(request), headers, user)
+        .inspect_err(|refused| record_refusal(&config.recorder, refused, ENDPOINT, user, started))?;
+    let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
+        backend
+            .upstream
+            .completions(&CompletionsCall {
+                request,
+                model: &backend.model,
+                deadline,
+            })
+            .await
+    })
+    .await;
+    let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, ENDPOINT, started))?;
+    let served = admitted.served(ok.backend.clone(), ok.attempts, ENDPOINT, CacheStatus::Bypass);
+    let usage = match &ok.reply {
+        Reply::Complete(c) => c.usage,
+        Reply::Stream(_) => None,
+    };
+    let holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage.is_some());
+    Ok(ChatServed {
+        served,
+        reply: settle_or_tap(ok.reply, holds, usage),
     })
 }
 

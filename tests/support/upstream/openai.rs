@@ -1,4 +1,5 @@
-//! The upstream's OpenAI part: `POST /v1/chat/completions` and `POST /v1/embeddings`, as
+//! The upstream's OpenAI part: `POST /v1/chat/completions`, `/v1/embeddings` and the legacy
+//! `/v1/completions`, as
 //! OpenAI answers them.
 //!
 //! Streams follow OpenAI's format: `chat.completion.chunk` objects in `data: ` lines,
@@ -61,6 +62,16 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
                 }
             }
         }
+        ("POST", "/v1/completions") => match request.body.get("model").and_then(Value::as_str) {
+            None => error(
+                StatusCode::BAD_REQUEST,
+                "you must provide a model parameter",
+                "invalid_request_error",
+                None,
+                None,
+            ),
+            Some(model) => legacy_completion(&request.body, model, sequence, controls.steer(model).await),
+        },
         (method, _) => error(
             StatusCode::NOT_FOUND,
             &format!("Unknown request URL: {method} {}", request.path),
@@ -123,6 +134,43 @@ async fn chat(request: &RecordedRequest, model: &str, sequence: usize, steer: St
         | Behaviour::OverloadedEarly
         | Behaviour::Safety
         | Behaviour::Blocked => model_not_found(model),
+    }
+}
+
+/// A legacy `text_completion`: [`OK_CONTENT`], streamed as [`OK_PIECES`] (then a usage chunk
+/// with `include_usage`) or whole; other behaviours answer as for chat where they can.
+fn legacy_completion(body: &Value, model: &str, sequence: usize, steer: Steer) -> Response<Body> {
+    let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    let id = format!("cmpl-mock-{sequence}");
+    let usage = json!({"prompt_tokens": steer.tokens.prompt, "completion_tokens": steer.tokens.completion,
+                       "total_tokens": steer.tokens.prompt + steer.tokens.completion});
+    let chunk = |text: &str, finish: Value| {
+        let mut c = json!({"id": id, "object": "text_completion", "created": CREATED, "model": model,
+                           "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    match steer.behaviour {
+        Behaviour::Fail(status) => failure(status),
+        _ if streamed => {
+            let mut chunks: Vec<Value> = OK_PIECES.iter().map(|p| chunk(p, Value::Null)).collect();
+            chunks.push(chunk("", json!("stop")));
+            if include_usage {
+                chunks.push(
+                    json!({"id": id, "object": "text_completion", "created": CREATED, "model": model,
+                                   "choices": [], "usage": usage}),
+                );
+            }
+            sse(chunks, Duration::ZERO, End::Clean)
+        }
+        _ => {
+            let mut whole = chunk(OK_CONTENT, json!("stop"));
+            whole["usage"] = usage;
+            json_response(StatusCode::OK, &whole)
+        }
     }
 }
 
