@@ -6,6 +6,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod messages;
 pub mod models;
+pub mod responses;
 mod sse_body;
 
 use http::{HeaderName, HeaderValue};

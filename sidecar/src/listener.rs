@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::ConfigStore,
-    endpoints::{chat, completions, embeddings, messages, models},
+    endpoints::{chat, completions, embeddings, messages, models, responses},
     error::ApiError,
     response::Response,
 };
@@ -95,12 +95,27 @@ async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, 
             let config = active(state)?;
             Ok(completions::handle(&config, &parts.headers, &body).await)
         }
+        ("/responses", &Method::POST) => {
+            let (parts, body) = read_body(req, state.max_body_bytes).await?;
+            let config = active(state)?;
+            Ok(responses::handle(&config, &parts.headers, &body).await)
+        }
+        (stored, &Method::GET | &Method::DELETE) if stored.starts_with("/responses/") => {
+            let id = stored.trim_start_matches("/responses/");
+            Ok(responses::stored(id))
+        }
         ("/models", &Method::GET) => {
             let config = active(state)?;
             Ok(models::handle(&config))
         }
         (
-            "/chat/completions" | "/completions" | "/embeddings" | "/messages" | "/messages/count_tokens" | "/models",
+            "/chat/completions"
+            | "/completions"
+            | "/embeddings"
+            | "/messages"
+            | "/messages/count_tokens"
+            | "/models"
+            | "/responses",
             _,
         ) => Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
