@@ -223,6 +223,9 @@ pub struct FunctionCallItem {
     pub call_id: String,
     /// The function.
     pub name: String,
+    /// The namespace of the function, when it was declared in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its arguments, a JSON object as text.
     #[serde(default)]
     pub arguments: String,
@@ -292,7 +295,19 @@ pub enum Tool {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         strict: Option<bool>,
     },
-    /// A tool OpenAI runs itself (`web_search`, `file_search`, …), kept for the refusal.
+    /// Function tools grouped under a name (Codex declares its sub-agent tools so); a call to
+    /// one names the namespace beside the function.
+    Namespace {
+        /// The namespace.
+        name: String,
+        /// What its tools are for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Its tools.
+        #[serde(default)]
+        tools: Vec<Tool>,
+    },
+    /// A tool OpenAI runs itself (`web_search`, `file_search`, …).
     #[serde(untagged)]
     Other(Value),
 }

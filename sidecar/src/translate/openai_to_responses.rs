@@ -16,11 +16,13 @@ pub mod stream;
 
 use serde_json::Map;
 
+use super::responses_to_openai::NAMESPACE_SEPARATOR;
+
 use crate::formats::{
     openai::{ChatCompletion, CompletionUsage},
     responses::{
         FunctionCallItem, IncompleteDetails, InputTokensDetails, OutputItem, OutputMessage, OutputText,
-        OutputTokensDetails, ReasoningItem, ReasoningText, ResponsesRequest, Status, TextConfig, TextFormat,
+        OutputTokensDetails, ReasoningItem, ReasoningText, ResponsesRequest, Status, TextConfig, TextFormat, Tool,
     },
     responses::{Response, ResponseUsage},
 };
@@ -84,10 +86,12 @@ pub fn response(completion: ChatCompletion, request: &ResponsesRequest) -> Respo
             }));
         }
         for (n, call) in message.tool_calls.into_iter().enumerate() {
+            let (namespace, name) = call_name(request, &call.function.name);
             out.output.push(OutputItem::FunctionCall(FunctionCallItem {
                 id: Some(call_item_id(&base, n)),
                 call_id: call.id,
-                name: call.function.name,
+                name,
+                namespace,
                 arguments: call.function.arguments,
                 status: Some("completed".into()),
                 // Gemini's thought signature rides here and must come back with the call.
@@ -99,6 +103,29 @@ pub fn response(completion: ChatCompletion, request: &ResponsesRequest) -> Respo
     (out.status, out.incomplete_details) = ending(finish.as_deref());
     out.usage = completion.usage.as_ref().map(usage);
     out
+}
+
+/// A chat call's function name as the Responses call names it: `<namespace>__<name>` back to
+/// its namespace and name when the request declared that namespace with that function.
+pub fn call_name(request: &ResponsesRequest, chat_name: &str) -> (Option<String>, String) {
+    for tool in &request.tools {
+        let Tool::Namespace { name: ns, tools, .. } = tool else {
+            continue;
+        };
+        let Some(name) = chat_name
+            .strip_prefix(ns.as_str())
+            .and_then(|rest| rest.strip_prefix(NAMESPACE_SEPARATOR))
+        else {
+            continue;
+        };
+        if tools
+            .iter()
+            .any(|t| matches!(t, Tool::Function { name: f, .. } if f == name))
+        {
+            return (Some(ns.clone()), name.to_owned());
+        }
+    }
+    (None, chat_name.to_owned())
 }
 
 /// The id of a message's `n`th function call item.

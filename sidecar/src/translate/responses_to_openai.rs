@@ -11,8 +11,11 @@
 //! - `max_output_tokens` becomes `max_tokens`; `text.format` becomes `response_format`;
 //!   `reasoning.effort` becomes `reasoning_effort` (honoured by OpenAI-protocol backends).
 //! - `store` is accepted and nothing is stored (the answer says `store: false`);
-//!   `previous_response_id`, tools OpenAI runs itself (`web_search`, …), item references and
-//!   uploaded file ids need OpenAI's own state and are refused, naming the field.
+//!   `previous_response_id`, item references and uploaded file ids need OpenAI's own state and
+//!   are refused, naming the field.
+//! - Tools OpenAI runs itself (`web_search`, `file_search`, …) are not offered to the model:
+//!   no backend here can run them. A namespace's function tools become chat tools named
+//!   `<namespace>__<name>`, and a call to one comes back with its `namespace`.
 //! - Other Responses-only fields (`include`, `truncation`, `service_tier`, …) are not sent on.
 
 use serde_json::{Map, Value, json};
@@ -24,6 +27,9 @@ use crate::formats::{
         Tool,
     },
 };
+
+/// What joins a namespace and a function's name in the chat tool's name (`multi_agent__spawn`).
+pub const NAMESPACE_SEPARATOR: &str = "__";
 
 /// The member of a call that carries a provider's own data (Gemini's thought signature) through
 /// OpenAI's format.
@@ -54,13 +60,11 @@ pub fn request(request: &ResponsesRequest) -> Result<ChatRequest, Untranslatable
         return Err(Untranslatable("input must hold at least one message or item".into()));
     }
     let mut rest = Map::new();
-    if !request.tools.is_empty() {
-        let tools = request
-            .tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| tool(t).map_err(|e| Untranslatable(format!("tools[{i}]: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+    let mut tools = Vec::new();
+    for (i, t) in request.tools.iter().enumerate() {
+        push_tool(&mut tools, t, None).map_err(|e| Untranslatable(format!("tools[{i}]: {e}")))?;
+    }
+    if !tools.is_empty() {
         rest.insert("tools".into(), Value::Array(tools));
     }
     if let Some(choice) = &request.tool_choice {
@@ -135,10 +139,14 @@ fn push_item(messages: &mut Vec<ChatMessage>, item: &InputItem) -> Result<(), Un
     match item {
         InputItem::Message(m) => messages.push(input_message(m)?),
         InputItem::FunctionCall(call) => {
+            let name = match &call.namespace {
+                Some(ns) => format!("{ns}{NAMESPACE_SEPARATOR}{}", call.name),
+                None => call.name.clone(),
+            };
             let mut tool_call = json!({
                 "id": call.call_id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
+                "function": {"name": name, "arguments": call.arguments},
             });
             // What a translated answer carried with the call (Gemini's thought signature) goes back.
             if let (Some(extra), Value::Object(o)) = (call.rest.get(EXTRA), &mut tool_call) {
@@ -271,7 +279,9 @@ fn tool_output(output: &FunctionCallOutput) -> Result<ChatMessage, Untranslatabl
     Ok(m)
 }
 
-fn tool(tool: &Tool) -> Result<Value, Untranslatable> {
+/// Appends the chat function tools `tool` becomes: a function as itself, a namespace's functions
+/// each named `<namespace>__<name>`; a tool OpenAI runs itself becomes none.
+fn push_tool(out: &mut Vec<Value>, tool: &Tool, namespace: Option<&str>) -> Result<(), Untranslatable> {
     match tool {
         Tool::Function {
             name,
@@ -280,7 +290,11 @@ fn tool(tool: &Tool) -> Result<Value, Untranslatable> {
             strict,
         } => {
             let mut function = Map::new();
-            function.insert("name".into(), Value::from(name.as_str()));
+            let name = match namespace {
+                Some(ns) => format!("{ns}{NAMESPACE_SEPARATOR}{name}"),
+                None => name.clone(),
+            };
+            function.insert("name".into(), Value::from(name));
             if let Some(d) = description {
                 function.insert("description".into(), Value::from(d.as_str()));
             }
@@ -290,15 +304,21 @@ fn tool(tool: &Tool) -> Result<Value, Untranslatable> {
             if let Some(s) = strict {
                 function.insert("strict".into(), Value::from(*s));
             }
-            Ok(json!({"type": "function", "function": function}))
+            out.push(json!({"type": "function", "function": function}));
         }
-        Tool::Other(v) => {
-            let kind = v.get("type").and_then(Value::as_str).unwrap_or("untyped");
-            Err(Untranslatable(format!(
-                "tools of type {kind:?} run inside OpenAI and are not supported on this route; declare function tools"
-            )))
+        Tool::Namespace { name, tools, .. } => {
+            if namespace.is_some() {
+                return Err(Untranslatable("namespaces cannot nest".into()));
+            }
+            for t in tools {
+                push_tool(out, t, Some(name))?;
+            }
         }
+        // Web search, file search and the like run inside OpenAI; no backend here can run them,
+        // so the model is not offered them (Codex declares web_search on every request).
+        Tool::Other(_) => {}
     }
+    Ok(())
 }
 
 fn tool_choice(choice: &Value) -> Result<Value, Untranslatable> {

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::{base_id, call_item_id, ending, reasoning_item, shell, usage};
+use super::{base_id, call_item_id, call_name, ending, reasoning_item, shell, usage};
 use crate::{
     formats::{
         openai::{ChatChunk, CompletionUsage},
@@ -89,11 +89,13 @@ impl Translator {
                     }
                     None => {
                         let function = call.function.clone().unwrap_or_default();
+                        let (namespace, name) = call_name(&self.request, &function.name.unwrap_or_default());
                         let n = self.calls.len();
                         let item = OutputItem::FunctionCall(FunctionCallItem {
                             id: Some(call_item_id(&self.base, n)),
                             call_id: call.id.clone().unwrap_or_else(|| format!("call_{}_{n}", self.base)),
-                            name: function.name.unwrap_or_default(),
+                            name,
+                            namespace,
                             arguments: String::new(),
                             status: Some("in_progress".into()),
                             rest: call.rest.clone(),

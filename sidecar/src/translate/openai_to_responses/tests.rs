@@ -268,3 +268,27 @@ fn a_whole_response_streams_as_the_events_a_translated_stream_of_it_has() {
         .collect();
     assert_eq!(replayed, streamed);
 }
+
+#[test]
+fn a_call_to_a_namespaced_function_comes_back_with_its_namespace() {
+    let request = request(json!({"model": "m", "input": "hi", "tools": [
+        {"type": "namespace", "name": "agents", "tools": [{"type": "function", "name": "spawn"}]},
+        {"type": "function", "name": "plain__name"}
+    ]}));
+    let completion: ChatCompletion = serde_json::from_value(json!({
+        "id": "chatcmpl-n", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}},
+                {"id": "c2", "type": "function", "function": {"name": "plain__name", "arguments": "{}"}}
+            ]}}]
+    }))
+    .unwrap();
+    let got = serde_json::to_value(response(completion, &request)).unwrap();
+    assert_eq!(
+        (&got["output"][0]["namespace"], &got["output"][0]["name"]),
+        (&json!("agents"), &json!("spawn"))
+    );
+    assert_eq!(got["output"][1].get("namespace"), None);
+    assert_eq!(got["output"][1]["name"], "plain__name");
+}

@@ -124,15 +124,10 @@ fn the_round_trip_reaches_gemini_as_function_call_and_response_parts() {
 }
 
 #[test]
-fn state_and_openai_hosted_tools_are_refused_naming_what_to_change() {
+fn stored_state_and_uploaded_files_are_refused_naming_what_to_change() {
     let refused = |v: Value| request(&parse(v)).unwrap_err().to_string();
     let message = refused(json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"}));
     assert!(message.contains("previous_response_id"), "{message}");
-    let message = refused(json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}));
-    assert!(
-        message.contains("tools[0]") && message.contains("web_search"),
-        "{message}"
-    );
     let message = refused(json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}));
     assert!(
         message.contains("input[0]") && message.contains("item_reference"),
@@ -143,4 +138,28 @@ fn state_and_openai_hosted_tools_are_refused_naming_what_to_change() {
     assert!(message.contains("image_url"), "{message}");
     let message = refused(json!({"model": "m", "input": []}));
     assert!(message.contains("at least one"), "{message}");
+}
+
+#[test]
+fn namespaced_tools_are_offered_by_joined_names_and_hosted_tools_are_not_offered() {
+    let chat = request(&parse(json!({
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "spawn"},
+            {"type": "function_call", "call_id": "c1", "name": "spawn", "namespace": "agents", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+        ],
+        "tools": [
+            {"type": "web_search", "external_web_access": false},
+            {"type": "namespace", "name": "agents", "description": "Sub-agents",
+             "tools": [{"type": "function", "name": "spawn", "parameters": {"type": "object"}}]}
+        ]
+    })))
+    .unwrap();
+    let got = serde_json::to_value(&chat).unwrap();
+    assert_eq!(
+        got["tools"],
+        json!([{"type": "function", "function": {"name": "agents__spawn", "parameters": {"type": "object"}}}])
+    );
+    assert_eq!(got["messages"][1]["tool_calls"][0]["function"]["name"], "agents__spawn");
 }
