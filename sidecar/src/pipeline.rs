@@ -20,13 +20,13 @@ use crate::{
     failover::{self, Attempts},
     formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest},
     limits::{ANONYMOUS, Charge},
-    providers::{ChatCall, CompletionsCall, EmbeddingsCall},
+    providers::{ChatCall, CompletionsCall, EmbeddingsCall, ResponsesCall},
     route::{
         BackendRuntime, Route,
         facts::{Body, Facts},
         plan::Plan,
     },
-    wire::{CacheStatus, Complete, Reply, Usage},
+    wire::{CacheStatus, Complete, ProviderError, Reply, Usage},
 };
 use asks::Asks;
 pub use served::Served;
@@ -46,8 +46,10 @@ pub const WORST_CASE_OUTPUT_TOKENS: u64 = 4096;
 pub struct ChatServed {
     /// Who served it.
     pub served: Served,
-    /// The answer in OpenAI's format.
+    /// The answer in OpenAI's chat format, or (when `passed_through`) in the Responses format.
     pub reply: Reply,
+    /// Whether an `openai` backend took a Responses request as it is.
+    pub passed_through: bool,
 }
 
 /// An embeddings request served.
@@ -359,6 +361,7 @@ pub async fn completions(
     Ok(ChatServed {
         served,
         reply: settle_or_tap(ok.reply, holds, usage),
+        passed_through: false,
     })
 }
 
@@ -369,12 +372,58 @@ pub async fn chat(
     headers: &HeaderMap,
     endpoint: &'static str,
 ) -> Result<ChatServed, Refused> {
+    serve_chat(config, request, headers, endpoint, None).await
+}
+
+/// A Responses request as the client sent it, for the backends that take it as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Passthrough<'a> {
+    /// The client's body.
+    pub body: &'a serde_json::Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Whether only a backend that takes it as it is may serve it (it names a stored response).
+    pub required: bool,
+}
+
+/// Serves a Responses request through its route: `openai` backends take it as it is (the
+/// reply is then in the Responses format: see [`ChatServed::passed_through`]); every other
+/// backend takes `request`, its chat translation. Passed-through answers are not cached (the
+/// cache holds chat answers).
+pub async fn responses(
+    config: &ActiveConfig,
+    request: &ChatRequest,
+    passthrough: Passthrough<'_>,
+    headers: &HeaderMap,
+) -> Result<ChatServed, Refused> {
+    serve_chat(config, request, headers, "responses", Some(passthrough)).await
+}
+
+/// Whether a backend takes Responses requests as they are: OpenAI itself (an OpenAI-compatible
+/// server may serve chat only).
+pub fn passes_responses_through(provider: Provider) -> bool {
+    provider == Provider::Openai
+}
+
+async fn serve_chat(
+    config: &ActiveConfig,
+    request: &ChatRequest,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    passthrough: Option<Passthrough<'_>>,
+) -> Result<ChatServed, Refused> {
     let started = Instant::now();
     let user = request.user.as_deref();
     let admitted = admit(config, &request.model, Body::Chat(request), headers, user)
         .inspect_err(|refused| record_refusal(&config.recorder, refused, endpoint, user, started))?;
+    let may_pass_through = passthrough.is_some()
+        && admitted
+            .plan
+            .candidates
+            .iter()
+            .any(|b| passes_responses_through(b.provider));
     let (status, fill) = match &admitted.route.state.cache {
-        Some(cache) if !admitted.asks.bypass_cache && cache::key::is_deterministic(request) => {
+        Some(cache) if !admitted.asks.bypass_cache && !may_pass_through && cache::key::is_deterministic(request) => {
             let key = cache::key::key(&admitted.route.key, request);
             match cache.lookup(key, admitted.deadline).await {
                 Lookup::Hit(entry) => match replay(&admitted.route, request, &entry) {
@@ -385,6 +434,7 @@ pub async fn chat(
                         return Ok(ChatServed {
                             served,
                             reply: settle_or_tap(reply, holds, entry.usage),
+                            passed_through: false,
                         });
                     }
                     None => (CacheStatus::Miss, None),
@@ -395,17 +445,34 @@ pub async fn chat(
         _ => (CacheStatus::Bypass, None),
     };
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
-        backend
-            .upstream
-            .chat(&ChatCall {
-                request,
-                model: &backend.model,
-                deadline,
-            })
-            .await
+        match passthrough {
+            Some(p) if passes_responses_through(backend.provider) => {
+                let call = ResponsesCall {
+                    body: p.body,
+                    stream: p.stream,
+                    model: &backend.model,
+                    deadline,
+                };
+                backend.upstream.responses(&call).await
+            }
+            Some(p) if p.required => Err(ProviderError::Unsupported(format!(
+                "previous_response_id names a response stored by OpenAI, and backend {} is not an openai \
+                 backend; send the whole conversation in input instead",
+                backend.name
+            ))),
+            _ => {
+                let call = ChatCall {
+                    request,
+                    model: &backend.model,
+                    deadline,
+                };
+                backend.upstream.chat(&call).await
+            }
+        }
     })
     .await;
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, endpoint, started))?;
+    let passed_through = passthrough.is_some() && passes_responses_through(ok.backend.provider);
     let served = admitted.served(ok.backend.clone(), ok.attempts, endpoint, status);
     let usage_known = matches!(&ok.reply, Reply::Complete(c) if c.usage.is_some());
     let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage_known);
@@ -422,7 +489,11 @@ pub async fn chat(
             settle_or_tap(Reply::Stream(stream), holds, None)
         }
     };
-    Ok(ChatServed { served, reply })
+    Ok(ChatServed {
+        served,
+        reply,
+        passed_through,
+    })
 }
 
 /// Settles a whole answer now, or a stream when it ends.

@@ -2,7 +2,8 @@
 //! to OpenAI-protocol backends, refused elsewhere), Anthropic's `/v1/messages/count_tokens`
 //! (counted by an Anthropic backend, estimated locally for the others, and said so), and
 //! OpenAI's `/v1/responses` translated onto every provider, plain and streamed as OpenAI's
-//! Responses events, with tool-call round trips, structured output and failures mid-stream.
+//! Responses events, with tool-call round trips, structured output and failures mid-stream;
+//! an `openai` backend takes Responses requests as they are.
 //!
 //! Needs `cargo build -p sluice-sidecar` first (see `tests/support/sidecar.rs`).
 
@@ -51,6 +52,7 @@ impl Harness {
         );
         for (name, provider, base_url, model) in [
             ("fim", "openai-compatible", &openai, "mock-ok"),
+            ("gpt", "openai", &openai, "mock-ok"),
             ("cut", "openai-compatible", &openai, "mock-cut-stream"),
             ("claude", "anthropic", &anthropic, "mock-ok"),
             ("claude-tool", "anthropic", &anthropic, "mock-tool"),
@@ -443,4 +445,61 @@ async fn stored_state_is_refused_honestly() {
         assert_eq!(body["error"]["code"], "not_found");
     }
     assert!(h.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_openai_backend_takes_the_response_request_as_it_is_and_its_answer_comes_back_untouched() {
+    let h = Harness::start().await;
+
+    let response = h
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt", "input": "Say hello", "previous_response_id": "resp_prev",
+                    "tools": [{"type": "web_search"}], "include": ["reasoning.encrypted_content"]}),
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-sluice-backend"), Some("openai"));
+    // 12 input tokens (4 of them cached, unpriced here so billed as input) at $1/M, 5 output at $2/M.
+    let micro_usd = PROMPT_TOKENS + COMPLETION_TOKENS * 2;
+    assert_eq!(
+        header(&response, "x-sluice-cost-usd"),
+        Some(format!("0.{micro_usd:06}").as_str())
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(body["id"].as_str().unwrap().starts_with("resp_mock_"), "{body}");
+    assert_eq!(body["previous_response_id"], "resp_prev");
+    assert_eq!(body["output"][0]["content"][0]["text"], OK_CONTENT);
+    let sent = h.upstream.requests_to(Wire::OpenAi);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, "/v1/responses");
+    assert_eq!(sent[0].body["model"], "mock-ok");
+    assert_eq!(
+        sent[0].body["tools"],
+        json!([{"type": "web_search"}]),
+        "passed as it came"
+    );
+    assert_eq!(sent[0].body["include"], json!(["reasoning.encrypted_content"]));
+}
+
+#[tokio::test]
+async fn an_openai_backends_streamed_events_pass_through_named_and_numbered_as_it_sent_them() {
+    let h = Harness::start().await;
+
+    let response = h
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt", "input": "Say hello", "stream": true}),
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = response_events(&response.text().await.unwrap());
+    assert_eq!(events.first().unwrap().0, "response.created");
+    assert_eq!(events.last().unwrap().0, "response.completed");
+    let deltas: String = events.iter().filter_map(|(_, d)| d["delta"].as_str()).collect();
+    assert_eq!(deltas, OK_CONTENT);
+    let id = events.last().unwrap().1["response"]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("resp_mock_"), "the upstream's own Response: {id}");
 }

@@ -78,6 +78,19 @@ pub struct CompletionsCall<'a> {
     pub deadline: Instant,
 }
 
+/// A Responses request passed through to OpenAI itself.
+#[derive(Debug)]
+pub struct ResponsesCall<'a> {
+    /// The client's body as it came.
+    pub body: &'a serde_json::Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The backend's model name.
+    pub model: &'a ModelName,
+    /// When the whole request must be over.
+    pub deadline: Instant,
+}
+
 impl Complete {
     /// A translated answer, encoded for the client, with its usage.
     fn encode(completion: &crate::formats::openai::ChatCompletion) -> Result<Self, ProviderError> {
@@ -135,6 +148,16 @@ impl Upstream {
                  openai and openai-compatible backends only",
                 call.request.model
             ))),
+        }
+    }
+
+    /// Passes a Responses request through; only an OpenAI-protocol upstream has the API.
+    pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
+        match self {
+            Self::OpenAi(p) => p.responses(call).await,
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(
+                "only openai backends take Responses requests as they are; this one is served translated".into(),
+            )),
         }
     }
 

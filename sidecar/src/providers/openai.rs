@@ -1,5 +1,7 @@
 //! OpenAI and OpenAI-compatible upstreams: the body passes through with `model` rewritten.
 
+pub mod responses;
+
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -13,7 +15,8 @@ use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, CompletionsCall, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError,
-    Reply, StreamEvent, body_stream, error_from_response, read_body, replayed_stream, sse_events, transport_error,
+    Reply, ResponsesCall, StreamEvent, body_stream, error_from_response, read_body, replayed_stream, sse_events,
+    transport_error,
 };
 use crate::{
     formats::openai::{self, StreamOptions, usage::openai_usage},
@@ -31,6 +34,8 @@ pub struct OpenAi {
     embeddings_url: Result<reqwest::Url, String>,
     /// Boxed: the legacy endpoint is rarely used and keeps the provider enum small.
     completions_url: Box<Result<reqwest::Url, String>>,
+    /// Boxed like `completions_url`: used only for `openai` backends' Responses pass-through.
+    responses_url: Box<Result<reqwest::Url, String>>,
     api_key: Option<ApiKey>,
 }
 
@@ -43,6 +48,7 @@ impl OpenAi {
             chat_url: parsed(format!("{base}/chat/completions")),
             embeddings_url: parsed(format!("{base}/embeddings")),
             completions_url: Box::new(parsed(format!("{base}/completions"))),
+            responses_url: Box::new(parsed(format!("{base}/responses"))),
             api_key,
         }
     }
@@ -112,6 +118,19 @@ impl OpenAi {
             call.deadline,
             client_wants_usage,
         )))
+    }
+
+    /// Passes a Responses request through to OpenAI's own `/responses`, `model` rewritten.
+    pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
+        let body = responses::body(call.body, call.model.as_str());
+        let resp = self.send(&self.responses_url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
+        }
+        if !call.stream || is_json(&resp) {
+            return responses::complete(resp, call.deadline).await.map(Reply::Complete);
+        }
+        Ok(Reply::Stream(responses::events(resp, call.deadline)))
     }
 
     /// Sends an embeddings request.

@@ -108,3 +108,25 @@ async fn asking_for_a_stored_response_is_a_404_that_says_nothing_is_stored() {
     assert_eq!(body["error"]["code"], "not_found");
     assert!(body["error"]["message"].as_str().unwrap().contains("resp_123"));
 }
+
+#[tokio::test]
+async fn a_passed_through_stream_that_breaks_ends_with_an_error_event_numbered_after_the_last() {
+    use super::stream::PassedThroughSseBody;
+    let items = vec![
+        data(json!({"type": "response.created", "sequence_number": 0, "response": {}})),
+        data(json!({"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hi"})),
+        Err(ProviderError::Interrupted("connection reset".into())),
+    ];
+    let text = PassedThroughSseBody::new(chunks(items))
+        .boxed()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let got = events_of(&text);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["response.created", "response.output_text.delta", "error"]);
+    assert_eq!(got[1].1["delta"], "Hi", "passed as it came");
+    assert_eq!(got[2].1["sequence_number"], 2);
+    assert_eq!(got[2].1["code"], "server_error");
+}
