@@ -143,3 +143,35 @@ impl<'a> Facts<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{request::parse_completions, translate::responses_to_openai};
+
+    #[test]
+    fn every_api_gives_rules_the_same_facts() {
+        let headers = HeaderMap::new();
+        let responses: crate::formats::responses::ResponsesRequest = serde_json::from_value(serde_json::json!({
+            "model": "m", "instructions": "Be brief.",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Please TRANSLATE this"}]}],
+            "tools": [{"type": "function", "name": "f"}], "max_output_tokens": 100
+        }))
+        .unwrap();
+        let chat = responses_to_openai::request(&responses).unwrap();
+        let facts = Facts::new(Body::Chat(&chat), &headers, Tokenizer::Estimate);
+        assert_eq!(facts.last_user_text(), "please translate this");
+        assert!(facts.has_tools());
+        assert_eq!(facts.expected_output(), 100);
+        // "Be brief." and "Please TRANSLATE this" at four characters a token.
+        assert_eq!(facts.prompt_tokens(), 3 + 6);
+
+        let completion =
+            parse_completions(br#"{"model":"m","prompt":"Please TRANSLATE this","max_tokens":100}"#).unwrap();
+        let facts = Facts::new(Body::Completions(&completion), &headers, Tokenizer::Estimate);
+        assert_eq!(facts.last_user_text(), "please translate this");
+        assert!(!facts.has_tools());
+        assert_eq!(facts.expected_output(), 100);
+        assert_eq!(facts.prompt_tokens(), 6);
+    }
+}
