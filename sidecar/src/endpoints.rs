@@ -2,9 +2,11 @@
 //! pipeline's answer back into its API's format.
 
 pub mod chat;
+pub mod completions;
 pub mod embeddings;
 pub mod messages;
 pub mod models;
+pub mod responses;
 mod sse_body;
 
 use http::{HeaderName, HeaderValue};
@@ -24,6 +26,9 @@ pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-sluice-attemp
 pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-sluice-cache");
 /// `x-sluice-cost-usd`: what a non-streamed answer cost.
 pub const COST_HEADER: HeaderName = HeaderName::from_static("x-sluice-cost-usd");
+
+/// `x-sluice-token-count`: who counted a count_tokens answer, `provider` or (locally) `estimate`.
+pub const TOKEN_COUNT_HEADER: HeaderName = HeaderName::from_static("x-sluice-token-count");
 
 /// Sets the headers that say who served a request.
 pub fn set_served_by(resp: &mut Response, served: &Served) {

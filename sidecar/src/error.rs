@@ -62,6 +62,15 @@ pub enum ApiError {
         /// Who asked: the connection's peer address, or `an unknown peer`.
         peer: String,
     },
+    /// A stored Response was asked for; this gateway stores none.
+    #[error(
+        "response {id:?} was not stored: this gateway keeps no responses (store is accepted and ignored); \
+         keep the Response the create call returned"
+    )]
+    NotStored {
+        /// The id asked for.
+        id: String,
+    },
     /// No configuration has been loaded yet.
     #[error("no configuration loaded yet")]
     NotReady,
@@ -155,6 +164,13 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 Some("not_ready"),
+                None,
+                None,
+            ),
+            Self::NotStored { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("not_found"),
                 None,
                 None,
             ),

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::ConfigStore,
-    endpoints::{chat, embeddings, messages, models},
+    endpoints::{chat, completions, embeddings, messages, models, responses},
     error::ApiError,
     response::Response,
 };
@@ -82,11 +82,42 @@ async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, 
             };
             Ok(messages::with_anthropic_errors(served.await).await)
         }
+        ("/messages/count_tokens", &Method::POST) => {
+            let served = async {
+                let (parts, body) = read_body(req, state.max_body_bytes).await?;
+                let config = active(state)?;
+                messages::count_tokens::handle(&config, &parts.headers, &body).await
+            };
+            Ok(messages::with_anthropic_errors(served.await).await)
+        }
+        ("/completions", &Method::POST) => {
+            let (parts, body) = read_body(req, state.max_body_bytes).await?;
+            let config = active(state)?;
+            Ok(completions::handle(&config, &parts.headers, &body).await)
+        }
+        ("/responses", &Method::POST) => {
+            let (parts, body) = read_body(req, state.max_body_bytes).await?;
+            let config = active(state)?;
+            Ok(responses::handle(&config, &parts.headers, &body).await)
+        }
+        (stored, &Method::GET | &Method::DELETE) if stored.starts_with("/responses/") => {
+            let id = stored.trim_start_matches("/responses/");
+            Ok(responses::stored(id))
+        }
         ("/models", &Method::GET) => {
             let config = active(state)?;
             Ok(models::handle(&config))
         }
-        ("/chat/completions" | "/embeddings" | "/messages" | "/models", _) => Err(ApiError::MethodNotAllowed {
+        (
+            "/chat/completions"
+            | "/completions"
+            | "/embeddings"
+            | "/messages"
+            | "/messages/count_tokens"
+            | "/models"
+            | "/responses",
+            _,
+        ) => Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
             path: path.to_owned(),
         }),

@@ -18,19 +18,19 @@ use crate::{
     config::ActiveConfig,
     error::ApiError,
     failover::{self, Attempts},
-    formats::openai::{ChatRequest, EmbeddingsRequest},
+    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest},
     limits::{ANONYMOUS, Charge},
-    providers::{ChatCall, EmbeddingsCall},
+    providers::{ChatCall, CompletionsCall, EmbeddingsCall, ResponsesCall},
     route::{
         BackendRuntime, Route,
         facts::{Body, Facts},
         plan::Plan,
     },
-    wire::{CacheStatus, Complete, Reply, Usage},
+    wire::{CacheStatus, Complete, ProviderError, Reply, Usage},
 };
 use asks::Asks;
 pub use served::Served;
-use sluice_crds::{MicroUsd, Outcome, Pricing, Tokens};
+use sluice_crds::{MicroUsd, Outcome, Pricing, Provider, Tokens};
 use tap::{End, Holds};
 
 /// The request's time bound when no candidate says otherwise (the spec's default `total`).
@@ -51,8 +51,10 @@ pub const WORST_CASE_OUTPUT_TOKENS: u64 = 4096;
 pub struct ChatServed {
     /// Who served it.
     pub served: Served,
-    /// The answer in OpenAI's format.
+    /// The answer in OpenAI's chat format, or (when `passed_through`) in the Responses format.
     pub reply: Reply,
+    /// Whether an `openai` backend took a Responses request as it is.
+    pub passed_through: bool,
 }
 
 /// An embeddings request served.
@@ -229,6 +231,7 @@ fn worst_case_cost(facts: &Facts<'_>, candidates: &[Arc<BackendRuntime>]) -> Mic
             .completion_cap()
             .map_or(WORST_CASE_OUTPUT_TOKENS, u64::from)
             .saturating_mul(r.choices()),
+        Body::Completions(r) => u64::from(r.completion_cap()).saturating_mul(r.choices()),
         Body::Embeddings(_) => 0,
     };
     let usage = Usage {
@@ -288,6 +291,15 @@ async fn admit<'a>(
         .plan(&facts, asks.constraints, started)
         .map_err(|e| refuse(ApiError::NoBackendAvailable { reason: e.to_string() }))?;
     let mut plan = plan;
+    if let Body::Completions(_) = facts.body() {
+        plan.candidates.retain(|b| serves_completions(b.provider));
+        if plan.candidates.is_empty() {
+            return Err(refuse(ApiError::Unsupported(format!(
+                "model {model:?} is served by no openai or openai-compatible backend here, and only those \
+                 serve legacy /v1/completions; use /v1/chat/completions"
+            ))));
+        }
+    }
     let budget = match route.budget.as_ref().and_then(|key| config.budgets.get(key)) {
         None => None,
         Some(account) => match reserve(&account, worst_case_cost(&facts, &plan.candidates)).await {
@@ -339,6 +351,49 @@ async fn admit<'a>(
     })
 }
 
+/// Whether a provider has OpenAI's legacy `/v1/completions`.
+fn serves_completions(provider: Provider) -> bool {
+    matches!(provider, Provider::Openai | Provider::OpenaiCompatible)
+}
+
+/// Serves a legacy completions request through its route's OpenAI-protocol backends (never
+/// cached: the cache keys chat requests).
+pub async fn completions(
+    config: &ActiveConfig,
+    request: &CompletionsRequest,
+    headers: &HeaderMap,
+) -> Result<ChatServed, Refused> {
+    const ENDPOINT: &str = "completions";
+    let started = Instant::now();
+    let user = request.user.as_deref();
+    let admitted = admit(config, &request.model, Body::Completions(request), headers, user)
+        .await
+        .inspect_err(|refused| record_refusal(&config.recorder, refused, ENDPOINT, user, started))?;
+    let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
+        backend
+            .upstream
+            .completions(&CompletionsCall {
+                request,
+                model: &backend.model,
+                deadline,
+            })
+            .await
+    })
+    .await;
+    let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, ENDPOINT, started))?;
+    let served = admitted.served(ok.backend.clone(), ok.attempts, ENDPOINT, CacheStatus::Bypass);
+    let usage = match &ok.reply {
+        Reply::Complete(c) => c.usage,
+        Reply::Stream(_) => None,
+    };
+    let holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage.is_some());
+    Ok(ChatServed {
+        served,
+        reply: settle_or_tap(ok.reply, holds, usage),
+        passed_through: false,
+    })
+}
+
 /// Serves a chat request through its route.
 pub async fn chat(
     config: &ActiveConfig,
@@ -346,13 +401,59 @@ pub async fn chat(
     headers: &HeaderMap,
     endpoint: &'static str,
 ) -> Result<ChatServed, Refused> {
+    serve_chat(config, request, headers, endpoint, None).await
+}
+
+/// A Responses request as the client sent it, for the backends that take it as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Passthrough<'a> {
+    /// The client's body.
+    pub body: &'a serde_json::Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Whether only a backend that takes it as it is may serve it (it names a stored response).
+    pub required: bool,
+}
+
+/// Serves a Responses request through its route: `openai` backends take it as it is (the
+/// reply is then in the Responses format: see [`ChatServed::passed_through`]); every other
+/// backend takes `request`, its chat translation. Passed-through answers are not cached (the
+/// cache holds chat answers).
+pub async fn responses(
+    config: &ActiveConfig,
+    request: &ChatRequest,
+    passthrough: Passthrough<'_>,
+    headers: &HeaderMap,
+) -> Result<ChatServed, Refused> {
+    serve_chat(config, request, headers, "responses", Some(passthrough)).await
+}
+
+/// Whether a backend takes Responses requests as they are: OpenAI itself (an OpenAI-compatible
+/// server may serve chat only).
+pub fn passes_responses_through(provider: Provider) -> bool {
+    provider == Provider::Openai
+}
+
+async fn serve_chat(
+    config: &ActiveConfig,
+    request: &ChatRequest,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    passthrough: Option<Passthrough<'_>>,
+) -> Result<ChatServed, Refused> {
     let started = Instant::now();
     let user = request.user.as_deref();
     let admitted = admit(config, &request.model, Body::Chat(request), headers, user)
         .await
         .inspect_err(|refused| record_refusal(&config.recorder, refused, endpoint, user, started))?;
+    let may_pass_through = passthrough.is_some()
+        && admitted
+            .plan
+            .candidates
+            .iter()
+            .any(|b| passes_responses_through(b.provider));
     let (status, fill) = match &admitted.route.state.cache {
-        Some(cache) if !admitted.asks.bypass_cache && cache::key::is_deterministic(request) => {
+        Some(cache) if !admitted.asks.bypass_cache && !may_pass_through && cache::key::is_deterministic(request) => {
             let key = cache::key::key(&admitted.route.key, request);
             match cache.lookup(key, admitted.deadline).await {
                 Lookup::Hit(entry) => match replay(&admitted.route, request, &entry) {
@@ -363,6 +464,7 @@ pub async fn chat(
                         return Ok(ChatServed {
                             served,
                             reply: settle_or_tap(reply, holds, entry.usage),
+                            passed_through: false,
                         });
                     }
                     None => (CacheStatus::Miss, None),
@@ -373,17 +475,34 @@ pub async fn chat(
         _ => (CacheStatus::Bypass, None),
     };
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
-        backend
-            .upstream
-            .chat(&ChatCall {
-                request,
-                model: &backend.model,
-                deadline,
-            })
-            .await
+        match passthrough {
+            Some(p) if passes_responses_through(backend.provider) => {
+                let call = ResponsesCall {
+                    body: p.body,
+                    stream: p.stream,
+                    model: &backend.model,
+                    deadline,
+                };
+                backend.upstream.responses(&call).await
+            }
+            Some(p) if p.required => Err(ProviderError::Unsupported(format!(
+                "previous_response_id names a response stored by OpenAI, and backend {} is not an openai \
+                 backend; send the whole conversation in input instead",
+                backend.name
+            ))),
+            _ => {
+                let call = ChatCall {
+                    request,
+                    model: &backend.model,
+                    deadline,
+                };
+                backend.upstream.chat(&call).await
+            }
+        }
     })
     .await;
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, endpoint, started))?;
+    let passed_through = passthrough.is_some() && passes_responses_through(ok.backend.provider);
     let served = admitted.served(ok.backend.clone(), ok.attempts, endpoint, status);
     let usage_known = matches!(&ok.reply, Reply::Complete(c) if c.usage.is_some());
     let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage_known);
@@ -400,7 +519,11 @@ pub async fn chat(
             settle_or_tap(Reply::Stream(stream), holds, None)
         }
     };
-    Ok(ChatServed { served, reply })
+    Ok(ChatServed {
+        served,
+        reply,
+        passed_through,
+    })
 }
 
 /// Settles a whole answer now, or a stream when it ends.

@@ -2,10 +2,11 @@
 //! checked: a refusal names the field at fault, as the 400 the client gets.
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::{
     error::ApiError,
-    formats::openai::{ChatRequest, EmbeddingInput, EmbeddingsRequest},
+    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingInput, EmbeddingsRequest},
 };
 
 /// Parses and checks a chat request body.
@@ -19,6 +20,29 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, ApiError> {
 pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
     let request: EmbeddingsRequest = parse_json(body)?;
     check_embeddings(&request)?;
+    Ok(request)
+}
+
+/// Parses and checks a legacy completions request body.
+pub fn parse_completions(body: &[u8]) -> Result<CompletionsRequest, ApiError> {
+    let request: CompletionsRequest = parse_json(body)?;
+    let empty = match &request.prompt {
+        Value::String(_) => false,
+        Value::Array(items) => items.is_empty(),
+        _ => true,
+    };
+    if empty {
+        return Err(ApiError::bad_request(
+            "prompt must be a string, a non-empty array of strings, or token arrays",
+            Some("prompt"),
+        ));
+    }
+    if request.max_tokens == Some(0) {
+        return Err(ApiError::bad_request(
+            "max_tokens must be at least 1",
+            Some("max_tokens"),
+        ));
+    }
     Ok(request)
 }
 
@@ -120,6 +144,18 @@ mod tests {
     }
 
     #[test]
+    fn a_legacy_completion_is_paid_for_every_prompt_times_the_larger_of_n_and_best_of() {
+        let choices = |body: &str| parse_completions(body.as_bytes()).unwrap().choices();
+        assert_eq!(choices(r#"{"model":"m","prompt":"a"}"#), 1);
+        assert_eq!(choices(r#"{"model":"m","prompt":"a","n":2}"#), 2);
+        assert_eq!(choices(r#"{"model":"m","prompt":"a","n":2,"best_of":5}"#), 5);
+        assert_eq!(choices(r#"{"model":"m","prompt":["a","b","c"],"n":2}"#), 6);
+        assert_eq!(choices(r#"{"model":"m","prompt":[[1,2],[3]]}"#), 2);
+        // A single prompt given as one token array is one prompt.
+        assert_eq!(choices(r#"{"model":"m","prompt":[1,2,3]}"#), 1);
+    }
+
+    #[test]
     fn keeps_unknown_fields_for_the_upstream() {
         let r = parse_chat(
             br#"{"model":"m","messages":[{"role":"user","content":"hi","x":1}],"temperature":0.5,"seed":3}"#,
@@ -192,6 +228,24 @@ mod tests {
                 .0
                 .contains("not valid JSON")
         );
+    }
+
+    #[test]
+    fn a_completions_prompt_must_be_text_or_a_non_empty_list() {
+        let param = |body: &str| match parse_completions(body.as_bytes()) {
+            Err(ApiError::BadRequest { param, .. }) => param,
+            other => panic!("expected a bad request, got {other:?}"),
+        };
+        assert_eq!(param(r#"{"model":"m","prompt":[]}"#).as_deref(), Some("prompt"));
+        assert_eq!(param(r#"{"model":"m","prompt":7}"#).as_deref(), Some("prompt"));
+        assert_eq!(param(r#"{"model":"m"}"#).as_deref(), Some("prompt"));
+        assert_eq!(
+            param(r#"{"model":"m","prompt":"x","max_tokens":0}"#).as_deref(),
+            Some("max_tokens")
+        );
+        let ok = parse_completions(br#"{"model":"m","prompt":"def f(","suffix":"return 1","echo":false}"#).unwrap();
+        assert_eq!(ok.texts(), vec!["def f(".to_owned(), "return 1".to_owned()]);
+        assert_eq!(ok.rest.get("echo"), Some(&serde_json::json!(false)));
     }
 
     #[test]

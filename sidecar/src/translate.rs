@@ -12,6 +12,8 @@ pub mod anthropic_to_openai;
 pub mod gemini_to_openai;
 pub mod openai_to_anthropic;
 pub mod openai_to_gemini;
+pub mod openai_to_responses;
+pub mod responses_to_openai;
 #[cfg(test)]
 pub mod testing;
 

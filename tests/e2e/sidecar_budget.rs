@@ -585,3 +585,46 @@ async fn a_request_for_three_choices_reserves_three_times_its_completion_cap() {
     upstream.release("mock-ok", 1);
     assert_eq!(request.await.unwrap(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_streamed_response_that_would_overrun_a_hard_budget_ends_with_response_failed_and_is_settled() {
+    // The chat case above, asked through /v1/responses: the same cut, told the Responses way.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            budget_doc("0.50", "hard", ""),
+            route_doc(&long_answer_backend())
+        ),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let text = client
+        .post(sidecar.url("/v1/responses"))
+        .json(&json!({"model": "chat", "stream": true, "input": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<Value> = sluice_tests::sse::sse_data(&text)
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.failed", "{last}");
+    assert_eq!(last["response"]["error"]["code"], "budget_exceeded", "{last}");
+    assert!(
+        events.iter().all(|e| e["type"] != "response.completed"),
+        "the answer must not look complete"
+    );
+    let streamed: String = events.iter().filter_map(|e| e["delta"].as_str()).collect();
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], streamed.as_str());
+    assert_eq!(last["response"]["output"][0]["status"], "incomplete");
+    let budget = budgets(&client, &sidecar).await;
+    let spent: f64 = budget["spentUSD"].as_str().unwrap().parse().unwrap();
+    assert!(spent > 0.40 && spent <= 0.50, "spent {spent}");
+    assert_eq!(budget["reservedUSD"], "0.000000");
+}

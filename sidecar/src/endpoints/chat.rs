@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use super::{COST_HEADER, refused_response, set_served_by, sse_body::SseBody};
 use crate::{
     config::ActiveConfig,
-    pipeline,
+    pipeline::{self, ChatServed},
     providers::Reply,
     request::parse_chat,
     response::{self, Response},
@@ -17,10 +17,15 @@ pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> 
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let served = match pipeline::chat(config, &request, headers, "chat").await {
-        Ok(s) => s,
-        Err(refused) => return refused_response(refused),
-    };
+    match pipeline::chat(config, &request, headers, "chat").await {
+        Ok(served) => openai_answer(served),
+        Err(refused) => refused_response(refused),
+    }
+}
+
+/// An answer already in OpenAI's format, as it goes to the client: whole with its cost, or
+/// streamed as server-sent events; with the headers that say who served it.
+pub(super) fn openai_answer(served: ChatServed) -> Response {
     let mut resp = match served.reply {
         Reply::Complete(complete) => {
             let mut resp = response::json(StatusCode::OK, complete.body);

@@ -3,6 +3,7 @@
 //! answer (whole or streamed) back to Anthropic's; errors keep their status and take Anthropic's
 //! shape, `{"type": "error", "error": {"type", "message"}}`.
 
+pub mod count_tokens;
 pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,34 @@ pub struct MessagesRequest {
     pub rest: Map<String, Value>,
 }
 
+/// A `/v1/messages/count_tokens` request: a Messages request without the completion settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountTokensRequest {
+    /// The model.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Instructions: a string or text blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Content>,
+    /// Tools the model may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// How the model must use tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Every other field (`thinking`, `mcp_servers`, …).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// The answer to a count_tokens request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCount {
+    /// Prompt tokens the request would use.
+    pub input_tokens: u64,
+}
+
 /// One turn of the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

@@ -20,7 +20,7 @@ use crate::wire::{Usage, is_client_fault};
 pub use self::{
     chunks::{completion_as_stream, completion_header, push_usage_chunk},
     content::*,
-    request::{ChatMessage, ChatRequest, EmbeddingInput, EmbeddingsRequest, Role, StreamOptions},
+    request::{ChatMessage, ChatRequest, CompletionsRequest, EmbeddingInput, EmbeddingsRequest, Role, StreamOptions},
 };
 
 /// A request that one wire format cannot express in another, with what to change.

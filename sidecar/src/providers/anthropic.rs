@@ -27,15 +27,18 @@ pub const API_VERSION: &str = "2023-06-01";
 pub struct Anthropic {
     client: reqwest::Client,
     messages_url: String,
+    count_tokens_url: String,
     api_key: Option<ApiKey>,
 }
 
 impl Anthropic {
     /// An upstream at `base_url` (e.g. `https://api.anthropic.com`), where `/v1/messages` is.
     pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+        let base = base_url.trim_end_matches('/');
         Self {
             client,
-            messages_url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+            messages_url: format!("{base}/v1/messages"),
+            count_tokens_url: format!("{base}/v1/messages/count_tokens"),
             api_key,
         }
     }
@@ -72,10 +75,34 @@ impl Anthropic {
         )))
     }
 
+    /// Asks Anthropic to count a request's prompt tokens, the model rewritten to `model`.
+    pub async fn count_tokens(
+        &self,
+        request: &anthropic::CountTokensRequest,
+        model: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<anthropic::TokenCount, ProviderError> {
+        let mut body = request.clone();
+        model.clone_into(&mut body.model);
+        let resp = self.send_to(&self.count_tokens_url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(normalize(
+                error_from_response(resp, deadline, self.api_key.as_ref()).await,
+            ));
+        }
+        let bytes = read_body(resp, MAX_UPSTREAM_BODY, deadline).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::InvalidResponse(format!("the body is not a token count: {e}")))
+    }
+
     async fn send(&self, body: &anthropic::MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+        self.send_to(&self.messages_url, body).await
+    }
+
+    async fn send_to(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
         let mut request = self
             .client
-            .post(&self.messages_url)
+            .post(url)
             .header("anthropic-version", API_VERSION)
             .json(body);
         if let Some(key) = &self.api_key {

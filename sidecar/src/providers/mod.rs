@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::wire::Usage;
 pub use crate::wire::{ChunkStream, Complete, ProviderError, Reply, StreamEvent, TimeoutPhase};
 use crate::{
-    formats::openai::{ChatRequest, EmbeddingsRequest},
+    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest},
     sse::{SseDecoder, SseEvent},
     translate::StreamTranslator,
 };
@@ -61,6 +61,30 @@ pub struct ChatCall<'a> {
 pub struct EmbeddingsCall<'a> {
     /// The client's request.
     pub request: &'a EmbeddingsRequest,
+    /// The backend's model name.
+    pub model: &'a ModelName,
+    /// When the whole request must be over.
+    pub deadline: Instant,
+}
+
+/// A legacy completions call to one backend.
+#[derive(Debug)]
+pub struct CompletionsCall<'a> {
+    /// The client's request.
+    pub request: &'a CompletionsRequest,
+    /// The backend's model name.
+    pub model: &'a ModelName,
+    /// When the whole request must be over.
+    pub deadline: Instant,
+}
+
+/// A Responses request passed through to OpenAI itself.
+#[derive(Debug)]
+pub struct ResponsesCall<'a> {
+    /// The client's body as it came.
+    pub body: &'a serde_json::Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
     /// The backend's model name.
     pub model: &'a ModelName,
     /// When the whole request must be over.
@@ -112,6 +136,28 @@ impl Upstream {
             Self::Anthropic(p) => p.chat(call).await,
             Self::Gemini(p) => p.chat(call).await,
             Self::Simulator(p) => p.chat(call).await,
+        }
+    }
+
+    /// Sends a legacy completions request; only OpenAI-protocol servers have the endpoint.
+    pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
+        match self {
+            Self::OpenAi(p) => p.completions(call).await,
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(format!(
+                "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
+                 openai and openai-compatible backends only",
+                call.request.model
+            ))),
+        }
+    }
+
+    /// Passes a Responses request through; only an OpenAI-protocol upstream has the API.
+    pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
+        match self {
+            Self::OpenAi(p) => p.responses(call).await,
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(
+                "only openai backends take Responses requests as they are; this one is served translated".into(),
+            )),
         }
     }
 

@@ -1,5 +1,7 @@
 //! OpenAI and OpenAI-compatible upstreams: the body passes through with `model` rewritten.
 
+pub mod responses;
+
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -12,8 +14,9 @@ use serde_json::{Value, value::RawValue};
 use sluice_crds::ApiKey;
 
 use super::{
-    BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, StreamEvent,
-    body_stream, error_from_response, read_body, replayed_stream, sse_events, transport_error,
+    BodyStream, ChatCall, ChunkStream, Complete, CompletionsCall, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError,
+    Reply, ResponsesCall, StreamEvent, body_stream, error_from_response, read_body, replayed_stream, sse_events,
+    transport_error,
 };
 use crate::{
     formats::openai::{self, StreamOptions, usage::openai_usage},
@@ -29,6 +32,10 @@ pub struct OpenAi {
     /// parse is kept as text, for reqwest to refuse as before.
     chat_url: Result<reqwest::Url, String>,
     embeddings_url: Result<reqwest::Url, String>,
+    /// Boxed: the legacy endpoint is rarely used and keeps the provider enum small.
+    completions_url: Box<Result<reqwest::Url, String>>,
+    /// Boxed like `completions_url`: used only for `openai` backends' Responses pass-through.
+    responses_url: Box<Result<reqwest::Url, String>>,
     api_key: Option<ApiKey>,
 }
 
@@ -40,6 +47,8 @@ impl OpenAi {
             client,
             chat_url: parsed(format!("{base}/chat/completions")),
             embeddings_url: parsed(format!("{base}/embeddings")),
+            completions_url: Box::new(parsed(format!("{base}/completions"))),
+            responses_url: Box::new(parsed(format!("{base}/responses"))),
             api_key,
         }
     }
@@ -79,6 +88,49 @@ impl OpenAi {
             call.deadline,
             client_wants_usage,
         )))
+    }
+
+    /// Sends a legacy completion, streaming or not, with usage asked for as for chat.
+    pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
+        let mut body = call.request.clone();
+        body.model = call.model.to_string();
+        let client_wants_usage = call.request.wants_stream_usage();
+        if call.request.is_stream() {
+            body.stream_options
+                .get_or_insert_with(StreamOptions::default)
+                .include_usage = Some(true);
+        }
+        let resp = self.send(&self.completions_url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
+        }
+        if !call.request.is_stream() {
+            return complete(resp, call.deadline).await.map(Reply::Complete);
+        }
+        if is_json(&resp) {
+            return Err(ProviderError::InvalidResponse(
+                "the upstream answered a streamed completions request with one JSON document".to_owned(),
+            ));
+        }
+        // Completion chunks carry `usage` and `choices` as chat chunks do: the same reading applies.
+        Ok(Reply::Stream(translate_body(
+            body_stream(resp),
+            call.deadline,
+            client_wants_usage,
+        )))
+    }
+
+    /// Passes a Responses request through to OpenAI's own `/responses`, `model` rewritten.
+    pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
+        let body = responses::body(call.body, call.model.as_str());
+        let resp = self.send(&self.responses_url, &body).await?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
+        }
+        if !call.stream || is_json(&resp) {
+            return responses::complete(resp, call.deadline).await.map(Reply::Complete);
+        }
+        Ok(Reply::Stream(responses::events(resp, call.deadline)))
     }
 
     /// Sends an embeddings request.

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::{
-    formats::openai::{ChatRequest, EmbeddingsRequest, Role},
+    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest, Role},
     tokenizer::Tokenizer,
 };
 
@@ -22,6 +22,8 @@ pub enum Body<'a> {
     Chat(&'a ChatRequest),
     /// An embeddings request.
     Embeddings(&'a EmbeddingsRequest),
+    /// A legacy completions request.
+    Completions(&'a CompletionsRequest),
 }
 
 /// A request as routing sees it.
@@ -62,6 +64,7 @@ impl<'a> Facts<'a> {
                 .map(|t| self.tokenizer.count(t))
                 .sum::<u64>()
                 .max(1),
+            Body::Completions(r) => r.texts().iter().map(|t| self.tokenizer.count(t)).sum::<u64>().max(1),
         })
     }
 
@@ -77,6 +80,7 @@ impl<'a> Facts<'a> {
             Body::Chat(r) => r
                 .completion_cap()
                 .map_or(DEFAULT_EXPECTED_OUTPUT, |c| u64::from(c).min(MAX_EXPECTED_OUTPUT)),
+            Body::Completions(r) => u64::from(r.completion_cap()).min(MAX_EXPECTED_OUTPUT),
             Body::Embeddings(_) => 0,
         }
     }
@@ -91,11 +95,14 @@ impl<'a> Facts<'a> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The text of the last user message, lower-cased; empty when there is none.
+    /// The text of the last user message (a completion's prompt), lower-cased; empty when
+    /// there is none.
     pub fn last_user_text(&self) -> &str {
         self.last_user_text.get_or_init(|| {
-            let Body::Chat(r) = self.body else {
-                return String::new();
+            let r = match self.body {
+                Body::Chat(r) => r,
+                Body::Completions(r) => return r.texts().join(" ").to_lowercase(),
+                Body::Embeddings(_) => return String::new(),
             };
             let Some(message) = r.messages.iter().rev().find(|m| m.role == Role::User) else {
                 return String::new();
@@ -134,5 +141,37 @@ impl<'a> Facts<'a> {
                 })
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{request::parse_completions, translate::responses_to_openai};
+
+    #[test]
+    fn every_api_gives_rules_the_same_facts() {
+        let headers = HeaderMap::new();
+        let responses: crate::formats::responses::ResponsesRequest = serde_json::from_value(serde_json::json!({
+            "model": "m", "instructions": "Be brief.",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Please TRANSLATE this"}]}],
+            "tools": [{"type": "function", "name": "f"}], "max_output_tokens": 100
+        }))
+        .unwrap();
+        let chat = responses_to_openai::request(&responses).unwrap();
+        let facts = Facts::new(Body::Chat(&chat), &headers, Tokenizer::Estimate);
+        assert_eq!(facts.last_user_text(), "please translate this");
+        assert!(facts.has_tools());
+        assert_eq!(facts.expected_output(), 100);
+        // "Be brief." and "Please TRANSLATE this" at four characters a token.
+        assert_eq!(facts.prompt_tokens(), 3 + 6);
+
+        let completion =
+            parse_completions(br#"{"model":"m","prompt":"Please TRANSLATE this","max_tokens":100}"#).unwrap();
+        let facts = Facts::new(Body::Completions(&completion), &headers, Tokenizer::Estimate);
+        assert_eq!(facts.last_user_text(), "please translate this");
+        assert!(!facts.has_tools());
+        assert_eq!(facts.expected_output(), 100);
+        assert_eq!(facts.prompt_tokens(), 6);
     }
 }

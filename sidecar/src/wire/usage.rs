@@ -45,6 +45,19 @@ impl Usage {
         })
     }
 
+    /// Counts from a Responses API `usage` object (`input_tokens`, `output_tokens`, details).
+    pub fn from_responses(usage: &Value) -> Option<Self> {
+        let count = |v: Option<&Value>| Tokens(v.and_then(Value::as_u64).unwrap_or(0));
+        usage.as_object()?;
+        Some(Self {
+            input: count(usage.get("input_tokens")),
+            cached_input: count(usage.pointer("/input_tokens_details/cached_tokens")),
+            cache_write_input: count(usage.pointer("/input_tokens_details/cache_write_tokens")),
+            output: count(usage.get("output_tokens")),
+            estimated: false,
+        })
+    }
+
     /// OpenAI's `usage` object for these counts; cache writes only when there are any.
     pub fn to_openai(&self) -> Value {
         let mut usage = serde_json::json!({

@@ -32,6 +32,8 @@ pub const INPUT_TOKENS: u64 = super::PROMPT_TOKENS - CACHE_READ_TOKENS - CACHE_C
 pub const OUTPUT_TOKENS: u64 = super::COMPLETION_TOKENS;
 /// Text deltas `mock-cut-stream` sends before dropping the connection.
 pub const CUT_AFTER_DELTAS: usize = 2;
+/// What `/v1/messages/count_tokens` answers for any request.
+pub const COUNTED_INPUT_TOKENS: u64 = 1234;
 /// The message of `mock-400`'s error.
 pub const BAD_REQUEST_MESSAGE: &str = "messages: roles must alternate between \"user\" and \"assistant\"";
 
@@ -87,12 +89,36 @@ fn overloaded_status() -> StatusCode {
     StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
 
+/// Anthropic's token count: [`COUNTED_INPUT_TOKENS`] for a request with its headers, a model
+/// and messages (the count's value says the upstream, not the sidecar, counted it).
+fn count_tokens(request: &RecordedRequest) -> Response<Body> {
+    if request.header("x-api-key").is_none() || request.header("anthropic-version").is_none() {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key and anthropic-version headers are required",
+        );
+    }
+    let body = &request.body;
+    if body.get("model").and_then(Value::as_str).is_none() || !body.get("messages").is_some_and(Value::is_array) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "model and messages are required",
+        );
+    }
+    json_response(StatusCode::OK, &json!({"input_tokens": COUNTED_INPUT_TOKENS}))
+}
+
 fn failed(status: StatusCode) -> Response<Body> {
     let (kind, message) = failure(status);
     error(status, kind, message)
 }
 
 pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls: &Controls) -> Response<Body> {
+    if request.method == "POST" && request.path == "/v1/messages/count_tokens" {
+        return count_tokens(request);
+    }
     if request.method != "POST" || request.path != "/v1/messages" {
         return error(StatusCode::NOT_FOUND, "not_found_error", "Not found");
     }

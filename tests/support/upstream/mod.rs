@@ -162,8 +162,11 @@ impl Wire {
     fn serves(self, path: &str) -> bool {
         let path = path.split_once('?').map_or(path, |(path, _)| path);
         match self {
-            Wire::OpenAi => matches!(path, "/v1/chat/completions" | "/v1/embeddings"),
-            Wire::Anthropic => path == "/v1/messages",
+            Wire::OpenAi => matches!(
+                path,
+                "/v1/chat/completions" | "/v1/embeddings" | "/v1/completions" | "/v1/responses"
+            ),
+            Wire::Anthropic => matches!(path, "/v1/messages" | "/v1/messages/count_tokens"),
             Wire::Gemini => path.starts_with("/v1beta/"),
         }
     }

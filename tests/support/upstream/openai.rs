@@ -1,4 +1,5 @@
-//! The upstream's OpenAI part: `POST /v1/chat/completions` and `POST /v1/embeddings`, as
+//! The upstream's OpenAI part: `POST /v1/chat/completions`, `/v1/embeddings` and the legacy
+//! `/v1/completions`, and OpenAI's own `/v1/responses`, as
 //! OpenAI answers them.
 //!
 //! Streams follow OpenAI's format: `chat.completion.chunk` objects in `data: ` lines,
@@ -62,6 +63,17 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
                 }
             }
         }
+        ("POST", "/v1/responses") => responses(&request.body, sequence),
+        ("POST", "/v1/completions") => match request.body.get("model").and_then(Value::as_str) {
+            None => error(
+                StatusCode::BAD_REQUEST,
+                "you must provide a model parameter",
+                "invalid_request_error",
+                None,
+                None,
+            ),
+            Some(model) => legacy_completion(&request.body, model, sequence, controls.steer(model).await),
+        },
         (method, _) => error(
             StatusCode::NOT_FOUND,
             &format!("Unknown request URL: {method} {}", request.path),
@@ -125,6 +137,83 @@ async fn chat(request: &RecordedRequest, model: &str, sequence: usize, steer: St
         | Behaviour::OverloadedEarly
         | Behaviour::Safety
         | Behaviour::Blocked => model_not_found(model),
+    }
+}
+
+/// OpenAI's own Responses API: a Response saying [`OK_CONTENT`] with the usage of
+/// [`Tokens::default`], whole or as OpenAI streams it (one delta per piece of [`OK_PIECES`]).
+fn responses(body: &Value, sequence: usize) -> Response<Body> {
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let tokens = Tokens::default();
+    let (id, item) = (format!("resp_mock_{sequence}"), format!("msg_mock_{sequence}"));
+    let response = |status: &str, text: Option<&str>, usage: Value| {
+        let output = match text {
+            Some(t) => json!([{"type": "message", "id": item, "status": "completed", "role": "assistant",
+                               "content": [{"type": "output_text", "text": t, "annotations": [], "logprobs": []}]}]),
+            None => json!([]),
+        };
+        json!({"id": id, "object": "response", "created_at": CREATED, "status": status, "model": model,
+               "output": output, "previous_response_id": body.get("previous_response_id"),
+               "store": true, "usage": usage})
+    };
+    let usage = json!({"input_tokens": tokens.prompt, "input_tokens_details": {"cached_tokens": CACHED_TOKENS},
+                       "output_tokens": tokens.completion, "output_tokens_details": {"reasoning_tokens": 0},
+                       "total_tokens": tokens.prompt + tokens.completion});
+    if !streamed {
+        return json_response(StatusCode::OK, &response("completed", Some(OK_CONTENT), usage));
+    }
+    let mut events = vec![
+        json!({"type": "response.created", "response": response("in_progress", None, Value::Null)}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"type": "message", "id": item, "status": "in_progress", "role": "assistant", "content": []}}),
+    ];
+    events.extend(OK_PIECES.iter().map(|p| {
+        json!({"type": "response.output_text.delta", "item_id": item, "output_index": 0, "content_index": 0,
+               "delta": p, "logprobs": []})
+    }));
+    events.push(json!({"type": "response.completed", "response": response("completed", Some(OK_CONTENT), usage)}));
+    let frames = events.into_iter().enumerate().map(|(n, mut e)| {
+        e["sequence_number"] = json!(n);
+        format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default())
+    });
+    sse_response(frames.collect::<Vec<_>>(), Duration::ZERO, End::Clean)
+}
+
+/// A legacy `text_completion`: [`OK_CONTENT`], streamed as [`OK_PIECES`] (then a usage chunk
+/// with `include_usage`) or whole; other behaviours answer as for chat where they can.
+fn legacy_completion(body: &Value, model: &str, sequence: usize, steer: Steer) -> Response<Body> {
+    let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+    let id = format!("cmpl-mock-{sequence}");
+    let usage = json!({"prompt_tokens": steer.tokens.prompt, "completion_tokens": steer.tokens.completion,
+                       "total_tokens": steer.tokens.prompt + steer.tokens.completion});
+    let chunk = |text: &str, finish: Value| {
+        let mut c = json!({"id": id, "object": "text_completion", "created": CREATED, "model": model,
+                           "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    match steer.behaviour {
+        Behaviour::Fail(status) => failure(status),
+        _ if streamed => {
+            let mut chunks: Vec<Value> = OK_PIECES.iter().map(|p| chunk(p, Value::Null)).collect();
+            chunks.push(chunk("", json!("stop")));
+            if include_usage {
+                chunks.push(
+                    json!({"id": id, "object": "text_completion", "created": CREATED, "model": model,
+                                   "choices": [], "usage": usage}),
+                );
+            }
+            sse(chunks, Duration::ZERO, End::Clean)
+        }
+        _ => {
+            let mut whole = chunk(OK_CONTENT, json!("stop"));
+            whole["usage"] = usage;
+            json_response(StatusCode::OK, &whole)
+        }
     }
 }
 

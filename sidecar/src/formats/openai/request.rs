@@ -154,3 +154,77 @@ impl EmbeddingInput {
         }
     }
 }
+
+/// A legacy OpenAI Completions request (`/v1/completions`): a prompt, not a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompletionsRequest {
+    /// The model name as the client sent it; rewritten to the backend's model upstream.
+    pub model: String,
+    /// A string, an array of strings, or token arrays.
+    pub prompt: Value,
+    /// Whether to answer as server-sent events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Streaming options; `include_usage` asks for a final usage chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Completion token cap (OpenAI's default is 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// The end user, for attribution and per-user limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Every other field (`suffix` for fill-in-the-middle, `echo`, `n`, …), passed through.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl CompletionsRequest {
+    /// OpenAI's completion cap when the request sets none.
+    pub const DEFAULT_MAX_TOKENS: u32 = 16;
+
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether the client asked for the final usage chunk.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
+    }
+
+    /// How many completions the upstream generates and bills: for each prompt (a list of
+    /// texts or of token arrays is several), `best_of` when it is larger than `n` (the upstream
+    /// generates that many and returns `n`), else `n`; 1 when absent.
+    pub fn choices(&self) -> u64 {
+        let field = |name: &str| self.rest.get(name).and_then(Value::as_u64).unwrap_or(1);
+        let prompts = match &self.prompt {
+            Value::Array(items) if !items.is_empty() && items.iter().all(|i| i.is_string() || i.is_array()) => {
+                u64::try_from(items.len()).unwrap_or(u64::MAX)
+            }
+            _ => 1,
+        };
+        field("n").max(field("best_of")).max(1).saturating_mul(prompts)
+    }
+
+    /// The completion cap, OpenAI's default when unset.
+    pub fn completion_cap(&self) -> u32 {
+        self.max_tokens.unwrap_or(Self::DEFAULT_MAX_TOKENS)
+    }
+
+    /// The prompt's texts (and the suffix's); token arrays are rendered as their numbers.
+    pub fn texts(&self) -> Vec<String> {
+        let mut out = match &self.prompt {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            }
+            Value::Array(items) if items.iter().all(Value::is_array) => items.iter().map(Value::to_string).collect(),
+            other => vec![other.to_string()],
+        };
+        if let Some(suffix) = self.rest.get("suffix").and_then(Value::as_str) {
+            out.push(suffix.to_owned());
+        }
+        out
+    }
+}
