@@ -251,6 +251,13 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
 
     let grace: Duration = options.shutdown_grace.get();
+    // In cluster mode the last usage report must leave before the kubelet's SIGKILL too: the
+    // drain gets the grace less what the flush keeps for itself, so the whole shutdown fits
+    // the grace.
+    let drain = match &mode {
+        Mode::Cluster { .. } => grace.saturating_sub(flush_reserve(grace)),
+        Mode::Local { .. } => grace,
+    };
     let state = Arc::new(ApiState {
         config: store.clone(),
         max_body_bytes: options.max_body_bytes,
@@ -259,7 +266,7 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         api_listener,
         move |req| listener::api(req, state.clone()),
         shutdown.clone(),
-        grace,
+        drain,
     ));
     let admin_store = store.clone();
     let admin = tokio::spawn(listener::serve(
@@ -270,6 +277,7 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     ));
 
     wait_for_signal().await?;
+    let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(?grace, "shutting down: draining in-flight requests");
     shutdown.cancel();
     let (api, admin) = tokio::join!(api, admin);
@@ -279,11 +287,19 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     match mode {
         Mode::Local { flusher, _watcher } => flusher.await.context("budget flusher")?,
         Mode::Cluster { client, task } => {
-            client.flush(Duration::from_secs(5)).await;
+            // All of what the drain left of the grace, and never less than the reserve.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            client.flush(left.max(flush_reserve(grace))).await;
             task.await.context("control-plane client")?;
         }
     }
     Ok(())
+}
+
+/// Of the shutdown grace, what the final usage flush keeps for itself in cluster mode: a
+/// quarter, at most 5 s (a report is one small POST; the rest is for retries on a handover).
+fn flush_reserve(grace: Duration) -> Duration {
+    (grace / 4).min(Duration::from_secs(5))
 }
 
 /// What runs beside the listeners, by mode.
@@ -367,4 +383,16 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_flush_keeps_a_quarter_of_the_grace_up_to_five_seconds() {
+        assert_eq!(flush_reserve(Duration::from_secs(30)), Duration::from_secs(5));
+        assert_eq!(flush_reserve(Duration::from_secs(8)), Duration::from_secs(2));
+        assert_eq!(flush_reserve(Duration::ZERO), Duration::ZERO);
+    }
 }

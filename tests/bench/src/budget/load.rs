@@ -33,8 +33,8 @@ pub struct Tally {
     pub failed: u64,
     /// A sample of those failures.
     pub failure_samples: Vec<String>,
-    /// The first `budget_exceeded`: when, and what had been served by then.
-    pub first_budget_refusal: Option<(Instant, MicroUsd)>,
+    /// The first refusal (any code): when, and what had been served by then.
+    pub first_refusal: Option<(Instant, MicroUsd)>,
     /// The last answer served.
     pub last_served: Option<Instant>,
 }
@@ -146,8 +146,8 @@ fn record(tally: &SharedTally, answer: Answer) {
             t.last_served = Some(Instant::now());
         }
         Answer::Refused { status, code } => {
-            if code == "budget_exceeded" && t.first_budget_refusal.is_none() {
-                t.first_budget_refusal = Some((Instant::now(), t.served_cost));
+            if t.first_refusal.is_none() {
+                t.first_refusal = Some((Instant::now(), t.served_cost));
             }
             *t.refused.entry(format!("{status} {code}")).or_default() += 1;
         }

@@ -4,8 +4,8 @@
 //! over them until the budget is spent. It measures what was served against the limit (the
 //! overspend) beside the bound the design promises (the allowance outstanding, which the
 //! operator exports as `sluice_operator_budget_outstanding_allowance_usd`), and how much of the budget
-//! had been served when the first `budget_exceeded` came (a fleet that behaves like one budget
-//! refuses only at the end).
+//! had been served when the first refusal came (a fleet that behaves like one budget refuses
+//! only at the end).
 //!
 //! Nothing here fails on a figure: an overspend past the bound is reported, not asserted.
 
@@ -38,7 +38,7 @@ const GRANTED_WITHIN: Duration = Duration::from_secs(120);
 const STATUS_WITHIN: Duration = Duration::from_secs(60);
 /// How often the operator's outstanding allowance and the run's progress are looked at.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// With the budget refused somewhere and nothing served for this long, the budget is spent.
+/// With requests refused somewhere and nothing served for this long, the budget is spent.
 /// (What stays outstanding then is each sidecar's remainder below one request's reservation.)
 /// Long beside a report and a status interval, so a top-up still on its way is not missed.
 const QUIET_FOR: Duration = Duration::from_secs(10);
@@ -141,7 +141,7 @@ pub async fn run(opts: &Options) -> Result<Shared> {
             served: t.served_cost,
         });
         let quiet = t.last_served.is_none_or(|at| at.elapsed() >= QUIET_FOR);
-        if t.first_budget_refusal.is_some() && quiet {
+        if t.first_refusal.is_some() && quiet {
             break "spent";
         }
         if started.elapsed() >= opts.max_load {

@@ -56,13 +56,13 @@ pub struct Shared {
     /// The bound: the largest outstanding allowance seen during the run.
     #[serde(rename = "boundMaxUSD")]
     pub bound_max: Option<MicroUsd>,
-    /// The outstanding allowance when the first `budget_exceeded` came.
+    /// The outstanding allowance when the first refusal came.
     #[serde(rename = "boundAtFirstRefusalUSD")]
     pub bound_at_first_refusal: Option<MicroUsd>,
-    /// Served when the first `budget_exceeded` came.
+    /// Served when the first refusal came.
     #[serde(rename = "servedAtFirstRefusalUSD")]
     pub served_at_first_refusal: Option<MicroUsd>,
-    /// From the start of the load to the first `budget_exceeded`.
+    /// From the start of the load to the first refusal.
     pub first_refusal_ms: Option<f64>,
     /// Refusals by HTTP status and error code.
     pub refused: BTreeMap<String, u64>,
@@ -105,7 +105,7 @@ pub fn build(i: Inputs<'_>) -> Shared {
     } = *i.opts;
     let t = i.tally;
     let first_ms = t
-        .first_budget_refusal
+        .first_refusal
         .map(|(at, _)| at.saturating_duration_since(i.started).as_secs_f64() * 1_000.0);
     // The last sample taken before the first refusal: what was outstanding as the money ran out.
     let at_first = first_ms.and_then(|ms| {
@@ -130,7 +130,7 @@ pub fn build(i: Inputs<'_>) -> Shared {
         unspent: limit.saturating_sub(t.served_cost),
         bound_max: i.samples.iter().filter_map(|s| s.outstanding).max(),
         bound_at_first_refusal: at_first,
-        served_at_first_refusal: t.first_budget_refusal.map(|(_, served)| served),
+        served_at_first_refusal: t.first_refusal.map(|(_, served)| served),
         first_refusal_ms: first_ms,
         refused: t.refused.clone(),
         failed: t.failed,
@@ -170,12 +170,9 @@ pub fn table(r: &Shared) -> String {
             "**bound** (outstanding allowance, largest in the run)",
             format!("**{}**", usd(r.bound_max)),
         ),
+        ("bound when the first refusal came", usd(r.bound_at_first_refusal)),
         (
-            "bound when the first budget_exceeded came",
-            usd(r.bound_at_first_refusal),
-        ),
-        (
-            "served when the first budget_exceeded came",
+            "served when the first refusal came",
             r.served_at_first_refusal.map_or_else(
                 || "–".to_owned(),
                 |s| format!("${s} ({} of the limit)", percent(s, r.limit)),
@@ -234,6 +231,20 @@ pub fn markdown(r: &Shared) -> String {
         super::manifests::REQUEST_COST
     );
     out.push_str(&table(r));
+    let reservation = MicroUsd::new(
+        super::manifests::MAX_TOKENS * super::manifests::REQUEST_COST.micros() / super::manifests::COMPLETION_TOKENS,
+    );
+    let slivers = MicroUsd::new(reservation.micros().saturating_mul(r.sidecars as u64));
+    if r.unspent > MicroUsd::ZERO && r.unspent < slivers {
+        let _ = writeln!(
+            out,
+            "\nThe ${} left unspent is what remained in the sidecars' slices, each below one request's \
+             reservation (${reservation}): no sidecar can admit another request, yet the budget is not \
+             spent, so the refusals above are not `budget_exceeded` (the operator does not pool \
+             remainders too small to serve a request).",
+            r.unspent
+        );
+    }
     if !r.failure_samples.is_empty() {
         let _ = writeln!(out, "\nFailures (sample): {}", r.failure_samples.join("; "));
     }

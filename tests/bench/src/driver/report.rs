@@ -95,6 +95,19 @@ pub struct FanoutHeadline {
     pub acked_max_ms: Option<f64>,
 }
 
+/// The headline of the shared budget (`budget.json` of `bench-budget`).
+#[derive(Debug, Clone, Default)]
+pub struct BudgetHeadline {
+    /// Sidecar processes.
+    pub sidecars: Option<u64>,
+    /// Requests per second offered.
+    pub rate: Option<u64>,
+    /// Served beyond the limit, dollars as written.
+    pub overspend: Option<String>,
+    /// The largest outstanding allowance of the run, dollars as written.
+    pub bound: Option<String>,
+}
+
 /// What the report includes beside the driver's own run: the operator fan-out and the profile.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
@@ -106,6 +119,8 @@ pub struct Extras {
     pub fanout_missing: Option<String>,
     /// `budget.md` of `bench-budget`, verbatim.
     pub budget_md: Option<String>,
+    /// From `budget.json`: the overspend and its bound (the largest outstanding allowance).
+    pub budget: Option<BudgetHeadline>,
     /// Why the shared budget was not measured.
     pub budget_missing: Option<String>,
     /// `tests/bench/profile.md`, verbatim.
@@ -150,6 +165,18 @@ impl Extras {
         self.budget_missing = missing.map(str::to_owned);
         if let Some(dir) = dir {
             let md = dir.join("budget.md");
+            if let Some(json) = std::fs::read_to_string(dir.join("budget.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            {
+                let text = |key: &str| json[key].as_str().map(str::to_owned);
+                self.budget = Some(BudgetHeadline {
+                    sidecars: json["sidecars"].as_u64(),
+                    rate: json["rate"].as_u64(),
+                    overspend: text("overspendUSD"),
+                    bound: text("boundMaxUSD"),
+                });
+            }
             match std::fs::read_to_string(&md) {
                 Ok(text) => self.budget_md = Some(text),
                 Err(e) => {
@@ -319,7 +346,8 @@ fn targets_section(out: &mut String, run: &Run, extras: &Extras) {
         let _ = writeln!(out, "| {} | {} | {} | {} |", c.what, c.goal, c.measured, c.verdict);
     }
     let _ = writeln!(out, "{}", throughput_row(run));
-    let _ = writeln!(out, "{}\n", fanout_row(extras));
+    let _ = writeln!(out, "{}", fanout_row(extras));
+    let _ = writeln!(out, "{}\n", budget_row(extras));
 }
 
 /// The fastest measured peer: its target and max req/s.
@@ -881,6 +909,32 @@ fn fanout_section(out: &mut String, extras: &Extras) {
     }
 }
 
+fn budget_row(extras: &Extras) -> String {
+    let what = "budget overspend, 1,000 req/s over 50 sidecars, hard limit";
+    let goal = "≤ the allowance bound";
+    let Some(BudgetHeadline {
+        sidecars,
+        rate,
+        overspend: Some(overspend),
+        bound: Some(bound),
+    }) = &extras.budget
+    else {
+        return format!("| {what} | {goal} | – | not measured: {} |", budget_missing(extras));
+    };
+    let micros = |usd: &str| usd.parse::<sluice_crds::MicroUsd>().ok();
+    let verdict = match (micros(overspend), micros(bound)) {
+        (Some(o), Some(b)) if o <= b => "met",
+        (Some(_), Some(_)) => "missed: past the bound",
+        _ => "unreadable figures",
+    };
+    let size = match (sidecars, rate) {
+        (Some(50), Some(1_000)) => String::new(),
+        (Some(n), Some(r)) => format!(" ({n} sidecars at {r} req/s)"),
+        _ => String::new(),
+    };
+    format!("| {what} | {goal} | ${overspend} over, bound ${bound}{size} | {verdict} |")
+}
+
 /// The shared-budget section: `budget.md` as `bench-budget` wrote it, or why it is missing.
 fn budget_section(out: &mut String, extras: &Extras) {
     match &extras.budget_md {
@@ -1060,6 +1114,12 @@ mod tests {
             }),
             fanout_missing: None,
             budget_md: Some("## Shared budget: 50 sidecars at 1000 req/s\n\n| overspend | $0 |\n".into()),
+            budget: Some(BudgetHeadline {
+                sidecars: Some(50),
+                rate: Some(1_000),
+                overspend: Some("0.000000".into()),
+                bound: Some("2.700000".into()),
+            }),
             budget_missing: None,
             profile: Some("## Profile\n\nbefore/after\n".into()),
         };
@@ -1071,5 +1131,6 @@ mod tests {
         assert!(!md.contains("**Operator fan-out**: not measured"));
         assert!(md.contains("## Shared budget: 50 sidecars at 1000 req/s\n\n| overspend | $0 |\n"));
         assert!(!md.contains("**Shared budget**: not measured"));
+        assert!(md.contains("| budget overspend, 1,000 req/s over 50 sidecars, hard limit | ≤ the allowance bound | $0.000000 over, bound $2.700000 | met |"));
     }
 }
