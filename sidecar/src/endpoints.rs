@@ -8,6 +8,7 @@ pub mod messages;
 pub mod models;
 pub mod responses;
 mod sse_body;
+pub mod translated_sse;
 
 use http::{HeaderName, HeaderValue};
 

@@ -76,7 +76,7 @@ async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Resul
             }
             resp
         }
-        Reply::Stream(chunks) => response::event_stream(stream::MessagesSseBody::new(chunks).boxed()),
+        Reply::Stream(chunks) => response::event_stream(stream::body(chunks).boxed()),
     };
     set_served_by(&mut resp, &served.served);
     Ok(resp)

@@ -125,7 +125,7 @@ async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Resul
             }
             resp
         }
-        Reply::Stream(chunks) => response::event_stream(stream::ResponsesSseBody::new(chunks, request).boxed()),
+        Reply::Stream(chunks) => response::event_stream(stream::body(chunks, request).boxed()),
     };
     set_served_by(&mut resp, &served.served);
     Ok(resp)

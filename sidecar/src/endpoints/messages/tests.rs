@@ -11,7 +11,7 @@ use sluice_crds::Tokens;
 
 use super::{
     anthropic_error,
-    stream::{MessagesSseBody, encode},
+    stream::{self, MessagesSseBody, encode},
 };
 use crate::{
     error::ApiError,
@@ -50,7 +50,7 @@ fn fixture_chunks() -> Vec<Result<StreamEvent, ProviderError>> {
 
 #[tokio::test]
 async fn openai_chunks_become_anthropic_events_with_text_and_tool_blocks_then_usage() {
-    let body = MessagesSseBody::new(chunk_stream(fixture_chunks()));
+    let body = stream::body(chunk_stream(fixture_chunks()));
 
     let got = events_of(&body_text(body).await);
 
@@ -67,7 +67,7 @@ async fn an_upstream_break_mid_stream_ends_with_an_error_event() {
     let mut items: Vec<_> = fixture_chunks().into_iter().take(3).collect();
     items.push(Err(ProviderError::Interrupted("connection reset".into())));
 
-    let got = events_of(&body_text(MessagesSseBody::new(chunk_stream(items))).await);
+    let got = events_of(&body_text(stream::body(chunk_stream(items))).await);
 
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -95,7 +95,7 @@ async fn an_overloaded_upstream_mid_stream_reports_overloaded_error() {
         body: Bytes::from_static(br#"{"error":{"message":"Overloaded"}}"#),
     }));
 
-    let got = events_of(&body_text(MessagesSseBody::new(chunk_stream(items))).await);
+    let got = events_of(&body_text(stream::body(chunk_stream(items))).await);
 
     assert_eq!(got.last().unwrap().1["error"]["type"], "overloaded_error");
 }
@@ -112,7 +112,7 @@ async fn without_a_usage_chunk_the_metered_usage_is_reported() {
         estimated: false,
     })));
 
-    let got = events_of(&body_text(MessagesSseBody::new(chunk_stream(items))).await);
+    let got = events_of(&body_text(stream::body(chunk_stream(items))).await);
 
     let (name, delta) = &got[got.len() - 2];
     assert_eq!(name, "message_delta");
@@ -236,7 +236,7 @@ async fn each_status_gets_anthropics_error_type() {
 #[tokio::test]
 async fn the_body_ends_after_the_error_event() {
     let items = vec![Err(ProviderError::Timeout(crate::wire::TimeoutPhase::Total))];
-    let mut body = MessagesSseBody::new(chunk_stream(items)).boxed();
+    let mut body = stream::body(chunk_stream(items)).boxed();
     let mut frames = Vec::new();
     while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())
         .await

@@ -5,7 +5,6 @@
 //! `type`; a failure after them is an `error` event numbered after the last.
 
 use std::{
-    collections::VecDeque,
     convert::Infallible,
     pin::Pin,
     task::{Context, Poll},
@@ -16,104 +15,49 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 
 use crate::{
+    endpoints::translated_sse::{EventTranslator, NamedEvent, TranslatedSseBody},
     formats::responses::{
         ResponsesRequest,
         stream::{Event, EventBody},
     },
     response,
     translate::openai_to_responses::stream::Translator,
-    wire::{ChunkStream, ProviderError, StreamEvent},
+    wire::{ChunkStream, ProviderError, StreamEvent, Usage},
 };
 
-/// Events as SSE: `event: <type>` and its JSON `data:`.
-pub fn encode(events: &[Event]) -> Bytes {
-    let mut out = BytesMut::new();
-    for event in events {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(event.name().as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        // Plain data always serializes.
-        out.extend_from_slice(&serde_json::to_vec(event).unwrap_or_default());
-        out.extend_from_slice(b"\n\n");
-    }
-    out.freeze()
-}
+pub use crate::endpoints::translated_sse::encode;
 
 /// A streamed chat answer as a Responses event-stream body.
-pub struct ResponsesSseBody {
-    stream: Option<ChunkStream>,
-    translator: Translator,
-    pending: VecDeque<Bytes>,
+pub type ResponsesSseBody = TranslatedSseBody<Translator>;
+
+/// The body of a stream whose first event has already been received; `request` is echoed.
+pub fn body(stream: ChunkStream, request: ResponsesRequest) -> ResponsesSseBody {
+    TranslatedSseBody::new(stream, Translator::new(request))
 }
 
-impl std::fmt::Debug for ResponsesSseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponsesSseBody")
-            .field("translator", &self.translator)
-            .field("pending", &self.pending.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ResponsesSseBody {
-    /// Wraps a stream whose first event has already been received; `request` is echoed.
-    pub fn new(stream: ChunkStream, request: ResponsesRequest) -> Self {
-        Self {
-            stream: Some(stream),
-            translator: Translator::new(request),
-            pending: VecDeque::new(),
-        }
-    }
-
-    /// As the sidecar's response body type.
-    pub fn boxed(self) -> response::Body {
-        BodyExt::boxed_unsync(self)
+impl NamedEvent for Event {
+    fn name(&self) -> &'static str {
+        Event::name(self)
     }
 }
 
-impl Body for ResponsesSseBody {
-    type Data = Bytes;
-    type Error = Infallible;
+impl EventTranslator for Translator {
+    type Event = Event;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
-        loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            let Some(stream) = this.stream.as_mut() else {
-                return Poll::Ready(None);
-            };
-            let events = match std::task::ready!(stream.as_mut().poll_next(cx)) {
-                Some(Ok(StreamEvent::Usage(usage))) => {
-                    this.translator.metered(usage);
-                    continue;
-                }
-                Some(Ok(StreamEvent::Data(payload))) => match this.translator.chunk(&payload) {
-                    Ok(events) => events,
-                    Err(e) => {
-                        this.stream = None;
-                        this.translator.fail(&e)
-                    }
-                },
-                Some(Err(e)) => {
-                    // Headers are gone already: the failure travels as the stream's last event.
-                    this.stream = None;
-                    this.translator.fail(&e)
-                }
-                None => {
-                    this.stream = None;
-                    this.translator.finish()
-                }
-            };
-            if !events.is_empty() {
-                this.pending.push_back(encode(&events));
-            }
-        }
+    fn metered(&mut self, usage: Usage) {
+        Translator::metered(self, usage);
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.stream.is_none() && self.pending.is_empty()
+    fn chunk(&mut self, payload: &[u8]) -> Result<Vec<Event>, ProviderError> {
+        Translator::chunk(self, payload)
+    }
+
+    fn fail(&mut self, error: &ProviderError) -> Vec<Event> {
+        Translator::fail(self, error)
+    }
+
+    fn finish(&mut self) -> Vec<Event> {
+        Translator::finish(self)
     }
 }
 

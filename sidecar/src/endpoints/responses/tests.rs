@@ -7,7 +7,10 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::{stored, stream::ResponsesSseBody};
+use super::{
+    stored,
+    stream::{self, ResponsesSseBody},
+};
 use crate::{
     formats::responses::ResponsesRequest,
     sse::SseDecoder,
@@ -59,7 +62,7 @@ async fn a_tool_call_stream_is_framed_with_event_names_and_ends_with_the_metered
             ..Usage::default()
         })),
     ];
-    let got = events_of(&body_text(ResponsesSseBody::new(chunks(items), request())).await);
+    let got = events_of(&body_text(stream::body(chunks(items), request())).await);
     assert!(got.iter().all(|(name, data)| data["type"] == name.as_str()));
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -94,7 +97,7 @@ async fn an_upstream_timeout_mid_stream_is_the_last_event_response_failed() {
                     "choices": [{"index": 0, "delta": {"content": "Hi"}}]})),
         Err(ProviderError::Timeout(crate::wire::TimeoutPhase::Total)),
     ];
-    let got = events_of(&body_text(ResponsesSseBody::new(chunks(items), request())).await);
+    let got = events_of(&body_text(stream::body(chunks(items), request())).await);
     let (name, last) = got.last().unwrap();
     assert_eq!(name, "response.failed");
     assert_eq!(last["response"]["error"]["code"], "upstream_timeout");
