@@ -17,7 +17,7 @@ use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 use sluice_crds::Budget;
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Certs, OperatorProcess, TestPod, eventually};
+use sluice_tests::operator::{Certs, OperatorProcess, TestPod, UsagePoster, eventually};
 
 const MANIFESTS: &str = r#"
 apiVersion: sluice.dev/v1alpha1
@@ -125,42 +125,6 @@ fn report(c: &TestCluster, pod: &TestPod, sequence: u64, cost: &str) -> Value {
             "outputTokens": 5, "cost": cost, "failovers": 0, "estimated": false
         }]
     })
-}
-
-struct Caller {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Caller {
-    fn new(certs: &Certs, url: &str) -> Result<Self> {
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
-        Ok(Self {
-            http: reqwest::Client::builder().tls_certs_only([ca]).build()?,
-            url: url.to_owned(),
-        })
-    }
-
-    /// Sends a report as `pod`; the status and body of the answer.
-    async fn post(&self, pod: &TestPod, body: &Value) -> Result<(u16, String)> {
-        let token = std::fs::read_to_string(&pod.token_file)?;
-        let response = self
-            .http
-            .post(format!("{}/v1/usage", self.url))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await?;
-        Ok((response.status().as_u16(), response.text().await?))
-    }
-
-    /// Sends a report as `pod`; the acked sequence.
-    async fn send(&self, pod: &TestPod, body: &Value) -> Result<u64> {
-        let (status, text) = self.post(pod, body).await?;
-        ensure!(status == 200, "report answered {status}: {text}");
-        let answer: Value = serde_json::from_str(&text)?;
-        answer["sequence"].as_u64().context("no sequence in the ack")
-    }
 }
 
 /// Gives the built-in ClusterRoles `view` and `edit` their rules, as the cluster's controller
@@ -277,7 +241,7 @@ async fn an_edit_user_can_neither_read_change_nor_delete_the_ledger_and_nothing_
     let mut operator = s.operator("op-1").await?;
     let a = TestPod::create(&s.c, s.dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&s.c, s.dir.path(), "pod-b", &[]).await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&a, &report(&s.c, &a, 1, "0.060000")).await? == 1);
     ensure!(caller.send(&b, &report(&s.c, &b, 1, "0.040000")).await? == 1);
     ensure!(s.spent().await? == "0.100000");
@@ -320,7 +284,7 @@ async fn an_edit_user_can_neither_read_change_nor_delete_the_ledger_and_nothing_
     ensure!(s.spent().await? == "0.120000");
     operator.process.terminate().await?;
     let operator = s.operator("op-2").await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&a, &report(&s.c, &a, 2, "0.020000")).await? == 2);
     ensure!(caller.send(&b, &report(&s.c, &b, 1, "0.040000")).await? == 1);
     ensure!(caller.send(&b, &report(&s.c, &b, 2, "0.010000")).await? == 2);
@@ -355,7 +319,7 @@ async fn a_deleted_ledger_is_written_again_from_memory_or_rebuilt_from_status_an
     let mut operator = s.operator("op-1").await?;
     let a = TestPod::create(&s.c, s.dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&s.c, s.dir.path(), "pod-b", &[]).await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&a, &report(&s.c, &a, 1, "0.060000")).await? == 1);
     ensure!(caller.send(&b, &report(&s.c, &b, 1, "0.040000")).await? == 1);
 
@@ -379,7 +343,7 @@ async fn a_deleted_ledger_is_written_again_from_memory_or_rebuilt_from_status_an
     operator.process.terminate().await?;
     s.ledgers().delete(&s.ledger_name(), &DeleteParams::default()).await?;
     let operator = s.operator("op-2").await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&b, &report(&s.c, &b, 2, "0.010000")).await? == 2);
     let condition = s.ledger_condition("RebuiltFromStatus").await?;
     let message = condition["message"].as_str().unwrap_or_default();
@@ -404,7 +368,7 @@ async fn a_corrupt_ledger_holds_reports_until_an_administrator_deletes_it_and_no
     };
     let operator = s.operator("op-1").await?;
     let a = TestPod::create(&s.c, s.dir.path(), "pod-a", &[]).await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&a, &report(&s.c, &a, 1, "0.060000")).await? == 1);
 
     let garbage = json!({"data": {"ledger.json": "{\"pods\": [not a ledger"}});
@@ -450,7 +414,7 @@ async fn a_deleted_pods_records_leave_the_ledger_once_nothing_of_it_can_arrive()
     let operator = s.operator("op-1").await?;
     let a = TestPod::create(&s.c, s.dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&s.c, s.dir.path(), "pod-b", &[]).await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&a, &report(&s.c, &a, 1, "0.060000")).await? == 1);
     let mut last = report(&s.c, &a, 2, "0.010000");
     last["final"] = json!(true);
@@ -487,7 +451,7 @@ async fn a_pod_deleted_while_no_operator_ran_leaves_the_ledger_after_the_next_st
     let mut operator = s.operator("op-1").await?;
     let a = TestPod::create(&s.c, s.dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&s.c, s.dir.path(), "pod-b", &[]).await?;
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&a, &report(&s.c, &a, 1, "0.060000")).await? == 1);
     ensure!(caller.send(&b, &report(&s.c, &b, 1, "0.040000")).await? == 1);
     operator.process.terminate().await?;
@@ -505,7 +469,7 @@ async fn a_pod_deleted_while_no_operator_ran_leaves_the_ledger_after_the_next_st
     .await?;
     ensure!(ledger["pods"][&b.uid]["sequence"] == 1, "{ledger}");
     ensure!(ledger["budgets"]["monthly"]["spentUSD"] == "0.100000", "{ledger}");
-    let caller = Caller::new(&s.certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&s.certs, &operator.control_url)?;
     ensure!(caller.send(&b, &report(&s.c, &b, 1, "0.040000")).await? == 1);
     ensure!(s.spent().await? == "0.100000");
     Ok(())

@@ -10,7 +10,7 @@ use kube::Api;
 use serde_json::{Value, json};
 use sluice_crds::{Budget, ModelRoute};
 use sluice_tests::cluster::{TestCluster, cluster};
-use sluice_tests::operator::{Certs, OperatorProcess, TestPod};
+use sluice_tests::operator::{Certs, OperatorProcess, TestPod, UsagePoster};
 
 const MANIFESTS: &str = r#"
 apiVersion: sluice.dev/v1alpha1
@@ -47,50 +47,6 @@ fn report_for(c: &TestCluster, pod: &TestPod, route: &str, sequence: u64, reques
     })
 }
 
-struct Caller {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Caller {
-    fn new(certs: &Certs, url: &str) -> Result<Self> {
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
-        Ok(Self {
-            http: reqwest::Client::builder().tls_certs_only([ca]).build()?,
-            url: url.to_owned(),
-        })
-    }
-
-    /// Sends a report as `pod`; the status and body of the answer, whatever it is.
-    async fn post(&self, pod: &TestPod, body: &Value) -> Result<(u16, String)> {
-        let token = std::fs::read_to_string(&pod.token_file)?;
-        let response = self
-            .http
-            .post(format!("{}/v1/usage", self.url))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await?;
-        Ok((response.status().as_u16(), response.text().await?))
-    }
-
-    /// Sends a report as `pod`; the acked sequence.
-    async fn send(&self, pod: &TestPod, body: &Value) -> Result<u64> {
-        let token = std::fs::read_to_string(&pod.token_file)?;
-        let answer: Value = self
-            .http
-            .post(format!("{}/v1/usage", self.url))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        answer["sequence"].as_u64().context("no sequence in the ack")
-    }
-}
-
 async fn budget_status(c: &TestCluster) -> Result<Value> {
     let budget = Api::<Budget>::namespaced(c.client.clone(), &c.namespace)
         .get("monthly")
@@ -124,7 +80,7 @@ async fn reports_of_two_pods_sum_exactly_into_status_and_a_resent_report_counts_
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
     let b = TestPod::create(&c, dir.path(), "pod-b", &[]).await?;
-    let caller = Caller::new(&certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&certs, &operator.control_url)?;
 
     ensure!(caller.send(&a, &report(&c, &a, 1, 3, "0.060000")).await? == 1);
     // Acked only after the status write: no polling needed.
@@ -189,7 +145,7 @@ async fn a_pod_posting_usage_for_another_pods_route_gets_403_and_spend_is_unchan
     let operator = OperatorProcess::start(&c, &certs, "op-1").await?;
     let bot = TestPod::create(&c, dir.path(), "pod-bot", &[("app", "bot")]).await?;
     let intruder = TestPod::create(&c, dir.path(), "pod-intruder", &[("app", "intruder")]).await?;
-    let caller = Caller::new(&certs, &operator.control_url)?;
+    let caller = UsagePoster::new(&certs, &operator.control_url)?;
 
     // The legitimate spend, in status once acked.
     ensure!(
@@ -269,9 +225,9 @@ async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_
     slow.wait_ready(Duration::from_secs(60)).await?;
     let a = TestPod::create(&c, dir.path(), "pod-a", &[]).await?;
     let body = report(&c, &a, 1, 5, "0.100000");
-    let caller = Caller::new(&certs, &slow.control_url)?;
+    let caller = UsagePoster::new(&certs, &slow.control_url)?;
     let pending = {
-        let (caller, a, body) = (Caller::new(&certs, &slow.control_url)?, a.clone(), body.clone());
+        let (caller, a, body) = (UsagePoster::new(&certs, &slow.control_url)?, a.clone(), body.clone());
         tokio::spawn(async move { caller.send(&a, &body).await })
     };
     drop(caller);
@@ -289,7 +245,7 @@ async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_
     next.process
         .wait_for_output("serving sidecars", Duration::from_secs(60))
         .await?;
-    let caller = Caller::new(&certs, &next.control_url)?;
+    let caller = UsagePoster::new(&certs, &next.control_url)?;
     ensure!(caller.send(&a, &body).await? == 1);
     ensure!(caller.send(&a, &body).await? == 1);
     ensure!(budget_status(&c).await?["spentUSD"] == "0.100000");
@@ -300,7 +256,7 @@ async fn a_report_taken_by_an_operator_killed_before_writing_it_is_applied_once_
     last.process
         .wait_for_output("serving sidecars", Duration::from_secs(60))
         .await?;
-    let caller = Caller::new(&certs, &last.control_url)?;
+    let caller = UsagePoster::new(&certs, &last.control_url)?;
     ensure!(caller.send(&a, &body).await? == 1);
     ensure!(caller.send(&a, &report(&c, &a, 2, 1, "0.020000")).await? == 2);
     ensure!(budget_status(&c).await?["spentUSD"] == "0.120000");

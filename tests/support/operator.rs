@@ -627,3 +627,42 @@ pub async fn wait_until_injected(c: &TestCluster, namespace: &str, pod: &str, wi
     )
     .await
 }
+
+/// Posts usage reports to an operator's control server as a pod would, with the pod's token.
+#[derive(Debug, Clone)]
+pub struct UsagePoster {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl UsagePoster {
+    /// A client of the control server at `url` (`https://…`) trusting `certs`' CA.
+    pub fn new(certs: &Certs, url: &str) -> Result<Self> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca())?)?;
+        Ok(Self {
+            http: reqwest::Client::builder().tls_certs_only([ca]).build()?,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Sends a report as `pod`; the status and body of the answer, whatever it is.
+    pub async fn post(&self, pod: &TestPod, body: &serde_json::Value) -> Result<(u16, String)> {
+        let token = std::fs::read_to_string(&pod.token_file)?;
+        let response = self
+            .http
+            .post(format!("{}{}", self.url, sluice_crds::control::USAGE_PATH))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    /// Sends a report as `pod`; the acked sequence (an error for any other answer).
+    pub async fn send(&self, pod: &TestPod, body: &serde_json::Value) -> Result<u64> {
+        let (status, text) = self.post(pod, body).await?;
+        anyhow::ensure!(status == 200, "report answered {status}: {text}");
+        let answer: serde_json::Value = serde_json::from_str(&text)?;
+        answer["sequence"].as_u64().context("no sequence in the ack")
+    }
+}
