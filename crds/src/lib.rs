@@ -24,9 +24,10 @@ pub use byte_size::{ByteSize, ByteSizeError};
 pub use decimal::DecimalError;
 pub use duration::{Duration, DurationError};
 pub use model_route::{
-    Backend, BackendLimits, BackendStatus, Backoff, CachePolicy, CircuitBreaker, CircuitState, HeaderMatch, LocalRef,
-    ModelRoute, ModelRouteSpec, ModelRouteStatus, PerUserLimit, Pricing, Provider, RateLimit, RetryOn, RetryPolicy,
-    RouteUsage, RoutingRule, RuleMatch, SecretKeyRef, SidecarCounts, SimulatedError, SimulatorSpec, Strategy, Timeouts,
+    AzureAuth, AzureSpec, Backend, BackendLimits, BackendStatus, Backoff, BedrockSpec, CachePolicy, CircuitBreaker,
+    CircuitState, ExtraHeader, HeaderMatch, LocalRef, ModelRoute, ModelRouteSpec, ModelRouteStatus, PerUserLimit,
+    Pricing, Provider, RESERVED_HEADERS, RateLimit, RetryOn, RetryPolicy, RouteUsage, RoutingRule, RuleMatch,
+    SecretKeyRef, SidecarCounts, SimulatedError, SimulatorSpec, Strategy, Timeouts, VertexPublisher, VertexSpec,
 };
 pub use money::MicroUsd;
 pub use names::{BackendName, ModelName, NameError};

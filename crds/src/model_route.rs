@@ -1,5 +1,6 @@
 //! The `ModelRoute` resource: which models a workload may call, through which backends.
 
+mod clouds;
 mod policy;
 mod status;
 
@@ -11,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    clouds::{AzureAuth, AzureSpec, BedrockSpec, ExtraHeader, RESERVED_HEADERS, VertexPublisher, VertexSpec},
     policy::{Backoff, CachePolicy, CircuitBreaker, PerUserLimit, RateLimit, RetryOn, RetryPolicy},
     status::{BackendStatus, CircuitState, ModelRouteStatus, RouteUsage, SidecarCounts},
 };
@@ -99,7 +101,13 @@ pub enum Strategy {
 #[x_kube(
     validation = Rule::new("self.provider != 'openai-compatible' || has(self.baseUrl)").message("openai-compatible backends need a baseUrl"),
     validation = Rule::new("!(self.provider in ['openai', 'anthropic', 'gemini']) || has(self.credentialsRef)").message("openai, anthropic and gemini backends need a credentialsRef"),
-    validation = Rule::new("!has(self.simulator) || self.provider == 'simulator'").message("simulator settings are only allowed with provider simulator")
+    validation = Rule::new("!has(self.simulator) || self.provider == 'simulator'").message("simulator settings are only allowed with provider simulator"),
+    validation = Rule::new("self.provider != 'azure-openai' || has(self.baseUrl)").message("azure-openai backends need a baseUrl: the resource's endpoint"),
+    validation = Rule::new("self.provider != 'azure-openai' || (has(self.azure) && self.azure.auth == 'entra-id') || has(self.credentialsRef)").message("azure-openai backends need a credentialsRef unless azure.auth is entra-id"),
+    validation = Rule::new("!has(self.azure) || self.provider == 'azure-openai'").message("azure settings are only allowed with provider azure-openai"),
+    validation = Rule::new("!has(self.azure) || !has(self.azure.deployment) || has(self.azure.apiVersion)").message("azure.deployment needs azure.apiVersion"),
+    validation = Rule::new("(self.provider == 'bedrock') == has(self.bedrock)").message("provider bedrock needs bedrock settings, and only it may have them"),
+    validation = Rule::new("(self.provider == 'vertex') == has(self.vertex)").message("provider vertex needs vertex settings, and only it may have them")
 )]
 pub struct Backend {
     /// Unique name of this backend within the route.
@@ -135,6 +143,19 @@ pub struct Backend {
     /// Behaviour of the built-in simulator (provider `simulator` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulator: Option<SimulatorSpec>,
+    /// Azure OpenAI settings (provider `azure-openai` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureSpec>,
+    /// Amazon Bedrock settings (required with provider `bedrock`, and only there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock: Option<BedrockSpec>,
+    /// Google Vertex AI settings (required with provider `vertex`, and only there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<VertexSpec>,
+    /// Headers sent with every request to this backend, for a gateway or proxy in front of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub headers: Vec<ExtraHeader>,
 }
 
 fn default_weight() -> u32 {
@@ -155,6 +176,12 @@ pub enum Provider {
     OpenaiCompatible,
     /// Sluice's built-in simulated model: no key, no network.
     Simulator,
+    /// OpenAI models deployed in Azure OpenAI.
+    AzureOpenai,
+    /// Amazon Bedrock's Converse API.
+    Bedrock,
+    /// Gemini and Claude models on Google Vertex AI.
+    Vertex,
 }
 
 impl Provider {
@@ -164,11 +191,12 @@ impl Provider {
             Self::Openai => Some("https://api.openai.com/v1"),
             Self::Anthropic => Some("https://api.anthropic.com"),
             Self::Gemini => Some("https://generativelanguage.googleapis.com"),
-            Self::OpenaiCompatible | Self::Simulator => None,
+            // The clouds' endpoints depend on the region or resource; see their settings.
+            Self::OpenaiCompatible | Self::Simulator | Self::AzureOpenai | Self::Bedrock | Self::Vertex => None,
         }
     }
 
-    /// Whether calls need an API key.
+    /// Whether calls always need a `credentialsRef` (the clouds may use the pod's identity instead).
     pub const fn needs_credentials(self) -> bool {
         matches!(self, Self::Openai | Self::Anthropic | Self::Gemini)
     }

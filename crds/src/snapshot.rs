@@ -86,6 +86,9 @@ pub struct RouteConfig {
     /// API keys by backend name, resolved from the referenced Secrets.
     #[serde(default)]
     pub credentials: BTreeMap<BackendName, ApiKey>,
+    /// Values of the backends' `headers` given by `valueFrom`, by backend and header name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub header_values: BTreeMap<BackendName, BTreeMap<String, ApiKey>>,
     /// This sidecar's share of the route-wide limits.
     #[serde(default)]
     pub share: LimitShare,

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, fmt};
 
 use crate::{
-    BudgetSpec, Enforcement, ModelRouteSpec, Strategy,
+    AzureAuth, BudgetSpec, Enforcement, ModelRouteSpec, Provider, RESERVED_HEADERS, Strategy,
     model_route::{Backend, RoutingRule},
 };
 
@@ -126,28 +126,73 @@ pub fn validate_model_route(spec: &ModelRouteSpec) -> Result<(), Invalid> {
 
 fn validate_backend(errors: &mut Errors, i: usize, backend: &Backend) {
     let at = |field: &str| format!("spec.backends[{i}].{field}");
-    match &backend.base_url {
-        Some(url) => {
+    match (&backend.base_url, backend.provider) {
+        (Some(url), _) => {
             if let Err(why) = check_base_url(url) {
                 errors.add(at("baseUrl"), why);
             }
         }
-        None if backend.provider.default_base_url().is_none() && backend.provider != crate::Provider::Simulator => {
-            errors.add(
-                at("baseUrl"),
-                "provider openai-compatible needs a baseUrl such as https://api.deepseek.com/v1",
-            );
-        }
-        None => {}
+        (None, Provider::OpenaiCompatible) => errors.add(
+            at("baseUrl"),
+            "provider openai-compatible needs a baseUrl such as https://api.deepseek.com/v1",
+        ),
+        (None, Provider::AzureOpenai) => errors.add(
+            at("baseUrl"),
+            "provider azure-openai needs a baseUrl: the resource's endpoint, such as https://my-resource.openai.azure.com",
+        ),
+        (None, _) => {}
     }
-    if backend.provider.needs_credentials() && backend.credentials_ref.is_none() {
+    let entra = backend.azure.as_ref().is_some_and(|a| a.auth == AzureAuth::EntraId);
+    if backend.credentials_ref.is_none()
+        && (backend.provider.needs_credentials() || (backend.provider == Provider::AzureOpenai && !entra))
+    {
         errors.add(
             at("credentialsRef"),
             "this provider needs an API key: set credentialsRef {name, key}",
         );
     }
-    if backend.simulator.is_some() && backend.provider != crate::Provider::Simulator {
+    if backend.simulator.is_some() && backend.provider != Provider::Simulator {
         errors.add(at("simulator"), "only allowed with provider simulator");
+    }
+    if let Some(azure) = &backend.azure {
+        if backend.provider != Provider::AzureOpenai {
+            errors.add(at("azure"), "only allowed with provider azure-openai");
+        } else if azure.deployment.is_some() && azure.api_version.is_none() {
+            errors.add(
+                at("azure.apiVersion"),
+                "needed with azure.deployment: the api-version of the deployment URLs, such as 2024-10-21",
+            );
+        }
+    }
+    for (field, present, provider) in [
+        ("bedrock", backend.bedrock.is_some(), Provider::Bedrock),
+        ("vertex", backend.vertex.is_some(), Provider::Vertex),
+    ] {
+        if present && backend.provider != provider {
+            errors.add(at(field), format!("only allowed with provider {field}"));
+        } else if !present && backend.provider == provider {
+            errors.add(
+                at(field),
+                format!("provider {field} needs {field} settings (at least a region)"),
+            );
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (h, header) in backend.headers.iter().enumerate() {
+        let lower = header.name.to_ascii_lowercase();
+        if header.value.is_some() == header.value_from.is_some() {
+            errors.add(at(&format!("headers[{h}]")), "set exactly one of value and valueFrom");
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+            errors.add(
+                at(&format!("headers[{h}].name")),
+                format!("{:?} belongs to the transport and cannot be set", header.name),
+            );
+        } else if !names.insert(lower) {
+            errors.add(
+                at(&format!("headers[{h}].name")),
+                format!("{:?} is set twice", header.name),
+            );
+        }
     }
     let t = &backend.timeouts;
     for (field, value) in [("connect", t.connect), ("firstByte", t.first_byte), ("total", t.total)] {
@@ -271,7 +316,7 @@ pub fn validate_references(route: &ModelRouteSpec, budget: Option<&BudgetSpec>) 
     }
     if route.budget_ref.is_some() {
         for (i, backend) in route.backends.iter().enumerate() {
-            if backend.pricing.is_none() && backend.provider != crate::Provider::Simulator {
+            if backend.pricing.is_none() && backend.provider != Provider::Simulator {
                 errors.add(
                     format!("spec.backends[{i}].pricing"),
                     "a route with a budgetRef needs pricing on every backend, or its spend cannot be counted",

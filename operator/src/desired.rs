@@ -32,6 +32,7 @@ impl AcceptedRoute {
             key: self.key.clone(),
             spec: self.spec.clone(),
             credentials: self.credentials.clone(),
+            header_values: BTreeMap::new(),
             share: LimitShare::default(),
         };
         ConfigSnapshot::new(vec![config], Vec::new()).version.to_string()
@@ -121,6 +122,7 @@ pub fn snapshot_for(inputs: &PodInputs<'_>) -> (ConfigSnapshot, Vec<ObjectKey>) 
             key: route.key.clone(),
             spec: route.spec.clone(),
             credentials: route.credentials.clone(),
+            header_values: BTreeMap::new(),
             share: (inputs.share)(&route.key),
         });
     }

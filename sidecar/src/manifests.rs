@@ -219,6 +219,7 @@ impl Collected {
                 key: key.clone(),
                 spec: route.spec.clone(),
                 credentials,
+                header_values: BTreeMap::new(),
                 share: Default::default(),
             });
         }

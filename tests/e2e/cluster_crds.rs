@@ -251,6 +251,13 @@ async fn api_server_rejects_invalid_modelroutes_with_the_schema_and_cel_messages
     expect_accepted(&c, "ModelRoute", valid).await?;
     let priced = r#"{models: [chat], backends: [{name: sim, provider: simulator, model: m, pricing: {inputPerMTok: "3.00", outputPerMTok: "15.00", cachedInputPerMTok: "0.30", cacheWriteInputPerMTok: "3.75"}}]}"#;
     expect_accepted(&c, "ModelRoute", priced).await?;
+    let clouds = "{models: [chat], backends: [\
+        {name: az, provider: azure-openai, model: gpt-4o, baseUrl: 'https://r.openai.azure.com', azure: {deployment: prod, apiVersion: '2024-10-21'}, credentialsRef: {name: s, key: k}}, \
+        {name: az-v1, provider: azure-openai, model: gpt-4o, baseUrl: 'https://r.openai.azure.com', azure: {auth: entra-id}}, \
+        {name: br, provider: bedrock, model: 'anthropic.claude-sonnet-4-v1:0', bedrock: {region: us-east-1}}, \
+        {name: vx, provider: vertex, model: 'claude-sonnet-4@20250514', vertex: {project: my-project, region: us-east5, publisher: anthropic}, \
+         headers: [{name: x-team, value: a}, {name: x-gateway-key, valueFrom: {name: gw, key: token}}]}]}";
+    expect_accepted(&c, "ModelRoute", clouds).await?;
     let cases = [
         Invalid {
             what: "duplicate backend names",
@@ -414,6 +421,47 @@ async fn api_server_rejects_invalid_modelroutes_with_the_schema_and_cel_messages
             what: "a cache size in an unknown unit",
             spec: "{models: [chat], backends: [{name: a, provider: simulator, model: m}], cache: {maxBytes: 64MB}}",
             expect: &["spec.cache.maxBytes", "should match"],
+        },
+        Invalid {
+            what: "an azure-openai backend without a baseUrl",
+            spec: "{models: [chat], backends: [{name: a, provider: azure-openai, model: m, credentialsRef: {name: s, key: k}}]}",
+            expect: &["spec.backends[0]", "azure-openai backends need a baseUrl"],
+        },
+        Invalid {
+            what: "an azure-openai backend with the default api-key auth and no key",
+            spec: "{models: [chat], backends: [{name: a, provider: azure-openai, model: m, baseUrl: 'https://r.openai.azure.com'}]}",
+            expect: &[
+                "spec.backends[0]",
+                "azure-openai backends need a credentialsRef unless azure.auth is entra-id",
+            ],
+        },
+        Invalid {
+            what: "an azure deployment without an api version",
+            spec: "{models: [chat], backends: [{name: a, provider: azure-openai, model: m, baseUrl: 'https://r.openai.azure.com', azure: {deployment: d, auth: entra-id}}]}",
+            expect: &["spec.backends[0]", "azure.deployment needs azure.apiVersion"],
+        },
+        Invalid {
+            what: "a bedrock backend without its settings",
+            spec: "{models: [chat], backends: [{name: a, provider: bedrock, model: m}]}",
+            expect: &["spec.backends[0]", "provider bedrock needs bedrock settings"],
+        },
+        Invalid {
+            what: "a bedrock region that is no region",
+            spec: "{models: [chat], backends: [{name: a, provider: bedrock, model: m, bedrock: {region: 'US East'}}]}",
+            expect: &["spec.backends[0].bedrock.region", "should match"],
+        },
+        Invalid {
+            what: "vertex settings on an openai backend",
+            spec: "{models: [chat], backends: [{name: a, provider: openai, model: m, credentialsRef: {name: s, key: k}, vertex: {project: my-project, region: us-east5}}]}",
+            expect: &[
+                "spec.backends[0]",
+                "provider vertex needs vertex settings, and only it may have them",
+            ],
+        },
+        Invalid {
+            what: "a header with both a value and a Secret",
+            spec: "{models: [chat], backends: [{name: a, provider: simulator, model: m, headers: [{name: x-k, value: v, valueFrom: {name: s, key: k}}]}]}",
+            expect: &["spec.backends[0].headers[0]", "set exactly one of value and valueFrom"],
         },
         Invalid {
             what: "a misspelled field (strict field validation)",

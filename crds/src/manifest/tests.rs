@@ -183,6 +183,10 @@ fn full_route_parses_every_field_to_exact_typed_values() {
             total: Duration::from_millis(120_000),
         },
         simulator: None,
+        azure: None,
+        bedrock: None,
+        vertex: None,
+        headers: vec![],
     };
     assert_eq!(spec.backends[0], expected_openai);
 
@@ -839,6 +843,10 @@ fn minimal_route_equals_the_spec_built_from_type_defaults() {
             limits: None,
             timeouts: Timeouts::default(),
             simulator: None,
+            azure: None,
+            bedrock: None,
+            vertex: None,
+            headers: vec![],
         }],
         rules: vec![],
         retry: RetryPolicy::default(),

@@ -313,6 +313,139 @@ const CASES: &[Case] = &[
         message: "needs an API key",
     },
     Case {
+        name: "azure-openai without a baseUrl",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o",
+                    "credentialsRef": {"name": "azure", "key": "apiKey"}}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].baseUrl",
+        message: "provider azure-openai needs a baseUrl",
+    },
+    Case {
+        name: "azure-openai with an api key but no credentialsRef",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o",
+                    "baseUrl": "https://r.openai.azure.com"}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].credentialsRef",
+        message: "needs an API key",
+    },
+    Case {
+        name: "azure deployment without an api version",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o",
+                    "baseUrl": "https://r.openai.azure.com", "azure": {"deployment": "prod", "auth": "entra-id"}}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].azure.apiVersion",
+        message: "needed with azure.deployment",
+    },
+    Case {
+        name: "azure settings on an openai backend",
+        base: route,
+        edit: |d| backend(d, 0)["azure"] = json!({"apiVersion": "2024-10-21"}),
+        refused: Refused::Rule,
+        path: "spec.backends[0].azure",
+        message: "only allowed with provider azure-openai",
+    },
+    Case {
+        name: "unknown azure auth",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o",
+                    "baseUrl": "https://r.openai.azure.com", "azure": {"auth": "managed"}}),
+            )
+        },
+        refused: Refused::Shape,
+        path: "spec.backends[2].azure.auth",
+        message: "unknown variant",
+    },
+    Case {
+        name: "bedrock without its settings",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "br", "provider": "bedrock", "model": "anthropic.claude-sonnet-4-v1:0"}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].bedrock",
+        message: "provider bedrock needs bedrock settings",
+    },
+    Case {
+        name: "vertex settings on a bedrock backend",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "br", "provider": "bedrock", "model": "amazon.nova-pro-v1:0",
+                    "bedrock": {"region": "us-east-1"}, "vertex": {"project": "my-project", "region": "us-east5"}}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].vertex",
+        message: "only allowed with provider vertex",
+    },
+    Case {
+        name: "vertex without its settings",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "vx", "provider": "vertex", "model": "gemini-2.5-pro"}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].vertex",
+        message: "provider vertex needs vertex settings",
+    },
+    Case {
+        name: "header with both value and valueFrom",
+        base: route,
+        edit: |d| {
+            backend(d, 0)["headers"] = json!([{"name": "x-gateway-key", "value": "a",
+                "valueFrom": {"name": "gw", "key": "token"}}])
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[0].headers[0]",
+        message: "set exactly one of value and valueFrom",
+    },
+    Case {
+        name: "header the transport owns",
+        base: route,
+        edit: |d| backend(d, 0)["headers"] = json!([{"name": "Content-Length", "value": "1"}]),
+        refused: Refused::Rule,
+        path: "spec.backends[0].headers[0].name",
+        message: "belongs to the transport",
+    },
+    Case {
+        name: "header set twice",
+        base: route,
+        edit: |d| {
+            backend(d, 0)["headers"] = json!([{"name": "x-team", "value": "a"}, {"name": "X-Team", "value": "b"}])
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[0].headers[1].name",
+        message: "is set twice",
+    },
+    Case {
         name: "simulator settings on a non-simulator backend",
         base: route,
         edit: |d| backend(d, 0)["simulator"] = json!({"seed": 1}),
@@ -592,6 +725,40 @@ const VALID: &[(&str, Base, Edit)] = &[
     }),
     ("free prices", route, |d| {
         backend(d, 0)["pricing"] = json!({"inputPerMTok": "0", "outputPerMTok": "0"})
+    }),
+    ("azure-openai by deployment with a key", route, |d| {
+        push_backend(
+            d,
+            json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o", "baseUrl": "https://r.openai.azure.com",
+                "credentialsRef": {"name": "azure", "key": "apiKey"},
+                "azure": {"deployment": "gpt-4o-prod", "apiVersion": "2024-10-21"}}),
+        );
+    }),
+    ("azure-openai v1 API with the pod's Entra ID", route, |d| {
+        push_backend(
+            d,
+            json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o", "baseUrl": "https://r.openai.azure.com",
+                "azure": {"auth": "entra-id"}}),
+        );
+    }),
+    ("bedrock with the pod's identity", route, |d| {
+        push_backend(
+            d,
+            json!({"name": "br", "provider": "bedrock", "model": "anthropic.claude-sonnet-4-v1:0",
+                "bedrock": {"region": "eu-central-1"}}),
+        );
+    }),
+    ("vertex claude with a service-account key", route, |d| {
+        push_backend(
+            d,
+            json!({"name": "vx", "provider": "vertex", "model": "claude-sonnet-4@20250514",
+                "credentialsRef": {"name": "gcp", "key": "key.json"},
+                "vertex": {"project": "my-project", "region": "us-east5", "publisher": "anthropic"}}),
+        );
+    }),
+    ("extra headers from a value and a Secret", route, |d| {
+        backend(d, 0)["headers"] = json!([{"name": "x-team", "value": "a"},
+            {"name": "x-gateway-key", "valueFrom": {"name": "gw", "key": "token"}}])
     }),
     ("budget thresholds at the bounds", budget, |d| {
         spec(d)["alertThresholds"] = json!([1, 1000])

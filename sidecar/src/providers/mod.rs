@@ -126,6 +126,7 @@ impl Upstream {
             }
             Provider::Anthropic => Ok(Self::Anthropic(anthropic::Anthropic::new(base_url(), api_key, client))),
             Provider::Gemini => Ok(Self::Gemini(gemini::Gemini::new(base_url(), api_key, client))),
+            Provider::AzureOpenai | Provider::Bedrock | Provider::Vertex => Err(UnsupportedProvider(backend.provider)),
         }
     }
 

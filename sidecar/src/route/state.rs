@@ -203,6 +203,7 @@ mod tests {
             },
             spec,
             credentials: Default::default(),
+            header_values: Default::default(),
             share: LimitShare::default(),
         };
         let mut pending = states.begin();

@@ -21,6 +21,7 @@ pub fn route(spec: serde_json::Value) -> Arc<Route> {
         },
         spec,
         credentials: Default::default(),
+        header_values: Default::default(),
         share,
     };
     let snapshot = ConfigSnapshot::new(vec![config], vec![]);
