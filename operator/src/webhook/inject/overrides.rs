@@ -1,6 +1,7 @@
 //! Per-pod overrides of the sidecar, read from the pod's annotations and validated: a bad value
 //! is an [`InjectError`] naming the annotation, which the webhook turns into a denial, so a typo
-//! never produces a pod whose sidecar silently ignores what was asked.
+//! never produces a pod whose sidecar silently ignores what was asked. One more comes from the
+//! pod's spec: its termination grace, which bounds the sidecar's own shutdown.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +31,14 @@ pub struct PodOverrides {
     pub admin_port: Option<u16>,
     /// `Some(false)`: do not set `OPENAI_BASE_URL`/`ANTHROPIC_BASE_URL` on app containers.
     pub set_env: Option<bool>,
+    /// The pod's `terminationGracePeriodSeconds` where it is not the sidecar's default: the
+    /// kubelet kills the sidecar when it runs out, so the drain and the last usage report must
+    /// fit in it.
+    pub shutdown_grace_seconds: Option<i64>,
 }
+
+/// The grace the sidecar assumes without `--shutdown-grace`, which is also Kubernetes' default.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
 
 impl PodOverrides {
     /// Reads and validates the override annotations of `pod`.
@@ -52,6 +60,12 @@ impl PodOverrides {
             port: port_override(PORT, get(PORT))?,
             admin_port: port_override(ADMIN_PORT, get(ADMIN_PORT))?,
             set_env: get(SET_ENV).map(|value| parse_bool(SET_ENV, value)).transpose()?,
+            shutdown_grace_seconds: pod
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.termination_grace_period_seconds)
+                // Negative is refused by the API server's validation; only a real figure counts.
+                .filter(|&seconds| seconds >= 0 && seconds != DEFAULT_GRACE_SECONDS),
         })
     }
 }

@@ -33,19 +33,23 @@ pub fn sidecar_container(config: &InjectConfig, overrides: &PodOverrides) -> Con
         ("cpu", pick(&overrides.cpu_limit, &defaults.cpu_limit)),
         ("memory", pick(&overrides.memory_limit, &defaults.memory_limit)),
     ]);
+    let mut args = vec![
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--admin-listen={}", SocketAddr::new(config.admin_address, admin_port)),
+        format!("--control-plane={}", config.control_plane_url),
+        format!("--control-plane-ca={CA_PATH}"),
+        format!("--token-file={TOKEN_PATH}"),
+        format!("--state-dir={STATE_DIR}"),
+        "--log-format=json".to_owned(),
+    ];
+    if let Some(seconds) = overrides.shutdown_grace_seconds {
+        args.push(format!("--shutdown-grace={seconds}s"));
+    }
     Container {
         name: SIDECAR_NAME.to_owned(),
         image: Some(config.image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        args: Some(vec![
-            format!("--listen=127.0.0.1:{port}"),
-            format!("--admin-listen={}", SocketAddr::new(config.admin_address, admin_port)),
-            format!("--control-plane={}", config.control_plane_url),
-            format!("--control-plane-ca={CA_PATH}"),
-            format!("--token-file={TOKEN_PATH}"),
-            format!("--state-dir={STATE_DIR}"),
-            "--log-format=json".to_owned(),
-        ]),
+        args: Some(args),
         ports: Some(vec![ContainerPort {
             name: Some(ADMIN_PORT_NAME.to_owned()),
             container_port: i32::from(admin_port),

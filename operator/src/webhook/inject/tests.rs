@@ -206,6 +206,41 @@ fn a_base_url_the_app_sets_itself_is_kept() {
 }
 
 #[test]
+fn a_pod_with_its_own_termination_grace_gives_the_sidecar_that_grace_to_shut_down_in() {
+    let mut sidecar = sidecar();
+    sidecar["args"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("--shutdown-grace=120s"));
+    check(
+        "long grace",
+        pod(json!({"spec": {"terminationGracePeriodSeconds": 120}})),
+        &config(),
+        json!([
+            add("/spec/volumes", json!([identity_volume(), state_volume()])),
+            add("/spec/initContainers", json!([sidecar])),
+            add("/spec/containers/0/env", json!(base_urls(4000))),
+            add("/metadata/labels", json!({"sluice.dev/sidecar": "true"})),
+            add("/metadata/annotations", json!({"sluice.dev/injected-version": "0.1.0"})),
+        ]),
+    );
+    // Kubernetes' default grace is the sidecar's own: no flag, so pods injected before this
+    // flag existed are not reported as drifted.
+    check(
+        "default grace",
+        pod(json!({"spec": {"terminationGracePeriodSeconds": 30}})),
+        &config(),
+        json!([
+            add("/spec/volumes", json!([identity_volume(), state_volume()])),
+            add("/spec/initContainers", json!([self::sidecar()])),
+            add("/spec/containers/0/env", json!(base_urls(4000))),
+            add("/metadata/labels", json!({"sluice.dev/sidecar": "true"})),
+            add("/metadata/annotations", json!({"sluice.dev/injected-version": "0.1.0"})),
+        ]),
+    );
+}
+
+#[test]
 fn plain_mode_appends_a_regular_container_without_a_restart_policy() {
     let config = InjectConfig {
         mode: SidecarMode::Plain,
