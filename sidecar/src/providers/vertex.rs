@@ -101,7 +101,7 @@ impl Vertex {
         };
         let base = base_url.map_or_else(|| endpoint(&spec.region), str::to_owned);
         Ok(Self {
-            tokens: TokenSource::new(origin, client.clone()),
+            tokens: TokenSource::shared(key.map(ApiKey::expose), origin, client.clone()),
             client,
             publisher: spec.publisher,
             models_url: models_url(spec, &base),

@@ -3,12 +3,15 @@
 //! identity (GKE Workload Identity). A token is cached and fetched anew shortly before it
 //! expires; one fetch at a time (callers arriving meanwhile wait for the same answer), and no
 //! lock is held while it runs. A token Vertex refused is dropped so the next call fetches another.
+//! Backends with the same identity (the same key, or the metadata server) share one source, and
+//! a config reload keeps it: the token belongs to the identity, not to a backend of one config.
 //!
 //! Tokens never reach logs or errors: [`AccessToken`]'s `Debug` hides it, and a token endpoint's
 //! refusal is reported by its `error` and `error_description` fields only.
 
 use std::{
-    sync::{Arc, Mutex},
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
 
@@ -17,6 +20,7 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::service_account::{KeyError, ServiceAccount};
@@ -169,6 +173,12 @@ pub fn refresh_at(obtained: Instant, lifetime: Duration) -> Instant {
     obtained + lifetime - REFRESH_MARGIN.min(lifetime / 2)
 }
 
+/// The sources in use, by identity: a fingerprint of the key, or the metadata server's URL.
+fn registry() -> &'static Mutex<HashMap<String, Weak<Inner>>> {
+    static SOURCES: OnceLock<Mutex<HashMap<String, Weak<Inner>>>> = OnceLock::new();
+    SOURCES.get_or_init(Default::default)
+}
+
 impl TokenSource {
     /// A source fetching with `client` from `origin`.
     pub fn new(origin: Origin, client: reqwest::Client) -> Self {
@@ -177,6 +187,24 @@ impl TokenSource {
             origin,
             state: Mutex::new(State::default()),
         }))
+    }
+
+    /// The source for the identity `key_text` (a key file's text, `None` for the metadata
+    /// server) names: the one already in use for it, else a new one from `origin`.
+    pub fn shared(key_text: Option<&str>, origin: Origin, client: reqwest::Client) -> Self {
+        let identity = match key_text {
+            Some(text) => format!("key:{:x}", Sha256::digest(text.as_bytes())),
+            None => format!("metadata:{}", origin.endpoint()),
+        };
+        let mut sources = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(inner) = sources.get(&identity).and_then(Weak::upgrade) {
+            return Self(inner);
+        }
+        // Forget the identities no backend uses any more.
+        sources.retain(|_, source| source.strong_count() > 0);
+        let source = Self::new(origin, client);
+        sources.insert(identity, Arc::downgrade(&source.0));
+        source
     }
 
     /// A token good for now: the cached one, or a fresh one fetched (by one caller, the others
