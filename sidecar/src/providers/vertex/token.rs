@@ -23,6 +23,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+#[cfg(test)]
+mod tests;
+
 use super::service_account::{KeyError, ServiceAccount};
 use crate::providers::{MAX_ERROR_BODY, read_body};
 
