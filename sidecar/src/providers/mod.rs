@@ -39,9 +39,9 @@ pub enum UpstreamError {
     /// Its provider is not available.
     #[error(transparent)]
     Unsupported(#[from] UnsupportedProvider),
-    /// Its Vertex AI credentials are not a usable service-account key.
-    #[error("vertex credentials: {0}")]
-    VertexKey(#[from] vertex::KeyError),
+    /// Its Vertex AI settings or credentials are unusable.
+    #[error(transparent)]
+    Vertex(#[from] vertex::SetupError),
 }
 
 /// A configured upstream, ready to call.
@@ -136,17 +136,11 @@ impl Upstream {
             }
             Provider::Anthropic => Ok(Self::Anthropic(anthropic::Anthropic::new(base_url(), api_key, client))),
             Provider::Gemini => Ok(Self::Gemini(gemini::Gemini::new(base_url(), api_key, client))),
-            Provider::Vertex => {
-                let spec = backend.vertex.as_ref().ok_or(UnsupportedProvider(backend.provider))?;
-                let metadata_host = std::env::var(vertex::METADATA_HOST_ENV).ok();
-                Ok(Self::Vertex(vertex::Vertex::new(
-                    spec,
-                    backend.base_url.as_deref(),
-                    api_key.as_ref(),
-                    metadata_host.as_deref(),
-                    client,
-                )?))
-            }
+            Provider::Vertex => Ok(Self::Vertex(vertex::Vertex::for_backend(
+                backend,
+                api_key.as_ref(),
+                client,
+            )?)),
             Provider::AzureOpenai | Provider::Bedrock => Err(UnsupportedProvider(backend.provider).into()),
         }
     }

@@ -23,7 +23,7 @@ mod token;
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_crds::{ApiKey, VertexPublisher, VertexSpec};
+use sluice_crds::{ApiKey, Backend, VertexPublisher, VertexSpec};
 use tokio::time::Instant;
 
 pub use self::{
@@ -59,6 +59,17 @@ pub struct Vertex {
     /// `…/publishers/{publisher}/models`.
     models_url: String,
     tokens: TokenSource,
+}
+
+/// Why a Vertex backend cannot be set up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SetupError {
+    /// The backend has no `vertex` settings (validation refuses this before it gets here).
+    #[error("provider vertex needs the backend's vertex settings (project, region, publisher)")]
+    MissingSettings,
+    /// The service-account key in its Secret is unusable.
+    #[error("vertex credentials: {0}")]
+    Key(#[from] KeyError),
 }
 
 /// The API root for `region`: regional, or the global endpoint.
@@ -106,6 +117,20 @@ impl Vertex {
             publisher: spec.publisher,
             models_url: models_url(spec, &base),
         })
+    }
+
+    /// The upstream for a `vertex` backend: its settings and `baseUrl`, the key from its
+    /// Secret, else the metadata server that `GCE_METADATA_HOST` names.
+    pub fn for_backend(backend: &Backend, key: Option<&ApiKey>, client: reqwest::Client) -> Result<Self, SetupError> {
+        let spec = backend.vertex.as_ref().ok_or(SetupError::MissingSettings)?;
+        let metadata_host = std::env::var(METADATA_HOST_ENV).ok();
+        Ok(Self::new(
+            spec,
+            backend.base_url.as_deref(),
+            key,
+            metadata_host.as_deref(),
+            client,
+        )?)
     }
 
     /// The URL of `method` (`generateContent`, `rawPredict`, …) on `model`.
