@@ -11,10 +11,12 @@
 //!
 //! Every model call needs `Authorization: Bearer` with a token one of the two issued and
 //! [`Upstream::expire_vertex_tokens`](super::Upstream::expire_vertex_tokens) has not expired
-//! since; anything else is Google's 401 `UNAUTHENTICATED`. Tokens live [`TOKEN_LIFETIME_SECS`].
+//! since, nor has its [`TOKEN_LIFETIME_SECS`] run out; anything else is Google's 401
+//! `UNAUTHENTICATED`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hyper::{Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -37,8 +39,8 @@ pub const CLIENT_EMAIL: &str = "sluice-test@sluice-test-project.iam.gserviceacco
 pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 /// The scope a token request must ask for.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-/// How long issued tokens live, as Google's do.
-pub const TOKEN_LIFETIME_SECS: u64 = 3599;
+/// How long issued tokens live: short, though longer than any test.
+pub const TOKEN_LIFETIME_SECS: u64 = 600;
 /// The path of the JWT-bearer grant.
 pub const TOKEN_PATH: &str = "/token";
 /// The metadata server's token path.
@@ -59,7 +61,8 @@ pub(super) struct Issued(Mutex<Tokens>);
 
 #[derive(Debug, Default)]
 struct Tokens {
-    valid: HashSet<String>,
+    /// Each token that still works, and when it stops.
+    valid: HashMap<String, Instant>,
     /// Grants by the JWT-bearer flow, then by the metadata server.
     granted: (usize, usize),
 }
@@ -75,13 +78,14 @@ impl Issued {
             tokens.granted.0 += 1;
             format!("ya29.c.vertex-mock-{n}")
         };
-        tokens.valid.insert(token.clone());
+        let expires = Instant::now() + Duration::from_secs(TOKEN_LIFETIME_SECS);
+        tokens.valid.insert(token.clone(), expires);
         token
     }
 
     fn is_valid(&self, token: &str) -> bool {
         let tokens = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tokens.valid.contains(token)
+        tokens.valid.get(token).is_some_and(|expires| Instant::now() < *expires)
     }
 
     /// Every token issued so far stops working.
