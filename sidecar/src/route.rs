@@ -27,7 +27,7 @@ use sluice_crds::{
 
 use crate::{
     error::ApiError,
-    providers::{UnsupportedProvider, Upstream},
+    providers::{Upstream, UpstreamError},
     tokenizer::Tokenizer,
 };
 use state::{BackendState, Pending, RouteState, StateRegistry};
@@ -120,15 +120,15 @@ pub enum CompileError {
         /// The backend.
         backend: BackendName,
     },
-    /// A backend's provider is not available in this build.
+    /// A backend's provider is not available in this build, or its credentials are unusable.
     #[error("ModelRoute {route}: backend {backend}: {source}")]
     Unsupported {
         /// The route.
         route: ObjectKey,
         /// The backend.
         backend: BackendName,
-        /// Which provider.
-        source: UnsupportedProvider,
+        /// Why: the provider, or its credentials.
+        source: UpstreamError,
     },
     /// A budget cannot be placed in time.
     #[error(transparent)]

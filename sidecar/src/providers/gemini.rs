@@ -178,7 +178,7 @@ fn model_id(model: &str) -> &str {
 }
 
 /// An id for an answer that carries no `responseId`: unique within this process.
-fn fallback_id() -> String {
+pub(super) fn fallback_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());

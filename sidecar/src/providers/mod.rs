@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
+pub mod vertex;
 
 use std::{collections::VecDeque, pin::Pin, time::Duration};
 
@@ -32,6 +33,17 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 #[error("provider {0:?} is not available in this version of the sidecar")]
 pub struct UnsupportedProvider(pub Provider);
 
+/// Why a backend's upstream cannot be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Its provider is not available.
+    #[error(transparent)]
+    Unsupported(#[from] UnsupportedProvider),
+    /// Its Vertex AI settings or credentials are unusable.
+    #[error(transparent)]
+    Vertex(#[from] vertex::SetupError),
+}
+
 /// A configured upstream, ready to call.
 #[derive(Debug)]
 pub enum Upstream {
@@ -41,6 +53,8 @@ pub enum Upstream {
     Anthropic(anthropic::Anthropic),
     /// Google's Gemini API.
     Gemini(gemini::Gemini),
+    /// Google Vertex AI (Gemini and Claude models).
+    Vertex(vertex::Vertex),
     /// The built-in simulator.
     Simulator(simulator::Simulator),
 }
@@ -105,11 +119,7 @@ impl Complete {
 
 impl Upstream {
     /// Builds the upstream for a backend; `client` is the shared connection pool for its timeouts.
-    pub fn new(
-        backend: &Backend,
-        api_key: Option<ApiKey>,
-        client: reqwest::Client,
-    ) -> Result<Self, UnsupportedProvider> {
+    pub fn new(backend: &Backend, api_key: Option<ApiKey>, client: reqwest::Client) -> Result<Self, UpstreamError> {
         let base_url = || {
             backend
                 .base_url
@@ -126,7 +136,12 @@ impl Upstream {
             }
             Provider::Anthropic => Ok(Self::Anthropic(anthropic::Anthropic::new(base_url(), api_key, client))),
             Provider::Gemini => Ok(Self::Gemini(gemini::Gemini::new(base_url(), api_key, client))),
-            Provider::AzureOpenai | Provider::Bedrock | Provider::Vertex => Err(UnsupportedProvider(backend.provider)),
+            Provider::Vertex => Ok(Self::Vertex(vertex::Vertex::for_backend(
+                backend,
+                api_key.as_ref(),
+                client,
+            )?)),
+            Provider::AzureOpenai | Provider::Bedrock => Err(UnsupportedProvider(backend.provider).into()),
         }
     }
 
@@ -136,6 +151,7 @@ impl Upstream {
             Self::OpenAi(p) => p.chat(call).await,
             Self::Anthropic(p) => p.chat(call).await,
             Self::Gemini(p) => p.chat(call).await,
+            Self::Vertex(p) => p.chat(call).await,
             Self::Simulator(p) => p.chat(call).await,
         }
     }
@@ -144,11 +160,13 @@ impl Upstream {
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.completions(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(format!(
-                "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Simulator(_) => {
+                Err(ProviderError::Unsupported(format!(
+                    "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
                  openai and openai-compatible backends only",
-                call.request.model
-            ))),
+                    call.request.model
+                )))
+            }
         }
     }
 
@@ -156,9 +174,11 @@ impl Upstream {
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.responses(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(
-                "only openai backends take Responses requests as they are; this one is served translated".into(),
-            )),
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Simulator(_) => {
+                Err(ProviderError::Unsupported(
+                    "only openai backends take Responses requests as they are; this one is served translated".into(),
+                ))
+            }
         }
     }
 
@@ -168,6 +188,7 @@ impl Upstream {
             Self::OpenAi(p) => p.embeddings(call).await,
             Self::Anthropic(p) => p.embeddings(call).await,
             Self::Gemini(p) => p.embeddings(call).await,
+            Self::Vertex(p) => p.embeddings(call).await,
             Self::Simulator(p) => p.embeddings(call).await,
         }
     }

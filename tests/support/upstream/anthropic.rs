@@ -99,6 +99,11 @@ fn count_tokens(request: &RecordedRequest) -> Response<Body> {
             "x-api-key and anthropic-version headers are required",
         );
     }
+    counted(request)
+}
+
+/// The count for an authenticated request: it must name a model and hold messages.
+pub(super) fn counted(request: &RecordedRequest) -> Response<Body> {
     let body = &request.body;
     if body.get("model").and_then(Value::as_str).is_none() || !body.get("messages").is_some_and(Value::is_array) {
         return error(
@@ -129,6 +134,20 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
             "x-api-key and anthropic-version headers are required",
         );
     }
+    let model = request.body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let key = request.header("x-api-key").unwrap_or_default();
+    respond(request, model, sequence, controls, key).await
+}
+
+/// Answers an authenticated Messages request for `model`; `key` is the credential it carried,
+/// which `mock-quote-key` quotes back. Vertex AI's Claude models answer through here too.
+pub(super) async fn respond(
+    request: &RecordedRequest,
+    model: &str,
+    sequence: usize,
+    controls: &Controls,
+    key: &str,
+) -> Response<Body> {
     let body = &request.body;
     if body.get("max_tokens").and_then(Value::as_u64).is_none() {
         return error(
@@ -137,7 +156,6 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
             "max_tokens: Field required",
         );
     }
-    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
     let steer = controls.steer(model).await;
     let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
     let id = format!("msg_mock_{sequence}");
@@ -174,7 +192,6 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
         }
         Behaviour::OverloadedEarly => return failed(overloaded_status()),
         Behaviour::QuoteKey => {
-            let key = request.header("x-api-key").unwrap_or_default();
             return error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",

@@ -112,6 +112,21 @@ pub(super) async fn answer(request: &RecordedRequest, sequence: usize, controls:
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
         );
     };
+    respond(request, model, method, query, sequence, controls, key).await
+}
+
+/// Answers an authenticated request for `model`'s `method` (`query` its query string); `key` is
+/// the credential it carried, which `mock-quote-key` quotes back. Vertex AI's Gemini models
+/// answer through here too.
+pub(super) async fn respond(
+    request: &RecordedRequest,
+    model: &str,
+    method: &str,
+    query: &str,
+    sequence: usize,
+    controls: &Controls,
+    key: &str,
+) -> Response<Body> {
     let steer = controls.steer(model).await;
     match steer.behaviour {
         Behaviour::Fail(status) => return failed(status),

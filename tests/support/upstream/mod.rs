@@ -1,5 +1,5 @@
-//! The in-test upstream: one loopback server that speaks OpenAI's, Anthropic's and Google's
-//! Gemini wire formats, whichever a test starts it with, and misbehaves on command. These
+//! The in-test upstream: one loopback server that speaks OpenAI's, Anthropic's, Google's Gemini
+//! and Vertex AI's wire formats, whichever a test starts it with, and misbehaves on command. These
 //! answers are how the tests prove the sidecar speaks each provider's real format, so each part
 //! answers exactly as its provider does (ids, usage, stream framing, error bodies).
 //!
@@ -8,11 +8,13 @@
 //! | `POST /v1/chat/completions`, `POST /v1/embeddings` | [`Wire::OpenAi`], [`openai`] |
 //! | `POST /v1/messages` | [`Wire::Anthropic`], [`anthropic`] |
 //! | `POST /v1beta/models/{model}:{method}` | [`Wire::Gemini`], [`gemini`] |
+//! | `POST /v1/projects/…/models/{model}:{method}`, `POST /token`, the metadata server's token | [`Wire::Vertex`], [`vertex`] |
 //!
 //! A request reaches the wire whose endpoint it names, among those the upstream speaks; any
 //! other goes to the first of them, which answers it as its provider answers an unknown URL.
 //!
-//! What a request gets is chosen by its model (the body's `model`; Gemini's is in the path), so
+//! What a request gets is chosen by its model (the body's `model`; Gemini's and Vertex's are in
+//! the path), so
 //! a manifest picks the behaviour per backend through the backend's `model` (the sidecar
 //! rewrites the client's alias to it). The names ([`Behaviour::of_model`]):
 //!
@@ -47,6 +49,7 @@ pub mod openai;
 mod record;
 mod script;
 mod server;
+pub mod vertex;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,18 +146,20 @@ pub enum Wire {
     Anthropic,
     /// Google's Gemini API, `/v1beta/models/…`.
     Gemini,
+    /// Google's Vertex AI (Gemini and Claude models), `/v1/projects/…`, with its token issuers.
+    Vertex,
 }
 
 impl Wire {
     /// Every wire.
-    pub const ALL: [Wire; 3] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini];
+    pub const ALL: [Wire; 4] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Vertex];
 
     /// The API root a backend of this provider takes as `baseUrl`, as its SDK takes it:
-    /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic and Gemini.
+    /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic, Gemini and Vertex.
     pub fn base_url(self, addr: SocketAddr) -> String {
         match self {
             Wire::OpenAi => format!("http://{addr}/v1"),
-            Wire::Anthropic | Wire::Gemini => format!("http://{addr}"),
+            Wire::Anthropic | Wire::Gemini | Wire::Vertex => format!("http://{addr}"),
         }
     }
 
@@ -168,6 +173,7 @@ impl Wire {
             ),
             Wire::Anthropic => matches!(path, "/v1/messages" | "/v1/messages/count_tokens"),
             Wire::Gemini => path.starts_with("/v1beta/"),
+            Wire::Vertex => vertex::serves(path),
         }
     }
 
@@ -176,15 +182,18 @@ impl Wire {
         match self {
             Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str),
             Wire::Gemini => gemini::model(&request.path),
+            Wire::Vertex => vertex::model(&request.path),
         }
     }
 
     /// Answers a request (the `sequence`-th received) as this provider would.
-    async fn answer(self, request: &RecordedRequest, sequence: usize, controls: &Controls) -> Response<Body> {
+    async fn answer(self, request: &RecordedRequest, sequence: usize, shared: &Shared) -> Response<Body> {
+        let controls = &shared.controls;
         match self {
             Wire::OpenAi => openai::answer(request, sequence, controls).await,
             Wire::Anthropic => anthropic::answer(request, sequence, controls).await,
             Wire::Gemini => gemini::answer(request, sequence, controls).await,
+            Wire::Vertex => vertex::answer(request, sequence, controls, &shared.vertex_tokens).await,
         }
     }
 }
@@ -196,6 +205,8 @@ struct Shared {
     wires: Vec<Wire>,
     requests: Recorder,
     controls: Controls,
+    /// The tokens the Vertex wire's issuers handed out.
+    vertex_tokens: vertex::Issued,
 }
 
 impl Shared {
@@ -232,6 +243,7 @@ impl Upstream {
             wires: wires.to_vec(),
             requests: Recorder::default(),
             controls: Controls::default(),
+            vertex_tokens: vertex::Issued::default(),
         });
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, server })
@@ -290,6 +302,16 @@ impl Upstream {
     /// Requests for `model` arriving from now on wait (already recorded) until released.
     pub fn hold(&self, model: &str) {
         self.shared.controls.hold(model);
+    }
+
+    /// Every Vertex access token issued so far stops working: the next call with one is a 401.
+    pub fn expire_vertex_tokens(&self) {
+        self.shared.vertex_tokens.expire_all();
+    }
+
+    /// How many Vertex access tokens were issued: by the JWT-bearer grant, by the metadata server.
+    pub fn vertex_tokens_granted(&self) -> (usize, usize) {
+        self.shared.vertex_tokens.granted()
     }
 
     /// Lets `n` held requests for `model` answer, in arrival order.

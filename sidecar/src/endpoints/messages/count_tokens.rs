@@ -1,7 +1,7 @@
 //! `POST /v1/messages/count_tokens`: Anthropic's token counting for the route's primary backend
-//! (the one whose tokenizer the route counts with). An Anthropic backend counts for itself; for
-//! any other the sidecar counts locally with that backend's tokenizer and says so in
-//! `x-sluice-token-count: estimate`. Nothing is generated, so nothing is billed or rate limited.
+//! (the one whose tokenizer the route counts with). An Anthropic backend (or Claude on Vertex AI)
+//! counts for itself; for any other the sidecar counts locally with that backend's tokenizer and
+//! says so in `x-sluice-token-count: estimate`. Nothing is generated, so nothing is billed or rate limited.
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Map;
@@ -32,6 +32,14 @@ pub async fn handle(config: &ActiveConfig, _headers: &HeaderMap, body: &[u8]) ->
         Upstream::Anthropic(anthropic) => {
             let deadline = tokio::time::Instant::now() + backend.timeouts.total.get();
             let count = anthropic
+                .count_tokens(&request, backend.model.as_str(), deadline)
+                .await
+                .map_err(ApiError::Upstream)?;
+            (count, "provider")
+        }
+        Upstream::Vertex(vertex) if vertex.counts_tokens() => {
+            let deadline = tokio::time::Instant::now() + backend.timeouts.total.get();
+            let count = vertex
                 .count_tokens(&request, backend.model.as_str(), deadline)
                 .await
                 .map_err(ApiError::Upstream)?;
