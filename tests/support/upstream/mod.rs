@@ -8,6 +8,7 @@
 //! | `POST /v1/chat/completions`, `POST /v1/embeddings` | [`Wire::OpenAi`], [`openai`] |
 //! | `POST /v1/messages` | [`Wire::Anthropic`], [`anthropic`] |
 //! | `POST /v1beta/models/{model}:{method}` | [`Wire::Gemini`], [`gemini`] |
+//! | `POST /openai/…`, `POST /{tenant}/oauth2/v2.0/token` | [`Wire::Azure`], [`azure`] |
 //!
 //! A request reaches the wire whose endpoint it names, among those the upstream speaks; any
 //! other goes to the first of them, which answers it as its provider answers an unknown URL.
@@ -42,6 +43,7 @@
 //! array; `DELETE /_requests` forgets them. [`Upstream::requests`] gives the same to Rust tests.
 
 pub mod anthropic;
+pub mod azure;
 pub mod gemini;
 pub mod openai;
 mod record;
@@ -143,18 +145,21 @@ pub enum Wire {
     Anthropic,
     /// Google's Gemini API, `/v1beta/models/…`.
     Gemini,
+    /// Azure OpenAI, `/openai/…`, and Entra ID's token endpoint.
+    Azure,
 }
 
 impl Wire {
     /// Every wire.
-    pub const ALL: [Wire; 3] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini];
+    pub const ALL: [Wire; 4] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Azure];
 
     /// The API root a backend of this provider takes as `baseUrl`, as its SDK takes it:
-    /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic and Gemini.
+    /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic, Gemini and Azure (the
+    /// resource's endpoint, and the Entra authority host).
     pub fn base_url(self, addr: SocketAddr) -> String {
         match self {
             Wire::OpenAi => format!("http://{addr}/v1"),
-            Wire::Anthropic | Wire::Gemini => format!("http://{addr}"),
+            Wire::Anthropic | Wire::Gemini | Wire::Azure => format!("http://{addr}"),
         }
     }
 
@@ -168,6 +173,7 @@ impl Wire {
             ),
             Wire::Anthropic => matches!(path, "/v1/messages" | "/v1/messages/count_tokens"),
             Wire::Gemini => path.starts_with("/v1beta/"),
+            Wire::Azure => azure::serves(path),
         }
     }
 
@@ -176,15 +182,18 @@ impl Wire {
         match self {
             Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str),
             Wire::Gemini => gemini::model(&request.path),
+            Wire::Azure => azure::model(request),
         }
     }
 
     /// Answers a request (the `sequence`-th received) as this provider would.
-    async fn answer(self, request: &RecordedRequest, sequence: usize, controls: &Controls) -> Response<Body> {
+    async fn answer(self, request: &RecordedRequest, sequence: usize, shared: &Shared) -> Response<Body> {
+        let controls = &shared.controls;
         match self {
             Wire::OpenAi => openai::answer(request, sequence, controls).await,
             Wire::Anthropic => anthropic::answer(request, sequence, controls).await,
             Wire::Gemini => gemini::answer(request, sequence, controls).await,
+            Wire::Azure => azure::answer(request, sequence, controls, &shared.azure_tokens).await,
         }
     }
 }
@@ -196,6 +205,8 @@ struct Shared {
     wires: Vec<Wire>,
     requests: Recorder,
     controls: Controls,
+    /// The Entra ID tokens the Azure part issued.
+    azure_tokens: azure::Issued,
 }
 
 impl Shared {
@@ -232,6 +243,7 @@ impl Upstream {
             wires: wires.to_vec(),
             requests: Recorder::default(),
             controls: Controls::default(),
+            azure_tokens: azure::Issued::default(),
         });
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, server })
@@ -285,6 +297,11 @@ impl Upstream {
             completion: completion_tokens,
         };
         self.shared.controls.set_tokens(model, tokens);
+    }
+
+    /// Expires every Entra ID token the Azure part issued: requests carrying one get Azure's 401.
+    pub fn expire_azure_tokens(&self) {
+        self.shared.azure_tokens.expire_all();
     }
 
     /// Requests for `model` arriving from now on wait (already recorded) until released.

@@ -37,7 +37,7 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
     let request = RecordedRequest::new(parts.method.to_string(), path, &parts.headers, &bytes);
     let sequence = shared.requests.record(request.clone());
     let wire = shared.wire_for(&request.path);
-    Ok(wire.answer(&request, sequence, &shared.controls).await)
+    Ok(wire.answer(&request, sequence, &shared).await)
 }
 
 /// `GET /_requests` lists what was received; `DELETE /_requests` forgets it.
