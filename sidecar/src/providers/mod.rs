@@ -288,7 +288,7 @@ fn reset_duration(text: &str) -> Option<Duration> {
         total += Duration::try_from_secs_f64(number.parse::<f64>().ok()? * scale).ok()?;
         rest = next;
     }
-    (text != "").then_some(total)
+    (!text.is_empty()).then_some(total)
 }
 
 /// A non-negative decimal `text` as that many seconds; `None` for anything else (the caller then
