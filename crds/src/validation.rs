@@ -124,6 +124,33 @@ pub fn validate_model_route(spec: &ModelRouteSpec) -> Result<(), Invalid> {
     errors.finish()
 }
 
+/// The headers that carry a backend's own credentials, which its `headers` may not replace: a
+/// refusal here rather than a silent override either way.
+fn auth_headers(backend: &Backend) -> &'static [&'static str] {
+    let keyed = backend.credentials_ref.is_some();
+    match backend.provider {
+        Provider::Openai | Provider::OpenaiCompatible if keyed => &["authorization"],
+        Provider::Anthropic if keyed => &["x-api-key"],
+        Provider::Gemini if keyed => &["x-goog-api-key"],
+        Provider::AzureOpenai => match backend.azure.as_ref().map(|a| a.auth) {
+            Some(AzureAuth::EntraId) => &["authorization"],
+            _ => &["api-key"],
+        },
+        Provider::Bedrock => &[
+            "authorization",
+            "x-amz-date",
+            "x-amz-security-token",
+            "x-amz-content-sha256",
+        ],
+        Provider::Vertex => &["authorization"],
+        Provider::Openai
+        | Provider::OpenaiCompatible
+        | Provider::Anthropic
+        | Provider::Gemini
+        | Provider::Simulator => &[],
+    }
+}
+
 fn validate_backend(errors: &mut Errors, i: usize, backend: &Backend) {
     let at = |field: &str| format!("spec.backends[{i}].{field}");
     match (&backend.base_url, backend.provider) {
@@ -186,6 +213,15 @@ fn validate_backend(errors: &mut Errors, i: usize, backend: &Backend) {
             errors.add(
                 at(&format!("headers[{h}].name")),
                 format!("{:?} belongs to the transport and cannot be set", header.name),
+            );
+        } else if auth_headers(backend).contains(&lower.as_str()) {
+            errors.add(
+                at(&format!("headers[{h}].name")),
+                format!(
+                    "{:?} carries this backend's own credentials and cannot be set here; \
+                     a proxy that needs its own key can take it in another header",
+                    header.name
+                ),
             );
         } else if !names.insert(lower) {
             errors.add(

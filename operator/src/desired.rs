@@ -23,16 +23,18 @@ pub struct AcceptedRoute {
     pub spec: ModelRouteSpec,
     /// API keys by backend, from Secrets of the route's namespace.
     pub credentials: BTreeMap<BackendName, ApiKey>,
+    /// Header values given by `valueFrom`, by backend and header name, from the same Secrets.
+    pub header_values: BTreeMap<BackendName, BTreeMap<String, ApiKey>>,
 }
 
 impl AcceptedRoute {
-    /// A digest of what was accepted (spec and credentials), shown as `status.configVersion`.
+    /// A digest of what was accepted (spec, credentials and header values), shown as `status.configVersion`.
     pub fn digest(&self) -> String {
         let config = RouteConfig {
             key: self.key.clone(),
             spec: self.spec.clone(),
             credentials: self.credentials.clone(),
-            header_values: BTreeMap::new(),
+            header_values: self.header_values.clone(),
             share: LimitShare::default(),
         };
         ConfigSnapshot::new(vec![config], Vec::new()).version.to_string()
@@ -122,7 +124,7 @@ pub fn snapshot_for(inputs: &PodInputs<'_>) -> (ConfigSnapshot, Vec<ObjectKey>) 
             key: route.key.clone(),
             spec: route.spec.clone(),
             credentials: route.credentials.clone(),
-            header_values: BTreeMap::new(),
+            header_values: route.header_values.clone(),
             share: (inputs.share)(&route.key),
         });
     }

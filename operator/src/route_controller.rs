@@ -28,7 +28,7 @@ use kube::{
     },
 };
 use sluice_crds::{
-    ApiKey, BackendName, Budget, ModelRoute, ModelRouteSpec, ObjectKey,
+    ApiKey, BackendName, Budget, ModelRoute, ModelRouteSpec, ObjectKey, SecretKeyRef,
     validation::{self, FieldError},
 };
 use tokio_util::sync::CancellationToken;
@@ -87,11 +87,7 @@ fn join(errors: &[FieldError]) -> String {
 }
 
 /// Checks a route against the schema's rules, its Budget and its Secrets (read fresh).
-pub async fn resolve(
-    ctx: &Context,
-    key: &ObjectKey,
-    spec: &ModelRouteSpec,
-) -> Result<Result<BTreeMap<BackendName, ApiKey>, Rejection>> {
+pub async fn resolve(ctx: &Context, key: &ObjectKey, spec: &ModelRouteSpec) -> Result<Result<Resolved, Rejection>> {
     if let Err(invalid) = validation::validate_model_route(spec) {
         return Ok(Err(Rejection::Invalid(invalid.to_string())));
     }
@@ -123,39 +119,75 @@ pub async fn resolve(
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
     // Each Secret named is read once per reconcile and dropped at its end; only the named keys
-    // are kept (in the credentials).
-    let mut read: BTreeMap<&str, Option<Secret>> = BTreeMap::new();
-    let mut credentials = BTreeMap::new();
+    // are kept (in the credentials and header values).
+    let mut read: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    let mut resolved = Resolved::default();
     for (i, backend) in spec.backends.iter().enumerate() {
-        let Some(reference) = &backend.credentials_ref else {
-            continue;
-        };
-        let secret = match read.entry(reference.name.as_str()) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert(secrets.get_opt(&reference.name).await?),
-        };
-        let Some(secret) = secret else {
-            return Ok(Err(Rejection::SecretNotFound(format!(
-                "spec.backends[{i}].credentialsRef: Secret {:?} not found in namespace {}",
-                reference.name, key.namespace
-            ))));
-        };
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&reference.key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        let Some(value) = value else {
-            return Ok(Err(Rejection::SecretKeyNotFound(format!(
-                "spec.backends[{i}].credentialsRef: Secret {:?} has no non-empty key {:?}",
-                reference.name, reference.key
-            ))));
-        };
-        credentials.insert(backend.name.clone(), ApiKey::new(value));
+        if let Some(reference) = &backend.credentials_ref {
+            let field = format!("spec.backends[{i}].credentialsRef");
+            match secret_key(&secrets, &mut read, key, reference, &field).await? {
+                Ok(value) => resolved.credentials.insert(backend.name.clone(), value),
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+        }
+        for (h, header) in backend.headers.iter().enumerate() {
+            let Some(reference) = &header.value_from else { continue };
+            let field = format!("spec.backends[{i}].headers[{h}].valueFrom");
+            match secret_key(&secrets, &mut read, key, reference, &field).await? {
+                Ok(value) => resolved
+                    .header_values
+                    .entry(backend.name.clone())
+                    .or_default()
+                    .insert(header.name.clone(), value),
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+        }
     }
-    Ok(Ok(credentials))
+    Ok(Ok(resolved))
+}
+
+/// What a route's references resolved to: the Secret values its sidecars are sent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolved {
+    /// API keys by backend.
+    pub credentials: BTreeMap<BackendName, ApiKey>,
+    /// Header values given by `valueFrom`, by backend and header name.
+    pub header_values: BTreeMap<BackendName, BTreeMap<String, ApiKey>>,
+}
+
+/// The non-empty value of `reference` (a Secret of the route's namespace, read at most once per
+/// reconcile through `read`), or the rejection naming `field`.
+async fn secret_key(
+    secrets: &Api<Secret>,
+    read: &mut BTreeMap<String, Option<Secret>>,
+    key: &ObjectKey,
+    reference: &SecretKeyRef,
+    field: &str,
+) -> Result<Result<ApiKey, Rejection>> {
+    let secret = match read.entry(reference.name.clone()) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => e.insert(secrets.get_opt(&reference.name).await?),
+    };
+    let Some(secret) = secret else {
+        return Ok(Err(Rejection::SecretNotFound(format!(
+            "{field}: Secret {:?} not found in namespace {}",
+            reference.name, key.namespace
+        ))));
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    match value {
+        Some(value) => Ok(Ok(ApiKey::new(value))),
+        None => Ok(Err(Rejection::SecretKeyNotFound(format!(
+            "{field}: Secret {:?} has no non-empty key {:?}",
+            reference.name, reference.key
+        )))),
+    }
 }
 
 /// The conditions for a verdict.
@@ -232,13 +264,14 @@ async fn restore_last_accepted(ctx: &Context, key: &ObjectKey) -> Result<()> {
     let Some(recorded) = ctx.ledgers.recorded_accepted(&key.namespace, &key.name) else {
         return Ok(());
     };
-    if let Ok(credentials) = resolve(ctx, key, &recorded.spec).await? {
+    if let Ok(resolved) = resolve(ctx, key, &recorded.spec).await? {
         tracing::info!(route = %key, generation = recorded.generation, "serving the last accepted generation");
         ctx.verdicts.accept_if_absent(AcceptedRoute {
             key: key.clone(),
             generation: recorded.generation,
             spec: recorded.spec,
-            credentials,
+            credentials: resolved.credentials,
+            header_values: resolved.header_values,
         });
     }
     Ok(())
@@ -250,13 +283,13 @@ fn decide(
     ctx: &Context,
     key: &ObjectKey,
     route: &ModelRoute,
-    outcome: &Result<BTreeMap<BackendName, ApiKey>, Rejection>,
+    outcome: &Result<Resolved, Rejection>,
 ) -> (RouteVerdict, Action, bool) {
     let generation = route.metadata.generation;
     let now = Time(Timestamp::now());
     let previous = route.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let (accepted, action, record_changed) = match outcome {
-        Ok(credentials) => {
+        Ok(resolved) => {
             let record = AcceptedSpec {
                 generation: generation.unwrap_or_default(),
                 spec: route.spec.clone(),
@@ -266,7 +299,8 @@ fn decide(
                 key: key.clone(),
                 generation: generation.unwrap_or_default(),
                 spec: route.spec.clone(),
-                credentials: credentials.clone(),
+                credentials: resolved.credentials.clone(),
+                header_values: resolved.header_values.clone(),
             };
             // Credentials and budgets may change without an event reaching this route.
             (
@@ -364,11 +398,14 @@ fn routes_using(
         .collect()
 }
 
-/// Whether a backend of `spec` takes its key from Secret `name`.
+/// Whether a backend of `spec` takes its key or a header's value from Secret `name`.
 fn names_secret(spec: &ModelRouteSpec, name: &str) -> bool {
-    spec.backends
-        .iter()
-        .any(|b| b.credentials_ref.as_ref().is_some_and(|c| c.name == name))
+    spec.backends.iter().any(|b| {
+        b.credentials_ref.as_ref().is_some_and(|c| c.name == name)
+            || b.headers
+                .iter()
+                .any(|h| h.value_from.as_ref().is_some_and(|r| r.name == name))
+    })
 }
 
 /// Whether `spec`'s `budgetRef` names Budget `name`.

@@ -69,13 +69,13 @@ pub enum LoadError {
 /// A backend's `credentialsRef` resolved to nothing.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "ModelRoute {route}: spec.backends[{index}].credentialsRef: no Secret {secret:?} with key {key:?} in the manifests, and {env_var} is not set"
+    "ModelRoute {route}: {field}: no Secret {secret:?} with key {key:?} in the manifests, and {env_var} is not set"
 )]
 pub struct MissingCredential {
     /// The route.
     pub route: ObjectKey,
-    /// The backend's index.
-    pub index: usize,
+    /// The reference's field, such as `spec.backends[0].credentialsRef`.
+    pub field: String,
     /// The Secret name.
     pub secret: String,
     /// The key in it.
@@ -189,37 +189,49 @@ impl Collected {
                 route: key.clone(),
                 source,
             })?;
-            let mut credentials = BTreeMap::new();
-            for (index, backend) in route.spec.backends.iter().enumerate() {
-                let Some(reference) = &backend.credentials_ref else {
-                    continue;
-                };
+            // A Secret of the manifests, else the environment variable named after it.
+            let resolve = |reference: &sluice_crds::SecretKeyRef, field: String| {
                 let secret_key = ObjectKey {
                     namespace: key.namespace.clone(),
                     name: reference.name.clone(),
                 };
-                let value = self
-                    .secrets
+                self.secrets
                     .get(&secret_key)
                     .and_then(|(_, secret)| secret_value(secret, &reference.key))
                     .or_else(|| env(&env_var_name(&reference.name, &reference.key)))
                     .filter(|v| !v.trim().is_empty())
+                    .map(|v| ApiKey::new(v.trim()))
                     .ok_or_else(|| {
                         LoadError::MissingCredential(Box::new(MissingCredential {
                             route: key.clone(),
-                            index,
+                            field,
                             secret: reference.name.clone(),
                             key: reference.key.clone(),
                             env_var: env_var_name(&reference.name, &reference.key),
                         }))
-                    })?;
-                credentials.insert(backend.name.clone(), ApiKey::new(value.trim()));
+                    })
+            };
+            let mut credentials = BTreeMap::new();
+            let mut header_values: BTreeMap<_, BTreeMap<String, ApiKey>> = BTreeMap::new();
+            for (index, backend) in route.spec.backends.iter().enumerate() {
+                if let Some(reference) = &backend.credentials_ref {
+                    let field = format!("spec.backends[{index}].credentialsRef");
+                    credentials.insert(backend.name.clone(), resolve(reference, field)?);
+                }
+                for (h, header) in backend.headers.iter().enumerate() {
+                    let Some(reference) = &header.value_from else { continue };
+                    let field = format!("spec.backends[{index}].headers[{h}].valueFrom");
+                    header_values
+                        .entry(backend.name.clone())
+                        .or_default()
+                        .insert(header.name.clone(), resolve(reference, field)?);
+                }
             }
             routes.push(RouteConfig {
                 key: key.clone(),
                 spec: route.spec.clone(),
                 credentials,
-                header_values: BTreeMap::new(),
+                header_values,
                 share: Default::default(),
             });
         }
@@ -356,103 +368,4 @@ pub fn watch(dir: PathBuf, store: Arc<ConfigStore>) -> Result<notify::Recommende
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_changes_to_manifests_or_mounted_data_cause_a_reload() {
-        use notify::{
-            Event, EventKind,
-            event::{AccessKind, CreateKind, ModifyKind},
-        };
-        let event = |kind: EventKind, path: &str| Event::new(kind).add_path(PathBuf::from(path));
-        let modified = EventKind::Modify(ModifyKind::Any);
-        assert!(concerns_manifests(&event(modified, "/m/route.yaml")));
-        assert!(concerns_manifests(&event(modified, "/m/secret.yml")));
-        // A mounted ConfigMap's atomic swap.
-        let created = EventKind::Create(CreateKind::Any);
-        assert!(concerns_manifests(&event(created, "/m/..data_tmp")));
-        assert!(!concerns_manifests(&event(modified, "/m/sidecar.log")));
-        assert!(!concerns_manifests(&event(modified, "/m/.route.yaml.swp")));
-        let read = EventKind::Access(AccessKind::Any);
-        assert!(!concerns_manifests(&event(read, "/m/route.yaml")));
-    }
-
-    #[test]
-    fn env_var_names_are_upper_snake() {
-        assert_eq!(env_var_name("openai", "apiKey"), "OPENAI_API_KEY");
-        assert_eq!(env_var_name("my-deepseek", "apiKey"), "MY_DEEPSEEK_API_KEY");
-        assert_eq!(env_var_name("open.router", "token"), "OPEN_ROUTER_TOKEN");
-        assert_eq!(env_var_name("gpt4o", "APIKey"), "GPT4O_APIKEY");
-    }
-
-    fn write(dir: &Path, file: &str, text: &str) {
-        std::fs::write(dir.join(file), text).unwrap();
-    }
-
-    const ROUTE: &str = r#"
-apiVersion: sluice.dev/v1alpha1
-kind: ModelRoute
-metadata: {name: chat, namespace: team-a}
-spec:
-  models: [chat]
-  backends:
-  - {name: openai, provider: openai, model: gpt-4.1, credentialsRef: {name: openai, key: apiKey}}
-"#;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sluice-manifests-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn resolves_credentials_from_a_secret_document_before_the_environment() {
-        let dir = temp_dir("secret");
-        write(&dir, "route.yaml", ROUTE);
-        write(
-            &dir,
-            "secret.yml",
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: openai, namespace: team-a}\nstringData: {apiKey: sk-from-secret}\n",
-        );
-        write(&dir, "notes.txt", "not yaml: [");
-        let loaded = load(&dir, &|_| Some("sk-from-env".into())).unwrap();
-        let key = &loaded.snapshot.routes[0].credentials[&sluice_crds::BackendName::try_from("openai").unwrap()];
-        assert_eq!(key.expose(), "sk-from-secret");
-        assert_eq!(loaded.files.len(), 2);
-    }
-
-    #[test]
-    fn falls_back_to_the_environment_and_names_it_when_missing() {
-        let dir = temp_dir("env");
-        write(&dir, "route.yaml", ROUTE);
-        let loaded = load(&dir, &|name| (name == "OPENAI_API_KEY").then(|| "sk-env".into())).unwrap();
-        assert_eq!(
-            loaded.snapshot.routes[0].credentials.values().next().unwrap().expose(),
-            "sk-env"
-        );
-        let err = load(&dir, &|_| None).unwrap_err().to_string();
-        assert!(
-            err.contains("spec.backends[0].credentialsRef") && err.contains("OPENAI_API_KEY"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn refuses_the_same_route_defined_twice() {
-        let dir = temp_dir("dup");
-        write(&dir, "a.yaml", ROUTE);
-        write(&dir, "b.yaml", ROUTE);
-        let err = load(&dir, &|_| Some("k".into())).unwrap_err();
-        assert!(matches!(err, LoadError::Duplicate { kind: "ModelRoute", .. }), "{err}");
-    }
-
-    #[test]
-    fn refuses_a_budget_ref_to_a_missing_budget() {
-        let dir = temp_dir("budget");
-        write(&dir, "route.yaml", &format!("{ROUTE}  budgetRef: {{name: nope}}\n"));
-        let err = load(&dir, &|_| Some("k".into())).unwrap_err().to_string();
-        assert!(err.contains("spec.budgetRef.name"), "{err}");
-    }
-}
+mod tests;

@@ -353,7 +353,10 @@ async fn admit<'a>(
 
 /// Whether a provider has OpenAI's legacy `/v1/completions`.
 fn serves_completions(provider: Provider) -> bool {
-    matches!(provider, Provider::Openai | Provider::OpenaiCompatible)
+    matches!(
+        provider,
+        Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai
+    )
 }
 
 /// Serves a legacy completions request through its route's OpenAI-protocol backends (never
@@ -428,10 +431,11 @@ pub async fn responses(
     serve_chat(config, request, headers, "responses", Some(passthrough)).await
 }
 
-/// Whether a backend takes Responses requests as they are: OpenAI itself (an OpenAI-compatible
-/// server may serve chat only).
+/// Whether a backend takes Responses requests as they are: OpenAI itself and Azure OpenAI (an
+/// OpenAI-compatible server may serve chat only). Azure serves them on the v1 API and, on
+/// deployment URLs, from api-version 2025-03-01-preview on.
 pub fn passes_responses_through(provider: Provider) -> bool {
-    provider == Provider::Openai
+    matches!(provider, Provider::Openai | Provider::AzureOpenai)
 }
 
 async fn serve_chat(

@@ -120,6 +120,26 @@ pub enum CompileError {
         /// The backend.
         backend: BackendName,
     },
+    /// A backend's header takes its value from a Secret that the snapshot lacks.
+    #[error("ModelRoute {route}: backend {backend}: no value resolved for header {header:?} (its valueFrom)")]
+    MissingHeaderValue {
+        /// The route.
+        route: ObjectKey,
+        /// The backend.
+        backend: BackendName,
+        /// The header's name.
+        header: String,
+    },
+    /// A backend's header has a name or value HTTP does not allow (the value is not shown).
+    #[error("ModelRoute {route}: backend {backend}: header {header:?} has a name or value HTTP cannot carry")]
+    BadHeader {
+        /// The route.
+        route: ObjectKey,
+        /// The backend.
+        backend: BackendName,
+        /// The header's name.
+        header: String,
+    },
     /// A backend's provider is not available in this build, or its credentials are unusable.
     #[error("ModelRoute {route}: backend {backend}: {source}")]
     Unsupported {
@@ -146,20 +166,59 @@ pub enum CompileError {
     Client(String),
 }
 
-/// Connection pools shared across config versions, one per connect timeout, so a reload keeps
-/// warm connections.
+/// Connection pools shared across config versions, one per connect timeout and set of extra
+/// headers (sent as the client's default headers, so no provider needs to know of them), so a
+/// reload keeps warm connections. A pool no config uses any more is dropped at the next one.
 #[derive(Debug, Default)]
-pub struct ClientCache(Mutex<BTreeMap<std::time::Duration, reqwest::Client>>);
+pub struct ClientCache(Mutex<BTreeMap<PoolKey, Pool>>);
+
+/// What a pool is shared by.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PoolKey {
+    connect: std::time::Duration,
+    /// Name, value, and whether the value is a secret.
+    headers: Vec<(String, Vec<u8>, bool)>,
+}
+
+impl std::fmt::Debug for PoolKey {
+    // Header values may be secrets: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _, _)| n.as_str()).collect();
+        f.debug_struct("PoolKey")
+            .field("connect", &self.connect)
+            .field("headers", &names)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct Pool {
+    client: reqwest::Client,
+    /// Whether the config being compiled uses it.
+    used: bool,
+}
+
+/// A backend's extra header, ready to send.
+pub type ExtraHeader = (http::HeaderName, http::HeaderValue);
 
 impl ClientCache {
-    fn get(&self, timeouts: &Timeouts) -> Result<reqwest::Client, CompileError> {
+    /// The pool for `timeouts` that sends `headers` with every request.
+    fn get(&self, timeouts: &Timeouts, headers: &[ExtraHeader]) -> Result<reqwest::Client, CompileError> {
         let connect = timeouts.connect.get();
-        let mut clients = self
+        let key = PoolKey {
+            connect,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec(), v.is_sensitive()))
+                .collect(),
+        };
+        let mut pools = self
             .0
             .lock()
             .map_err(|_| CompileError::Client("client cache poisoned".into()))?;
-        if let Some(client) = clients.get(&connect) {
-            return Ok(client.clone());
+        if let Some(pool) = pools.get_mut(&key) {
+            pool.used = true;
+            return Ok(pool.client.clone());
         }
         let client = reqwest::Client::builder()
             .connect_timeout(connect)
@@ -167,10 +226,33 @@ impl ClientCache {
             .tcp_nodelay(true)
             // An API key must never follow a redirect to another host.
             .redirect(reqwest::redirect::Policy::none())
+            // A request's own headers win over these: a provider's auth header is never replaced.
+            .default_headers(headers.iter().cloned().collect())
             .build()
             .map_err(|e| CompileError::Client(e.to_string()))?;
-        clients.insert(connect, client.clone());
+        pools.insert(
+            key,
+            Pool {
+                client: client.clone(),
+                used: true,
+            },
+        );
         Ok(client)
+    }
+
+    /// Starts a compile: no pool is in use until the new config asks for it.
+    fn begin(&self) {
+        if let Ok(mut pools) = self.0.lock() {
+            pools.values_mut().for_each(|p| p.used = false);
+        }
+    }
+
+    /// Ends a successful compile: pools the new config does not use are dropped (the old config
+    /// keeps its own clones while it drains), so rotated header values do not pile up.
+    fn keep_used(&self) {
+        if let Ok(mut pools) = self.0.lock() {
+            pools.retain(|_, p| p.used);
+        }
     }
 }
 
@@ -183,6 +265,7 @@ impl RouteTable {
         states: &StateRegistry,
         pending: &mut Pending,
     ) -> Result<Self, CompileError> {
+        clients.begin();
         let mut by_model: HashMap<String, Arc<Route>> = HashMap::new();
         for config in &snapshot.routes {
             let route = Arc::new(compile_route(config, clients, states, pending)?);
@@ -198,6 +281,7 @@ impl RouteTable {
         }
         let mut models: Vec<String> = by_model.keys().cloned().collect();
         models.sort();
+        clients.keep_used();
         Ok(Self { by_model, models })
     }
 
@@ -252,13 +336,15 @@ fn compile_route(
                 backend: backend.name.clone(),
             });
         }
-        let upstream = Upstream::new(backend, api_key, clients.get(&backend.timeouts)?).map_err(|source| {
-            CompileError::Unsupported {
+        let headers = extra_headers(config, backend)?;
+        let client = clients.get(&backend.timeouts, &headers)?;
+        let identity_client = clients.get(&backend.timeouts, &[])?;
+        let upstream =
+            Upstream::new(backend, api_key, client, identity_client).map_err(|source| CompileError::Unsupported {
                 route: config.key.clone(),
                 backend: backend.name.clone(),
                 source,
-            }
-        })?;
+            })?;
         backends.push(Arc::new(BackendRuntime {
             name: backend.name.clone(),
             provider: backend.provider,
@@ -294,3 +380,39 @@ fn compile_route(
         }),
     })
 }
+
+/// A backend's `headers`, values resolved: written ones as they are, Secret ones from the
+/// snapshot and marked sensitive (kept out of debug output and HTTP/2 header tables).
+fn extra_headers(config: &RouteConfig, backend: &sluice_crds::Backend) -> Result<Vec<ExtraHeader>, CompileError> {
+    let mut out = Vec::with_capacity(backend.headers.len());
+    for header in &backend.headers {
+        let bad = || CompileError::BadHeader {
+            route: config.key.clone(),
+            backend: backend.name.clone(),
+            header: header.name.clone(),
+        };
+        let name = http::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| bad())?;
+        let value = match (&header.value, &header.value_from) {
+            (Some(value), _) => http::HeaderValue::from_str(value).map_err(|_| bad())?,
+            (None, _) => {
+                let secret = config
+                    .header_values
+                    .get(&backend.name)
+                    .and_then(|values| values.get(&header.name))
+                    .ok_or_else(|| CompileError::MissingHeaderValue {
+                        route: config.key.clone(),
+                        backend: backend.name.clone(),
+                        header: header.name.clone(),
+                    })?;
+                let mut value = http::HeaderValue::from_str(secret.expose()).map_err(|_| bad())?;
+                value.set_sensitive(true);
+                value
+            }
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -31,7 +31,10 @@ pub enum Tokenizer {
 impl Tokenizer {
     /// The tokenizer for a backend's upstream model.
     pub fn for_backend(provider: Provider, model: &str) -> Self {
-        if !matches!(provider, Provider::Openai | Provider::OpenaiCompatible) {
+        if !matches!(
+            provider,
+            Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai
+        ) {
             return Self::Estimate;
         }
         // Aggregators name OpenAI's models `openai/gpt-4o`.
@@ -167,6 +170,7 @@ mod tests {
             (Provider::Openai, "gpt-3.5-turbo", Tokenizer::Cl100kBase),
             (Provider::OpenaiCompatible, "deepseek-chat", Tokenizer::Estimate),
             (Provider::Simulator, "gpt-4o", Tokenizer::Estimate),
+            (Provider::AzureOpenai, "gpt-4o", Tokenizer::O200kBase),
         ] {
             assert_eq!(
                 Tokenizer::for_backend(provider, model),

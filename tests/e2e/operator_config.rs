@@ -1,7 +1,7 @@
 //! The operator pushes ModelRoutes to real sidecar processes (DESIGN §6.1, §6.2), against a
 //! real kube-apiserver: apply → served, edit → the new backend is served, an invalid edit is
 //! refused with the field named while the sidecar keeps the last good config, a rotated Secret
-//! changes the key on the next request, and a sidecar whose operator is gone still serves
+//! changes the key (and a header valued from it) on the next request, and a sidecar whose operator is gone still serves
 //! after a restart from its saved snapshot.
 
 use std::time::Duration;
@@ -210,7 +210,9 @@ async fn a_rotated_secret_is_the_key_of_the_next_request() -> Result<()> {
     c.kubectl_ns(&["apply", "-f", "-"], Some(&secret("upstream", "sk-one")))
         .await?
         .ok()?;
-    c.kubectl_ns(&["apply", "-f", "-"], Some(&route(&upstream, "main", "")))
+    // A header valued from the same Secret travels in the snapshot beside the key.
+    let header = "    headers: [{name: x-gateway-key, valueFrom: {name: upstream, key: apiKey}}]\n";
+    c.kubectl_ns(&["apply", "-f", "-"], Some(&route(&upstream, "main", header)))
         .await?
         .ok()?;
     let certs = Certs::generate(dir.path())?;
@@ -218,13 +220,13 @@ async fn a_rotated_secret_is_the_key_of_the_next_request() -> Result<()> {
     let pod = TestPod::create(&c, dir.path(), "bot", &[]).await?;
     let sidecar = ClusterSidecar::spawn(&pod, &operator.control_url, &certs.ca()).await?;
     served_by(&sidecar, "main").await?;
-    let last_key = || async {
-        upstream
-            .requests()
-            .last()
-            .and_then(|r| r.header("authorization").map(str::to_owned))
+    let last = |name: &'static str| {
+        let requests = upstream.requests();
+        async move { requests.last().and_then(|r| r.header(name).map(str::to_owned)) }
     };
+    let last_key = || last("authorization");
     ensure!(last_key().await.as_deref() == Some("Bearer sk-one"));
+    ensure!(last("x-gateway-key").await.as_deref() == Some("sk-one"));
 
     c.kubectl_ns(&["apply", "-f", "-"], Some(&secret("upstream", "sk-two")))
         .await?
@@ -234,6 +236,7 @@ async fn a_rotated_secret_is_the_key_of_the_next_request() -> Result<()> {
         last_key().await.filter(|k| k == "Bearer sk-two")
     })
     .await?;
+    ensure!(last("x-gateway-key").await.as_deref() == Some("sk-two"));
 
     // A deleted Secret: the route says which and the sidecar keeps the key it has.
     c.kubectl_ns(&["delete", "secret", "upstream"], None).await?.ok()?;

@@ -86,8 +86,8 @@ impl SidecarProcess {
         Self::start_with_env(manifest_dir, extra_args, &[]).await
     }
 
-    /// Like [`start_with_args`](Self::start_with_args), with extra environment variables (e.g.
-    /// `GCE_METADATA_HOST` pointing at an in-test metadata server).
+    /// Like [`start_with_args`](Self::start_with_args), with these environment variables set
+    /// for the sidecar alone (the test process's own stay as they are).
     pub async fn start_with_env(manifest_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let binary = sidecar_binary()?;
         let dir = tempfile::tempdir()?;

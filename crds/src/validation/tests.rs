@@ -436,6 +436,29 @@ const CASES: &[Case] = &[
         message: "belongs to the transport",
     },
     Case {
+        name: "header replacing the backend's own key",
+        base: route,
+        edit: |d| backend(d, 0)["headers"] = json!([{"name": "Authorization", "value": "Bearer other"}]),
+        refused: Refused::Rule,
+        path: "spec.backends[0].headers[0].name",
+        message: "carries this backend's own credentials",
+    },
+    Case {
+        name: "header replacing azure's api-key",
+        base: route,
+        edit: |d| {
+            push_backend(
+                d,
+                json!({"name": "az", "provider": "azure-openai", "model": "gpt-4o",
+                    "baseUrl": "https://contoso.openai.azure.com", "credentialsRef": {"name": "az", "key": "key"},
+                    "headers": [{"name": "api-key", "valueFrom": {"name": "other", "key": "key"}}]}),
+            )
+        },
+        refused: Refused::Rule,
+        path: "spec.backends[2].headers[0].name",
+        message: "carries this backend's own credentials",
+    },
+    Case {
         name: "header set twice",
         base: route,
         edit: |d| {
@@ -756,6 +779,17 @@ const VALID: &[(&str, Base, Edit)] = &[
                 "vertex": {"project": "my-project", "region": "us-east5", "publisher": "anthropic"}}),
         );
     }),
+    (
+        "a keyless openai-compatible backend's Authorization for the proxy in front",
+        route,
+        |d| {
+            push_backend(
+                d,
+                json!({"name": "proxy", "provider": "openai-compatible", "model": "llama", "baseUrl": "https://proxy.example/v1",
+                "headers": [{"name": "Authorization", "valueFrom": {"name": "proxy", "key": "token"}}]}),
+            );
+        },
+    ),
     ("extra headers from a value and a Secret", route, |d| {
         backend(d, 0)["headers"] = json!([{"name": "x-team", "value": "a"},
             {"name": "x-gateway-key", "valueFrom": {"name": "gw", "key": "token"}}])

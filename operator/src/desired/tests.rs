@@ -22,6 +22,7 @@ fn route(ns: &str, name: &str, yaml_spec: &str) -> AcceptedRoute {
         generation: 1,
         spec: r.spec,
         credentials: BTreeMap::new(),
+        header_values: Default::default(),
     }
 }
 

@@ -29,6 +29,7 @@ fn route(name: &str, extra: &str) -> Arc<AcceptedRoute> {
         generation: 1,
         spec: r.spec,
         credentials: BTreeMap::new(),
+        header_values: Default::default(),
     })
 }
 

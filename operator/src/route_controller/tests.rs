@@ -31,6 +31,7 @@ fn config_version(generation: i64, spec: &Value) -> String {
         generation,
         spec: object(spec.clone()),
         credentials: BTreeMap::from([(BackendName::try_from("openai").unwrap(), ApiKey::new("sk-test"))]),
+        header_values: Default::default(),
     }
     .digest()
 }
@@ -375,6 +376,7 @@ async fn a_secret_two_backends_name_is_read_once_and_only_the_named_keys_are_kep
         generation: 1,
         spec: object(route["spec"].clone()),
         credentials: credentials.clone(),
+        header_values: Default::default(),
     };
     let ledger = json!({
         "pods": {}, "routes": {}, "budgets": {},
@@ -436,4 +438,115 @@ async fn secrets_are_watched_as_metadata_only() {
     );
     drop(answer);
     driven.abort();
+}
+
+/// `chat`'s one backend with a header whose value is key `key` of Secret `secret`.
+fn with_secret_header(secret: &str, key: &str) -> Value {
+    json!({"backends": [{
+        "name": "openai", "provider": "openai", "model": "gpt-4.1",
+        "credentialsRef": {"name": "openai", "key": "apiKey"},
+        "pricing": {"inputPerMTok": "2.00", "outputPerMTok": "8.00"},
+        "headers": [{"name": "x-gateway-key", "valueFrom": {"name": secret, "key": key}}],
+    }]})
+}
+
+#[tokio::test]
+async fn a_header_value_from_a_secret_is_resolved_beside_the_key_and_served() {
+    let (client, server) = mocked();
+    let (ctx, mut caches) = Context::for_tests(client);
+    let extra = with_secret_header("openai", "gateway");
+    let route = chat_route(1, extra.clone(), Value::Null);
+    caches.route(&object(route.clone()));
+    let header_values = BTreeMap::from([(
+        BackendName::try_from("openai").unwrap(),
+        BTreeMap::from([("x-gateway-key".to_owned(), ApiKey::new("gw-test"))]),
+    )]);
+    let accepted = AcceptedRoute {
+        key: key(),
+        generation: 1,
+        spec: object(route["spec"].clone()),
+        credentials: BTreeMap::from([(BackendName::try_from("openai").unwrap(), ApiKey::new("sk-test"))]),
+        header_values: header_values.clone(),
+    };
+    let ledger = json!({
+        "pods": {}, "routes": {}, "budgets": {},
+        "accepted": {"chat": {"generation": 1, "spec": object::<ModelRouteSpec>(route["spec"].clone())}},
+    });
+    let status = json!({
+        "observedGeneration": 1,
+        "conditions": [
+            condition("Accepted", true, "Accepted", "", 1, NOW),
+            condition("ResolvedRefs", true, "ResolvedRefs", "", 1, NOW),
+            condition("Ready", true, "Pushed", "pushed to the selected sidecars", 1, NOW),
+        ],
+        "configVersion": accepted.digest(),
+        "sidecars": no_sidecars(),
+    });
+    let verifier = server.run(vec![
+        Call::get(LEDGER_PATH).not_found("configmaps", "sluice-usage-team-a"),
+        // The key and the header's value come from one read of the Secret.
+        Call::get(SECRET_PATH).answers(secret(json!({"apiKey": SK_TEST, "gateway": "Z3ctdGVzdA=="}))),
+        Call::post(
+            "/api/v1/namespaces/sluice-system/configmaps?&fieldManager=sluice-operator",
+            ledger_configmap(&ledger, None),
+        )
+        .creates(ledger_configmap(&ledger, Some("1"))),
+        Call::apply(&status_path("modelroutes", "chat"), status_apply(&status))
+            .answers(stored(chat_route(1, extra, status))),
+    ]);
+
+    let served = verified(ctx, verifier, async |ctx| {
+        reconcile(Arc::new(object(route)), ctx.clone()).await.unwrap();
+        ctx.verdicts.accepted(&key())
+    })
+    .await;
+
+    assert_eq!(served.unwrap().header_values, header_values);
+}
+
+#[tokio::test]
+async fn a_header_whose_secret_is_missing_is_named_in_resolved_refs() {
+    let (client, server) = mocked();
+    let (ctx, mut caches) = Context::for_tests(client);
+    let extra = with_secret_header("gateway", "token");
+    let route = chat_route(1, extra.clone(), Value::Null);
+    caches.route(&object(route.clone()));
+    let message = r#"spec.backends[0].headers[0].valueFrom: Secret "gateway" not found in namespace team-a"#;
+    let status = json!({
+        "observedGeneration": 1,
+        "conditions": [
+            condition("Accepted", true, "Accepted", "", 1, NOW),
+            condition("ResolvedRefs", false, "SecretNotFound", message, 1, NOW),
+            condition("Ready", false, "NotAccepted", "not served", 1, NOW),
+        ],
+        "sidecars": no_sidecars(),
+    });
+    let verifier = server.run(vec![
+        Call::get(LEDGER_PATH).answers(ledger_configmap(&json!({}), Some("5"))),
+        Call::get(SECRET_PATH).answers(secret(json!({"apiKey": SK_TEST}))),
+        Call::get("/api/v1/namespaces/team-a/secrets/gateway").not_found("secrets", "gateway"),
+        Call::post(
+            "/apis/events.k8s.io/v1/namespaces/team-a/events?",
+            warning("SecretNotFound", message),
+        )
+        .creates(stored(warning("SecretNotFound", message))),
+        Call::apply(&status_path("modelroutes", "chat"), status_apply(&status))
+            .answers(stored(chat_route(1, extra, status))),
+    ]);
+
+    let action = verified(ctx, verifier, async |ctx| {
+        reconcile(Arc::new(object(route)), ctx.clone()).await
+    })
+    .await;
+
+    assert!(action.is_ok());
+}
+
+#[test]
+fn a_secret_a_header_names_requeues_its_route() {
+    let spec: ModelRouteSpec =
+        object(chat_route(1, with_secret_header("gateway", "token"), Value::Null)["spec"].clone());
+    assert!(names_secret(&spec, "gateway"));
+    assert!(names_secret(&spec, "openai"));
+    assert!(!names_secret(&spec, "other"));
 }

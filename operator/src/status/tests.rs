@@ -208,6 +208,7 @@ async fn a_route_status_counts_the_sidecars_its_selector_picks() {
         generation: 1,
         spec: object(route["spec"].clone()),
         credentials: Default::default(),
+        header_values: Default::default(),
     };
     let version = accepted.digest();
     ctx.verdicts.accept_if_absent(accepted);

@@ -3,16 +3,20 @@
 //! failures); what its answers mean in OpenAI's format is in `translate`.
 
 pub mod anthropic;
+pub mod azure;
+pub mod entra;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
 pub mod vertex;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::{collections::VecDeque, pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use sluice_crds::{ApiKey, Backend, ModelName, Provider};
+use sluice_crds::{ApiKey, AzureAuth, AzureSpec, Backend, ModelName, Provider};
 use tokio::time::Instant;
 
 use crate::wire::Usage;
@@ -47,7 +51,7 @@ pub enum UpstreamError {
 /// A configured upstream, ready to call.
 #[derive(Debug)]
 pub enum Upstream {
-    /// OpenAI and OpenAI-compatible servers.
+    /// OpenAI, OpenAI-compatible servers and Azure OpenAI.
     OpenAi(openai::OpenAi),
     /// Anthropic's Messages API.
     Anthropic(anthropic::Anthropic),
@@ -118,8 +122,15 @@ impl Complete {
 }
 
 impl Upstream {
-    /// Builds the upstream for a backend; `client` is the shared connection pool for its timeouts.
-    pub fn new(backend: &Backend, api_key: Option<ApiKey>, client: reqwest::Client) -> Result<Self, UpstreamError> {
+    /// Builds the upstream for a backend; `client` is the shared connection pool for its timeouts
+    /// and extra headers, `identity_client` the one for identity providers (token exchanges),
+    /// which must not be sent the backend's headers.
+    pub fn new(
+        backend: &Backend,
+        api_key: Option<ApiKey>,
+        client: reqwest::Client,
+        identity_client: reqwest::Client,
+    ) -> Result<Self, UpstreamError> {
         let base_url = || {
             backend
                 .base_url
@@ -136,12 +147,26 @@ impl Upstream {
             }
             Provider::Anthropic => Ok(Self::Anthropic(anthropic::Anthropic::new(base_url(), api_key, client))),
             Provider::Gemini => Ok(Self::Gemini(gemini::Gemini::new(base_url(), api_key, client))),
+            Provider::AzureOpenai => Ok(Self::OpenAi(azure::upstream(
+                base_url(),
+                // No settings: the v1 API with the key.
+                &backend.azure.clone().unwrap_or(AzureSpec {
+                    deployment: None,
+                    api_version: None,
+                    auth: AzureAuth::ApiKey,
+                }),
+                api_key,
+                client,
+                identity_client,
+                |name| std::env::var(name).ok(),
+            ))),
             Provider::Vertex => Ok(Self::Vertex(vertex::Vertex::for_backend(
                 backend,
                 api_key.as_ref(),
                 client,
+                identity_client,
             )?)),
-            Provider::AzureOpenai | Provider::Bedrock => Err(UnsupportedProvider(backend.provider).into()),
+            Provider::Bedrock => Err(UnsupportedProvider(backend.provider).into()),
         }
     }
 
@@ -163,7 +188,7 @@ impl Upstream {
             Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Simulator(_) => {
                 Err(ProviderError::Unsupported(format!(
                     "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
-                 openai and openai-compatible backends only",
+                     openai, openai-compatible and azure-openai backends only",
                     call.request.model
                 )))
             }
@@ -176,7 +201,9 @@ impl Upstream {
             Self::OpenAi(p) => p.responses(call).await,
             Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Simulator(_) => {
                 Err(ProviderError::Unsupported(
-                    "only openai backends take Responses requests as they are; this one is served translated".into(),
+                    "only openai and azure-openai backends take Responses requests as they are; this one is served \
+                     translated"
+                        .into(),
                 ))
             }
         }
@@ -239,19 +266,57 @@ pub fn replayed_stream(chunks: Vec<Bytes>, usage: Option<Usage>) -> ChunkStream 
     Box::pin(futures::stream::iter(events.collect::<Vec<_>>()))
 }
 
-/// How long an upstream asks to be left alone: OpenAI's `retry-after-ms`, else `Retry-After` as
-/// seconds (OpenAI-compatible servers send fractions) or as an HTTP date.
+/// How long an upstream asks to be left alone: OpenAI's and Azure's `retry-after-ms`, else
+/// `Retry-After` as seconds (OpenAI-compatible servers send fractions) or as an HTTP date, else
+/// when the exhausted one of its `x-ratelimit-reset-*` limits resets.
 fn retry_after(headers: &http::HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(after) = header("retry-after-ms").and_then(seconds).map(|ms| ms / 1000) {
         return Some(after);
     }
-    let value = header(http::header::RETRY_AFTER.as_str())?;
+    let Some(value) = header(http::header::RETRY_AFTER.as_str()) else {
+        return ratelimit_reset(&header);
+    };
     seconds(value).or_else(|| {
         let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
         // A date already past means "now".
         Some(Duration::try_from(date.duration_since(now)).unwrap_or(Duration::ZERO))
     })
+}
+
+/// The latest reset among the `x-ratelimit-reset-{requests,tokens}` limits that are used up
+/// (their `x-ratelimit-remaining-*` is 0, or not given).
+fn ratelimit_reset<'a>(header: &impl Fn(&str) -> Option<&'a str>) -> Option<Duration> {
+    ["requests", "tokens"]
+        .into_iter()
+        .filter(|limit| header(&format!("x-ratelimit-remaining-{limit}")).is_none_or(|r| r == "0"))
+        .filter_map(|limit| header(&format!("x-ratelimit-reset-{limit}")).and_then(reset_duration))
+        .max()
+}
+
+/// A reset as OpenAI writes it (`1s`, `6m0s`, `250ms`, Go's duration format) or plain seconds.
+fn reset_duration(text: &str) -> Option<Duration> {
+    if let Some(plain) = seconds(text) {
+        return Some(plain);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, tail) = rest.split_at(number_end);
+        let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let scale = match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return None,
+        };
+        total += Duration::try_from_secs_f64(number.parse::<f64>().ok()? * scale).ok()?;
+        rest = next;
+    }
+    (!text.is_empty()).then_some(total)
 }
 
 /// A non-negative decimal `text` as that many seconds; `None` for anything else (the caller then
@@ -481,6 +546,37 @@ mod tests {
             retry_after_of(&[("retry-after", "18446744073709551615")]),
             Some(Duration::from_secs(u64::MAX)),
             "huge but a duration: the circuit bounds the cool-down"
+        );
+    }
+
+    #[test]
+    fn without_retry_after_the_reset_of_the_used_up_limit_is_waited_for() {
+        assert_eq!(
+            retry_after_of(&[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1s"),
+                ("x-ratelimit-remaining-tokens", "1200"),
+                ("x-ratelimit-reset-tokens", "6m0s"),
+            ]),
+            Some(Duration::from_secs(1)),
+            "the tokens limit is not the one used up"
+        );
+        assert_eq!(
+            retry_after_of(&[
+                ("x-ratelimit-reset-requests", "250ms"),
+                ("x-ratelimit-reset-tokens", "1m30s")
+            ]),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after_of(&[("x-ratelimit-reset-tokens", "12")]),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(retry_after_of(&[("x-ratelimit-reset-tokens", "soon")]), None);
+        assert_eq!(
+            retry_after_of(&[("retry-after", "3"), ("x-ratelimit-reset-tokens", "1m")]),
+            Some(Duration::from_secs(3)),
+            "Retry-After wins"
         );
     }
 

@@ -1,5 +1,8 @@
-//! OpenAI and OpenAI-compatible upstreams: the body passes through with `model` rewritten.
+//! OpenAI-protocol upstreams (OpenAI, OpenAI-compatible servers, Azure OpenAI): the body passes
+//! through with `model` rewritten. Where each API lives ([`Endpoints`]) and how the caller is
+//! named ([`Auth`]) are all that differ between them.
 
+pub mod auth;
 pub mod responses;
 
 use std::borrow::Cow;
@@ -13,6 +16,8 @@ use serde::{
 use serde_json::{Value, value::RawValue};
 use sluice_crds::ApiKey;
 
+pub use self::auth::Auth;
+
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, CompletionsCall, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError,
     Reply, ResponsesCall, StreamEvent, body_stream, error_from_response, read_body, replayed_stream, sse_events,
@@ -24,32 +29,61 @@ use crate::{
     wire::Usage,
 };
 
-/// An OpenAI-protocol upstream at one API root.
+/// Where an upstream takes a request: a parsed URL, or (when it does not parse) its text, for
+/// reqwest to refuse on every call as it would any bad URL.
+pub type Target = Result<reqwest::Url, String>;
+
+/// Where an OpenAI-protocol upstream serves each API.
+#[derive(Debug)]
+pub struct Endpoints {
+    /// Chat Completions.
+    pub chat: Target,
+    /// Embeddings.
+    pub embeddings: Target,
+    /// Legacy completions.
+    pub completions: Target,
+    /// Responses, for the pass-through.
+    pub responses: Target,
+    /// The `model` a Responses body names when it is not the backend's (an Azure deployment).
+    pub responses_model: Option<String>,
+}
+
+impl Endpoints {
+    /// OpenAI's layout: every API directly under `base_url` (e.g. `https://api.openai.com/v1`).
+    pub fn under(base_url: &str) -> Self {
+        let base = base_url.trim_end_matches('/');
+        Self {
+            chat: parsed(format!("{base}/chat/completions")),
+            embeddings: parsed(format!("{base}/embeddings")),
+            completions: parsed(format!("{base}/completions")),
+            responses: parsed(format!("{base}/responses")),
+            responses_model: None,
+        }
+    }
+}
+
+/// An OpenAI-protocol upstream.
 #[derive(Debug)]
 pub struct OpenAi {
     client: reqwest::Client,
-    /// Parsed once: reqwest would parse a `&str` again on every request. A URL that does not
-    /// parse is kept as text, for reqwest to refuse as before.
-    chat_url: Result<reqwest::Url, String>,
-    embeddings_url: Result<reqwest::Url, String>,
-    /// Boxed: the legacy endpoint is rarely used and keeps the provider enum small.
-    completions_url: Box<Result<reqwest::Url, String>>,
-    /// Boxed like `completions_url`: used only for `openai` backends' Responses pass-through.
-    responses_url: Box<Result<reqwest::Url, String>>,
-    api_key: Option<ApiKey>,
+    /// Parsed once: reqwest would parse a `&str` again on every request. Boxed: it keeps the
+    /// provider enum small.
+    endpoints: Box<Endpoints>,
+    auth: Auth,
 }
 
 impl OpenAi {
-    /// An upstream at `base_url` (e.g. `https://api.openai.com/v1`).
+    /// An upstream at `base_url` (e.g. `https://api.openai.com/v1`) sent `api_key` as a bearer token.
     pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
-        let base = base_url.trim_end_matches('/');
+        Self::with(Endpoints::under(base_url), Auth::bearer(api_key), client)
+    }
+
+    /// An upstream with its own layout and credentials.
+    pub fn with(endpoints: Endpoints, auth: Auth, client: reqwest::Client) -> Self {
         Self {
             client,
-            chat_url: parsed(format!("{base}/chat/completions")),
-            embeddings_url: parsed(format!("{base}/embeddings")),
-            completions_url: Box::new(parsed(format!("{base}/completions"))),
-            responses_url: Box::new(parsed(format!("{base}/responses"))),
-            api_key,
+            endpoints: Box::new(endpoints),
+            auth,
         }
     }
 
@@ -64,10 +98,7 @@ impl OpenAi {
                 .get_or_insert_with(StreamOptions::default)
                 .include_usage = Some(true);
         }
-        let resp = self.send(&self.chat_url, &body).await?;
-        if !resp.status().is_success() {
-            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
-        }
+        let resp = self.send(&self.endpoints.chat, &body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -100,10 +131,7 @@ impl OpenAi {
                 .get_or_insert_with(StreamOptions::default)
                 .include_usage = Some(true);
         }
-        let resp = self.send(&self.completions_url, &body).await?;
-        if !resp.status().is_success() {
-            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
-        }
+        let resp = self.send(&self.endpoints.completions, &body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -122,11 +150,9 @@ impl OpenAi {
 
     /// Passes a Responses request through to OpenAI's own `/responses`, `model` rewritten.
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
-        let body = responses::body(call.body, call.model.as_str());
-        let resp = self.send(&self.responses_url, &body).await?;
-        if !resp.status().is_success() {
-            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
-        }
+        let model = self.endpoints.responses_model.as_deref().unwrap_or(call.model.as_str());
+        let body = responses::body(call.body, model);
+        let resp = self.send(&self.endpoints.responses, &body, call.deadline).await?;
         if !call.stream || is_json(&resp) {
             return responses::complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -137,32 +163,48 @@ impl OpenAi {
     pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
         let mut body = call.request.clone();
         body.model = call.model.to_string();
-        let resp = self.send(&self.embeddings_url, &body).await?;
-        if !resp.status().is_success() {
-            return Err(error_from_response(resp, call.deadline, self.api_key.as_ref()).await);
-        }
+        let resp = self.send(&self.endpoints.embeddings, &body, call.deadline).await?;
         complete(resp, call.deadline).await
     }
 
+    /// Sends `body` to `url` and returns a successful answer, or the failure with the secret it
+    /// carried blanked out. A 401 for a token that has since expired is tried once more.
     async fn send(
         &self,
-        url: &Result<reqwest::Url, String>,
+        url: &Target,
         body: &impl serde::Serialize,
+        deadline: tokio::time::Instant,
     ) -> Result<reqwest::Response, ProviderError> {
+        let (mut resp, mut sent) = self.send_once(url, body).await?;
+        if resp.status() == http::StatusCode::UNAUTHORIZED
+            && let Some(rejected) = &sent
+            && self.auth.renew(rejected)
+        {
+            (resp, sent) = self.send_once(url, body).await?;
+        }
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, deadline, sent.as_ref()).await);
+        }
+        Ok(resp)
+    }
+
+    async fn send_once(
+        &self,
+        url: &Target,
+        body: &impl serde::Serialize,
+    ) -> Result<(reqwest::Response, Option<ApiKey>), ProviderError> {
         let request = match url {
             Ok(url) => self.client.post(url.clone()),
             Err(text) => self.client.post(text),
         };
-        let mut request = request.json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key.expose());
-        }
-        request.send().await.map_err(|e| transport_error(&e))
+        let (request, sent) = self.auth.apply(request.json(body)).await?;
+        let resp = request.send().await.map_err(|e| transport_error(&e))?;
+        Ok((resp, sent))
     }
 }
 
 /// `url` parsed, or its text when it does not parse.
-fn parsed(url: String) -> Result<reqwest::Url, String> {
+pub fn parsed(url: String) -> Result<reqwest::Url, String> {
     reqwest::Url::parse(&url).map_err(|_| url)
 }
 
@@ -348,132 +390,4 @@ impl<'de> Deserialize<'de> for MemberKey<'de> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_crds::Tokens;
-
-    fn event(data: &str) -> Result<SseEvent, ProviderError> {
-        Ok(SseEvent {
-            event: None,
-            data: data.into(),
-        })
-    }
-
-    fn data_of(items: &[Result<StreamEvent, ProviderError>]) -> Vec<String> {
-        items
-            .iter()
-            .filter_map(|i| match i {
-                Ok(StreamEvent::Data(b)) => Some(String::from_utf8(b.to_vec()).unwrap()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn assert_usage_5_in_7_out(item: &Result<StreamEvent, ProviderError>) {
-        assert!(
-            matches!(
-                item,
-                Ok(StreamEvent::Usage(Usage {
-                    input: Tokens(5),
-                    output: Tokens(7),
-                    ..
-                }))
-            ),
-            "{item:?}"
-        );
-    }
-
-    #[test]
-    fn strips_usage_the_client_did_not_ask_for() {
-        let chunk = r#"{"id":"1","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}"#;
-        let out = to_stream_events(event(chunk), false).unwrap();
-        assert_eq!(
-            data_of(&out),
-            vec![r#"{"id":"1","choices":[{"index":0,"delta":{"content":"hi"}}]}"#]
-        );
-    }
-
-    #[test]
-    fn strips_a_null_usage_from_every_chunk_and_keeps_the_rest_as_sent() {
-        // OpenAI puts `"usage": null` on every chunk once usage is asked for.
-        let chunk = r#"{"id":"1", "usage": null, "choices":[ {"index":0,"delta":{"content":"h\u00e9"}} ],"x\"y":1}"#;
-        let out = to_stream_events(event(chunk), false).unwrap();
-        assert_eq!(
-            data_of(&out),
-            vec![r#"{"id":"1","choices":[ {"index":0,"delta":{"content":"h\u00e9"}} ],"x\"y":1}"#]
-        );
-    }
-
-    #[test]
-    fn a_repeated_usage_key_is_stripped_whole_and_counted_by_its_last_value() {
-        let chunk = r#"{"choices":[],"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
-        let out = to_stream_events(event(chunk), false).unwrap();
-        assert!(data_of(&out).is_empty());
-        assert_usage_5_in_7_out(&out[0]);
-    }
-
-    #[test]
-    fn choices_that_are_not_an_array_make_a_usage_only_chunk() {
-        let chunk = r#"{"choices":null,"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
-        let out = to_stream_events(event(chunk), false).unwrap();
-        assert!(data_of(&out).is_empty());
-        assert_eq!(out.len(), 1);
-    }
-
-    #[test]
-    fn a_chunk_with_an_unpaired_surrogate_is_refused_as_a_parsed_value_would_be() {
-        let out = to_stream_events(event(r#"{"choices":[{"delta":{"content":"\ud800"}}]}"#), false).unwrap();
-        assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))));
-        let paired = r#"{"choices":[{"delta":{"content":"\ud83d\ude00"}}]}"#;
-        let out = to_stream_events(event(paired), false).unwrap();
-        assert_eq!(data_of(&out), vec![paired]);
-    }
-
-    #[test]
-    fn a_chunk_that_is_not_one_object_is_refused() {
-        for data in ["[1]", "\"text\"", "{} {}", "{\"a\":}", "null"] {
-            let out = to_stream_events(event(data), false).unwrap();
-            assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))), "{data}");
-        }
-    }
-
-    #[test]
-    fn drops_the_usage_chunk_but_keeps_its_counts() {
-        let chunk = r#"{"id":"1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
-        let out = to_stream_events(event(chunk), false).unwrap();
-        assert!(data_of(&out).is_empty());
-        assert_usage_5_in_7_out(&out[0]);
-    }
-
-    #[test]
-    fn forwards_the_usage_chunk_verbatim_when_asked() {
-        let chunk = r#"{"id":"1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#;
-        let out = to_stream_events(event(chunk), true).unwrap();
-        assert_eq!(data_of(&out), vec![chunk]);
-    }
-
-    #[test]
-    fn ends_at_done_and_fails_on_garbage() {
-        assert!(to_stream_events(event("[DONE]"), false).is_none());
-        let out = to_stream_events(event("{not json"), false).unwrap();
-        assert!(matches!(out[0], Err(ProviderError::InvalidResponse(_))));
-    }
-
-    #[tokio::test]
-    async fn the_stream_ends_at_its_first_error() {
-        // Found by fuzzing: an error event, then the connection closing without [DONE], gave two
-        // errors, where every other provider's stream ends at the first.
-        let body = b"data: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: {\"choices\":[]}\n\n";
-        let reads = futures::stream::iter([Ok(Bytes::from_static(body))]);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        let items: Vec<_> = translate_body(reads, deadline, false).collect().await;
-        assert_eq!(items.len(), 1, "{items:?}");
-        assert!(matches!(items[0], Err(ProviderError::Status { .. })));
-    }
-
-    #[test]
-    fn turns_an_error_event_into_an_error() {
-        let out = to_stream_events(event(r#"{"error":{"message":"overloaded"}}"#), false).unwrap();
-        assert!(matches!(&out[0], Err(ProviderError::Status { .. })));
-    }
-}
+mod tests;

@@ -98,13 +98,15 @@ pub fn models_url(spec: &VertexSpec, base_url: &str) -> String {
 impl Vertex {
     /// An upstream for `spec` at `base_url` (the region's endpoint when `None`), with tokens
     /// from the service-account key in `key`, or from the metadata server at `metadata_host`
-    /// (`GCE_METADATA_HOST`) when there is no key.
+    /// (`GCE_METADATA_HOST`) when there is no key. Tokens are fetched with `token_client`, which
+    /// carries none of the backend's extra headers: those are for the model's endpoint alone.
     pub fn new(
         spec: &VertexSpec,
         base_url: Option<&str>,
         key: Option<&ApiKey>,
         metadata_host: Option<&str>,
         client: reqwest::Client,
+        token_client: reqwest::Client,
     ) -> Result<Self, KeyError> {
         let origin = match key {
             Some(key) => Origin::ServiceAccount(ServiceAccount::parse(key.expose())?),
@@ -112,7 +114,7 @@ impl Vertex {
         };
         let base = base_url.map_or_else(|| endpoint(&spec.region), str::to_owned);
         Ok(Self {
-            tokens: TokenSource::shared(key.map(ApiKey::expose), origin, client.clone()),
+            tokens: TokenSource::shared(key.map(ApiKey::expose), origin, token_client),
             client,
             publisher: spec.publisher,
             models_url: models_url(spec, &base),
@@ -121,7 +123,12 @@ impl Vertex {
 
     /// The upstream for a `vertex` backend: its settings and `baseUrl`, the key from its
     /// Secret, else the metadata server that `GCE_METADATA_HOST` names.
-    pub fn for_backend(backend: &Backend, key: Option<&ApiKey>, client: reqwest::Client) -> Result<Self, SetupError> {
+    pub fn for_backend(
+        backend: &Backend,
+        key: Option<&ApiKey>,
+        client: reqwest::Client,
+        token_client: reqwest::Client,
+    ) -> Result<Self, SetupError> {
         let spec = backend.vertex.as_ref().ok_or(SetupError::MissingSettings)?;
         let metadata_host = std::env::var(METADATA_HOST_ENV).ok();
         Ok(Self::new(
@@ -130,6 +137,7 @@ impl Vertex {
             key,
             metadata_host.as_deref(),
             client,
+            token_client,
         )?)
     }
 

@@ -9,6 +9,7 @@
 //! | `POST /v1/messages` | [`Wire::Anthropic`], [`anthropic`] |
 //! | `POST /v1beta/models/{model}:{method}` | [`Wire::Gemini`], [`gemini`] |
 //! | `POST /v1/projects/…/models/{model}:{method}`, `POST /token`, the metadata server's token | [`Wire::Vertex`], [`vertex`] |
+//! | `POST /openai/…`, `POST /{tenant}/oauth2/v2.0/token` | [`Wire::Azure`], [`azure`] |
 //!
 //! A request reaches the wire whose endpoint it names, among those the upstream speaks; any
 //! other goes to the first of them, which answers it as its provider answers an unknown URL.
@@ -44,6 +45,7 @@
 //! array; `DELETE /_requests` forgets them. [`Upstream::requests`] gives the same to Rust tests.
 
 pub mod anthropic;
+pub mod azure;
 pub mod gemini;
 pub mod openai;
 mod record;
@@ -148,18 +150,21 @@ pub enum Wire {
     Gemini,
     /// Google's Vertex AI (Gemini and Claude models), `/v1/projects/…`, with its token issuers.
     Vertex,
+    /// Azure OpenAI, `/openai/…`, and Entra ID's token endpoint.
+    Azure,
 }
 
 impl Wire {
     /// Every wire.
-    pub const ALL: [Wire; 4] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Vertex];
+    pub const ALL: [Wire; 5] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Vertex, Wire::Azure];
 
     /// The API root a backend of this provider takes as `baseUrl`, as its SDK takes it:
-    /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic, Gemini and Vertex.
+    /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic, Gemini, Vertex and Azure (the
+    /// resource's endpoint, and the Entra authority host).
     pub fn base_url(self, addr: SocketAddr) -> String {
         match self {
             Wire::OpenAi => format!("http://{addr}/v1"),
-            Wire::Anthropic | Wire::Gemini | Wire::Vertex => format!("http://{addr}"),
+            Wire::Anthropic | Wire::Gemini | Wire::Vertex | Wire::Azure => format!("http://{addr}"),
         }
     }
 
@@ -174,6 +179,7 @@ impl Wire {
             Wire::Anthropic => matches!(path, "/v1/messages" | "/v1/messages/count_tokens"),
             Wire::Gemini => path.starts_with("/v1beta/"),
             Wire::Vertex => vertex::serves(path),
+            Wire::Azure => azure::serves(path),
         }
     }
 
@@ -183,6 +189,7 @@ impl Wire {
             Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str),
             Wire::Gemini => gemini::model(&request.path),
             Wire::Vertex => vertex::model(&request.path),
+            Wire::Azure => azure::model(request),
         }
     }
 
@@ -194,6 +201,7 @@ impl Wire {
             Wire::Anthropic => anthropic::answer(request, sequence, controls).await,
             Wire::Gemini => gemini::answer(request, sequence, controls).await,
             Wire::Vertex => vertex::answer(request, sequence, controls, &shared.vertex_tokens).await,
+            Wire::Azure => azure::answer(request, sequence, controls, &shared.azure_tokens).await,
         }
     }
 }
@@ -207,6 +215,8 @@ struct Shared {
     controls: Controls,
     /// The tokens the Vertex wire's issuers handed out.
     vertex_tokens: vertex::Issued,
+    /// The Entra ID tokens the Azure part issued.
+    azure_tokens: azure::Issued,
 }
 
 impl Shared {
@@ -244,6 +254,7 @@ impl Upstream {
             requests: Recorder::default(),
             controls: Controls::default(),
             vertex_tokens: vertex::Issued::default(),
+            azure_tokens: azure::Issued::default(),
         });
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, server })
@@ -297,6 +308,11 @@ impl Upstream {
             completion: completion_tokens,
         };
         self.shared.controls.set_tokens(model, tokens);
+    }
+
+    /// Expires every Entra ID token the Azure part issued: requests carrying one get Azure's 401.
+    pub fn expire_azure_tokens(&self) {
+        self.shared.azure_tokens.expire_all();
     }
 
     /// Requests for `model` arriving from now on wait (already recorded) until released.

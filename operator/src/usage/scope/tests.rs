@@ -21,6 +21,7 @@ fn route(name: &str, yaml_spec: &str) -> Arc<AcceptedRoute> {
         generation: 1,
         spec: r.spec,
         credentials: BTreeMap::new(),
+        header_values: Default::default(),
     })
 }
 

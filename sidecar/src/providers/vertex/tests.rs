@@ -48,6 +48,7 @@ fn metadata_vertex(publisher: VertexPublisher) -> Vertex {
         None,
         Some("127.0.0.1:9"),
         reqwest::Client::new(),
+        reqwest::Client::new(),
     )
     .unwrap()
 }
@@ -59,6 +60,7 @@ fn gemini_urls_are_regional_or_global_under_the_google_publisher() {
         None,
         None,
         None,
+        reqwest::Client::new(),
         reqwest::Client::new(),
     )
     .unwrap();
@@ -109,6 +111,7 @@ fn a_base_url_replaces_the_regional_endpoint() {
         Some("http://127.0.0.1:8080/"),
         None,
         None,
+        reqwest::Client::new(),
         reqwest::Client::new(),
     )
     .unwrap();
