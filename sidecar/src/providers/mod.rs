@@ -3,6 +3,7 @@
 //! failures); what its answers mean in OpenAI's format is in `translate`.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
@@ -41,6 +42,8 @@ pub enum Upstream {
     Anthropic(anthropic::Anthropic),
     /// Google's Gemini API.
     Gemini(gemini::Gemini),
+    /// Amazon Bedrock's Converse API.
+    Bedrock(bedrock::Bedrock),
     /// The built-in simulator.
     Simulator(simulator::Simulator),
 }
@@ -126,7 +129,8 @@ impl Upstream {
             }
             Provider::Anthropic => Ok(Self::Anthropic(anthropic::Anthropic::new(base_url(), api_key, client))),
             Provider::Gemini => Ok(Self::Gemini(gemini::Gemini::new(base_url(), api_key, client))),
-            Provider::AzureOpenai | Provider::Bedrock | Provider::Vertex => Err(UnsupportedProvider(backend.provider)),
+            Provider::Bedrock => Ok(Self::Bedrock(bedrock::Bedrock::new(backend, api_key, client))),
+            Provider::AzureOpenai | Provider::Vertex => Err(UnsupportedProvider(backend.provider)),
         }
     }
 
@@ -136,6 +140,7 @@ impl Upstream {
             Self::OpenAi(p) => p.chat(call).await,
             Self::Anthropic(p) => p.chat(call).await,
             Self::Gemini(p) => p.chat(call).await,
+            Self::Bedrock(p) => p.chat(call).await,
             Self::Simulator(p) => p.chat(call).await,
         }
     }
@@ -144,7 +149,7 @@ impl Upstream {
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.completions(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(format!(
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Bedrock(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(format!(
                 "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
                  openai and openai-compatible backends only",
                 call.request.model
@@ -156,7 +161,7 @@ impl Upstream {
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.responses(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Bedrock(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(
                 "only openai backends take Responses requests as they are; this one is served translated".into(),
             )),
         }
@@ -168,6 +173,7 @@ impl Upstream {
             Self::OpenAi(p) => p.embeddings(call).await,
             Self::Anthropic(p) => p.embeddings(call).await,
             Self::Gemini(p) => p.embeddings(call).await,
+            Self::Bedrock(p) => p.embeddings(call).await,
             Self::Simulator(p) => p.embeddings(call).await,
         }
     }
