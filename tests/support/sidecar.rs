@@ -83,6 +83,12 @@ impl SidecarProcess {
 
     /// Like [`start`](Self::start), with extra command-line arguments (e.g. `--max-body-bytes 1024`).
     pub async fn start_with_args(manifest_dir: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_env(manifest_dir, extra_args, &[]).await
+    }
+
+    /// Like [`start_with_args`](Self::start_with_args), with environment variables set (e.g. a
+    /// pod's AWS identity); the test runner's own AWS identity is never passed on.
+    pub async fn start_with_env(manifest_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let binary = sidecar_binary()?;
         let dir = tempfile::tempdir()?;
         let address_file = dir.path().join("addresses.json");
@@ -105,6 +111,13 @@ impl SidecarProcess {
             .env_remove("SLUICE_ADDRESS_FILE")
             .env_remove("SLUICE_MANIFESTS")
             .env_remove("SLUICE_MAX_BODY_BYTES")
+            .env_remove("AWS_ROLE_ARN")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_STS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

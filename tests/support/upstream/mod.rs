@@ -8,6 +8,7 @@
 //! | `POST /v1/chat/completions`, `POST /v1/embeddings` | [`Wire::OpenAi`], [`openai`] |
 //! | `POST /v1/messages` | [`Wire::Anthropic`], [`anthropic`] |
 //! | `POST /v1beta/models/{model}:{method}` | [`Wire::Gemini`], [`gemini`] |
+//! | `POST /model/{modelId}/converse`, `/converse-stream`, `/sts`, `GET /container-credentials` | [`Wire::Bedrock`], [`bedrock`] |
 //!
 //! A request reaches the wire whose endpoint it names, among those the upstream speaks; any
 //! other goes to the first of them, which answers it as its provider answers an unknown URL.
@@ -42,6 +43,7 @@
 //! array; `DELETE /_requests` forgets them. [`Upstream::requests`] gives the same to Rust tests.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 mod record;
@@ -143,18 +145,20 @@ pub enum Wire {
     Anthropic,
     /// Google's Gemini API, `/v1beta/models/…`.
     Gemini,
+    /// Amazon Bedrock's Converse API, `/model/…`, SigV4-checked, with an STS endpoint.
+    Bedrock,
 }
 
 impl Wire {
     /// Every wire.
-    pub const ALL: [Wire; 3] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini];
+    pub const ALL: [Wire; 4] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Bedrock];
 
     /// The API root a backend of this provider takes as `baseUrl`, as its SDK takes it:
     /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic and Gemini.
     pub fn base_url(self, addr: SocketAddr) -> String {
         match self {
             Wire::OpenAi => format!("http://{addr}/v1"),
-            Wire::Anthropic | Wire::Gemini => format!("http://{addr}"),
+            Wire::Anthropic | Wire::Gemini | Wire::Bedrock => format!("http://{addr}"),
         }
     }
 
@@ -168,23 +172,29 @@ impl Wire {
             ),
             Wire::Anthropic => matches!(path, "/v1/messages" | "/v1/messages/count_tokens"),
             Wire::Gemini => path.starts_with("/v1beta/"),
+            Wire::Bedrock => {
+                path.starts_with("/model/") || path == bedrock::auth::STS_PATH || path == bedrock::auth::CONTAINER_PATH
+            }
         }
     }
 
     /// The model a request to this wire asks for.
-    fn model(self, request: &RecordedRequest) -> Option<&str> {
+    fn model(self, request: &RecordedRequest) -> Option<std::borrow::Cow<'_, str>> {
         match self {
-            Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str),
-            Wire::Gemini => gemini::model(&request.path),
+            Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str).map(Into::into),
+            Wire::Gemini => gemini::model(&request.path).map(Into::into),
+            Wire::Bedrock => bedrock::model(&request.path).map(Into::into),
         }
     }
 
     /// Answers a request (the `sequence`-th received) as this provider would.
-    async fn answer(self, request: &RecordedRequest, sequence: usize, controls: &Controls) -> Response<Body> {
+    async fn answer(self, request: &RecordedRequest, sequence: usize, shared: &Shared) -> Response<Body> {
+        let controls = &shared.controls;
         match self {
             Wire::OpenAi => openai::answer(request, sequence, controls).await,
             Wire::Anthropic => anthropic::answer(request, sequence, controls).await,
             Wire::Gemini => gemini::answer(request, sequence, controls).await,
+            Wire::Bedrock => bedrock::answer(request, sequence, controls, &shared.bedrock).await,
         }
     }
 }
@@ -196,6 +206,8 @@ struct Shared {
     wires: Vec<Wire>,
     requests: Recorder,
     controls: Controls,
+    /// The AWS keys the Bedrock wire accepts and issues.
+    bedrock: bedrock::Keys,
 }
 
 impl Shared {
@@ -232,6 +244,7 @@ impl Upstream {
             wires: wires.to_vec(),
             requests: Recorder::default(),
             controls: Controls::default(),
+            bedrock: bedrock::Keys::default(),
         });
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, server })
@@ -264,8 +277,13 @@ impl Upstream {
     pub fn count(&self, model: &str) -> usize {
         self.requests()
             .iter()
-            .filter(|r| self.shared.wire_for(&r.path).model(r) == Some(model))
+            .filter(|r| self.shared.wire_for(&r.path).model(r).as_deref() == Some(model))
             .count()
+    }
+
+    /// The AWS keys the Bedrock wire accepts and the temporary ones it issued.
+    pub fn bedrock_keys(&self) -> &bedrock::Keys {
+        &self.shared.bedrock
     }
 
     /// The next requests for `model` behave as `behaviours` say, one each, in order.
