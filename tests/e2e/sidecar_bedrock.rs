@@ -18,7 +18,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_tests::sidecar::SidecarProcess;
 use sluice_tests::sse::{openai_events, sse_data};
-use sluice_tests::upstream::bedrock::auth::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, STS_PATH, WEB_IDENTITY_TOKEN};
+use sluice_tests::upstream::bedrock::auth::{
+    ACCESS_KEY_ID, CONTAINER_PATH, CONTAINER_TOKEN, SECRET_ACCESS_KEY, STS_PATH, WEB_IDENTITY_TOKEN,
+};
 use sluice_tests::upstream::bedrock::{CACHE_WRITE_TOKENS, THROTTLED_MESSAGE};
 use sluice_tests::upstream::{
     CACHED_TOKENS, COMPLETION_TOKENS, OK_CONTENT, OK_PIECES, PROMPT_TOKENS, TOOL_ANSWER_PREFIX, TOOL_NAME, Upstream,
@@ -121,8 +123,18 @@ impl Harness {
                     route("tool", url, auth, &[("bedrock", "mock-tool")]),
                     route("error-event", url, auth, &[("bedrock", "mock-error-event")]),
                     route("bad", url, auth, &[("bedrock", "mock-400")]),
-                    route("throttled", url, auth, &[("first", "mock-429"), ("second", "mock-ok-b")]),
-                    route("wrong-key", url, Auth::Secret("not-the-secret"), &[("bedrock", "mock-ok")]),
+                    route(
+                        "throttled",
+                        url,
+                        auth,
+                        &[("first", "mock-429"), ("second", "mock-ok-b")],
+                    ),
+                    route(
+                        "wrong-key",
+                        url,
+                        Auth::Secret("not-the-secret"),
+                        &[("bedrock", "mock-ok")],
+                    ),
                 ]
                 .concat()
             },
@@ -143,6 +155,29 @@ impl Harness {
                     ("AWS_ROLE_ARN".into(), ROLE_ARN.into()),
                     ("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token_file.display().to_string()),
                     ("AWS_ENDPOINT_URL_STS".into(), format!("{url}{STS_PATH}")),
+                ]
+            },
+        )
+        .await
+    }
+
+    /// A route whose backend uses EKS Pod Identity: the container credentials endpoint at the
+    /// upstream, its authorization token in a file.
+    async fn with_pod_identity() -> Self {
+        Self::start(
+            |url| route("chat", url, Auth::Pod, &[("bedrock", MODEL_ID)]),
+            |url, dir| {
+                let token_file = dir.join("pod-identity-token");
+                std::fs::write(&token_file, CONTAINER_TOKEN).unwrap();
+                vec![
+                    (
+                        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                        format!("{url}{CONTAINER_PATH}"),
+                    ),
+                    (
+                        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+                        token_file.display().to_string(),
+                    ),
                 ]
             },
         )
@@ -193,7 +228,10 @@ async fn chat_is_a_signed_converse_call_answered_as_an_openai_completion_with_ca
         authorization.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/")),
         "{authorization}"
     );
-    assert!(authorization.contains("/us-east-1/bedrock/aws4_request"), "{authorization}");
+    assert!(
+        authorization.contains("/us-east-1/bedrock/aws4_request"),
+        "{authorization}"
+    );
     assert_eq!(seen[0].header("x-amz-security-token"), None);
     assert_eq!(
         seen[0].body,
@@ -212,7 +250,10 @@ async fn streamed_chat_reads_the_event_stream_into_openai_chunks_with_usage() {
     assert_eq!(response.status(), StatusCode::OK);
     let (chunks, done) = openai_events(&response.text().await.unwrap()).unwrap();
     assert!(done);
-    assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
     let pieces: Vec<&str> = chunks
         .iter()
         .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
@@ -298,7 +339,10 @@ async fn an_exception_inside_the_event_stream_reaches_the_client_as_an_error_eve
         error["error"]["message"].as_str().unwrap().contains(THROTTLED_MESSAGE),
         "{error}"
     );
-    assert!(data[error_at + 1..].iter().all(|d| d == "[DONE]"), "nothing after the error");
+    assert!(
+        data[error_at + 1..].iter().all(|d| d == "[DONE]"),
+        "nothing after the error"
+    );
 }
 
 #[tokio::test]
@@ -355,13 +399,38 @@ async fn the_pods_web_identity_is_exchanged_at_sts_and_refreshed_when_bedrock_ca
     assert_eq!(sts.len(), 2);
     let form = sts[0].body.as_str().unwrap();
     assert!(form.contains("Action=AssumeRoleWithWebIdentity"), "{form}");
-    assert!(form.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fsluice-bedrock"), "{form}");
+    assert!(
+        form.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fsluice-bedrock"),
+        "{form}"
+    );
     let converse: Vec<_> = seen.iter().filter(|r| r.path.starts_with("/model/")).collect();
     assert_eq!(converse.len(), 4, "two calls, the expired one and its retry");
-    let key_of = |i: usize| converse[i].header("authorization").unwrap().split('/').next().unwrap().to_owned();
+    let key_of = |i: usize| {
+        converse[i]
+            .header("authorization")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
     assert_eq!(key_of(2), key_of(1), "the expired key was tried first");
     assert_ne!(key_of(3), key_of(2), "the retry used the new key");
     assert!(converse[3].header("x-amz-security-token").is_some());
+}
+
+#[tokio::test]
+async fn eks_pod_identity_credentials_come_from_the_container_endpoint_with_its_token() {
+    let h = Harness::with_pod_identity().await;
+
+    let response = h.chat(&hello("chat")).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(h.upstream.bedrock_keys().exchanges(), 1);
+    let seen = h.upstream.requests();
+    assert_eq!(seen[0].path, CONTAINER_PATH);
+    assert_eq!(seen[0].header("authorization"), Some(CONTAINER_TOKEN));
+    assert!(seen[1].header("x-amz-security-token").is_some());
 }
 
 #[tokio::test]
@@ -374,7 +443,11 @@ async fn no_credential_appears_in_config_or_the_sidecars_log() {
     assert_eq!(secret_h.chat(&hello("chat")).await.status(), StatusCode::OK);
 
     let mut secrets = h.upstream.bedrock_keys().issued_secrets();
-    secrets.extend([WEB_IDENTITY_TOKEN.to_owned(), SECRET_ACCESS_KEY.to_owned(), "not-the-secret".to_owned()]);
+    secrets.extend([
+        WEB_IDENTITY_TOKEN.to_owned(),
+        SECRET_ACCESS_KEY.to_owned(),
+        "not-the-secret".to_owned(),
+    ]);
     for harness in [&h, &secret_h] {
         let config = reqwest::get(harness.sidecar.admin_url("/config"))
             .await

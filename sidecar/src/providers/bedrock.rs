@@ -45,6 +45,11 @@ const SERVICE: &str = "bedrock";
 /// What a model id may keep unescaped in a URL path: RFC 3986's unreserved characters.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
+/// Why no AWS credentials could be had; never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bedrock credentials: {0}")]
+pub struct CredentialsError(pub String);
+
 /// A Bedrock runtime endpoint in one region.
 #[derive(Debug)]
 pub struct Bedrock {
@@ -63,9 +68,7 @@ impl Bedrock {
             None => (String::new(), None),
         };
         let source = if region.is_empty() {
-            Source::Unavailable(credentials::CredentialsError(
-                "the backend has no bedrock settings (region)".into(),
-            ))
+            Source::Unavailable(CredentialsError("the backend has no bedrock settings (region)".into()))
         } else {
             Source::resolve(secret.as_ref(), profile.as_deref(), &region, |name| {
                 std::env::var(name).ok()
@@ -152,7 +155,12 @@ impl Bedrock {
             .map_err(|e| ProviderError::Connect(e.to_string()))
     }
 
-    async fn attempt(&self, url: &str, body: Bytes, credentials: &Credentials) -> Result<reqwest::Response, ProviderError> {
+    async fn attempt(
+        &self,
+        url: &str,
+        body: Bytes,
+        credentials: &Credentials,
+    ) -> Result<reqwest::Response, ProviderError> {
         let mut request = http::Request::post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
@@ -200,8 +208,7 @@ fn error_type(resp: &reqwest::Response) -> Option<String> {
 fn expired(resp: &reqwest::Response) -> bool {
     let status = resp.status();
     status == StatusCode::UNAUTHORIZED
-        || (status == StatusCode::FORBIDDEN
-            && error_type(resp).is_some_and(|kind| kind == "ExpiredTokenException"))
+        || (status == StatusCode::FORBIDDEN && error_type(resp).is_some_and(|kind| kind == "ExpiredTokenException"))
 }
 
 /// A `converse` answer as its wire type.

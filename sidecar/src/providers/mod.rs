@@ -149,11 +149,13 @@ impl Upstream {
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.completions(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Bedrock(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(format!(
-                "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Bedrock(_) | Self::Simulator(_) => {
+                Err(ProviderError::Unsupported(format!(
+                    "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
                  openai and openai-compatible backends only",
-                call.request.model
-            ))),
+                    call.request.model
+                )))
+            }
         }
     }
 
@@ -161,9 +163,11 @@ impl Upstream {
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.responses(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Bedrock(_) | Self::Simulator(_) => Err(ProviderError::Unsupported(
-                "only openai backends take Responses requests as they are; this one is served translated".into(),
-            )),
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Bedrock(_) | Self::Simulator(_) => {
+                Err(ProviderError::Unsupported(
+                    "only openai backends take Responses requests as they are; this one is served translated".into(),
+                ))
+            }
         }
     }
 

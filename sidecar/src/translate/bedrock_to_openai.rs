@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn stream_exceptions_get_the_status_bedrock_gives_them() {
         assert_eq!(status_of("throttlingException"), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(status_of("serviceUnavailableException"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status_of("serviceUnavailableException"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(status_of("modelStreamErrorException"), StatusCode::BAD_GATEWAY);
     }
 

@@ -41,7 +41,11 @@ pub const THROTTLED_MESSAGE: &str = "Too many tokens, please wait before trying 
 pub fn model(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/model/")?;
     let (model, _) = rest.rsplit_once('/')?;
-    Some(percent_encoding::percent_decode_str(model).decode_utf8_lossy().into_owned())
+    Some(
+        percent_encoding::percent_decode_str(model)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Converse usage for `tokens`.
@@ -58,10 +62,19 @@ pub fn usage_of(tokens: Tokens) -> Value {
 fn failure(status: StatusCode) -> Response<Body> {
     let (kind, message) = match status.as_u16() {
         400 => ("ValidationException", "The provided request is not valid"),
-        403 => ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
+        403 => (
+            "AccessDeniedException",
+            "You don't have access to the model with the specified model ID.",
+        ),
         404 => ("ResourceNotFoundException", "Could not resolve the foundation model"),
-        429 => ("ThrottlingException", "Too many requests, please wait before trying again."),
-        503 => ("ServiceUnavailableException", "Bedrock is unable to process your request."),
+        429 => (
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        ),
+        503 => (
+            "ServiceUnavailableException",
+            "Bedrock is unable to process your request.",
+        ),
         _ => ("InternalServerException", "The server encountered an internal error"),
     };
     let mut response = aws_error(status, kind, message);
@@ -103,7 +116,10 @@ pub(super) async fn answer(
         Behaviour::ErrorEvent if streamed => (text(), "end_turn"),
         Behaviour::ErrorEvent => return failure(StatusCode::TOO_MANY_REQUESTS),
         Behaviour::Tool => match tool_result_text(&request.body) {
-            Some(result) => (vec![Block::Text(vec![TOOL_ANSWER_PREFIX.to_owned(), result])], "end_turn"),
+            Some(result) => (
+                vec![Block::Text(vec![TOOL_ANSWER_PREFIX.to_owned(), result])],
+                "end_turn",
+            ),
             None => (
                 vec![
                     Block::Text(vec![TOOL_PREAMBLE.to_owned()]),
@@ -145,7 +161,11 @@ pub(super) async fn answer(
         Behaviour::ErrorEvent => {
             // messageStart and the first text delta, then the exception.
             frames.truncate(2);
-            frames.push(frame("exception", "throttlingException", &json!({"message": THROTTLED_MESSAGE})));
+            frames.push(frame(
+                "exception",
+                "throttlingException",
+                &json!({"message": THROTTLED_MESSAGE}),
+            ));
             (Duration::ZERO, End::Clean)
         }
         _ => (Duration::ZERO, End::Clean),
@@ -224,11 +244,21 @@ fn stream_events(blocks: &[Block], stop: &str, tokens: Tokens) -> Vec<(String, V
 
 /// One event-stream message: an `event` named `kind`, or an `exception` of type `kind`.
 fn frame(message_type: &str, kind: &str, payload: &Value) -> Bytes {
-    let type_header = if message_type == "event" { ":event-type" } else { ":exception-type" };
+    let type_header = if message_type == "event" {
+        ":event-type"
+    } else {
+        ":exception-type"
+    };
     let message = Message::new(Bytes::from(payload.to_string()))
         .add_header(Header::new(type_header, HeaderValue::String(kind.to_owned().into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
-        .add_header(Header::new(":message-type", HeaderValue::String(message_type.to_owned().into())));
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String(message_type.to_owned().into()),
+        ));
     let mut out = Vec::new();
     // Writing to a Vec fails only for headers too long, which these are not.
     let _ = write_message_to(&message, &mut out);

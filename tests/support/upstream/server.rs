@@ -40,7 +40,9 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
     // Bedrock's requests are signed over their exact bytes, so they are checked here.
     if wire == Wire::Bedrock
         && parts.uri.path().starts_with("/model/")
-        && let Some(denied) = shared.bedrock.check(parts.method.as_str(), &request.path, &parts.headers, &bytes)
+        && let Some(denied) = shared
+            .bedrock
+            .check(parts.method.as_str(), &request.path, &parts.headers, &bytes)
     {
         return Ok(denied);
     }

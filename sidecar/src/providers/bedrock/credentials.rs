@@ -18,17 +18,12 @@ use futures::{
 };
 use sluice_crds::ApiKey;
 
-use super::sts;
+use super::{CredentialsError, sts};
 
 /// Temporary credentials are fetched again this long before they expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// The profile read from a credentials file unless the backend names one.
 const DEFAULT_PROFILE: &str = "default";
-
-/// Why no credentials could be had; never carries a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bedrock credentials: {0}")]
-pub struct CredentialsError(pub String);
 
 /// How a backend gets its credentials.
 #[derive(Debug, Clone)]
@@ -134,7 +129,9 @@ pub fn parse_credentials_file(text: &str, profile: &str) -> Result<Credentials, 
         )));
     }
     let missing = |what: &str| CredentialsError(format!("profile [{profile}] of the credentials file lacks {what}"));
-    let key_id = key_id.filter(|v| !v.is_empty()).ok_or_else(|| missing("aws_access_key_id"))?;
+    let key_id = key_id
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| missing("aws_access_key_id"))?;
     let secret = secret
         .filter(|v| !v.is_empty())
         .ok_or_else(|| missing("aws_secret_access_key"))?;
@@ -244,10 +241,11 @@ impl Cache {
 
 /// Whether credentials are good for a while yet at `now`.
 fn fresh(credentials: &Credentials, now: SystemTime) -> bool {
-    credentials
-        .expiry()
-        .is_none_or(|expiry| expiry > now + REFRESH_MARGIN)
+    credentials.expiry().is_none_or(|expiry| expiry > now + REFRESH_MARGIN)
 }
 
 /// Shares a cache between a backend's calls.
 pub type SharedCache = Arc<Cache>;
+
+#[cfg(test)]
+mod tests;

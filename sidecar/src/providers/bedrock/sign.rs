@@ -115,8 +115,7 @@ mod tests {
         // signed with the documented key is the signature the signer put on the request.
         let hash = format!("{:x}", Sha256::digest(CANONICAL_REQUEST.as_bytes()));
         assert_eq!(hash, CANONICAL_REQUEST_HASH);
-        let string_to_sign =
-            format!("AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/iam/aws4_request\n{hash}");
+        let string_to_sign = format!("AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/iam/aws4_request\n{hash}");
         let key = v4::generate_signing_key(SECRET, example_time(), "us-east-1", "iam");
         assert_eq!(v4::calculate_signature(key, string_to_sign.as_bytes()), SIGNATURE);
     }

@@ -10,7 +10,7 @@ use quick_xml::events::Event;
 use serde::Deserialize;
 use sluice_crds::ApiKey;
 
-use super::credentials::CredentialsError;
+use super::CredentialsError;
 
 /// How long one fetch of credentials may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,9 +78,8 @@ pub async fn assume_role_with_web_identity(
 
 /// The credentials in an `AssumeRoleWithWebIdentityResponse`.
 pub fn parse_assume_role_answer(xml: &str) -> Result<Credentials, CredentialsError> {
-    let field = |name: &str| {
-        element(xml, name).ok_or_else(|| CredentialsError(format!("the STS answer has no {name}")))
-    };
+    let field =
+        |name: &str| element(xml, name).ok_or_else(|| CredentialsError(format!("the STS answer has no {name}")));
     let expiry = parse_expiration(&field("Expiration")?)?;
     Ok(Credentials::new(
         field("AccessKeyId")?,
@@ -173,7 +172,9 @@ async fn fetch(request: reqwest::RequestBuilder, what: &str) -> Result<(http::St
             .map_err(|e| CredentialsError(format!("{what} broke off: {e}")))?
         {
             if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(CredentialsError(format!("{what} answered more than {MAX_ANSWER} bytes")));
+                return Err(CredentialsError(format!(
+                    "{what} answered more than {MAX_ANSWER} bytes"
+                )));
             }
             body.extend_from_slice(&chunk);
         }

@@ -32,7 +32,10 @@ fn event_frame(kind: &str, payload: &Value) -> Vec<u8> {
     payload["p"] = json!("abcdefghijklmnopqrstuvwxyzABCDEF");
     let message = Message::new(Bytes::from(payload.to_string()))
         .add_header(Header::new(":event-type", HeaderValue::String(kind.to_owned().into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ))
         .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
     let mut out = Vec::new();
     write_message_to(&message, &mut out).unwrap();
@@ -42,8 +45,14 @@ fn event_frame(kind: &str, payload: &Value) -> Vec<u8> {
 /// An exception message, as Bedrock sends one mid-stream.
 fn exception_frame(kind: &str, text: &str) -> Vec<u8> {
     let message = Message::new(Bytes::from(json!({"message": text}).to_string()))
-        .add_header(Header::new(":exception-type", HeaderValue::String(kind.to_owned().into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+        .add_header(Header::new(
+            ":exception-type",
+            HeaderValue::String(kind.to_owned().into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ))
         .add_header(Header::new(":message-type", HeaderValue::String("exception".into())));
     let mut out = Vec::new();
     write_message_to(&message, &mut out).unwrap();
@@ -66,8 +75,7 @@ fn transcript(lines: &str) -> Vec<u8> {
 /// Runs a binary body, cut into `piece`-byte chunks, through the provider's stream reading: the
 /// chunks as JSON, the metered usage, and the error that ended it, if one did.
 async fn run_stream(body: Vec<u8>, piece: usize) -> (Vec<Value>, Vec<Usage>, Option<ProviderError>) {
-    let chunks: Vec<Result<Bytes, ProviderError>> =
-        body.chunks(piece).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<Result<Bytes, ProviderError>> = body.chunks(piece).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut stream = translate_body(futures::stream::iter(chunks), deadline, true, CREATED, MODEL, ID);
     let (mut out, mut usage) = (Vec::new(), Vec::new());
@@ -110,14 +118,18 @@ fn tool_choice_modes_map_to_auto_any_and_tool() {
     for (choice, expected) in [
         (json!("auto"), json!({"auto": {}})),
         (json!("required"), json!({"any": {}})),
-        (json!({"type": "function", "function": {"name": "f"}}), json!({"tool": {"name": "f"}})),
+        (
+            json!({"type": "function", "function": {"name": "f"}}),
+            json!({"tool": {"name": "f"}}),
+        ),
     ] {
         let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools, "tool_choice": choice});
         let request = parse_chat(body.to_string().as_bytes()).unwrap();
         let translated = serde_json::to_value(openai_to_bedrock::request(&request).unwrap()).unwrap();
         assert_eq!(translated["toolConfig"]["toolChoice"], expected, "{choice}");
     }
-    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools, "tool_choice": "none"});
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools, "tool_choice": "none"});
     let request = parse_chat(body.to_string().as_bytes()).unwrap();
     let translated = serde_json::to_value(openai_to_bedrock::request(&request).unwrap()).unwrap();
     assert_eq!(translated.get("toolConfig"), None);
@@ -165,7 +177,12 @@ async fn an_event_stream_with_reasoning_and_a_tool_call_becomes_the_exact_openai
     assert_eq!(usage.len(), 1);
     let usage = usage[0];
     assert_eq!(
-        (usage.input.0, usage.cached_input.0, usage.cache_write_input.0, usage.output.0),
+        (
+            usage.input.0,
+            usage.cached_input.0,
+            usage.cache_write_input.0,
+            usage.output.0
+        ),
         (12, 4, 2, 5)
     );
 }
@@ -250,7 +267,11 @@ const CREDENTIALS_FILE: &str = "# team-a's Bedrock keys\n\
 fn the_credentials_file_gives_the_chosen_profile() {
     let default = parse_credentials_file(CREDENTIALS_FILE, "default").unwrap();
     assert_eq!(
-        (default.access_key_id(), default.secret_access_key(), default.session_token()),
+        (
+            default.access_key_id(),
+            default.secret_access_key(),
+            default.session_token()
+        ),
         ("AKIDDEFAULT", "default-secret", None)
     );
     let ci = parse_credentials_file(CREDENTIALS_FILE, "ci").unwrap();
@@ -266,7 +287,10 @@ fn a_bad_credentials_file_is_refused_naming_the_profile_never_a_value() {
     assert_eq!(missing.0, "the credentials file has no [prod] profile");
 
     let half = parse_credentials_file("[default]\naws_access_key_id = AKIDHALF\n", "default").unwrap_err();
-    assert_eq!(half.0, "profile [default] of the credentials file lacks aws_secret_access_key");
+    assert_eq!(
+        half.0,
+        "profile [default] of the credentials file lacks aws_secret_access_key"
+    );
 
     let garbage = parse_credentials_file("[default]\nsecret-looking-garbage\n", "default").unwrap_err();
     assert!(!garbage.0.contains("garbage"), "{garbage}");

@@ -66,7 +66,12 @@ impl Keys {
     pub fn issued_secrets(&self) -> Vec<String> {
         self.0
             .lock()
-            .map(|s| s.issued.values().flat_map(|k| [k.secret.clone(), k.token.clone()]).collect())
+            .map(|s| {
+                s.issued
+                    .values()
+                    .flat_map(|k| [k.secret.clone(), k.token.clone()])
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -91,10 +96,16 @@ impl Keys {
     pub fn check(&self, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Response<Body>> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let Some(authorization) = header("authorization") else {
-            return Some(denied("MissingAuthenticationTokenException", "Missing Authentication Token"));
+            return Some(denied(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ));
         };
         let Some(parsed) = parse_authorization(authorization) else {
-            return Some(denied("IncompleteSignatureException", "The Authorization header is malformed"));
+            return Some(denied(
+                "IncompleteSignatureException",
+                "The Authorization header is malformed",
+            ));
         };
         let (secret, token) = if parsed.key_id == ACCESS_KEY_ID {
             (SECRET_ACCESS_KEY.to_owned(), None)
@@ -121,7 +132,10 @@ impl Keys {
             ));
         }
         let Some(time) = header("x-amz-date").and_then(parse_amz_date) else {
-            return Some(denied("IncompleteSignatureException", "x-amz-date is missing or malformed"));
+            return Some(denied(
+                "IncompleteSignatureException",
+                "x-amz-date is missing or malformed",
+            ));
         };
         let host = header("host").unwrap_or_default();
         let signed: Vec<(&str, &str)> = parsed
@@ -158,7 +172,10 @@ impl Keys {
             return sts_error("InvalidAction", "Could not find operation for this request");
         }
         if field("WebIdentityToken") != WEB_IDENTITY_TOKEN {
-            return sts_error("InvalidIdentityToken", "Couldn't retrieve verification key from your identity provider");
+            return sts_error(
+                "InvalidIdentityToken",
+                "Couldn't retrieve verification key from your identity provider",
+            );
         }
         let credentials = self.issue();
         let xml = format!(
@@ -182,7 +199,10 @@ impl Keys {
     /// EKS Pod Identity's credentials endpoint: the request must carry the expected token.
     pub fn container(&self, authorization: Option<&str>) -> Response<Body> {
         if authorization != Some(CONTAINER_TOKEN) {
-            return json_response(StatusCode::FORBIDDEN, &json!({"message": "invalid authorization token"}));
+            return json_response(
+                StatusCode::FORBIDDEN,
+                &json!({"message": "invalid authorization token"}),
+            );
         }
         let credentials = self.issue();
         json_response(
@@ -228,7 +248,9 @@ fn parse_authorization(value: &str) -> Option<Authorization> {
 /// `20150830T123600Z` as a time.
 fn parse_amz_date(text: &str) -> Option<SystemTime> {
     let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", text).ok()?;
-    Some(SystemTime::from(civil.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp()))
+    Some(SystemTime::from(
+        civil.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp(),
+    ))
 }
 
 /// The `Authorization` header the field's signer puts on this request.

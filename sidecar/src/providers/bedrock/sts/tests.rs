@@ -45,7 +45,10 @@ fn the_assume_role_request_is_the_documented_form() {
 fn the_assume_role_answer_gives_temporary_credentials_with_their_expiry() {
     let credentials = parse_assume_role_answer(ANSWER).unwrap();
     assert_eq!(credentials.access_key_id(), "ASgeIAIOSFODNN7EXAMPLE");
-    assert_eq!(credentials.secret_access_key(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY");
+    assert_eq!(
+        credentials.secret_access_key(),
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
+    );
     assert_eq!(
         credentials.session_token(),
         Some("AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE&more")
@@ -56,7 +59,9 @@ fn the_assume_role_answer_gives_temporary_credentials_with_their_expiry() {
 
 #[test]
 fn an_answer_without_credentials_says_what_it_lacks() {
-    let answer = ANSWER.replace("<SessionToken>", "<Other>").replace("</SessionToken>", "</Other>");
+    let answer = ANSWER
+        .replace("<SessionToken>", "<Other>")
+        .replace("</SessionToken>", "</Other>");
     assert_eq!(
         parse_assume_role_answer(&answer).unwrap_err(),
         CredentialsError("the STS answer has no SessionToken".into())
