@@ -362,6 +362,24 @@ async fn a_validation_exception_is_the_clients_400_and_a_bad_signature_its_403()
 }
 
 #[tokio::test]
+async fn the_responses_api_is_served_translated_through_converse() {
+    let h = Harness::with_secret().await;
+
+    let response = h
+        .http
+        .post(h.sidecar.url("/v1/responses"))
+        .json(&json!({"model": "chat", "input": "Say hello"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["output"][0]["content"][0]["text"], OK_CONTENT, "{body}");
+    assert_eq!(h.upstream.requests()[0].path, "/model/mock-ok-v1%3A0/converse");
+}
+
+#[tokio::test]
 async fn embeddings_are_unsupported_for_a_converse_backend() {
     let h = Harness::with_secret().await;
 
