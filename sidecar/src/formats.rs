@@ -3,6 +3,7 @@
 //! Translating between formats is `translate`'s; calling upstreams is `providers`'.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod responses;

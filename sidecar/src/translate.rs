@@ -9,8 +9,10 @@
 //! endpoints'.
 
 pub mod anthropic_to_openai;
+pub mod bedrock_to_openai;
 pub mod gemini_to_openai;
 pub mod openai_to_anthropic;
+pub mod openai_to_bedrock;
 pub mod openai_to_gemini;
 pub mod openai_to_responses;
 pub mod responses_to_openai;

@@ -86,8 +86,8 @@ impl SidecarProcess {
         Self::start_with_env(manifest_dir, extra_args, &[]).await
     }
 
-    /// Like [`start_with_args`](Self::start_with_args), with these environment variables set
-    /// for the sidecar alone (the test process's own stay as they are).
+    /// Like [`start_with_args`](Self::start_with_args), with environment variables set (e.g. a
+    /// pod's AWS identity); the test runner's own AWS identity is never passed on.
     pub async fn start_with_env(manifest_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let binary = sidecar_binary()?;
         let dir = tempfile::tempdir()?;
@@ -111,6 +111,12 @@ impl SidecarProcess {
             .env_remove("SLUICE_ADDRESS_FILE")
             .env_remove("SLUICE_MANIFESTS")
             .env_remove("SLUICE_MAX_BODY_BYTES")
+            .env_remove("AWS_ROLE_ARN")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_STS")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod entra;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
@@ -59,6 +60,8 @@ pub enum Upstream {
     Gemini(gemini::Gemini),
     /// Google Vertex AI (Gemini and Claude models).
     Vertex(vertex::Vertex),
+    /// Amazon Bedrock's Converse API.
+    Bedrock(bedrock::Bedrock),
     /// The built-in simulator.
     Simulator(simulator::Simulator),
 }
@@ -166,7 +169,7 @@ impl Upstream {
                 client,
                 identity_client,
             )?)),
-            Provider::Bedrock => Err(UnsupportedProvider(backend.provider).into()),
+            Provider::Bedrock => Ok(Self::Bedrock(bedrock::Bedrock::new(backend, api_key, client, identity_client))),
         }
     }
 
@@ -177,6 +180,7 @@ impl Upstream {
             Self::Anthropic(p) => p.chat(call).await,
             Self::Gemini(p) => p.chat(call).await,
             Self::Vertex(p) => p.chat(call).await,
+            Self::Bedrock(p) => p.chat(call).await,
             Self::Simulator(p) => p.chat(call).await,
         }
     }
@@ -185,7 +189,7 @@ impl Upstream {
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.completions(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Simulator(_) => {
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Bedrock(_) | Self::Simulator(_) => {
                 Err(ProviderError::Unsupported(format!(
                     "model {:?} is served by a backend without /v1/completions; legacy completions are served by \
                      openai, openai-compatible and azure-openai backends only",
@@ -199,7 +203,7 @@ impl Upstream {
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
         match self {
             Self::OpenAi(p) => p.responses(call).await,
-            Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Simulator(_) => {
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Bedrock(_) | Self::Simulator(_) => {
                 Err(ProviderError::Unsupported(
                     "only openai and azure-openai backends take Responses requests as they are; this one is served \
                      translated"
@@ -216,6 +220,7 @@ impl Upstream {
             Self::Anthropic(p) => p.embeddings(call).await,
             Self::Gemini(p) => p.embeddings(call).await,
             Self::Vertex(p) => p.embeddings(call).await,
+            Self::Bedrock(p) => p.embeddings(call).await,
             Self::Simulator(p) => p.embeddings(call).await,
         }
     }

@@ -1,4 +1,4 @@
-//! `sluice-test-upstream [--listen 127.0.0.1:0] [--address-file PATH] [--protocol openai|anthropic|gemini|vertex|azure]`:
+//! `sluice-test-upstream [--listen 127.0.0.1:0] [--address-file PATH] [--protocol openai|anthropic|gemini|vertex|azure|bedrock]`:
 //! the in-test upstream as a process, for tests in other languages and the node's pods. With
 //! `--address-file` it writes `{"listen":"127.0.0.1:PORT"}` there once it is bound (the same file
 //! the sidecar and the operator write, `sluice_crds::address_file`); it serves until killed.

@@ -10,6 +10,7 @@
 //! | `POST /v1beta/models/{model}:{method}` | [`Wire::Gemini`], [`gemini`] |
 //! | `POST /v1/projects/…/models/{model}:{method}`, `POST /token`, the metadata server's token | [`Wire::Vertex`], [`vertex`] |
 //! | `POST /openai/…`, `POST /{tenant}/oauth2/v2.0/token` | [`Wire::Azure`], [`azure`] |
+//! | `POST /model/{modelId}/converse`, `/converse-stream`, `/sts`, `GET /container-credentials` | [`Wire::Bedrock`], [`bedrock`] |
 //!
 //! A request reaches the wire whose endpoint it names, among those the upstream speaks; any
 //! other goes to the first of them, which answers it as its provider answers an unknown URL.
@@ -46,6 +47,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 mod record;
@@ -152,11 +154,20 @@ pub enum Wire {
     Vertex,
     /// Azure OpenAI, `/openai/…`, and Entra ID's token endpoint.
     Azure,
+    /// Amazon Bedrock's Converse API, `/model/…`, SigV4-checked, with an STS endpoint.
+    Bedrock,
 }
 
 impl Wire {
     /// Every wire.
-    pub const ALL: [Wire; 5] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Vertex, Wire::Azure];
+    pub const ALL: [Wire; 6] = [
+        Wire::OpenAi,
+        Wire::Anthropic,
+        Wire::Gemini,
+        Wire::Vertex,
+        Wire::Azure,
+        Wire::Bedrock,
+    ];
 
     /// The API root a backend of this provider takes as `baseUrl`, as its SDK takes it:
     /// `http://ADDR/v1` for OpenAI, `http://ADDR` for Anthropic, Gemini, Vertex and Azure (the
@@ -164,7 +175,7 @@ impl Wire {
     pub fn base_url(self, addr: SocketAddr) -> String {
         match self {
             Wire::OpenAi => format!("http://{addr}/v1"),
-            Wire::Anthropic | Wire::Gemini | Wire::Vertex | Wire::Azure => format!("http://{addr}"),
+            Wire::Anthropic | Wire::Gemini | Wire::Vertex | Wire::Azure | Wire::Bedrock => format!("http://{addr}"),
         }
     }
 
@@ -180,16 +191,20 @@ impl Wire {
             Wire::Gemini => path.starts_with("/v1beta/"),
             Wire::Vertex => vertex::serves(path),
             Wire::Azure => azure::serves(path),
+            Wire::Bedrock => {
+                path.starts_with("/model/") || path == bedrock::auth::STS_PATH || path == bedrock::auth::CONTAINER_PATH
+            }
         }
     }
 
     /// The model a request to this wire asks for.
-    fn model(self, request: &RecordedRequest) -> Option<&str> {
+    fn model(self, request: &RecordedRequest) -> Option<std::borrow::Cow<'_, str>> {
         match self {
-            Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str),
-            Wire::Gemini => gemini::model(&request.path),
-            Wire::Vertex => vertex::model(&request.path),
-            Wire::Azure => azure::model(request),
+            Wire::OpenAi | Wire::Anthropic => request.body.get("model").and_then(Value::as_str).map(Into::into),
+            Wire::Gemini => gemini::model(&request.path).map(Into::into),
+            Wire::Vertex => vertex::model(&request.path).map(Into::into),
+            Wire::Azure => azure::model(request).map(Into::into),
+            Wire::Bedrock => bedrock::model(&request.path).map(Into::into),
         }
     }
 
@@ -202,6 +217,7 @@ impl Wire {
             Wire::Gemini => gemini::answer(request, sequence, controls).await,
             Wire::Vertex => vertex::answer(request, sequence, controls, &shared.vertex_tokens).await,
             Wire::Azure => azure::answer(request, sequence, controls, &shared.azure_tokens).await,
+            Wire::Bedrock => bedrock::answer(request, sequence, controls, &shared.bedrock).await,
         }
     }
 }
@@ -217,6 +233,8 @@ struct Shared {
     vertex_tokens: vertex::Issued,
     /// The Entra ID tokens the Azure part issued.
     azure_tokens: azure::Issued,
+    /// The AWS keys the Bedrock wire accepts and issues.
+    bedrock: bedrock::Keys,
 }
 
 impl Shared {
@@ -255,6 +273,7 @@ impl Upstream {
             controls: Controls::default(),
             vertex_tokens: vertex::Issued::default(),
             azure_tokens: azure::Issued::default(),
+            bedrock: bedrock::Keys::default(),
         });
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, server })
@@ -287,8 +306,13 @@ impl Upstream {
     pub fn count(&self, model: &str) -> usize {
         self.requests()
             .iter()
-            .filter(|r| self.shared.wire_for(&r.path).model(r) == Some(model))
+            .filter(|r| self.shared.wire_for(&r.path).model(r).as_deref() == Some(model))
             .count()
+    }
+
+    /// The AWS keys the Bedrock wire accepts and the temporary ones it issued.
+    pub fn bedrock_keys(&self) -> &bedrock::Keys {
+        &self.shared.bedrock
     }
 
     /// The next requests for `model` behave as `behaviours` say, one each, in order.

@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::{RecordedRequest, Shared};
+use super::{RecordedRequest, Shared, Wire};
 use crate::http::{Body, json_response, raw_response, serve_connections};
 
 /// Serves the upstream on `listener` for ever.
@@ -37,6 +37,15 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
     let request = RecordedRequest::new(parts.method.to_string(), path, &parts.headers, &bytes);
     let sequence = shared.requests.record(request.clone());
     let wire = shared.wire_for(&request.path);
+    // Bedrock's requests are signed over their exact bytes, so they are checked here.
+    if wire == Wire::Bedrock
+        && parts.uri.path().starts_with("/model/")
+        && let Some(denied) = shared
+            .bedrock
+            .check(parts.method.as_str(), &request.path, &parts.headers, &bytes)
+    {
+        return Ok(denied);
+    }
     Ok(wire.answer(&request, sequence, &shared).await)
 }
 

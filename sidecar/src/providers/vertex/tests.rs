@@ -264,6 +264,7 @@ fn a_backend_with_an_unusable_key_is_refused_when_built() {
         Some(&ApiKey::new("{}")),
         None,
         reqwest::Client::new(),
+        reqwest::Client::new(),
     )
     .unwrap_err();
     assert!(matches!(error, KeyError::Malformed(_)), "{error}");
