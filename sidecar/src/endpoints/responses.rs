@@ -6,6 +6,7 @@
 //! stores nothing: `previous_response_id` is served only by an `openai` backend, and `GET` /
 //! `DELETE /v1/responses/{id}` say so with a 404.
 
+mod passthrough;
 pub mod stream;
 #[cfg(test)]
 mod tests;
