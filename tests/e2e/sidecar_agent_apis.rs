@@ -419,6 +419,47 @@ async fn a_json_schema_text_format_reaches_the_upstream_as_the_response_format()
 }
 
 #[tokio::test]
+async fn a_json_schema_and_a_reasoning_effort_reach_anthropic_and_gemini_in_their_own_terms() {
+    let h = Harness::start().await;
+    let schema = json!({"type": "object", "properties": {"greeting": {"type": "string"}}, "required": ["greeting"],
+                        "additionalProperties": false});
+    let body = |model: &str| {
+        json!({"model": model, "input": "Greet", "max_output_tokens": 3000, "reasoning": {"effort": "low"},
+               "text": {"format": {"type": "json_schema", "name": "greeting", "schema": schema, "strict": true}}})
+    };
+
+    for model in ["claude", "gemini"] {
+        let response = h.post("/v1/responses", &body(model)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{model}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            answer["text"]["format"]["name"], "greeting",
+            "{model}: the format is echoed"
+        );
+        assert_eq!(answer["reasoning"]["effort"], "low", "{model}: the effort is echoed");
+    }
+
+    let sent = h.upstream.requests_to(Wire::Anthropic);
+    assert_eq!(
+        sent[0].body["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+    assert_eq!(
+        sent[0].body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+    assert_eq!(sent[0].body["max_tokens"], 3000);
+    let sent = h.upstream.requests_to(Wire::Gemini);
+    let config = &sent[0].body["generationConfig"];
+    assert_eq!(config["responseMimeType"], "application/json");
+    assert_eq!(config["responseJsonSchema"], schema);
+    assert_eq!(
+        config["thinkingConfig"],
+        json!({"thinkingBudget": 1024, "includeThoughts": true})
+    );
+}
+
+#[tokio::test]
 async fn an_upstream_that_breaks_off_mid_stream_ends_the_stream_with_response_failed() {
     let h = Harness::start().await;
 
