@@ -47,7 +47,7 @@ fn passed_through(served: ChatServed) -> Response {
             }
             resp
         }
-        Reply::Stream(events) => response::event_stream(stream::PassedThroughSseBody::new(events).boxed()),
+        Reply::Stream(events) => response::event_stream(passthrough::PassedThroughSseBody::new(events).boxed()),
     };
     set_served_by(&mut resp, &served.served);
     resp

@@ -17,8 +17,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::stream::encode;
 use crate::{
+    endpoints::translated_sse::encode,
     formats::responses::stream::{Event, EventBody},
     response,
     wire::{ChunkStream, ProviderError, StreamEvent},

@@ -1,7 +1,7 @@
 //! The client side of a streamed `/v1/responses` answer: the pipeline's chat chunks as the
 //! Responses events (`translate::openai_to_responses::stream`), framed as server-sent events as
 //! they arrive. An upstream failure mid-way becomes `response.failed`, the end of the body.
-//! An `openai` backend's own events pass through ([`PassedThroughSseBody`], in `passthrough`).
+//! An `openai` backend's own events pass through (`super::passthrough`).
 
 use crate::{
     endpoints::translated_sse::{EventTranslator, NamedEvent, TranslatedSseBody},
@@ -10,7 +10,6 @@ use crate::{
     wire::{ChunkStream, ProviderError, Usage},
 };
 
-pub use super::passthrough::PassedThroughSseBody;
 pub use crate::endpoints::translated_sse::encode;
 
 /// A streamed chat answer as a Responses event-stream body.

@@ -114,7 +114,7 @@ async fn asking_for_a_stored_response_is_a_404_that_says_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_passed_through_stream_that_breaks_ends_with_an_error_event_numbered_after_the_last() {
-    use super::stream::PassedThroughSseBody;
+    use super::passthrough::PassedThroughSseBody;
     let items = vec![
         data(json!({"type": "response.created", "sequence_number": 0, "response": {}})),
         data(json!({"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hi"})),
@@ -136,7 +136,7 @@ async fn a_passed_through_stream_that_breaks_ends_with_an_error_event_numbered_a
 
 #[tokio::test]
 async fn a_passed_through_stream_cut_by_the_budget_ends_with_response_failed_holding_the_output_so_far() {
-    use super::stream::PassedThroughSseBody;
+    use super::passthrough::PassedThroughSseBody;
     let message =
         json!({"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []});
     let items = vec![
