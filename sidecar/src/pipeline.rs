@@ -270,12 +270,15 @@ async fn reserve(account: &Arc<Account>, worst_case: MicroUsd) -> Result<Admissi
 }
 
 /// Resolves the route, plans the candidates and admits the request under the route's limits.
+/// A request that continues a stored response (`stored_response`) keeps only the candidates
+/// that take Responses requests as they are.
 async fn admit<'a>(
     config: &ActiveConfig,
     model: &str,
     body: Body<'a>,
     headers: &'a HeaderMap,
     body_user: Option<&str>,
+    stored_response: bool,
 ) -> Result<Admitted<'a>, Refused> {
     let started = Instant::now();
     let route = config.routes.resolve(model)?.clone();
@@ -298,6 +301,16 @@ async fn admit<'a>(
                 "model {model:?} is served by no openai or openai-compatible backend here, and only those \
                  serve legacy /v1/completions; use /v1/chat/completions"
             ))));
+        }
+    }
+    if stored_response {
+        plan.candidates.retain(|b| passes_responses_through(b.provider));
+        if plan.candidates.is_empty() {
+            let message = format!(
+                "previous_response_id names a response stored by OpenAI, and no openai backend of route {} may                  serve this request (this gateway stores no responses); send the whole conversation in input instead",
+                route.key
+            );
+            return Err(refuse(ApiError::bad_request(message, Some("previous_response_id"))));
         }
     }
     let budget = match route.budget.as_ref().and_then(|key| config.budgets.get(key)) {
@@ -369,7 +382,7 @@ pub async fn completions(
     const ENDPOINT: &str = "completions";
     let started = Instant::now();
     let user = request.user.as_deref();
-    let admitted = admit(config, &request.model, Body::Completions(request), headers, user)
+    let admitted = admit(config, &request.model, Body::Completions(request), headers, user, false)
         .await
         .inspect_err(|refused| record_refusal(&config.recorder, refused, ENDPOINT, user, started))?;
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {
@@ -414,7 +427,8 @@ pub struct Passthrough<'a> {
     pub body: &'a serde_json::Value,
     /// Whether the client asked for a stream.
     pub stream: bool,
-    /// Whether only a backend that takes it as it is may serve it (it names a stored response).
+    /// Whether only a backend that takes it as it is may serve it (it names a stored response):
+    /// the route's other backends are then left out of the candidates.
     pub required: bool,
 }
 
@@ -447,9 +461,17 @@ async fn serve_chat(
 ) -> Result<ChatServed, Refused> {
     let started = Instant::now();
     let user = request.user.as_deref();
-    let admitted = admit(config, &request.model, Body::Chat(request), headers, user)
-        .await
-        .inspect_err(|refused| record_refusal(&config.recorder, refused, endpoint, user, started))?;
+    let stored_response = passthrough.is_some_and(|p| p.required);
+    let admitted = admit(
+        config,
+        &request.model,
+        Body::Chat(request),
+        headers,
+        user,
+        stored_response,
+    )
+    .await
+    .inspect_err(|refused| record_refusal(&config.recorder, refused, endpoint, user, started))?;
     let may_pass_through = passthrough.is_some()
         && admitted
             .plan
@@ -570,7 +592,7 @@ pub async fn embeddings(
 ) -> Result<EmbeddingsServed, Refused> {
     let started = Instant::now();
     let user = request.user.as_deref();
-    let admitted = admit(config, &request.model, Body::Embeddings(request), headers, user)
+    let admitted = admit(config, &request.model, Body::Embeddings(request), headers, user, false)
         .await
         .inspect_err(|refused| record_refusal(&config.recorder, refused, "embeddings", user, started))?;
     let attempt = failover::serve(admitted.attempts(), |backend, deadline| async move {

@@ -20,8 +20,41 @@ pub mod responses_to_openai;
 pub mod testing;
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use crate::formats::openai::{ChatRequest, Untranslatable};
 use crate::wire::{ProviderError, StreamEvent};
+
+/// The thinking budget, in tokens, that chat's `reasoning_effort` (and Responses'
+/// `reasoning.effort`, which becomes it) asks of a provider that takes a budget: `None` when
+/// the request names no effort, `Some(0)` for `none`. `minimal` and `low` get 1,024 tokens
+/// (Anthropic's least), `medium` 2,048, `high` 4,096 and `xhigh` 8,192: the figures LiteLLM
+/// uses, so a client moving between gateways sees the same thinking.
+pub fn thinking_budget(request: &ChatRequest) -> Result<Option<u32>, Untranslatable> {
+    let Some(effort) = request.rest.get("reasoning_effort").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let budget = match effort.as_str() {
+        Some("none") => 0,
+        Some("minimal" | "low") => 1024,
+        Some("medium") => 2048,
+        Some("high") => 4096,
+        Some("xhigh") => 8192,
+        _ => {
+            return Err(Untranslatable(format!(
+                "reasoning_effort {} is not one of none, minimal, low, medium, high, xhigh",
+                compact(effort)
+            )));
+        }
+    };
+    Ok(Some(budget))
+}
+
+/// A JSON value as short text for an error message.
+fn compact(value: &Value) -> String {
+    let text = value.to_string();
+    text.chars().take(40).collect()
+}
 
 /// The translation of one streamed upstream answer into the internal chunks: a small state
 /// machine fed the upstream's events in order, then told of the stream's clean end.

@@ -39,6 +39,24 @@ fn route(name: &str, provider: &str, base_url: &str, model: &str) -> String {
     )
 }
 
+/// Route `mixed`: an Anthropic backend first, an OpenAI one second; the header
+/// `x-sluice-tier: claude-only` keeps the Anthropic one alone.
+fn mixed_route(anthropic: &str, openai: &str) -> String {
+    let backend = |name: &str, provider: &str, base_url: &str, priority: u32| {
+        format!(
+            "  - name: {name}\n    provider: {provider}\n    model: mock-ok\n    baseUrl: {base_url}\n    \
+             priority: {priority}\n    credentialsRef: {{name: keys, key: apiKey}}\n"
+        )
+    };
+    format!(
+        "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: mixed, namespace: {NAMESPACE}}}\n\
+         spec:\n  models: [mixed]\n  strategy: priority\n  retry: {{attempts: 1}}\n  backends:\n{}{}  rules:\n  \
+         - when: {{header: {{name: x-sluice-tier, value: claude-only}}}}\n    backends: [claude]\n",
+        backend("claude", "anthropic", anthropic, 0),
+        backend("gpt", "openai", openai, 1),
+    )
+}
+
 impl Harness {
     async fn start() -> Self {
         let upstream = Upstream::start(&Wire::ALL).await.unwrap();
@@ -61,6 +79,7 @@ impl Harness {
         ] {
             manifest.push_str(&route(name, provider, base_url, model));
         }
+        manifest.push_str(&mixed_route(&anthropic, &openai));
         manifest.push_str(&format!(
             "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: sim, namespace: {NAMESPACE}}}\n\
              spec:\n  models: [sim]\n  backends:\n  - name: simulator\n    provider: simulator\n    model: sim-1\n    \
@@ -400,6 +419,47 @@ async fn a_json_schema_text_format_reaches_the_upstream_as_the_response_format()
 }
 
 #[tokio::test]
+async fn a_json_schema_and_a_reasoning_effort_reach_anthropic_and_gemini_in_their_own_terms() {
+    let h = Harness::start().await;
+    let schema = json!({"type": "object", "properties": {"greeting": {"type": "string"}}, "required": ["greeting"],
+                        "additionalProperties": false});
+    let body = |model: &str| {
+        json!({"model": model, "input": "Greet", "max_output_tokens": 3000, "reasoning": {"effort": "low"},
+               "text": {"format": {"type": "json_schema", "name": "greeting", "schema": schema, "strict": true}}})
+    };
+
+    for model in ["claude", "gemini"] {
+        let response = h.post("/v1/responses", &body(model)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{model}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            answer["text"]["format"]["name"], "greeting",
+            "{model}: the format is echoed"
+        );
+        assert_eq!(answer["reasoning"]["effort"], "low", "{model}: the effort is echoed");
+    }
+
+    let sent = h.upstream.requests_to(Wire::Anthropic);
+    assert_eq!(
+        sent[0].body["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+    assert_eq!(
+        sent[0].body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+    assert_eq!(sent[0].body["max_tokens"], 3000);
+    let sent = h.upstream.requests_to(Wire::Gemini);
+    let config = &sent[0].body["generationConfig"];
+    assert_eq!(config["responseMimeType"], "application/json");
+    assert_eq!(config["responseJsonSchema"], schema);
+    assert_eq!(
+        config["thinkingConfig"],
+        json!({"thinkingBudget": 1024, "includeThoughts": true})
+    );
+}
+
+#[tokio::test]
 async fn an_upstream_that_breaks_off_mid_stream_ends_the_stream_with_response_failed() {
     let h = Harness::start().await;
 
@@ -502,4 +562,47 @@ async fn an_openai_backends_streamed_events_pass_through_named_and_numbered_as_i
     assert_eq!(deltas, OK_CONTENT);
     let id = events.last().unwrap().1["response"]["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("resp_mock_"), "the upstream's own Response: {id}");
+}
+
+#[tokio::test]
+async fn previous_response_id_on_a_mixed_route_is_served_by_its_openai_backend_and_refused_only_when_none_may_serve_it()
+{
+    let h = Harness::start().await;
+
+    // Without it, the route's first backend (Anthropic) serves, translated.
+    let response = h.post("/v1/responses", &json!({"model": "mixed", "input": "hi"})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-sluice-backend"), Some("claude"));
+
+    // With it, only the OpenAI backend may serve, and it takes the request as it is.
+    let response = h
+        .post(
+            "/v1/responses",
+            &json!({"model": "mixed", "input": "and then?", "previous_response_id": "resp_prev"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-sluice-backend"), Some("gpt"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["previous_response_id"], "resp_prev");
+    let sent = h.upstream.requests_to(Wire::OpenAi);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, "/v1/responses");
+    assert_eq!(sent[0].body["previous_response_id"], "resp_prev");
+
+    // A rule that leaves only the Anthropic backend leaves nothing that may serve it: a 400
+    // naming the field, and nothing sent upstream.
+    let before = h.upstream.requests().len();
+    let response = h
+        .http
+        .post(h.sidecar.url("/v1/responses"))
+        .header("x-sluice-tier", "claude-only")
+        .json(&json!({"model": "mixed", "input": "and then?", "previous_response_id": "resp_prev"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "previous_response_id", "{body}");
+    assert_eq!(h.upstream.requests().len(), before);
 }

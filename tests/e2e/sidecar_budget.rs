@@ -628,3 +628,63 @@ async fn a_streamed_response_that_would_overrun_a_hard_budget_ends_with_response
     assert!(spent > 0.40 && spent <= 0.50, "spent {spent}");
     assert_eq!(budget["reservedUSD"], "0.000000");
 }
+
+#[tokio::test]
+async fn a_passed_through_response_stream_past_a_hard_budget_ends_with_response_failed_and_is_settled() {
+    // An `openai` backend's own Responses stream: reasoning, then a tool call of 40,000
+    // characters of arguments (~10,000 tokens, $1.00); the reservation is 4,096 tokens of a
+    // $0.50 budget. The deltas count like chat text, and the cut is told as a translated
+    // Response's is: `response.failed` with `budget_exceeded`, the unfinished call incomplete.
+    let upstream = Upstream::start(&[Wire::OpenAi]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend =
+        upstream_backend(&upstream, "mock-long-tool").replace("provider: openai-compatible", "provider: openai");
+    write(
+        dir.path(),
+        &format!("{SECRET}{}{}", budget_doc("0.50", "hard", ""), route_doc(&backend)),
+    );
+    let sidecar = SidecarProcess::start(dir.path()).await.unwrap();
+    let client = http();
+    let text = client
+        .post(sidecar.url("/v1/responses"))
+        .json(&json!({"model": "chat", "stream": true, "input": "call the tool"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<Value> = sluice_tests::sse::sse_data(&text)
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.failed", "{last}");
+    assert_eq!(last["response"]["error"]["code"], "budget_exceeded", "{last}");
+    assert!(
+        events.iter().all(|e| e["type"] != "response.completed"),
+        "the answer must not look complete"
+    );
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "response.function_call_arguments.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert!(
+        pieces.len() < sluice_tests::upstream::LONG_TOOL_PIECES,
+        "{} pieces passed",
+        pieces.len()
+    );
+    let call = &last["response"]["output"][1];
+    assert_eq!(call["type"], "function_call", "{last}");
+    assert_eq!(call["status"], "incomplete");
+    assert_eq!(call["arguments"], pieces.concat().as_str());
+    assert_eq!(
+        last["sequence_number"].as_u64(),
+        events[events.len() - 2]["sequence_number"].as_u64().map(|n| n + 1)
+    );
+    let budget = budgets(&client, &sidecar).await;
+    let spent: f64 = budget["spentUSD"].as_str().unwrap().parse().unwrap();
+    assert!(spent > 0.40 && spent <= 0.50, "spent {spent}");
+    assert_eq!(budget["reservedUSD"], "0.000000");
+}

@@ -48,6 +48,31 @@ def test_responses_create_on_the_simulator(providers_client):
     assert response.output_text
 
 
+@pytest.mark.parametrize("model", ["claude", "gemini"])
+def test_a_json_schema_format_and_a_reasoning_effort_are_accepted_and_echoed(providers_client, model):
+    # Anthropic gets them as structured output and thinking, Gemini as responseJsonSchema and a
+    # thinking budget (the wire tests check what is sent); the SDK reads the answer as OpenAI's.
+    schema = {
+        "type": "object",
+        "properties": {"greeting": {"type": "string"}},
+        "required": ["greeting"],
+        "additionalProperties": False,
+    }
+    response = providers_client.responses.create(
+        model=model,
+        input="Greet",
+        max_output_tokens=3000,
+        reasoning={"effort": "low"},
+        text={"format": {"type": "json_schema", "name": "greeting", "schema": schema, "strict": True}},
+    )
+
+    assert response.status == "completed"
+    assert response.text.format.type == "json_schema"
+    assert response.text.format.name == "greeting"
+    assert response.reasoning.effort == "low"
+    assert response.output_text == OK_CONTENT
+
+
 @pytest.mark.parametrize("model", ["claude", "gemini", "compat"])
 def test_responses_stream_gives_the_text_deltas_and_the_final_response(providers_client, model):
     with providers_client.responses.stream(model=model, input="Say hello") as stream:

@@ -6,6 +6,7 @@
 //! stores nothing: `previous_response_id` is served only by an `openai` backend, and `GET` /
 //! `DELETE /v1/responses/{id}` say so with a 404.
 
+mod passthrough;
 pub mod stream;
 #[cfg(test)]
 mod tests;
@@ -46,7 +47,7 @@ fn passed_through(served: ChatServed) -> Response {
             }
             resp
         }
-        Reply::Stream(events) => response::event_stream(stream::PassedThroughSseBody::new(events).boxed()),
+        Reply::Stream(events) => response::event_stream(passthrough::PassedThroughSseBody::new(events).boxed()),
     };
     set_served_by(&mut resp, &served.served);
     resp

@@ -200,11 +200,31 @@ fn length_chunk(like: &[u8]) -> Bytes {
 }
 
 /// What an OpenAI chunk generates, borrowed where it has no escapes: text, tool call names
-/// and arguments, and reasoning are all completion tokens a hard budget pays for.
+/// and arguments, and reasoning are all completion tokens a hard budget pays for. An event of
+/// OpenAI's Responses stream (passed through from an `openai` backend) has a `type` instead.
 #[derive(Deserialize)]
 struct ChunkText<'a> {
     #[serde(borrow, default)]
     choices: Vec<ChoiceText<'a>>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+}
+
+/// The Responses events whose `delta` is generated text: the answer, refusals, tool call
+/// arguments, and reasoning (its text and its summary).
+const GENERATING_EVENTS: [&str; 5] = [
+    "response.output_text.delta",
+    "response.refusal.delta",
+    "response.function_call_arguments.delta",
+    "response.reasoning_text.delta",
+    "response.reasoning_summary_text.delta",
+];
+
+/// The generated text of a Responses delta event.
+#[derive(Deserialize)]
+struct EventDelta<'a> {
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -257,15 +277,30 @@ impl DeltaText<'_> {
     }
 }
 
-/// Characters generated in one chunk: completion text, reasoning and tool calls.
+/// Characters generated in one chunk (a chat chunk or a Responses event): completion text,
+/// reasoning and tool calls.
 fn text_chars(payload: &[u8]) -> usize {
-    serde_json::from_slice::<ChunkText<'_>>(payload).map_or(0, |c| {
-        c.choices
+    let Ok(chunk) = serde_json::from_slice::<ChunkText<'_>>(payload) else {
+        return 0;
+    };
+    match chunk.kind.as_deref() {
+        Some(kind) if GENERATING_EVENTS.contains(&kind) => {
+            serde_json::from_slice::<EventDelta<'_>>(payload).map_or(0, |e| chars(e.delta.as_ref()))
+        }
+        Some(_) => 0,
+        None => chunk
+            .choices
             .iter()
             .filter_map(|ch| ch.delta.as_ref())
             .map(DeltaText::chars)
-            .sum()
-    })
+            .sum(),
+    }
+}
+
+/// Whether `payload` is an event passed through in its own API (a Responses event), which names
+/// its `type`, rather than a chat chunk.
+fn is_typed_event(payload: &[u8]) -> bool {
+    serde_json::from_slice::<ChunkText<'_>>(payload).is_ok_and(|c| c.kind.is_some())
 }
 
 impl Tap {
@@ -342,9 +377,15 @@ impl Tap {
                 }
                 Verdict::Cut(message) => {
                     // Withhold this chunk, close the upstream, end the answer like a length limit.
+                    // A Responses stream (passed through) has no chunk for that: its body tells
+                    // the cut with the events that end a failed Response.
                     self.stream = Box::pin(futures::stream::empty());
-                    self.ending.push_back(Err(ProviderError::BudgetSpent(message)));
                     self.end(End::BudgetSpent);
+                    let spent = Err(ProviderError::BudgetSpent(message));
+                    if is_typed_event(&payload) {
+                        return Poll::Ready(Some(spent));
+                    }
+                    self.ending.push_back(spent);
                     return Poll::Ready(Some(Ok(StreamEvent::Data(length_chunk(&payload)))));
                 }
             }
@@ -424,5 +465,19 @@ mod tests {
             5
         );
         assert_eq!(text_chars(br#"{"choices":[{"delta":{"reasoning":"hmm"}}]}"#), 3);
+    }
+
+    #[test]
+    fn counts_the_generated_deltas_of_a_passed_through_responses_stream() {
+        for kind in GENERATING_EVENTS {
+            let event = format!(r#"{{"type":"{kind}","output_index":0,"delta":"h\u00e9llo","sequence_number":3}}"#);
+            assert_eq!(text_chars(event.as_bytes()), 5, "{kind}");
+        }
+        let created = br#"{"type":"response.created","response":{"id":"resp_1","output":[]},"sequence_number":0}"#;
+        assert_eq!(text_chars(created), 0);
+        let done = br#"{"type":"response.output_text.done","text":"hello","sequence_number":9}"#;
+        assert_eq!(text_chars(done), 0);
+        assert!(is_typed_event(created));
+        assert!(!is_typed_event(br#"{"choices":[{"delta":{"content":"x"}}]}"#));
     }
 }

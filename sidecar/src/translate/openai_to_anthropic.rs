@@ -11,8 +11,18 @@
 //!   may refuse the unknown key.
 //! - Thinking blocks become `reasoning_content` (and back); their signatures do not survive.
 //! - `cache_creation_input_tokens` travels as `usage.prompt_tokens_details.cache_creation_tokens`.
-//! - OpenAI fields without an Anthropic counterpart (`seed`, `response_format`, `logprobs`,
-//!   penalties) are not sent; `n` above 1 is refused.
+//! - `reasoning_effort` becomes extended thinking (`thinking: {type: enabled, budget_tokens}`,
+//!   the budget from [`super::thinking_budget`]); `none` sends no thinking. Anthropic counts the
+//!   budget inside `max_tokens` and wants it below: without a client cap, `max_tokens` is
+//!   [`DEFAULT_MAX_TOKENS`] plus the budget; with one, the budget is cut to fit, and a cap too
+//!   small for Anthropic's least budget (1,024) sends no thinking. Thinking takes no temperature
+//!   or `top_k` and a `top_p` of at least 0.95, so those are then not sent; and it takes no
+//!   forced tool, so a request that forces one (`tool_choice` `required` or a function) is sent
+//!   without thinking.
+//! - `response_format` `json_schema` becomes Anthropic's structured output
+//!   (`output_config: {format: {type: json_schema, schema}}`): the answer is the JSON as text.
+//! - OpenAI fields without an Anthropic counterpart (`seed`, `response_format` `json_object`,
+//!   `logprobs`, penalties) are not sent; `n` above 1 is refused.
 
 pub mod stream;
 
@@ -33,6 +43,9 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// The `cache_control` key carried between the two formats.
 const CACHE_CONTROL: &str = "cache_control";
+
+/// The least thinking budget Anthropic takes.
+pub const MIN_THINKING_BUDGET: u32 = 1024;
 
 // ---------------------------------------------------------------------------------------------
 // OpenAI → Anthropic
@@ -101,13 +114,9 @@ pub fn request(request: &ChatRequest, model: &str) -> Result<MessagesRequest, Un
         _ => None,
     };
     let rest_f64 = |key: &str| request.rest.get(key).and_then(Value::as_f64);
-    Ok(MessagesRequest {
-        model: model.to_owned(),
-        messages,
+    let forced_tool = matches!(tool_choice, Some(ToolChoice::Required | ToolChoice::Function(_)));
+    let mut sampling = Sampling {
         max_tokens: request.completion_cap().unwrap_or(DEFAULT_MAX_TOKENS),
-        system: system_content(system),
-        stop_sequences: openai::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
-        stream: request.is_stream().then_some(true),
         temperature: rest_f64("temperature").map(|t| t.min(1.0)),
         top_p: rest_f64("top_p"),
         top_k: request
@@ -115,14 +124,89 @@ pub fn request(request: &ChatRequest, model: &str) -> Result<MessagesRequest, Un
             .get("top_k")
             .and_then(Value::as_u64)
             .and_then(|k| u32::try_from(k).ok()),
+    };
+    let mut rest = Map::new();
+    if let Some(thinking) = thinking(request, forced_tool, &mut sampling)? {
+        rest.insert("thinking".into(), thinking);
+    }
+    if let Some(format) = output_format(request)? {
+        rest.insert("output_config".into(), json!({"format": format}));
+    }
+    Ok(MessagesRequest {
+        model: model.to_owned(),
+        messages,
+        max_tokens: sampling.max_tokens,
+        system: system_content(system),
+        stop_sequences: openai::stop_sequences(&request.rest).filter(|s| !s.is_empty()),
+        stream: request.is_stream().then_some(true),
+        temperature: sampling.temperature,
+        top_p: sampling.top_p,
+        top_k: sampling.top_k,
         tools: (!tools.is_empty()).then(|| tools.iter().map(tool_to_anthropic).collect()),
         tool_choice: anthropic_tool_choice(tool_choice, parallel),
         metadata: request.user.as_ref().map(|user| anthropic::Metadata {
             user_id: Some(user.clone()),
             rest: Map::new(),
         }),
-        rest: Map::new(),
+        rest,
     })
+}
+
+/// The cap and sampling settings of a request, which thinking constrains.
+struct Sampling {
+    max_tokens: u32,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u32>,
+}
+
+/// Anthropic's `thinking` for the request's reasoning effort, fitting `sampling` to it; `None`
+/// when it asks none, forces a tool, or caps the answer below the least budget.
+fn thinking(
+    request: &ChatRequest,
+    forced_tool: bool,
+    sampling: &mut Sampling,
+) -> Result<Option<Value>, Untranslatable> {
+    let Some(budget) = super::thinking_budget(request)?.filter(|b| *b > 0) else {
+        return Ok(None);
+    };
+    if forced_tool {
+        return Ok(None);
+    }
+    let budget = match request.completion_cap() {
+        None => {
+            sampling.max_tokens = DEFAULT_MAX_TOKENS.saturating_add(budget);
+            budget
+        }
+        Some(cap) => budget.min(cap.saturating_sub(1)),
+    };
+    if budget < MIN_THINKING_BUDGET {
+        return Ok(None);
+    }
+    sampling.temperature = None;
+    sampling.top_k = None;
+    sampling.top_p = sampling.top_p.filter(|p| *p >= 0.95);
+    Ok(Some(json!({"type": "enabled", "budget_tokens": budget})))
+}
+
+/// Anthropic's structured output format for a `response_format` of `json_schema`.
+fn output_format(request: &ChatRequest) -> Result<Option<Value>, Untranslatable> {
+    let Some(format) = request.rest.get("response_format").filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("json_schema") => {
+            let schema = format
+                .pointer("/json_schema/schema")
+                .cloned()
+                .ok_or_else(|| Untranslatable("response_format json_schema needs json_schema.schema".into()))?;
+            Ok(Some(json!({"type": "json_schema", "schema": schema})))
+        }
+        Some("json_object" | "text") | None => Ok(None),
+        Some(other) => Err(Untranslatable(format!(
+            "response_format {other:?} is not one of text, json_object, json_schema"
+        ))),
+    }
 }
 
 /// System blocks as Anthropic takes them: one plain text as a string, otherwise blocks.

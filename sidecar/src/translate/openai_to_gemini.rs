@@ -9,6 +9,11 @@
 //!   signature travels as `extra_content.google.thought_signature` on the tool call (Google's own
 //!   OpenAI-compatible convention) and is sent back with it; a call without one (from another
 //!   provider's turn) gets the placeholder Google documents for that case.
+//! - `response_format` `json_schema` becomes `responseMimeType: application/json` with
+//!   `responseJsonSchema`; `json_object` the MIME type alone.
+//! - `reasoning_effort` becomes `thinkingConfig` with the budget of [`super::thinking_budget`]
+//!   (`none`: 0, which turns thinking off where the model allows it) and `includeThoughts`, so
+//!   thought summaries come back as reasoning (`reasoning_content`), never as answer text.
 //! - A prompt Gemini blocks is a 400 with code `content_filter`; an answer it stops for safety
 //!   ends with `finish_reason: content_filter`.
 
@@ -18,7 +23,8 @@ use serde_json::{Value, json};
 
 use crate::formats::gemini::{
     BatchEmbedContentsRequest, Blob, Content, EmbedContentRequest, FileData, FunctionCall, FunctionCallingConfig,
-    FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerationConfig, Part, Tool, ToolConfig,
+    FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerationConfig, Part, ThinkingConfig, Tool,
+    ToolConfig,
 };
 use crate::formats::openai::{
     self, ChatRequest, ContentPart, EmbeddingInput, EmbeddingsRequest, Role, ToolCall, ToolChoice, Untranslatable,
@@ -281,6 +287,10 @@ fn generation_config(request: &ChatRequest) -> Result<Option<GenerationConfig>, 
         seed: request.rest.get("seed").and_then(Value::as_i64),
         response_mime_type,
         response_json_schema,
+        thinking_config: super::thinking_budget(request)?.map(|budget| ThinkingConfig {
+            thinking_budget: Some(budget),
+            include_thoughts: (budget > 0).then_some(true),
+        }),
     };
     Ok((config != GenerationConfig::default()).then_some(config))
 }

@@ -4,6 +4,7 @@
 //! Every scenario visits the targets one after another (direct, floor, minimal sidecar, full
 //! sidecar) so that a change in background load touches all of them alike.
 
+pub mod apis;
 pub mod machine;
 pub mod manifests;
 pub mod oha;
@@ -20,16 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
+use self::apis::{Api, RequestKind};
 use self::manifests::Features;
 use self::oha::{Oha, Shape};
 use self::procs::{Proc, Sidecar};
 use self::results::{Load, PeerStatus, Run, Streaming, Target, TargetResults};
-
-/// The non-streamed request every load run sends.
-pub const CHAT_BODY: &str = concat!(
-    r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},"#,
-    r#"{"role":"user","content":"Say hello to the benchmark in five words."}],"max_tokens":32}"#
-);
 
 /// What to run and where to put it.
 #[derive(Debug, Clone)]
@@ -361,13 +357,13 @@ pub async fn run(opts: &Options) -> Result<Run> {
 
     step("streaming: time to first token and per chunk");
     for e in &endpoints {
-        let body = streams::stream_body(manifests::STREAM_MODEL);
+        let body = Api::Chat.stream_request(manifests::STREAM_MODEL);
         let (warmup, count) = if e.target.is_peer() {
             (plan.peer_stream_warmup, plan.peer_streams)
         } else {
             (plan.stream_warmup, plan.streams)
         };
-        let timed = streams::time_streams(e.addr, body, &e.headers, warmup, count)
+        let timed = streams::time_streams(e.addr, &body, &e.headers, warmup, count)
             .await
             .with_context(|| format!("streaming through {}", e.target.label()));
         match timed {
@@ -376,6 +372,8 @@ pub async fn run(opts: &Options) -> Result<Run> {
             Err(err) => return Err(err),
         }
     }
+
+    let apis = apis::measure_all(&oha, &endpoints, upstream_pid, &plan, &mut notes).await?;
 
     step("memory after load");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -486,14 +484,27 @@ pub async fn run(opts: &Options) -> Result<Run> {
         targets: results,
         notes,
         peers: statuses,
+        apis,
     })
 }
 
-/// One `oha` run against `e`, with the CPU its process tree (and the upstream) used per request.
+/// One `oha` run of the chat request against `e`, with the CPU its process tree (and the
+/// upstream) used per request.
 async fn measure(oha: &Oha, e: &Endpoint, upstream_pid: u32, shape: Shape) -> Result<Load> {
+    measure_request(oha, e, upstream_pid, &Api::Chat.request(), shape).await
+}
+
+/// [`measure`] with any request.
+async fn measure_request(
+    oha: &Oha,
+    e: &Endpoint,
+    upstream_pid: u32,
+    request: &RequestKind,
+    shape: Shape,
+) -> Result<Load> {
     let (cpu0, up0) = (procs::tree_cpu(e.pid)?, procs::cpu_of(upstream_pid)?);
     let mut load = oha
-        .run(e.addr, CHAT_BODY, &e.headers, shape)
+        .run(e.addr, request, &e.headers, shape)
         .await
         .with_context(|| format!("loading {}", e.target.label()))?;
     let (cpu1, up1) = (procs::tree_cpu(e.pid)?, procs::cpu_of(upstream_pid)?);
@@ -526,6 +537,21 @@ async fn measure_noted(
     }
 }
 
+/// [`measure_request`], noting failed requests (one of ours: a failed run ends the run).
+async fn measure_with(
+    oha: &Oha,
+    e: &Endpoint,
+    upstream_pid: u32,
+    request: &RequestKind,
+    shape: Shape,
+    notes: &mut Vec<String>,
+    what: &str,
+) -> Result<Load> {
+    let load = measure_request(oha, e, upstream_pid, request, shape).await?;
+    note_failures(notes, e.target, what, &load);
+    Ok(load)
+}
+
 /// How long holding the streams may take before it is given up (a peer accepting slowly).
 const HOLD_WITHIN: Duration = Duration::from_secs(120);
 
@@ -539,8 +565,8 @@ async fn hold(
     headers: &[(String, String)],
     count: usize,
 ) -> Option<(usize, Option<u64>)> {
-    let body = streams::stream_body(manifests::HOLD_MODEL);
-    let opened = tokio::time::timeout(HOLD_WITHIN, streams::hold_streams(addr, body, headers, count)).await;
+    let body = Api::Chat.stream_request(manifests::HOLD_MODEL);
+    let opened = tokio::time::timeout(HOLD_WITHIN, streams::hold_streams(addr, &body, headers, count)).await;
     let result = match opened {
         Ok(Ok(held)) => {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -683,7 +709,7 @@ mod tests {
 
     #[test]
     fn the_load_request_calls_the_fast_model() {
-        let body: serde_json::Value = serde_json::from_str(CHAT_BODY).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&Api::Chat.request().body).unwrap();
         assert_eq!(body["model"], manifests::FAST_MODEL);
     }
 

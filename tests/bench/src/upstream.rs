@@ -13,6 +13,10 @@
 //! | model `…stream-N-D` | N chunks, D microseconds apart (`stream-600-1000000`: a slow stream held open) |
 //! | any other model | [`DEFAULT_CHUNKS`] chunks, no delay |
 //!
+//! `POST …/responses` and `POST …/messages` answer a fixed Response and a fixed Anthropic Message
+//! (not streamed), so that a direct call and the floor can send the driver's Responses and
+//! Messages requests too; the sidecar translates those to chat for this upstream.
+//!
 //! `GET /healthz` answers 200. Connections are HTTP/1.1 with keep-alive.
 
 use std::convert::Infallible;
@@ -41,6 +45,21 @@ pub const COMPLETION: &str = concat!(
     r#""choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark upstream."},"#,
     r#""logprobs":null,"finish_reason":"stop"}],"#,
     r#""usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21},"system_fingerprint":"fp_bench"}"#
+);
+
+/// The fixed answer to a Responses request.
+pub const RESPONSE: &str = concat!(
+    r#"{"id":"resp_bench","object":"response","created_at":1700000000,"status":"completed","model":"bench-upstream","#,
+    r#""output":[{"type":"message","id":"msg_bench","status":"completed","role":"assistant","#,
+    r#""content":[{"type":"output_text","text":"Hello from the benchmark upstream.","annotations":[]}]}],"#,
+    r#""usage":{"input_tokens":12,"output_tokens":9,"total_tokens":21}}"#
+);
+
+/// The fixed answer to an Anthropic Messages request.
+pub const MESSAGE: &str = concat!(
+    r#"{"id":"msg_bench","type":"message","role":"assistant","model":"bench-upstream","#,
+    r#""content":[{"type":"text","text":"Hello from the benchmark upstream."}],"#,
+    r#""stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":9}}"#
 );
 
 const FIRST_CHUNK: &str = concat!(
@@ -72,7 +91,7 @@ pub struct StreamPlan {
     pub delay: Duration,
 }
 
-/// The fields of a chat request this upstream acts on.
+/// The fields of a request (chat, Responses or Messages) this upstream acts on.
 #[derive(Debug, Deserialize)]
 struct ChatBody {
     #[serde(default)]
@@ -149,7 +168,15 @@ pub async fn handle(req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::GET && req.uri().path() == "/healthz" {
         return fixed(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"));
     }
-    if req.method() != Method::POST || !req.uri().path().ends_with("/chat/completions") {
+    let path = req.uri().path();
+    let native = if path.ends_with("/responses") {
+        Some(RESPONSE)
+    } else if path.ends_with("/messages") {
+        Some(MESSAGE)
+    } else {
+        None
+    };
+    if req.method() != Method::POST || (native.is_none() && !path.ends_with("/chat/completions")) {
         return fixed(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found"));
     }
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -161,6 +188,20 @@ pub async fn handle(req: Request<Incoming>) -> Response<Body> {
         Ok(c) => c,
         Err(_) => return fixed(StatusCode::BAD_REQUEST, "text/plain", Bytes::from_static(b"json")),
     };
+    if let Some(answer) = native {
+        if chat.stream {
+            return fixed(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                Bytes::from_static(b"this upstream streams chat completions only"),
+            );
+        }
+        return fixed(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(answer.as_bytes()),
+        );
+    }
     if !chat.stream {
         return fixed(
             StatusCode::OK,
@@ -245,6 +286,10 @@ mod tests {
 
     #[test]
     fn fixed_answer_is_valid_openai_json() {
+        for native in [RESPONSE, MESSAGE] {
+            let v: serde_json::Value = serde_json::from_str(native).unwrap();
+            assert_eq!(v["usage"]["output_tokens"], 9);
+        }
         let v: serde_json::Value = serde_json::from_str(COMPLETION).unwrap();
         assert_eq!(v["usage"]["total_tokens"], 21);
         for chunk in [FIRST_CHUNK, CHUNK, LAST_CHUNK] {

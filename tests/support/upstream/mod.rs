@@ -24,7 +24,7 @@
 //! |---|---|
 //! | `mock-ok`, `mock-ok-*` (e.g. `mock-ok-a`) | [`OK_CONTENT`], streamed as [`OK_PIECES`], with the usage of [`Tokens::default`] |
 //! | `mock-tool` | a [`TOOL_NAME`] call; once the last turn holds its result, [`TOOL_ANSWER_PREFIX`] and the result |
-//! | `mock-long-tool` | OpenAI only: reasoning, then a [`TOOL_NAME`] call whose arguments stream in [`LONG_TOOL_PIECES`] pieces of [`LONG_TOOL_PIECE_CHARS`] characters |
+//! | `mock-long-tool` | OpenAI only (chat, and `/v1/responses` streamed): reasoning, then a [`TOOL_NAME`] call whose arguments stream in [`LONG_TOOL_PIECES`] pieces of [`LONG_TOOL_PIECE_CHARS`] characters |
 //! | `mock-NNN` (e.g. `mock-429`) | status NNN with the provider's error body ([`RETRY_AFTER_SECS`] to wait on 429) |
 //! | `mock-garbage` | 200 whose body (or first event) is not valid JSON |
 //! | `mock-cut-stream` | part of the stream (or half the body), then the connection drops |

@@ -142,9 +142,13 @@ async fn chat(request: &RecordedRequest, model: &str, sequence: usize, steer: St
 
 /// OpenAI's own Responses API: a Response saying [`OK_CONTENT`] with the usage of
 /// [`Tokens::default`], whole or as OpenAI streams it (one delta per piece of [`OK_PIECES`]).
+/// `mock-long-tool` streamed is [`long_tool_response`].
 fn responses(body: &Value, sequence: usize) -> Response<Body> {
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
     let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
+    if streamed && model == "mock-long-tool" {
+        return long_tool_response(model, sequence);
+    }
     let tokens = Tokens::default();
     let (id, item) = (format!("resp_mock_{sequence}"), format!("msg_mock_{sequence}"));
     let response = |status: &str, text: Option<&str>, usage: Value| {
@@ -173,6 +177,56 @@ fn responses(body: &Value, sequence: usize) -> Response<Body> {
                "delta": p, "logprobs": []})
     }));
     events.push(json!({"type": "response.completed", "response": response("completed", Some(OK_CONTENT), usage)}));
+    let frames = events.into_iter().enumerate().map(|(n, mut e)| {
+        e["sequence_number"] = json!(n);
+        format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default())
+    });
+    sse_response(frames.collect::<Vec<_>>(), Duration::ZERO, End::Clean)
+}
+
+/// `mock-long-tool` as OpenAI streams a Response: a reasoning item with one summary delta, then
+/// a [`TOOL_NAME`] call whose arguments stream in [`LONG_TOOL_PIECES`] pieces of
+/// [`LONG_TOOL_PIECE_CHARS`] characters, then `response.completed` with the usage of
+/// [`Tokens::default`].
+fn long_tool_response(model: &str, sequence: usize) -> Response<Body> {
+    let tokens = Tokens::default();
+    let (id, reasoning, call) = (
+        format!("resp_mock_{sequence}"),
+        format!("rs_mock_{sequence}"),
+        format!("fc_mock_{sequence}"),
+    );
+    let shell = |status: &str, output: Value, usage: Value| {
+        json!({"id": id, "object": "response", "created_at": CREATED, "status": status, "model": model,
+               "output": output, "store": true, "usage": usage})
+    };
+    let piece = "x".repeat(LONG_TOOL_PIECE_CHARS);
+    let call_item = |status: &str, arguments: &str| {
+        json!({"type": "function_call", "id": call, "call_id": format!("call_mock_{sequence}"), "name": TOOL_NAME,
+               "arguments": arguments, "status": status})
+    };
+    let mut events = vec![
+        json!({"type": "response.created", "response": shell("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.in_progress", "response": shell("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"type": "reasoning", "id": reasoning, "summary": []}}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": reasoning, "output_index": 0,
+               "summary_index": 0, "delta": "The caller wants the tool."}),
+        json!({"type": "response.output_item.done", "output_index": 0,
+               "item": {"type": "reasoning", "id": reasoning,
+                        "summary": [{"type": "summary_text", "text": "The caller wants the tool."}]}}),
+        json!({"type": "response.output_item.added", "output_index": 1, "item": call_item("in_progress", "")}),
+    ];
+    events.extend((0..LONG_TOOL_PIECES).map(|_| {
+        json!({"type": "response.function_call_arguments.delta", "item_id": call, "output_index": 1,
+               "delta": piece})
+    }));
+    let arguments = piece.repeat(LONG_TOOL_PIECES);
+    events.push(json!({"type": "response.output_item.done", "output_index": 1,
+                       "item": call_item("completed", &arguments)}));
+    let usage = json!({"input_tokens": tokens.prompt, "output_tokens": tokens.completion,
+                       "total_tokens": tokens.prompt + tokens.completion});
+    events.push(json!({"type": "response.completed",
+                       "response": shell("completed", json!([call_item("completed", &arguments)]), usage)}));
     let frames = events.into_iter().enumerate().map(|(n, mut e)| {
         e["sequence_number"] = json!(n);
         format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default())

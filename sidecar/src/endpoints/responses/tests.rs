@@ -114,7 +114,7 @@ async fn asking_for_a_stored_response_is_a_404_that_says_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_passed_through_stream_that_breaks_ends_with_an_error_event_numbered_after_the_last() {
-    use super::stream::PassedThroughSseBody;
+    use super::passthrough::PassedThroughSseBody;
     let items = vec![
         data(json!({"type": "response.created", "sequence_number": 0, "response": {}})),
         data(json!({"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hi"})),
@@ -132,4 +132,46 @@ async fn a_passed_through_stream_that_breaks_ends_with_an_error_event_numbered_a
     assert_eq!(got[1].1["delta"], "Hi", "passed as it came");
     assert_eq!(got[2].1["sequence_number"], 2);
     assert_eq!(got[2].1["code"], "server_error");
+}
+
+#[tokio::test]
+async fn a_passed_through_stream_cut_by_the_budget_ends_with_response_failed_holding_the_output_so_far() {
+    use super::passthrough::PassedThroughSseBody;
+    let message =
+        json!({"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []});
+    let items = vec![
+        data(json!({"type": "response.created", "sequence_number": 0,
+                    "response": {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}})),
+        data(json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0, "item": message})),
+        data(
+            json!({"type": "response.content_part.added", "sequence_number": 2, "output_index": 0,
+                    "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
+        data(
+            json!({"type": "response.output_text.delta", "sequence_number": 3, "output_index": 0,
+                    "content_index": 0, "delta": "Hel"}),
+        ),
+        data(
+            json!({"type": "response.output_text.delta", "sequence_number": 4, "output_index": 0,
+                    "content_index": 0, "delta": "lo"}),
+        ),
+        Err(ProviderError::BudgetSpent("budget b has no money left".into())),
+    ];
+    let text = PassedThroughSseBody::new(chunks(items))
+        .boxed()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let got = events_of(&text);
+    let (name, last) = got.last().unwrap();
+    assert_eq!(name, "response.failed");
+    assert_eq!(last["sequence_number"], 5);
+    let response = &last["response"];
+    assert_eq!(response["id"], "resp_1");
+    assert_eq!(response["status"], "failed");
+    assert_eq!(response["error"]["code"], "budget_exceeded");
+    assert_eq!(response["output"][0]["status"], "incomplete");
+    assert_eq!(response["output"][0]["content"][0]["text"], "Hello");
+    assert_eq!(response["usage"], Value::Null);
 }

@@ -398,3 +398,132 @@ fn usage_counts_at_the_top_of_u64_saturate_both_ways() {
     let back = openai_to_anthropic::usage(&openai);
     assert_eq!((back.input_tokens, back.output_tokens), (0, u64::MAX));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reasoning effort and structured output
+
+/// The Anthropic request for a chat request of `body`, as JSON.
+fn anthropic_request(body: Value) -> Value {
+    let request = parse_chat(body.to_string().as_bytes()).unwrap();
+    serde_json::to_value(openai_to_anthropic::request(&request, "claude").unwrap()).unwrap()
+}
+
+#[test]
+fn reasoning_effort_becomes_extended_thinking_within_the_cap_without_sampling_settings_it_forbids() {
+    let messages = json!([{"role": "user", "content": "27 * 453?"}]);
+    // No cap: room for the answer on top of the budget, temperature and top_k not sent, a
+    // top_p below 0.95 not sent either.
+    let sent = anthropic_request(json!({"model": "m", "messages": messages, "reasoning_effort": "high",
+        "temperature": 0.2, "top_k": 5, "top_p": 0.5}));
+    assert_eq!(sent["thinking"], json!({"type": "enabled", "budget_tokens": 4096}));
+    assert_eq!(sent["max_tokens"], DEFAULT_MAX_TOKENS + 4096);
+    for absent in ["temperature", "top_k", "top_p"] {
+        assert!(sent.get(absent).is_none(), "{absent} sent: {sent}");
+    }
+    // A cap keeps its meaning: the budget fits below it.
+    let sent = anthropic_request(json!({"model": "m", "messages": messages, "reasoning_effort": "high",
+        "max_completion_tokens": 3000, "top_p": 0.97}));
+    assert_eq!(sent["thinking"], json!({"type": "enabled", "budget_tokens": 2999}));
+    assert_eq!(
+        (sent["max_tokens"].clone(), sent["top_p"].clone()),
+        (json!(3000), json!(0.97))
+    );
+    assert_eq!(
+        anthropic_request(json!({"model": "m", "messages": messages, "reasoning_effort": "low"}))["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+}
+
+#[test]
+fn thinking_is_left_out_where_anthropic_would_refuse_it() {
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let tools = json!([{"type": "function", "function": {"name": "get", "parameters": {"type": "object"}}}]);
+    let cases = [
+        json!({"model": "m", "messages": messages, "reasoning_effort": "none", "temperature": 0.2}),
+        json!({"model": "m", "messages": messages, "reasoning_effort": "medium", "max_tokens": 800}),
+        json!({"model": "m", "messages": messages, "reasoning_effort": "medium", "tools": tools,
+               "tool_choice": "required"}),
+    ];
+    for body in &cases {
+        let sent = anthropic_request(body.clone());
+        assert!(sent.get("thinking").is_none(), "{body} → {sent}");
+    }
+    // Without thinking, temperature goes as asked.
+    assert_eq!(anthropic_request(cases[0].clone())["temperature"], json!(0.2));
+    let request = parse_chat(
+        json!({"model": "m", "messages": messages, "reasoning_effort": "extreme"})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let refused = openai_to_anthropic::request(&request, "claude").unwrap_err();
+    assert!(refused.0.contains("reasoning_effort"), "{refused:?}");
+}
+
+#[test]
+fn a_json_schema_response_format_becomes_anthropics_structured_output() {
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                        "additionalProperties": false});
+    let sent = anthropic_request(
+        json!({"model": "m", "messages": [{"role": "user", "content": "Where?"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "place", "strict": true, "schema": schema}}}),
+    );
+    assert_eq!(
+        sent["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+    assert!(sent.get("response_format").is_none());
+    let plain = anthropic_request(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_object"}}));
+    assert!(plain.get("output_config").is_none(), "{plain}");
+}
+
+#[test]
+fn a_responses_request_with_effort_and_a_schema_reaches_anthropic_as_thinking_and_structured_output() {
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let request: crate::formats::responses::ResponsesRequest = serde_json::from_value(json!({
+        "model": "m", "input": "27 * 453?", "reasoning": {"effort": "medium"},
+        "text": {"format": {"type": "json_schema", "name": "product", "schema": schema, "strict": true}}}))
+    .unwrap();
+    let chat = crate::translate::responses_to_openai::request(&request).unwrap();
+    let sent = serde_json::to_value(openai_to_anthropic::request(&chat, "claude").unwrap()).unwrap();
+    assert_eq!(sent["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+    assert_eq!(sent["output_config"]["format"]["schema"], schema);
+}
+
+#[test]
+fn streamed_thinking_comes_back_as_reasoning_never_as_answer_text() {
+    let (chunks, usage, error) = translate_transcript(include_str!("../fixtures/anthropic/stream_thinking.sse"), true);
+    assert!(error.is_none(), "{error:?}");
+    let joined = |field: &str| -> String {
+        chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"][field].as_str())
+            .collect()
+    };
+    assert_eq!(
+        joined("reasoning_content"),
+        "The user asks for 27 * 453. 27 * 453 = 12231."
+    );
+    assert_eq!(joined("content"), "27 × 453 = 12,231");
+    assert_eq!(usage[0].output.0, 61);
+}
+
+#[test]
+fn a_thinking_block_of_a_whole_message_is_reasoning_and_a_responses_reasoning_item() {
+    let message: MessagesResponse = serde_json::from_value(json!({
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "thinking", "thinking": "27 * 453 = 12231.", "signature": "EqQBCgIYAhIM"},
+                    {"type": "text", "text": "12,231"}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 42, "output_tokens": 61}}))
+    .unwrap();
+    let completion = anthropic_to_openai::response(message, CREATED);
+    let answer = &completion.choices[0].message;
+    assert_eq!(answer.reasoning_content.as_deref(), Some("27 * 453 = 12231."));
+    assert_eq!(answer.content.as_deref(), Some("12,231"));
+    let request: crate::formats::responses::ResponsesRequest =
+        serde_json::from_value(json!({"model": "m", "input": "27 * 453?"})).unwrap();
+    let response = serde_json::to_value(crate::translate::openai_to_responses::response(completion, &request)).unwrap();
+    assert_eq!(response["output"][0]["type"], "reasoning", "{response}");
+    assert_eq!(response["output"][1]["content"][0]["text"], "12,231");
+}

@@ -348,3 +348,80 @@ fn usage_counts_at_the_top_of_u64_saturate() {
         (u64::MAX, u64::MAX, u64::MAX)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reasoning effort and structured output
+
+/// The Gemini request for a chat request of `body`, as JSON.
+fn gemini_request(body: Value) -> Value {
+    let request = parse_chat(body.to_string().as_bytes()).unwrap();
+    serde_json::to_value(openai_to_gemini::request(&request).unwrap()).unwrap()
+}
+
+#[test]
+fn reasoning_effort_becomes_a_thinking_budget_with_thought_summaries() {
+    let messages = json!([{"role": "user", "content": "27 * 453?"}]);
+    let sent = gemini_request(json!({"model": "m", "messages": messages, "reasoning_effort": "medium"}));
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 2048, "includeThoughts": true})
+    );
+    let off = gemini_request(json!({"model": "m", "messages": messages, "reasoning_effort": "none"}));
+    assert_eq!(off["generationConfig"]["thinkingConfig"], json!({"thinkingBudget": 0}));
+    let unasked = gemini_request(json!({"model": "m", "messages": messages}));
+    assert!(unasked.get("generationConfig").is_none(), "{unasked}");
+}
+
+#[test]
+fn a_responses_request_with_effort_and_a_schema_reaches_gemini_as_thinking_and_a_response_schema() {
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let request: crate::formats::responses::ResponsesRequest = serde_json::from_value(json!({
+        "model": "m", "input": "27 * 453?", "reasoning": {"effort": "high"},
+        "text": {"format": {"type": "json_schema", "name": "product", "schema": schema, "strict": true}}}))
+    .unwrap();
+    let chat = crate::translate::responses_to_openai::request(&request).unwrap();
+    let sent = serde_json::to_value(openai_to_gemini::request(&chat).unwrap()).unwrap();
+    let config = &sent["generationConfig"];
+    assert_eq!(config["responseMimeType"], "application/json");
+    assert_eq!(config["responseJsonSchema"], schema);
+    assert_eq!(config["thinkingConfig"]["thinkingBudget"], 4096);
+}
+
+#[test]
+fn streamed_thought_parts_come_back_as_reasoning_never_as_answer_text() {
+    let (chunks, usage, error) = translate_transcript(include_str!("../fixtures/gemini/stream_thinking.sse"), true);
+    assert!(error.is_none(), "{error:?}");
+    let joined = |field: &str| -> String {
+        chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"][field].as_str())
+            .collect()
+    };
+    assert_eq!(
+        joined("reasoning_content"),
+        "**Multiplying the numbers**\n\nThe user asks for 27 * 453, which is 12231."
+    );
+    assert_eq!(joined("content"), "27 × 453 = 12,231");
+    // Thinking is billed as output, as Google bills it.
+    assert_eq!(usage[0].output.0, 10 + 138);
+}
+
+#[test]
+fn a_thought_part_of_a_whole_answer_is_reasoning_and_a_responses_reasoning_item() {
+    let answer: GenerateContentResponse = serde_json::from_value(json!({
+        "candidates": [{"content": {"parts": [{"text": "27 * 453 = 12231.", "thought": true}, {"text": "12,231"}],
+                                    "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4, "thoughtsTokenCount": 138,
+                          "totalTokenCount": 151},
+        "modelVersion": "gemini-2.5-flash", "responseId": "q0EzaeKwG8Oz1e8PpNiR4Ak"}))
+    .unwrap();
+    let completion = gemini_to_openai::response(answer, "gemini-2.5-flash", CREATED, "fallback").unwrap();
+    let message = &completion.choices[0].message;
+    assert_eq!(message.reasoning_content.as_deref(), Some("27 * 453 = 12231."));
+    assert_eq!(message.content.as_deref(), Some("12,231"));
+    let request: crate::formats::responses::ResponsesRequest =
+        serde_json::from_value(json!({"model": "m", "input": "27 * 453?"})).unwrap();
+    let response = serde_json::to_value(crate::translate::openai_to_responses::response(completion, &request)).unwrap();
+    assert_eq!(response["output"][0]["type"], "reasoning", "{response}");
+    assert_eq!(response["output"][1]["content"][0]["text"], "12,231");
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
+use super::apis::RequestKind;
 use super::results::Load;
 
 /// How `oha` is driven.
@@ -67,11 +68,12 @@ impl Oha {
         })
     }
 
-    /// The arguments of one run against `addr`, with `headers` added to every request.
-    fn args(&self, addr: SocketAddr, body: &str, headers: &[(String, String)], shape: Shape) -> Vec<String> {
+    /// The arguments of one run of `request` against `addr`, with `headers` added to every request.
+    fn args(&self, addr: SocketAddr, request: &RequestKind, headers: &[(String, String)], shape: Shape) -> Vec<String> {
+        let body = String::from_utf8_lossy(&request.body);
         let mut args: Vec<String> = ["--no-tui", "-m", "POST", "-H", "content-type: application/json"]
             .into_iter()
-            .chain(["-H", "x-sluice-user: bench-user", "-d", body])
+            .chain(["-H", "x-sluice-user: bench-user", "-d", &body])
             .chain(self.json_flag.iter().copied())
             .map(str::to_owned)
             .collect();
@@ -109,13 +111,19 @@ impl Oha {
                 args.extend(["-c".into(), connections.to_string(), "-n".into(), requests.to_string()]);
             }
         }
-        args.push(format!("http://{addr}/v1/chat/completions"));
+        args.push(format!("http://{addr}{}", request.path));
         args
     }
 
-    /// Runs `oha` once and reads its summary.
-    pub async fn run(&self, addr: SocketAddr, body: &str, headers: &[(String, String)], shape: Shape) -> Result<Load> {
-        let args = self.args(addr, body, headers, shape);
+    /// Runs `oha` once with `request` and reads its summary.
+    pub async fn run(
+        &self,
+        addr: SocketAddr,
+        request: &RequestKind,
+        headers: &[(String, String)],
+        shape: Shape,
+    ) -> Result<Load> {
+        let args = self.args(addr, request, headers, shape);
         let out = tokio::process::Command::new(&self.binary)
             .args(&args)
             .kill_on_drop(true)

@@ -1,6 +1,8 @@
 //! `BENCHMARKS.md` from a [`Run`]: the targets of DESIGN §10 first, then every figure beside
 //! the direct call and the floor of the same run.
 
+mod apis;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -218,6 +220,7 @@ pub fn markdown(run: &Run, plot: Option<&str>, extras: &Extras) -> String {
     concurrency_section(&mut out, run);
     cpu_section(&mut out, run);
     streaming_section(&mut out, run);
+    apis::section(&mut out, run);
     memory_section(&mut out, run);
     setup_section(&mut out, run);
     fanout_section(&mut out, extras);
@@ -1049,7 +1052,7 @@ mod tests {
         r
     }
 
-    fn run(peers: Vec<PeerStatus>, extra: Vec<TargetResults>) -> Run {
+    pub(super) fn run(peers: Vec<PeerStatus>, extra: Vec<TargetResults>) -> Run {
         let mut targets = vec![
             target(Target::Direct, 50_000.0, 10.0, 4.0),
             target(Target::Floor, 30_000.0, 20.0, 9.0),
@@ -1066,6 +1069,7 @@ mod tests {
             targets,
             notes: Vec::new(),
             peers,
+            apis: Vec::new(),
         }
     }
 

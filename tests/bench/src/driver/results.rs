@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::apis::Api;
+
 /// Which process a row describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -192,6 +194,36 @@ pub struct Run {
     pub notes: Vec<String>,
     /// The peers asked for with `--peers`, measured or not (empty without it).
     pub peers: Vec<PeerStatus>,
+    /// Each client API through the targets that serve it, chat measured again beside the others.
+    pub apis: Vec<ApiResults>,
+}
+
+/// One client API measured through one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiResults {
+    /// Which API.
+    pub api: Api,
+    /// Through which target.
+    pub target: Target,
+    /// One client at a time.
+    pub one_client: Option<Load>,
+    /// A fixed number of requests at moderate concurrency, for CPU per request.
+    pub cpu_run: Option<Load>,
+    /// Streaming timings (the full-path sidecar only).
+    pub streaming: Option<Streaming>,
+}
+
+impl ApiResults {
+    /// An empty record of `api` through `target`.
+    pub fn new(api: Api, target: Target) -> Self {
+        Self {
+            api,
+            target,
+            one_client: None,
+            cpu_run: None,
+            streaming: None,
+        }
+    }
 }
 
 /// What became of one peer.
@@ -211,6 +243,11 @@ impl Run {
     /// The results of `target`.
     pub fn of(&self, target: Target) -> Option<&TargetResults> {
         self.targets.iter().find(|t| t.target == target)
+    }
+
+    /// The results of `api` through `target`.
+    pub fn api(&self, api: Api, target: Target) -> Option<&ApiResults> {
+        self.apis.iter().find(|r| r.api == api && r.target == target)
     }
 
     /// The highest req/s `target` reached at a fixed concurrency, with that concurrency.

@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use super::apis::RequestKind;
+
 /// How long one streamed answer took.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamTiming {
@@ -24,13 +26,6 @@ pub struct StreamTiming {
     pub total: Duration,
     /// `data:` events received.
     pub events: usize,
-}
-
-/// A streaming chat request for `model` as JSON.
-pub fn stream_body(model: &str) -> Bytes {
-    Bytes::from(format!(
-        "{{\"model\":\"{model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Count to one hundred.\"}}]}}"
-    ))
 }
 
 /// A client connection: its sender and the task driving it (which ends once the sender is
@@ -53,22 +48,22 @@ async fn connect(addr: SocketAddr) -> Result<Conn> {
     Ok(Conn { sender, driver })
 }
 
-fn request(addr: SocketAddr, body: &Bytes, headers: &[(String, String)]) -> Result<Request<Full<Bytes>>> {
-    let mut req = Request::post("/v1/chat/completions")
+fn request(addr: SocketAddr, kind: &RequestKind, headers: &[(String, String)]) -> Result<Request<Full<Bytes>>> {
+    let mut req = Request::post(kind.path)
         .header(header::HOST, addr.to_string())
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-sluice-user", "bench-user");
     for (name, value) in headers {
         req = req.header(name.as_str(), value.as_str());
     }
-    Ok(req.body(Full::new(body.clone()))?)
+    Ok(req.body(Full::new(kind.body.clone()))?)
 }
 
-/// Sends `warmup + count` streamed requests (with `headers`) one after another on one keep-alive
+/// Sends `warmup + count` streamed `kind` requests (with `headers`) one after another on one keep-alive
 /// connection; returns the timings of the last `count`.
 pub async fn time_streams(
     addr: SocketAddr,
-    body: Bytes,
+    kind: &RequestKind,
     headers: &[(String, String)],
     warmup: usize,
     count: usize,
@@ -78,7 +73,7 @@ pub async fn time_streams(
     for i in 0..warmup + count {
         conn.sender.ready().await?;
         let started = Instant::now();
-        let resp = conn.sender.send_request(request(addr, &body, headers)?).await?;
+        let resp = conn.sender.send_request(request(addr, kind, headers)?).await?;
         if resp.status() != StatusCode::OK {
             bail!("{addr} answered {} to a streamed request", resp.status());
         }
@@ -136,20 +131,25 @@ impl Drop for Held {
     }
 }
 
-/// Opens `count` streams of `body` (with `headers`) to `addr`, each on its own connection, and
+/// Opens `count` streams of `kind` (with `headers`) to `addr`, each on its own connection, and
 /// waits until each has delivered its first event.
-pub async fn hold_streams(addr: SocketAddr, body: Bytes, headers: &[(String, String)], count: usize) -> Result<Held> {
+pub async fn hold_streams(
+    addr: SocketAddr,
+    kind: &RequestKind,
+    headers: &[(String, String)],
+    count: usize,
+) -> Result<Held> {
     let opened: Vec<(Conn, Incoming)> = futures::stream::iter(0..count)
-        .map(|_| open_one(addr, body.clone(), headers))
+        .map(|_| open_one(addr, kind, headers))
         .buffer_unordered(64)
         .try_collect()
         .await?;
     Ok(Held { streams: opened })
 }
 
-async fn open_one(addr: SocketAddr, body: Bytes, headers: &[(String, String)]) -> Result<(Conn, Incoming)> {
+async fn open_one(addr: SocketAddr, kind: &RequestKind, headers: &[(String, String)]) -> Result<(Conn, Incoming)> {
     let mut conn = connect(addr).await?;
-    let resp = conn.sender.send_request(request(addr, &body, headers)?).await?;
+    let resp = conn.sender.send_request(request(addr, kind, headers)?).await?;
     if resp.status() != StatusCode::OK {
         bail!("{addr} answered {} to a held stream", resp.status());
     }
