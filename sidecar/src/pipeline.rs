@@ -136,6 +136,7 @@ impl Admitted<'_> {
             started: self.started,
             endpoint,
             cache,
+            trace: crate::telemetry::current(),
         }
     }
 
@@ -220,6 +221,7 @@ fn record_refusal(
         streamed: false,
         cache: "",
         error: Some(refused.error.to_string()),
+        trace: crate::telemetry::current().as_ref(),
     });
 }
 
@@ -285,6 +287,13 @@ async fn admit<'a>(
         backend: None,
         attempts: 0,
     };
+    let routed = crate::telemetry::Routed {
+        route: &route.key,
+        budget: route.budget.as_ref(),
+        user: body_user,
+        user_labels: config.recorder.user_labels,
+    };
+    crate::telemetry::admitted(routed, model, asked(body));
     let asks = Asks::read(headers, body_user).map_err(refuse)?;
     let facts = Facts::new(body, headers, route.tokenizer);
     let plan = route
@@ -349,6 +358,15 @@ async fn admit<'a>(
         charge,
         budget,
     })
+}
+
+/// The request as its span reads it.
+fn asked<'a>(body: Body<'a>) -> crate::telemetry::Asked<'a> {
+    match body {
+        Body::Chat(r) => crate::telemetry::Asked::Chat(r),
+        Body::Completions(r) => crate::telemetry::Asked::Completions(r),
+        Body::Embeddings(r) => crate::telemetry::Asked::Embeddings(r),
+    }
 }
 
 /// Whether a provider has OpenAI's legacy `/v1/completions`.
@@ -508,6 +526,7 @@ async fn serve_chat(
     let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage_known);
     let reply = match ok.reply {
         Reply::Complete(complete) => {
+            crate::telemetry::answer(&complete.body);
             if let Some(fill) = fill {
                 fill.complete(ok.backend.name.clone(), complete.body.clone(), complete.usage);
             }
@@ -581,6 +600,7 @@ pub async fn embeddings(
     })
     .await;
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, "embeddings", started))?;
+    crate::telemetry::answer(&ok.reply.body);
     let served = admitted.served(ok.backend.clone(), ok.attempts, "embeddings", CacheStatus::Bypass);
     admitted
         .holds(

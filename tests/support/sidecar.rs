@@ -83,6 +83,12 @@ impl SidecarProcess {
 
     /// Like [`start`](Self::start), with extra command-line arguments (e.g. `--max-body-bytes 1024`).
     pub async fn start_with_args(manifest_dir: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_env(manifest_dir, extra_args, &[]).await
+    }
+
+    /// Like [`start_with_args`](Self::start_with_args), with environment variables set for the
+    /// sidecar (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`); the test's own `OTEL_*` are never inherited.
+    pub async fn start_with_env(manifest_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let binary = sidecar_binary()?;
         let dir = tempfile::tempdir()?;
         let address_file = dir.path().join("addresses.json");
@@ -105,6 +111,12 @@ impl SidecarProcess {
             .env_remove("SLUICE_ADDRESS_FILE")
             .env_remove("SLUICE_MANIFESTS")
             .env_remove("SLUICE_MAX_BODY_BYTES")
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("OTEL_"))
+                    .map(|(k, _)| (k, "")),
+            )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

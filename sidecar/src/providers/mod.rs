@@ -22,6 +22,13 @@ use crate::{
     translate::StreamTranslator,
 };
 
+/// Adds the current attempt's W3C trace context (`traceparent`, `tracestate`) to an upstream
+/// request: every provider passes its request through this just before sending it. Nothing is
+/// added when tracing is off.
+pub fn traced(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    crate::telemetry::attempt::traced(builder)
+}
+
 /// The largest upstream answer or single stream event the sidecar reads.
 pub const MAX_UPSTREAM_BODY: usize = 64 << 20;
 /// The largest upstream error body the sidecar keeps.

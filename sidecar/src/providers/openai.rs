@@ -157,7 +157,7 @@ impl OpenAi {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
-        request.send().await.map_err(|e| transport_error(&e))
+        super::traced(request).send().await.map_err(|e| transport_error(&e))
     }
 }
 
