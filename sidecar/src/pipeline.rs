@@ -5,6 +5,7 @@
 pub mod asks;
 mod served;
 mod tap;
+mod traced;
 
 use std::{sync::Arc, time::Duration};
 
@@ -287,13 +288,7 @@ async fn admit<'a>(
         backend: None,
         attempts: 0,
     };
-    let routed = crate::telemetry::Routed {
-        route: &route.key,
-        budget: route.budget.as_ref(),
-        user: body_user,
-        user_labels: config.recorder.user_labels,
-    };
-    crate::telemetry::admitted(routed, model, asked(body));
+    traced::admitted(config, &route, model, body, body_user);
     let asks = Asks::read(headers, body_user).map_err(refuse)?;
     let facts = Facts::new(body, headers, route.tokenizer);
     let plan = route
@@ -360,15 +355,6 @@ async fn admit<'a>(
     })
 }
 
-/// The request as its span reads it.
-fn asked<'a>(body: Body<'a>) -> crate::telemetry::Asked<'a> {
-    match body {
-        Body::Chat(r) => crate::telemetry::Asked::Chat(r),
-        Body::Completions(r) => crate::telemetry::Asked::Completions(r),
-        Body::Embeddings(r) => crate::telemetry::Asked::Embeddings(r),
-    }
-}
-
 /// Whether a provider has OpenAI's legacy `/v1/completions`.
 fn serves_completions(provider: Provider) -> bool {
     matches!(provider, Provider::Openai | Provider::OpenaiCompatible)
@@ -401,7 +387,10 @@ pub async fn completions(
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, ENDPOINT, started))?;
     let served = admitted.served(ok.backend.clone(), ok.attempts, ENDPOINT, CacheStatus::Bypass);
     let usage = match &ok.reply {
-        Reply::Complete(c) => c.usage,
+        Reply::Complete(c) => {
+            crate::telemetry::answer(&c.body);
+            c.usage
+        }
         Reply::Stream(_) => None,
     };
     let holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage.is_some());

@@ -119,7 +119,7 @@ fn a_finished_request_carries_tokens_cost_attempts_and_its_time_to_first_chunk()
     let attributes = finished_attributes(&finished);
     assert_eq!(get(&attributes, "gen_ai.usage.input_tokens"), Some(Value::I64(12)));
     assert_eq!(get(&attributes, "gen_ai.usage.output_tokens"), Some(Value::I64(5)));
-    assert_eq!(get(&attributes, "sluice.cost_usd"), Some(Value::from("0.0015")));
+    assert_eq!(get(&attributes, "sluice.cost_usd"), Some(Value::from("0.001500")));
     assert_eq!(get(&attributes, "sluice.attempts"), Some(Value::I64(2)));
     assert_eq!(get(&attributes, "sluice.cache"), Some(Value::from("miss")));
     assert_eq!(get(&attributes, "sluice.backend"), Some(Value::from("secondary")));
