@@ -132,3 +132,50 @@ impl<E: SpanExporter> SpanExporter for Draining<E> {
         self.inner.set_resource(resource);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// A processor whose queue never drains: what a collector that is down looks like.
+    #[derive(Debug, Default)]
+    struct Stuck(Mutex<Vec<String>>);
+
+    impl SpanProcessor for Stuck {
+        fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span.name.into_owned());
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_past_the_queue_are_dropped_and_counted_not_held() {
+        let dropped = Counter::default();
+        let queued = Arc::new(Queued::default());
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(Gate::new(Stuck::default(), queued.clone(), 2, dropped.clone()))
+            .build();
+        let tracer = provider.tracer("test");
+        for n in 0..5 {
+            tracer.start(format!("span {n}")).end();
+        }
+        assert_eq!(dropped.get(), 3);
+        assert_eq!(queued.0.load(Ordering::Relaxed), 2);
+    }
+}
