@@ -88,7 +88,11 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<Budget>, sh
         .applied_objects();
     Controller::for_stream(stream, ctx.budgets.clone())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |budget, ctx| crate::telemetry::reconcile("Budget", key_of(budget.as_ref()), reconcile(budget, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "budget controller");

@@ -37,6 +37,7 @@ pub mod route_controller;
 pub mod serve;
 pub mod sessions;
 pub mod status;
+pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod usage;

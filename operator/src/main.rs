@@ -136,6 +136,12 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (tls, ca_publisher) = serving_tls(&options, &client, &shutdown).await?;
     let metrics = Arc::new(Metrics::default());
+    let telemetry = sluice_telemetry::init("sluice-operator", metrics.spans_dropped.clone())
+        .context("starting OpenTelemetry tracing from the OTEL_* variables")?;
+    if let Some(t) = &telemetry {
+        // The endpoint is not logged: a URL may carry credentials.
+        tracing::info!(protocol = ?t.settings().protocol, sampler = ?t.settings().sampler, "exporting traces over OTLP");
+    }
     let (ready_tx, ready_rx) = watch::channel(false);
     let listeners = bind_listeners(&options).await?;
     tokio::spawn(admin::serve(
@@ -196,8 +202,16 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         control_stop,
         metrics,
     };
-    leader.run(ctx, writers, &shutdown).await
+    let result = leader.run(ctx, writers, &shutdown).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown(TRACE_FLUSH).await;
+    }
+    result
 }
+
+/// How long the spans of the last reconciles may take to leave at shutdown: well inside the
+/// pod's termination grace, whatever the collector does.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
 
 /// The control server's and the webhook's TLS config, with the publisher of the CA when the
 /// operator manages its certificates (`--tls-secret-name`); else from files or generated.

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub outstanding_allowance: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     /// 1 while this replica leads.
     pub leader: Gauge,
+    /// Ended spans the trace export queue was too full to take.
+    pub spans_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -110,6 +112,12 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        let spans_dropped = Counter::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Ended spans dropped because the trace export queue was full",
+            spans_dropped.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -121,6 +129,7 @@ impl Default for Metrics {
             usage_reports,
             outstanding_allowance,
             leader,
+            spans_dropped,
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn recompute(ctx: &Context, namespace: &str) {
     // The ledger stays locked from planning to applying, so grants are made against figures
     // no report changes meanwhile. Sessions register only after their namespace's ledger is
     // loaded: without one there is nothing to push.
+    let mut traced = crate::telemetry::Push::begin(namespace);
     let applied = ctx.ledgers.update(namespace, |ns_ledger| {
         let sidecars = ctx.sessions.in_namespace(namespace);
         let inputs = Inputs {
@@ -51,8 +52,11 @@ pub fn recompute(ctx: &Context, namespace: &str) {
         for (name, out) in &plan.outstanding {
             ctx.metrics.set_outstanding(namespace, name, *out);
         }
-        ctx.sessions.apply(namespace, plan.sidecars)
+        ctx.sessions.apply(namespace, plan.sidecars, traced.as_mut())
     });
+    if let Some(traced) = traced {
+        traced.end();
+    }
     if let Some(applied) = applied {
         for _ in 0..applied.pushed {
             ctx.metrics.pushes.inc();

@@ -461,7 +461,11 @@ pub async fn run(ctx: Arc<Context>, writer: reflector::store::Writer<ModelRoute>
             },
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |route, ctx| crate::telemetry::reconcile("ModelRoute", key_of(route.as_ref()), reconcile(route, ctx)),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "route controller");

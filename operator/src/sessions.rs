@@ -198,7 +198,12 @@ impl Sessions {
     }
 
     /// Sends each sidecar its planned snapshot when its version differs from the one last sent.
-    pub fn apply(&self, namespace: &str, plans: Vec<SidecarPlan>) -> Applied {
+    pub fn apply(
+        &self,
+        namespace: &str,
+        plans: Vec<SidecarPlan>,
+        mut traced: Option<&mut crate::telemetry::Push>,
+    ) -> Applied {
         let mut sessions = self.lock();
         let mut applied = Applied::default();
         for plan in plans {
@@ -225,6 +230,9 @@ impl Sessions {
                 .entry(plan.uid.clone())
                 .or_default()
                 .extend(session.routes.iter().cloned());
+            if let Some(push) = traced.as_deref_mut() {
+                push.sending(&snapshot.version);
+            }
             session.tx.send_replace(Some(Arc::new(snapshot)));
             applied.pushed += 1;
         }

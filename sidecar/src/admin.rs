@@ -86,7 +86,11 @@ pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Respons
                 ),
             ),
         },
-        "/metrics" => match config.recorder().metrics.encode(config.budgets()) {
+        "/metrics" => match config
+            .recorder()
+            .metrics
+            .encode(config.budgets(), circuits(config.current().as_deref()))
+        {
             Ok(text) => response::typed(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text),
             Err(_) => response::text(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n"),
         },
@@ -101,6 +105,28 @@ pub async fn handle(req: Request<Incoming>, config: Arc<ConfigStore>) -> Respons
         }
         .into_response(),
     }
+}
+
+/// Whether each backend's circuit breaker is open now, for the `sluice_circuit_open` gauge.
+fn circuits(active: Option<&crate::config::ActiveConfig>) -> Vec<(crate::metrics::CircuitLabels, bool)> {
+    let now = tokio::time::Instant::now();
+    let routes = active.map(|c| c.routes.routes()).unwrap_or_default();
+    routes
+        .iter()
+        .flat_map(|route| {
+            route.backends.iter().map(move |backend| {
+                let labels = crate::metrics::CircuitLabels {
+                    route: route.key.to_string(),
+                    backend: backend.name.to_string(),
+                };
+                let open = matches!(
+                    backend.state.circuit.availability(now),
+                    crate::circuit::Availability::Open(_)
+                );
+                (labels, open)
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

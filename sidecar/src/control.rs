@@ -303,7 +303,8 @@ impl ControlClient {
                     WatchEvent::Snapshot(snapshot) => {
                         ack_scope.cancel();
                         ack_scope = alive.child_token();
-                        self.apply(&http, url, snapshot, ack_scope.clone());
+                        let traced = crate::telemetry::control::applying(line, &snapshot.version);
+                        self.apply(&http, url, snapshot, ack_scope.clone(), traced);
                     }
                     WatchEvent::Heartbeat => {}
                 }
@@ -336,8 +337,18 @@ impl ControlClient {
         });
     }
 
-    fn apply(&self, http: &reqwest::Client, url: &str, snapshot: ConfigSnapshot, ack_scope: CancellationToken) {
-        match self.shared.store.apply(&snapshot) {
+    fn apply(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        snapshot: ConfigSnapshot,
+        ack_scope: CancellationToken,
+        traced: Option<opentelemetry::Context>,
+    ) {
+        let result = self.shared.store.apply(&snapshot);
+        let refused = result.as_ref().err().map(ToString::to_string);
+        crate::telemetry::control::applied(traced.as_ref(), refused.as_deref());
+        match result {
             Ok(changed) => {
                 if changed {
                     tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "config applied");
@@ -350,12 +361,13 @@ impl ControlClient {
                     version: snapshot.version,
                 };
                 let (http, url, client) = (http.clone(), url.to_owned(), self.clone());
-                tokio::spawn(async move {
+                // The ack carries the apply span's `traceparent` (see `telemetry::attempt::traced`).
+                tokio::spawn(crate::telemetry::attempt::scope(traced, async move {
                     tokio::select! {
                         () = client.send_ack(http, &url, &ack) => {}
                         () = ack_scope.cancelled() => {}
                     }
-                });
+                }));
             }
             Err(e) => {
                 tracing::error!(version = %snapshot.version, error = %e, "config refused; the running config stays");
@@ -388,13 +400,12 @@ impl ControlClient {
     }
 
     async fn ack_once(&self, http: &reqwest::Client, url: &str, ack: &ConfigAck) -> Result<(), ControlError> {
-        let response = http
+        let request = http
             .post(format!("{url}{ACK_PATH}"))
             .bearer_auth(self.token()?)
             .timeout(Duration::from_secs(10))
-            .json(ack)
-            .send()
-            .await?;
+            .json(ack);
+        let response = crate::telemetry::attempt::traced(request).send().await?;
         if response.status().is_success() {
             return Ok(());
         }

@@ -184,13 +184,21 @@ where
         } else {
             TimeoutPhase::Total
         };
+        let target = crate::telemetry::attempt::Target {
+            name: backend.name.as_str(),
+            provider: backend.provider,
+            model: backend.model.as_str(),
+        };
+        let traced = crate::telemetry::attempt::start(target, progress.attempts);
         let attempt = async { call(backend.clone(), plan.deadline).await?.first_byte().await };
+        let attempt = crate::telemetry::attempt::scope(traced.clone(), attempt);
         let result = tokio::time::timeout_at(first_byte, attempt)
             .await
             .unwrap_or(Err(ProviderError::Timeout(phase)));
         let now = Instant::now();
         match result {
             Ok(reply) => {
+                crate::telemetry::attempt::answered(traced);
                 backend.state.latency.observe(now - started, now);
                 backend.state.health.answered(now - started);
                 ticket.record(Verdict::Success, &route.circuit_breaker, now);
@@ -219,6 +227,7 @@ where
                 tracing::debug!(route = %route.key, backend = %backend.name, attempt = progress.attempts,
                     error = %error, "attempt failed");
                 let retryable = class.retryable(&route.retry.retry_on);
+                crate::telemetry::attempt::failed(traced, &error, retryable);
                 progress.last = Some((error, backend));
                 progress.last_failed_at = Some(now);
                 if !retryable {

@@ -33,6 +33,7 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod sse;
+pub mod telemetry;
 pub mod tokenizer;
 pub mod translate;
 pub mod wire;

@@ -54,7 +54,14 @@ where
 
 /// Routes one API request to its endpoint; every failure becomes the OpenAI error shape.
 pub async fn api(req: Request<Incoming>, state: Arc<ApiState>) -> Response {
-    dispatch(req, &state).await.unwrap_or_else(ApiError::into_response)
+    match crate::telemetry::start_request(req.method(), req.uri().path(), req.headers()) {
+        Some(trace) => crate::telemetry::serve(trace, dispatch_or_refuse(req, &state)).await,
+        None => dispatch_or_refuse(req, &state).await,
+    }
+}
+
+async fn dispatch_or_refuse(req: Request<Incoming>, state: &ApiState) -> Response {
+    dispatch(req, state).await.unwrap_or_else(ApiError::into_response)
 }
 
 async fn dispatch(req: Request<Incoming>, state: &ApiState) -> Result<Response, ApiError> {

@@ -227,6 +227,14 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         ledger: options.control_plane.is_some().then(UsageLedger::default),
         ..Recorder::default()
     };
+    // Before any request: the tracer is read once per request and set once per process.
+    let telemetry = sluice_telemetry::init("sluice-sidecar", recorder.metrics.spans_dropped.clone())
+        .context("starting OpenTelemetry tracing from the OTEL_* variables")?;
+    if let Some(t) = &telemetry {
+        let s = t.settings();
+        // The endpoint is not logged: a URL may carry credentials.
+        tracing::info!(protocol = ?s.protocol, sampler = ?s.sampler, "exporting traces over OTLP");
+    }
     let store = Arc::new(ConfigStore::new(recorder));
     let shutdown = CancellationToken::new();
     let mode = match (&options.control_plane, &options.manifests) {
@@ -292,6 +300,12 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             client.flush(left.max(flush_reserve(grace))).await;
             task.await.context("control-plane client")?;
         }
+    }
+    // The spans of the drained requests, in what is left of the grace.
+    if let Some(telemetry) = telemetry {
+        telemetry
+            .shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
     }
     Ok(())
 }

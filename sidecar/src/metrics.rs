@@ -117,6 +117,9 @@ pub struct Metrics {
     pub token_usage: Family<TokenLabels, Histogram>,
     /// Usage reports the operator refused for good (403) and that were dropped.
     pub usage_reports_refused: Counter,
+    /// Ended spans the trace export queue was too full to take.
+    pub spans_dropped: Counter,
+    circuit_open: Family<CircuitLabels, Gauge>,
     budget_spent: Family<BudgetLabels, Gauge>,
     budget_remaining: Family<BudgetLabels, Gauge>,
     budget_limit: Family<BudgetLabels, Gauge>,
@@ -186,6 +189,18 @@ impl Default for Metrics {
             "Usage reports the operator refused (403: a route outside this pod's) and that were dropped",
             usage_reports_refused.clone(),
         );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "sluice_trace_spans_dropped",
+            "Ended spans dropped because the trace export queue was full",
+            spans_dropped.clone(),
+        );
+        let circuit_open = Family::default();
+        registry.register(
+            "sluice_circuit_open",
+            "1 while a backend's circuit breaker is open (or half-open with its probe in flight)",
+            circuit_open.clone(),
+        );
         registry.register(
             "sluice_budget_spent_microdollars",
             "Spend in the current period",
@@ -212,6 +227,8 @@ impl Default for Metrics {
             time_to_first_token,
             token_usage,
             usage_reports_refused,
+            spans_dropped,
+            circuit_open,
             budget_spent,
             budget_remaining,
             budget_limit,
@@ -225,8 +242,16 @@ impl Metrics {
         self.id
     }
 
-    /// The text exposition, with budget gauges read fresh.
-    pub fn encode(&self, budgets: &Budgets) -> Result<String, std::fmt::Error> {
+    /// The text exposition, with budget and circuit gauges read fresh;
+    /// `circuits` says, for each route's backend, whether its breaker is open now.
+    pub fn encode(
+        &self,
+        budgets: &Budgets,
+        circuits: impl IntoIterator<Item = (CircuitLabels, bool)>,
+    ) -> Result<String, std::fmt::Error> {
+        for (labels, open) in circuits {
+            self.circuit_open.get_or_create(&labels).set(i64::from(open));
+        }
         let now = jiff::Timestamp::now();
         for account in budgets.all() {
             let view = account.view(now);
@@ -242,4 +267,13 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// Labels of the circuit gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    /// The route (`namespace/name`).
+    pub route: String,
+    /// The backend within it.
+    pub backend: String,
 }

@@ -5,6 +5,7 @@
 pub mod asks;
 mod served;
 mod tap;
+mod traced;
 
 use std::{sync::Arc, time::Duration};
 
@@ -136,6 +137,7 @@ impl Admitted<'_> {
             started: self.started,
             endpoint,
             cache,
+            trace: crate::telemetry::current(),
         }
     }
 
@@ -220,6 +222,7 @@ fn record_refusal(
         streamed: false,
         cache: "",
         error: Some(refused.error.to_string()),
+        trace: crate::telemetry::current().as_ref(),
     });
 }
 
@@ -288,6 +291,7 @@ async fn admit<'a>(
         backend: None,
         attempts: 0,
     };
+    traced::admitted(config, &route, model, body, body_user);
     let asks = Asks::read(headers, body_user).map_err(refuse)?;
     let facts = Facts::new(body, headers, route.tokenizer);
     let plan = route
@@ -399,7 +403,10 @@ pub async fn completions(
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, ENDPOINT, started))?;
     let served = admitted.served(ok.backend.clone(), ok.attempts, ENDPOINT, CacheStatus::Bypass);
     let usage = match &ok.reply {
-        Reply::Complete(c) => c.usage,
+        Reply::Complete(c) => {
+            crate::telemetry::answer(&c.body);
+            c.usage
+        }
         Reply::Stream(_) => None,
     };
     let holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage.is_some());
@@ -534,6 +541,7 @@ async fn serve_chat(
     let mut holds = admitted.holds(served.clone(), &config.recorder, Some(ok.guard), usage_known);
     let reply = match ok.reply {
         Reply::Complete(complete) => {
+            crate::telemetry::answer(&complete.body);
             if let Some(fill) = fill {
                 fill.complete(ok.backend.name.clone(), complete.body.clone(), complete.usage);
             }
@@ -607,6 +615,7 @@ pub async fn embeddings(
     })
     .await;
     let ok = attempt.map_err(|failed| admitted.failed(failed, &config.recorder, "embeddings", started))?;
+    crate::telemetry::answer(&ok.reply.body);
     let served = admitted.served(ok.backend.clone(), ok.attempts, "embeddings", CacheStatus::Bypass);
     admitted
         .holds(

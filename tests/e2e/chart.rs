@@ -98,6 +98,8 @@ const VALUE_SETS: &[ValueSet] = &[
             "metrics.serviceMonitor.enabled=true",
             "metrics.podMonitor.enabled=true",
             "metrics.dashboard.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+            "otel.endpoint=http://otel-collector.observability:4317",
         ],
         kinds: &[
             "ClusterRole",
@@ -107,6 +109,7 @@ const VALUE_SETS: &[ValueSet] = &[
             "MutatingWebhookConfiguration",
             "PodDisruptionBudget",
             "PodMonitor",
+            "PrometheusRule",
             "Role",
             "RoleBinding",
             "Service",
@@ -169,6 +172,7 @@ async fn with_stub_crds(c: &TestCluster) -> Result<()> {
                 "crd/issuers.cert-manager.io",
                 "crd/servicemonitors.monitoring.coreos.com",
                 "crd/podmonitors.monitoring.coreos.com",
+                "crd/prometheusrules.monitoring.coreos.com",
             ])
             .await
             .context("waiting for the stub CRDs")?;
@@ -384,6 +388,11 @@ async fn the_values_schema_refuses_typos_and_bad_values() -> Result<()> {
         ("webhook.timeoutSeconds=60", "maximum: got 60, want 30"),
         ("sidecar.resources.requests.memory=64m", "does not match pattern"),
         ("sidecar.port=80", "minimum: got 80, want 1,024"),
+        (
+            "otel.protocol=http/json",
+            "value must be one of 'grpc', 'http/protobuf'",
+        ),
+        ("metrics.prometheusRule.budgetThreshold=2", "maximum: got 2, want 1"),
     ] {
         let out = c
             .helm(

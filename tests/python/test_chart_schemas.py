@@ -28,7 +28,13 @@ VALUE_SETS = {
         "certificates.certManager.issuerRef.name=corp-ca",
         "certificates.certManager.issuerRef.kind=ClusterIssuer",
     ],
-    "monitoring": ["metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true", "metrics.dashboard.enabled=true"],
+    "monitoring": [
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.podMonitor.enabled=true",
+        "metrics.dashboard.enabled=true",
+        "metrics.prometheusRule.enabled=true",
+        "otel.endpoint=http://otel-collector.observability:4317",
+    ],
 }
 
 

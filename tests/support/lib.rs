@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod http;
 pub mod node;
 pub mod operator;
+pub mod otlp;
 pub mod sidecar;
 pub mod sse;
 pub mod upstream;

@@ -233,7 +233,7 @@ impl OperatorProcess {
         let pinned = extra.contains(&"--control-listen");
         let deadline = Instant::now() + addresses::BOUND_WITHIN;
         loop {
-            match Self::spawn_once(binary, cluster, certs, identity, extra, log).await {
+            match Self::spawn_once(binary, cluster, certs, identity, extra, log, &[]).await {
                 Err(e)
                     if pinned
                         && Instant::now() < deadline
@@ -247,6 +247,19 @@ impl OperatorProcess {
         }
     }
 
+    /// Like [`spawn`](Self::spawn), with environment variables set for the operator (e.g.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub async fn spawn_with_env(
+        cluster: &TestCluster,
+        certs: &Certs,
+        identity: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let log = "info,sluice_operator=debug,kube=warn";
+        Self::spawn_once(&operator_binary()?, cluster, certs, identity, extra, log, env).await
+    }
+
     async fn spawn_once(
         binary: &Path,
         cluster: &TestCluster,
@@ -254,6 +267,7 @@ impl OperatorProcess {
         identity: &str,
         extra: &[&str],
         log: &str,
+        env: &[(&str, &str)],
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let address_file = dir.path().join("addresses.json");
@@ -295,7 +309,8 @@ impl OperatorProcess {
             .args(["--identity", identity])
             .args(extra)
             .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("SLUICE_LOG", log);
+            .env("SLUICE_LOG", log)
+            .envs(env.iter().copied());
         for var in [
             "SLUICE_CONTROL_LISTEN",
             "SLUICE_ADMIN_LISTEN",

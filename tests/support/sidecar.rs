@@ -87,7 +87,8 @@ impl SidecarProcess {
     }
 
     /// Like [`start_with_args`](Self::start_with_args), with environment variables set (e.g. a
-    /// pod's AWS identity); the test runner's own AWS identity is never passed on.
+    /// pod's AWS identity or `OTEL_EXPORTER_OTLP_ENDPOINT`); the test runner's own AWS identity and
+    /// `OTEL_*` settings are never passed on.
     pub async fn start_with_env(manifest_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let binary = sidecar_binary()?;
         let dir = tempfile::tempdir()?;
@@ -117,6 +118,11 @@ impl SidecarProcess {
             .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_ENDPOINT_URL_STS")
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("OTEL_"))
+                    .map(|(k, _)| (k, "")),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -126,6 +126,25 @@ fn line(event: &WatchEvent) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// `event`'s line with the push's `traceparent` (and `tracestate`) as members of its object,
+/// which a sidecar that does not trace ignores.
+fn traced_line(event: &WatchEvent, carried: Option<http::HeaderMap>) -> Bytes {
+    let Some(headers) = carried else {
+        return line(event);
+    };
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::to_value(event) else {
+        return line(event);
+    };
+    for (name, value) in &headers {
+        if let Ok(value) = value.to_str() {
+            object.insert(name.as_str().to_owned(), serde_json::Value::String(value.to_owned()));
+        }
+    }
+    let mut bytes = serde_json::to_vec(&object).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
 /// Forgets the session when its stream is dropped (the sidecar went away).
 struct SessionGuard {
     ctx: Arc<Context>,
@@ -204,7 +223,8 @@ async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
                         changed.ok()?;
                         let snapshot = rx.borrow_and_update().clone();
                         if let Some(snapshot) = snapshot {
-                            let bytes = line(&WatchEvent::Snapshot(snapshot.as_ref().clone()));
+                            let carried = crate::telemetry::carried(&snapshot.version);
+                            let bytes = traced_line(&WatchEvent::Snapshot(snapshot.as_ref().clone()), carried);
                             return Some((Ok(Frame::data(bytes)), (None, rx, tick, guard)));
                         }
                     }
@@ -227,7 +247,9 @@ async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
 
 async fn ack(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
     let pod = identity(&req, server).await?;
+    let headers = req.headers().clone();
     let ack: ConfigAck = read_json(req, MAX_ACK_BYTES).await?;
+    crate::telemetry::acked(&headers, &pod, &ack.version);
     tracing::debug!(pod = %pod.name, version = %ack.version, "sidecar acked");
     push::ack(&server.ctx, &pod.uid, ack.version);
     let mut response = Response::new(Full::new(Bytes::new()).boxed());

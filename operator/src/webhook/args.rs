@@ -82,6 +82,27 @@ pub struct InjectArgs {
         default_value = "kube-system,kube-public,kube-node-lease"
     )]
     pub inject_exclude_namespaces: Vec<String>,
+    /// Environment of every injected sidecar, `NAME=VALUE`, repeatable: the OpenTelemetry
+    /// variables only (`OTEL_*`), since the sidecar's own settings are flags the webhook owns.
+    #[arg(long = "sidecar-env", value_parser = otel_env)]
+    pub sidecar_env: Vec<(String, String)>,
+}
+
+/// One `--sidecar-env`: `OTEL_NAME=VALUE`.
+fn otel_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let valid = name.starts_with("OTEL_")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(format!(
+            "{name:?}: only OpenTelemetry variables (OTEL_*) may be set on the sidecar"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// A flag that does not hold a valid quantity.
@@ -138,6 +159,7 @@ impl InjectArgs {
                 self.sidecar_state_size_limit,
             )?,
             excluded_namespaces: self.inject_exclude_namespaces,
+            env: self.sidecar_env,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         })
     }
@@ -233,5 +255,24 @@ mod tests {
     #[test]
     fn ports_below_1024_are_refused() {
         assert!(Cli::try_parse_from(["operator", "--sidecar-port=80"]).is_err());
+    }
+
+    #[test]
+    fn sidecar_env_takes_repeated_opentelemetry_variables_only() {
+        let cli = Cli::try_parse_from([
+            "operator",
+            "--sidecar-env=OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4317",
+            "--sidecar-env=OTEL_RESOURCE_ATTRIBUTES=a=1,b=2",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.inject.into_config().unwrap().env,
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), "http://c:4317".to_owned()),
+                ("OTEL_RESOURCE_ATTRIBUTES".to_owned(), "a=1,b=2".to_owned()),
+            ]
+        );
+        assert!(Cli::try_parse_from(["operator", "--sidecar-env=SLUICE_LOG=debug"]).is_err());
+        assert!(Cli::try_parse_from(["operator", "--sidecar-env=OTEL_EXPORTER_OTLP_ENDPOINT"]).is_err());
     }
 }

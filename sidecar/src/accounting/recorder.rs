@@ -55,6 +55,8 @@ pub struct Finished<'a> {
     pub cache: &'static str,
     /// The final error, for the log.
     pub error: Option<String>,
+    /// The request's span, when it is traced: ended here, and its ids go into the access log.
+    pub trace: Option<&'a opentelemetry::Context>,
 }
 
 impl Recorder {
@@ -89,6 +91,19 @@ impl Recorder {
                 failovers: f.attempts.saturating_sub(1),
             });
         }
+        let (trace_id, span_id) = crate::telemetry::ids(f.trace);
+        if let Some(trace) = f.trace {
+            let ending = crate::telemetry::Ending {
+                outcome: f.outcome,
+                backend: f.backend.map(|b| (b.name.as_str(), b.provider)),
+                usage: f.usage,
+                cost: f.cost,
+                attempts: f.attempts,
+                time_to_first_token: f.time_to_first_token.filter(|_| f.streamed),
+                cache: f.cache,
+            };
+            crate::telemetry::finished(trace, &ending);
+        }
         let (backend, model) = f
             .backend
             .map(|b| (b.name.as_str(), b.model.as_str()))
@@ -100,6 +115,7 @@ impl Recorder {
             input_tokens = usage.input.0, cached_input_tokens = usage.cached_input.0,
             cache_write_input_tokens = usage.cache_write_input.0, output_tokens = usage.output.0,
             usage_estimated = usage.estimated, cost_usd = %f.cost, error = f.error.as_deref().unwrap_or_default(),
+            trace_id = trace_id.as_deref(), span_id = span_id.as_deref(),
             "request finished");
     }
     /// Counts into the series cached for the request's backend.

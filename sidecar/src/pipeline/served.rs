@@ -25,6 +25,8 @@ pub struct Served {
     pub endpoint: &'static str,
     /// Whether the answer came from the cache (`x-sluice-cache`).
     pub cache: CacheStatus,
+    /// The request's span when it is traced; it ends when the answer is recorded.
+    pub trace: Option<opentelemetry::Context>,
 }
 
 impl Served {

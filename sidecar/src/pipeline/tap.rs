@@ -126,6 +126,7 @@ impl Holds {
                 End::Abandoned => Some("the client went away".into()),
                 End::BudgetSpent => Some("the budget ran out mid-stream".into()),
             },
+            trace: self.served.trace.as_ref(),
         });
     }
 }

@@ -111,7 +111,7 @@ impl Anthropic {
             value.set_sensitive(true);
             request = request.header("x-api-key", value);
         }
-        request.send().await.map_err(|e| transport_error(&e))
+        super::traced(request).send().await.map_err(|e| transport_error(&e))
     }
 }
 

@@ -175,7 +175,11 @@ impl Bedrock {
             .map_err(|e| ProviderError::Connect(e.to_string()))?;
         let request = reqwest::Request::try_from(request)
             .map_err(|e| ProviderError::Connect(format!("the bedrock request is not valid: {e}")))?;
-        self.client.execute(request).await.map_err(|e| transport_error(&e))
+        // The trace context goes on after signing: outside the signed headers, as AWS allows.
+        super::traced(reqwest::RequestBuilder::from_parts(self.client.clone(), request))
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))
     }
 
     /// A Bedrock error answer as the sidecar's, with every credential blanked out of its text.

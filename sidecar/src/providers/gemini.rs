@@ -133,7 +133,7 @@ impl Gemini {
             value.set_sensitive(true);
             request = request.header("x-goog-api-key", value);
         }
-        request.send().await.map_err(|e| transport_error(&e))
+        super::traced(request).send().await.map_err(|e| transport_error(&e))
     }
 }
 

@@ -4,14 +4,14 @@
 
 pub mod anthropic;
 pub mod azure;
-pub mod entra;
 pub mod bedrock;
+pub mod entra;
 pub mod gemini;
 pub mod openai;
 pub mod simulator;
-pub mod vertex;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod vertex;
 
 use std::{collections::VecDeque, pin::Pin, time::Duration};
 
@@ -27,6 +27,13 @@ use crate::{
     sse::{SseDecoder, SseEvent},
     translate::StreamTranslator,
 };
+
+/// Adds the current attempt's W3C trace context (`traceparent`, `tracestate`) to an upstream
+/// request: every provider passes its request through this just before sending it. Nothing is
+/// added when tracing is off.
+pub fn traced(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    crate::telemetry::attempt::traced(builder)
+}
 
 /// The largest upstream answer or single stream event the sidecar reads.
 pub const MAX_UPSTREAM_BODY: usize = 64 << 20;
@@ -169,7 +176,12 @@ impl Upstream {
                 client,
                 identity_client,
             )?)),
-            Provider::Bedrock => Ok(Self::Bedrock(bedrock::Bedrock::new(backend, api_key, client, identity_client))),
+            Provider::Bedrock => Ok(Self::Bedrock(bedrock::Bedrock::new(
+                backend,
+                api_key,
+                client,
+                identity_client,
+            ))),
         }
     }
 

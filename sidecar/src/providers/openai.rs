@@ -198,7 +198,7 @@ impl OpenAi {
             Err(text) => self.client.post(text),
         };
         let (request, sent) = self.auth.apply(request.json(body)).await?;
-        let resp = request.send().await.map_err(|e| transport_error(&e))?;
+        let resp = super::traced(request).send().await.map_err(|e| transport_error(&e))?;
         Ok((resp, sent))
     }
 }

@@ -278,14 +278,12 @@ impl Vertex {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| ProviderError::Connect("the access token is not a valid HTTP header value".into()))?;
             value.set_sensitive(true);
-            let resp = self
+            let request = self
                 .client
                 .post(url)
                 .header(http::header::AUTHORIZATION, value)
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
+                .json(body);
+            let resp = super::traced(request).send().await.map_err(|e| transport_error(&e))?;
             if resp.status().is_success() {
                 return Ok(resp);
             }

@@ -190,13 +190,14 @@ mod tests {
                     streamed: ttft.is_some(),
                     cache: "bypass",
                     error: None,
+                    trace: None,
                 });
             }
         }
         let budgets = Budgets::default();
         let (a, b) = (
-            cached.metrics.encode(&budgets).unwrap(),
-            looked_up.metrics.encode(&budgets).unwrap(),
+            cached.metrics.encode(&budgets, []).unwrap(),
+            looked_up.metrics.encode(&budgets, []).unwrap(),
         );
         let sorted = |text: &str| {
             let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();

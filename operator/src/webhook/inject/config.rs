@@ -88,6 +88,8 @@ pub struct InjectConfig {
     /// Namespaces never injected whatever their labels say (the system's, the operator's own:
     /// injecting the operator would make it wait for itself).
     pub excluded_namespaces: Vec<String>,
+    /// Environment of the sidecar container (`OTEL_*` only, checked at the flag).
+    pub env: Vec<(String, String)>,
     /// Written to `sluice.dev/injected-version`.
     pub version: String,
 }
@@ -112,6 +114,7 @@ impl Default for InjectConfig {
             excluded_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
                 .map(str::to_owned)
                 .to_vec(),
+            env: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }

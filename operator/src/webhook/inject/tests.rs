@@ -481,3 +481,21 @@ fn pods_that_cannot_be_injected_are_refused_with_what_to_change() {
         assert_eq!(error.to_string(), message);
     }
 }
+
+#[test]
+fn the_opentelemetry_environment_reaches_the_sidecar_container_and_nothing_else_by_default() {
+    let plain = super::sidecar::sidecar_container(&config(), &overrides::PodOverrides::default());
+    assert_eq!(plain.env, None);
+    let config = InjectConfig {
+        env: vec![(
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            "http://collector:4317".to_owned(),
+        )],
+        ..config()
+    };
+    let container = super::sidecar::sidecar_container(&config, &overrides::PodOverrides::default());
+    assert_eq!(
+        serde_json::to_value(container.env).unwrap(),
+        json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4317"}])
+    );
+}

@@ -85,6 +85,16 @@ fn a_new_image_flags_resources_mode_or_volume_make_a_running_sidecar_outdated() 
                 ..config()
             },
         ),
+        (
+            "trace collector",
+            InjectConfig {
+                env: vec![(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                    "http://collector:4317".to_owned(),
+                )],
+                ..config()
+            },
+        ),
     ];
     for (name, config) in changed {
         assert!(is_outdated(&running, &config), "{name}");
