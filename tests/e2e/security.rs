@@ -15,6 +15,8 @@ use sluice_tests::addresses::listener;
 use sluice_tests::cluster::cluster;
 use sluice_tests::operator::{Certs, ClusterSidecar, OperatorProcess, Process, TestPod, eventually};
 use sluice_tests::sidecar::sidecar_binary;
+use sluice_tests::upstream::bedrock::auth::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use sluice_tests::upstream::vertex::service_account_key;
 use sluice_tests::upstream::{Upstream, Wire};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -179,8 +181,60 @@ async fn the_admin_listener_shows_config_and_budgets_to_loopback_only_and_probes
 const KEY: &str = "sk-audit-4c1d2e9f7a3b5d60";
 const ROTATED: &str = "sk-audit-rotated-8e2f61b0c9d4";
 
+/// The Azure OpenAI resource key.
+const AZURE_KEY: &str = "azure-audit-key-3c9e51f07ab2";
+/// A backend header's value, from a Secret.
+const HEADER_SECRET: &str = "gateway-audit-secret-d41f9a";
+
+/// The Secret of the clouds' credentials: an Azure key, an AWS credentials file, a Vertex
+/// service-account key and a header value.
+fn cloud_secret(upstream: &Upstream) -> String {
+    let indent = |text: &str| text.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: clouds}}\nstringData:\n  azure: {AZURE_KEY}\n  \
+         gateway: {HEADER_SECRET}\n  bedrock: |\n{}  vertex: |\n{}",
+        indent(&format!(
+            "[default]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}"
+        )),
+        indent(&service_account_key(&format!("http://{}", upstream.addr))),
+    )
+}
+
+/// One route per cloud, each with its credentials from the `clouds` Secret; the Azure one also
+/// sends a header whose value is in that Secret.
+fn cloud_routes(upstream: &Upstream) -> String {
+    let route = |name: &str, backend: &str| {
+        format!(
+            "---\napiVersion: sluice.dev/v1alpha1\nkind: ModelRoute\nmetadata: {{name: {name}}}\nspec:\n  \
+             models: [{name}]\n  backends:\n  - name: up\n    baseUrl: \"http://{addr}\"\n    \
+             pricing: {{inputPerMTok: \"1.00\", outputPerMTok: \"2.00\"}}\n{backend}",
+            addr = upstream.addr
+        )
+    };
+    [
+        route(
+            "azure",
+            "    provider: azure-openai\n    model: gpt-4o\n    \
+             azure: {deployment: mock-ok, apiVersion: \"2024-10-21\"}\n    credentialsRef: {name: clouds, key: azure}\n    \
+             headers: [{name: x-gateway-key, valueFrom: {name: clouds, key: gateway}}]\n",
+        ),
+        route(
+            "bedrock",
+            "    provider: bedrock\n    model: mock-ok\n    bedrock: {region: us-east-1}\n    \
+             credentialsRef: {name: clouds, key: bedrock}\n",
+        ),
+        route(
+            "vertex",
+            "    provider: vertex\n    model: mock-ok\n    \
+             vertex: {project: sluice-test-project, region: us-east5, publisher: google}\n    \
+             credentialsRef: {name: clouds, key: vertex}\n",
+        ),
+    ]
+    .concat()
+}
+
 /// The routes: one per way an upstream answers, `echoing` to a model that, like a careless
-/// provider, quotes the whole key back in its 401.
+/// provider, quotes the whole key back in its 401; then one per cloud.
 fn manifests(upstream: &Upstream, key: &str) -> String {
     let route = |name: &str, model: &str, extra: &str| {
         format!(
@@ -202,6 +256,8 @@ fn manifests(upstream: &Upstream, key: &str) -> String {
         route("garbage", "mock-garbage", ""),
         route("cut", "mock-cut-stream", ""),
         route("echoing", "mock-quote-key", ""),
+        cloud_secret(upstream),
+        cloud_routes(upstream),
     ]
     .concat()
 }
@@ -223,6 +279,12 @@ async fn exercise(sidecar: &ClusterSidecar) -> Result<String> {
         ("/chat/completions", hello("echoing", false)),
         ("/chat/completions", hello("echoing", true)),
         ("/chat/completions", hello("no-such-model", false)),
+        ("/chat/completions", hello("azure", false)),
+        ("/chat/completions", hello("azure", true)),
+        ("/chat/completions", hello("bedrock", false)),
+        ("/chat/completions", hello("bedrock", true)),
+        ("/chat/completions", hello("vertex", false)),
+        ("/chat/completions", hello("vertex", true)),
         ("/chat/completions", "{\"model\": \"chat\", \"messages\": [".to_owned()),
         (
             "/messages",
@@ -284,7 +346,7 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
         return Ok(());
     };
     c.install_crds().await?;
-    let upstream = Upstream::start(&[Wire::OpenAi]).await?;
+    let upstream = Upstream::start(&[Wire::OpenAi, Wire::Azure, Wire::Bedrock, Wire::Vertex]).await?;
     c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, KEY)))
         .await?
         .ok()?;
@@ -298,7 +360,7 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
         sidecar
             .config()
             .await
-            .filter(|c| c["routes"].as_array().is_some_and(|r| r.len() == 6))
+            .filter(|c| c["routes"].as_array().is_some_and(|r| r.len() == 9))
     })
     .await?;
 
@@ -311,6 +373,30 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
             .any(|r| r.header("authorization") == Some(bearer(KEY).as_str())),
         "the upstream never saw the key"
     );
+    // So were the clouds' credentials and the header's value.
+    ensure!(
+        used.iter()
+            .any(|r| r.header("api-key") == Some(AZURE_KEY) && r.header("x-gateway-key") == Some(HEADER_SECRET)),
+        "the Azure upstream never saw its key and the header"
+    );
+    ensure!(
+        used.iter().any(|r| r.path.starts_with("/model/mock-ok/converse")
+            && r.header("authorization").is_some_and(|a| a.contains(ACCESS_KEY_ID))),
+        "Bedrock was never called with the key from the credentials file"
+    );
+    ensure!(
+        used.iter().any(|r| r.path.contains(":generateContent")
+            && r.header("authorization").is_some_and(|a| a.starts_with("Bearer "))),
+        "Vertex was never called with a token from the service-account key"
+    );
+    let vertex_key: serde_json::Value = serde_json::from_str(&service_account_key("http://unused"))?;
+    let private_key = vertex_key["private_key"].as_str().unwrap_or_default().to_owned();
+    // A line of the key's body: what any leak of the key would contain.
+    let key_body = private_key
+        .lines()
+        .nth(1)
+        .context("the test service-account key has no body")?
+        .to_owned();
 
     // Rotate the key; the new one is used, and audited too.
     c.kubectl_ns(&["apply", "-f", "-"], Some(&manifests(&upstream, ROTATED)))
@@ -373,5 +459,8 @@ async fn no_log_endpoint_metric_status_event_or_answer_of_a_full_run_holds_an_ap
     operator.process.terminate().await?;
     texts.push(("sidecar log (debug)".to_owned(), sidecar.process.output()));
     texts.push(("operator log (debug)".to_owned(), operator.process.output()));
-    assert_no_secret(&texts, &[KEY, ROTATED])
+    assert_no_secret(
+        &texts,
+        &[KEY, ROTATED, AZURE_KEY, HEADER_SECRET, SECRET_ACCESS_KEY, &key_body],
+    )
 }
