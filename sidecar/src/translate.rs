@@ -22,7 +22,7 @@ pub mod testing;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::formats::openai::{ChatRequest, Untranslatable};
+use crate::formats::openai::{AssistantMessage, ChatRequest, Choice, ToolCall, Untranslatable};
 use crate::wire::{ProviderError, StreamEvent};
 
 /// The thinking budget, in tokens, that chat's `reasoning_effort` (and Responses'
@@ -76,5 +76,23 @@ pub trait StreamTranslator: Send + 'static {
         let event = serde_json::from_str(data)
             .map_err(|e| ProviderError::InvalidResponse(format!("{} is not valid: {e}", Self::EVENT)))?;
         self.on(event)
+    }
+}
+
+/// One choice of a translated answer: its text (`null` when the answer is only tool calls),
+/// reasoning (left out when empty), tool calls and finish reason.
+pub fn answer_choice(index: u32, text: String, reasoning: String, tool_calls: Vec<ToolCall>, finish: &str) -> Choice {
+    Choice {
+        index,
+        message: AssistantMessage {
+            role: "assistant".into(),
+            content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+            reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+            tool_calls,
+            rest: serde_json::Map::new(),
+        },
+        logprobs: None,
+        finish_reason: Some(finish.to_owned()),
+        rest: serde_json::Map::new(),
     }
 }

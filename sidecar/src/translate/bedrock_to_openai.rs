@@ -19,7 +19,7 @@ use serde_json::Map;
 use crate::{
     formats::{
         bedrock::{ConverseResponse, TokenUsage},
-        openai::{self, AssistantMessage, ChatCompletion, Choice, CompletionUsage, PromptTokensDetails, ToolCall},
+        openai::{self, ChatCompletion, CompletionUsage, PromptTokensDetails, ToolCall},
     },
     wire::{ProviderError, error_body},
 };
@@ -55,23 +55,7 @@ pub fn response(response: ConverseResponse, model: &str, created: u64, id: &str)
         object: "chat.completion".into(),
         created,
         model: model.to_owned(),
-        choices: vec![Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: "assistant".into(),
-                content: if text.is_empty() && !tool_calls.is_empty() {
-                    None
-                } else {
-                    Some(text)
-                },
-                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-                tool_calls,
-                rest: Map::new(),
-            },
-            logprobs: None,
-            finish_reason: Some(finish.to_owned()),
-            rest: Map::new(),
-        }],
+        choices: vec![super::answer_choice(0, text, reasoning, tool_calls, finish)],
         usage: Some(usage(&response.usage)),
         rest: Map::new(),
     }

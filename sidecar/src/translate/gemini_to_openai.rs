@@ -13,9 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::formats::gemini::{Candidate, ContentEmbedding, ErrorObject, GenerateContentResponse, Part, UsageMetadata};
 use crate::{
-    formats::openai::{
-        self, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CompletionUsage, ToolCall,
-    },
+    formats::openai::{self, ChatCompletion, CompletionTokensDetails, CompletionUsage, ToolCall},
     wire::{ProviderError, error_body},
 };
 
@@ -46,23 +44,7 @@ pub fn response(
             let finish = candidate.finish_reason.clone();
             let (text, reasoning, tool_calls) = candidate_parts(candidate, key, &mut calls_made);
             let finish = finish_reason(finish.as_deref(), !tool_calls.is_empty());
-            Choice {
-                index,
-                message: AssistantMessage {
-                    role: "assistant".into(),
-                    content: if text.is_empty() && !tool_calls.is_empty() {
-                        None
-                    } else {
-                        Some(text)
-                    },
-                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-                    tool_calls,
-                    rest: Map::new(),
-                },
-                logprobs: None,
-                finish_reason: Some(finish.to_owned()),
-                rest: Map::new(),
-            }
+            super::answer_choice(index, text, reasoning, tool_calls, finish)
         })
         .collect();
     Ok(ChatCompletion {
