@@ -12,6 +12,7 @@
 pub mod attempt;
 pub mod control;
 pub mod genai;
+pub mod streamed;
 
 use std::{
     future::Future,
@@ -26,6 +27,7 @@ use opentelemetry::{
 
 pub use genai::{Asked, Ending};
 use sluice_crds::ObjectKey;
+pub use streamed::StreamedAnswer;
 
 /// The span of the API request a task serves, and its GenAI operation once known.
 #[derive(Debug, Clone)]
@@ -138,6 +140,19 @@ pub fn answer(body: &[u8]) {
     let span = cx.span();
     if span.is_recording() {
         span.set_attributes(genai::response_attributes(body));
+    }
+}
+
+/// A collector for what a streamed answer says of itself, when the request span records.
+pub fn streamed(cx: &Context) -> Option<StreamedAnswer> {
+    cx.span().is_recording().then(StreamedAnswer::default)
+}
+
+/// Puts what a streamed answer said of itself on its request span.
+pub fn streamed_answer(cx: &Context, answer: StreamedAnswer) {
+    let span = cx.span();
+    if span.is_recording() {
+        span.set_attributes(answer.attributes());
     }
 }
 

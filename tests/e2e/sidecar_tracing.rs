@@ -59,8 +59,15 @@ async fn start(env: &[(&str, &str)]) -> Traced {
 
 impl Traced {
     async fn chat(&self, headers: &[(&str, &str)]) -> reqwest::Response {
-        let body = json!({"model": "chat", "max_tokens": 32, "temperature": 0.5,
-            "messages": [{"role": "user", "content": PROMPT}]});
+        self.send(
+            json!({"model": "chat", "max_tokens": 32, "temperature": 0.5,
+            "messages": [{"role": "user", "content": PROMPT}]}),
+            headers,
+        )
+        .await
+    }
+
+    async fn send(&self, body: serde_json::Value, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut request = reqwest::Client::new()
             .post(self.sidecar.url("/v1/chat/completions"))
             .json(&body);
@@ -182,6 +189,53 @@ async fn a_failed_over_request_exports_a_request_span_and_two_attempt_spans_over
     assert_eq!(second.attr("sluice.backend").as_deref(), Some("secondary"));
     assert_eq!(second.attr("sluice.attempt.outcome").as_deref(), Some("answered"));
     assert_eq!(second.attr("error.type"), None);
+    assert_nothing_secret(&collector.spans());
+}
+
+#[tokio::test]
+async fn a_streamed_answer_puts_its_id_model_finish_reason_and_first_chunk_time_on_the_request_span() {
+    let collector = Collector::start().await.unwrap();
+    let env = env(&collector.http_endpoint(), "http/protobuf");
+    let g = start(&borrowed(&env)).await;
+
+    let response = g
+        .send(
+            json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": PROMPT}]}),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("data: [DONE]"), "{text}");
+
+    let (request, _) = one_request(&collector).await;
+    let id = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find_map(|d| {
+            serde_json::from_str::<serde_json::Value>(d).ok()?["id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap();
+    for (key, value) in [
+        ("gen_ai.response.id", id.as_str()),
+        ("gen_ai.response.model", "mock-ok"),
+        ("gen_ai.response.finish_reasons", "stop"),
+        ("sluice.outcome", "ok"),
+    ] {
+        assert_eq!(
+            request.attr(key).as_deref(),
+            Some(value),
+            "{key} in {}",
+            request.all_text()
+        );
+    }
+    assert!(
+        request.attr("gen_ai.response.time_to_first_chunk").is_some(),
+        "{}",
+        request.all_text()
+    );
     assert_nothing_secret(&collector.spans());
 }
 

@@ -30,6 +30,7 @@ use crate::{
     cache,
     failover::Guard,
     limits::Charge,
+    telemetry::{self, StreamedAnswer},
     wire::{CacheStatus, ChunkStream, ProviderError, StreamEvent, Usage, estimate_tokens},
 };
 
@@ -135,8 +136,10 @@ impl Holds {
 /// once when it ends or is dropped.
 pub fn tap(stream: ChunkStream, holds: Holds) -> ChunkStream {
     let time_to_first_token = holds.served.started.elapsed();
+    let answer = holds.served.trace.as_ref().and_then(telemetry::streamed);
     Box::pin(Tap {
         stream,
+        answer,
         holds: Some(holds),
         usage: None,
         streamed_chars: 0,
@@ -153,6 +156,8 @@ struct Tap {
     usage: Option<Usage>,
     streamed_chars: usize,
     time_to_first_token: Duration,
+    /// What the answer says of itself, gathered only while its request is traced.
+    answer: Option<StreamedAnswer>,
     /// What is left to say after the sidecar ended the answer itself.
     ending: VecDeque<Result<StreamEvent, ProviderError>>,
     /// A chunk held back while this pod's slice of the budget is topped up, and the wait.
@@ -395,6 +400,9 @@ impl Tap {
 
     fn end(&mut self, end: End) {
         if let Some(holds) = self.holds.take() {
+            if let (Some(answer), Some(cx)) = (self.answer.take(), holds.served.trace.as_ref()) {
+                telemetry::streamed_answer(cx, answer);
+            }
             holds.settle(self.usage, end, self.streamed_chars, Some(self.time_to_first_token));
         }
     }
@@ -417,6 +425,9 @@ impl Stream for Tap {
         let item = std::task::ready!(this.stream.as_mut().poll_next(cx));
         match &item {
             Some(Ok(StreamEvent::Data(payload))) => {
+                if let Some(answer) = this.answer.as_mut() {
+                    answer.observe(payload);
+                }
                 // Providers report usage at the end; until then what streamed so far is what a
                 // hard budget is checked against.
                 if this.usage.is_none() {
