@@ -55,6 +55,8 @@ pub struct Metrics {
     pub pushes: Counter,
     /// From sending a snapshot to its ack, in seconds.
     pub push_latency: Histogram,
+    /// The longest a connected sidecar has gone without acking the config last sent to it.
+    pub oldest_unacked_push: Gauge<f64, AtomicU64>,
     /// Status and ledger writes by kind and result.
     pub status_writes: Family<WriteLabels, Counter>,
     /// Usage reports by result.
@@ -92,6 +94,12 @@ impl Default for Metrics {
             "From sending a snapshot to the sidecar's ack",
             push_latency.clone(),
         );
+        let oldest_unacked_push = Gauge::default();
+        registry.register(
+            "oldest_unacked_push_seconds",
+            "The longest any connected sidecar has gone without acking the config last sent to it (0 when all have)",
+            oldest_unacked_push.clone(),
+        );
         let status_writes = Family::default();
         registry.register(
             "status_writes",
@@ -125,6 +133,7 @@ impl Default for Metrics {
             connected_sidecars,
             pushes,
             push_latency,
+            oldest_unacked_push,
             status_writes,
             usage_reports,
             outstanding_allowance,

@@ -92,6 +92,13 @@ pub fn unregister(ctx: &Context, uid: &str, conn: u64) {
     count_sidecars(ctx);
 }
 
+/// Refreshes the gauge of the oldest unacknowledged push (an alert watches it: a sidecar that
+/// never applies its config keeps serving the last one it had).
+pub fn observe_acks(ctx: &Context) {
+    let waited = ctx.sessions.oldest_unacked(std::time::Instant::now());
+    ctx.metrics.oldest_unacked_push.set(waited.as_secs_f64());
+}
+
 /// Records that a sidecar runs `version`.
 pub fn ack(ctx: &Context, uid: &str, version: ConfigVersion) {
     let (routes, latency) = ctx.sessions.ack(uid, version);

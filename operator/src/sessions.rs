@@ -161,6 +161,17 @@ impl Sessions {
         (session.routes.clone(), latency)
     }
 
+    /// How long the oldest unacknowledged push has waited: the longest any connected sidecar
+    /// has gone without acking the version last sent to it; zero when every one has.
+    pub fn oldest_unacked(&self, now: Instant) -> Duration {
+        self.lock()
+            .values()
+            .filter_map(|s| s.pushed_at)
+            .map(|at| now.saturating_duration_since(at))
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Updates the labels of a connected pod (they decide which routes select it).
     pub fn relabel(&self, uid: &str, labels: BTreeMap<String, String>) {
         if let Some(s) = self.lock().get_mut(uid) {
@@ -237,5 +248,50 @@ impl Sessions {
             applied.pushed += 1;
         }
         applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str) -> PodIdentity {
+        PodIdentity {
+            namespace: "team-a".into(),
+            name: format!("pod-{uid}"),
+            uid: uid.into(),
+        }
+    }
+
+    fn push(sessions: &Sessions, uid: &str) -> ConfigVersion {
+        let snapshot = ConfigSnapshot::new(Vec::new(), Vec::new());
+        let version = snapshot.version.clone();
+        let plan = SidecarPlan {
+            uid: uid.into(),
+            snapshot,
+            conflicts: Vec::new(),
+        };
+        assert_eq!(sessions.apply("team-a", vec![plan], None).pushed, 1);
+        version
+    }
+
+    #[test]
+    fn the_oldest_unacked_push_is_the_longest_wait_of_a_sidecar_that_has_not_acked() {
+        let sessions = Sessions::default();
+        assert_eq!(sessions.oldest_unacked(Instant::now()), Duration::ZERO);
+        let _a = sessions.register(pod("a"), BTreeMap::new());
+        let _b = sessions.register(pod("b"), BTreeMap::new());
+        let version = push(&sessions, "a");
+        push(&sessions, "b");
+        let later = Instant::now() + Duration::from_secs(90);
+
+        assert!(sessions.oldest_unacked(later) >= Duration::from_secs(90));
+        sessions.ack("a", version.clone());
+        assert!(
+            sessions.oldest_unacked(later) >= Duration::from_secs(90),
+            "b has not acked"
+        );
+        sessions.ack("b", version);
+        assert_eq!(sessions.oldest_unacked(later), Duration::ZERO);
     }
 }

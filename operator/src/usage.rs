@@ -354,7 +354,10 @@ pub async fn run_flusher(ctx: &Context, shutdown: CancellationToken) {
     sweeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => flush(ctx).await,
+            _ = tick.tick() => {
+                crate::push::observe_acks(ctx);
+                flush(ctx).await;
+            }
             _ = sweeping.tick() => sweep(ctx).await,
             _ = sizing.tick() => ctx.ledgers.close_sizing_windows(),
             () = shutdown.cancelled() => break,

@@ -393,6 +393,7 @@ async fn the_values_schema_refuses_typos_and_bad_values() -> Result<()> {
             "value must be one of 'grpc', 'http/protobuf'",
         ),
         ("metrics.prometheusRule.budgetThreshold=2", "maximum: got 2, want 1"),
+        ("metrics.prometheusRule.unackedPushSeconds=0", "minimum: got 0, want 1"),
     ] {
         let out = c
             .helm(

@@ -243,6 +243,7 @@ async fn the_dashboard_and_the_alerts_ask_only_for_metrics_the_sidecar_and_the_o
         "sluice_requests_total",
         "sluice_circuit_open",
         "sluice_operator_snapshot_pushes_total",
+        "sluice_operator_oldest_unacked_push_seconds",
     ] {
         assert!(names.contains(must), "{must} missing from {names:?}");
     }
