@@ -60,6 +60,8 @@ pub struct Context {
     pub ledgers: Ledgers,
     /// The connected sidecars.
     pub sessions: Sessions,
+    /// Recomputes under way, by namespace (see [`crate::push::recompute_soon`]).
+    pub recomputes: crate::coalesce::Coalescer,
     /// What the next status write covers.
     pub marks: StatusMarks,
     /// Backend health as the sidecars report it.
@@ -97,6 +99,7 @@ impl Context {
             verdicts: Verdicts::default(),
             ledgers: Ledgers::default(),
             sessions: Sessions::default(),
+            recomputes: crate::coalesce::Coalescer::default(),
             marks: StatusMarks::default(),
             health: Health::default(),
         }

@@ -18,6 +18,7 @@ pub mod budget_controller;
 pub mod ca_publisher;
 pub mod certs;
 pub mod cli;
+pub mod coalesce;
 pub mod conditions;
 pub mod context;
 pub mod control_server;

@@ -22,7 +22,7 @@ fn observe(ctx: &Context, event: &watcher::Event<Pod>) {
             if let Some(uid) = pod.uid() {
                 ctx.sessions.relabel(&uid, pod.labels().clone());
             }
-            push::recompute(ctx, &pod.namespace().unwrap_or_default());
+            push::recompute_soon(ctx, &pod.namespace().unwrap_or_default());
             status::routes_changed(ctx, pod.namespace().as_deref());
         }
         watcher::Event::Delete(pod) => {

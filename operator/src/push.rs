@@ -14,6 +14,13 @@ use crate::{
     plan::{self, Inputs},
 };
 
+/// Like [`recompute`], for events that come in storms (sidecars connecting after an operator
+/// restart or a rollout, pod events): asked while a recompute of the namespace runs, it is
+/// folded into one more round of that run, which sees this event's change.
+pub fn recompute_soon(ctx: &Context, namespace: &str) {
+    ctx.recomputes.run(namespace, || recompute(ctx, namespace));
+}
+
 /// Recomputes and pushes the snapshot of every connected sidecar of `namespace`.
 pub fn recompute(ctx: &Context, namespace: &str) {
     if !*ctx.synced.borrow() {
@@ -82,7 +89,7 @@ pub fn register(
     let registered = ctx.sessions.register(identity, labels);
     ctx.marks.routes(registered.replaced);
     count_sidecars(ctx);
-    recompute(ctx, &namespace);
+    recompute_soon(ctx, &namespace);
     (registered.conn, registered.rx)
 }
 
@@ -113,7 +120,7 @@ pub fn ack(ctx: &Context, uid: &str, version: ConfigVersion) {
 /// ([`crate::ledgers::Ledgers::reclaim_due`]).
 pub fn pod_deleted(ctx: &Context, namespace: &str, uid: &str) {
     ctx.ledgers.pod_gone(namespace, uid, std::time::Instant::now());
-    recompute(ctx, namespace);
+    recompute_soon(ctx, namespace);
 }
 
 /// Once every cache is filled and every route found then has a verdict, sends the snapshots
