@@ -474,7 +474,11 @@ pub async fn run(opts: &Options) -> Result<Run> {
         .filter_map(|p| p.cpu().ok())
         .sum();
     if let Some(t) = &traced {
-        live += t.pids().into_iter().filter_map(|p| procs::cpu_of(p).ok()).sum::<Duration>();
+        live += t
+            .pids()
+            .into_iter()
+            .filter_map(|p| procs::cpu_of(p).ok())
+            .sum::<Duration>();
     }
     for (_, p) in &peer_procs {
         live += procs::tree_cpu(p.pid()).unwrap_or_default();

@@ -201,8 +201,8 @@ pub fn markdown(run: &Run, plot: Option<&str>, extras: &Extras) -> String {
         out,
         "Written by `tests/bench/run{}{}` on {} (commit `{}`); the driver measured for {:.0} s. Benchmarks \
          measure; they are not tests and never fail on a timing. Reproduce with `tests/bench/run --peers` \
-         (fan-out, driver and micro-benchmarks measure for about 13 minutes after the builds and installs; \
-         without `--peers` about 7; `--quick` for a smoke run).\n",
+         (fan-out, driver and micro-benchmarks measure for about 17 minutes after the builds and installs; \
+         without `--peers` about 11; `--quick` for a smoke run).\n",
         if run.quick { " --quick" } else { "" },
         if peers { " --peers" } else { "" },
         run.date,

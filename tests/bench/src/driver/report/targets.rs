@@ -394,6 +394,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_issue_21_target_is_a_row_with_its_ratio_to_the_floor() {
+        let md = super::super::markdown(
+            &super::super::tests::run(Vec::new(), Vec::new()),
+            None,
+            &Extras::default(),
+        );
+        // Full 27 µs of CPU against the floor's 9: 3.00×, 1.50× past the goal of 1.5×.
+        assert!(md.contains(
+            "| CPU per request, full feature path ÷ bare forwarder (floor) | ≤ 1.50× | 3.00× (full 27.0 µs, floor 9.0 µs) | missed by 1.50× (2.00×); bounded by"
+        ));
+        // Added p50: full 45 − 10 = 35 µs against the floor's 20 − 10 = 10 µs.
+        assert!(md.contains(
+            "| added latency p50, one client: full ÷ floor | ≤ 2.00× | 3.50× (full 35.0 µs, floor 10.0 µs) |"
+        ));
+        for row in [
+            "| added latency p99, one client: full ÷ floor |",
+            "| streaming: added time to first token (p50), full ÷ floor |",
+            "| streaming: added time per chunk, full ÷ floor |",
+            "| RSS idle (ready, no traffic yet) | ≤ 20.0 MiB |",
+            "open streams (fresh process) | ≤ 64.0 MiB |",
+            "| max throughput ÷ onwards' (best of the fixed-concurrency runs) | ≥ 1.50× | – | not measured: peers are measured",
+            "| operator: a route change acked by every one of 5,000 connected sidecars | ≤ 2000 ms (slowest) | – | not measured",
+            "| shared route: sidecars sharing a Budget and a route-wide limit through the operator (bench-budget) |",
+            "| sidecar (full, tracing on) ÷ untraced full (issue 22) | – | – | not measured: this run had no tracing row |",
+        ] {
+            assert!(md.contains(row), "{row} missing from\n{md}");
+        }
+    }
+
+    #[test]
+    fn the_traced_rows_are_ratios_to_the_untraced_full_path() {
+        use crate::driver::results::{TargetResults, Tracing};
+        let mut traced = TargetResults::new(Target::SidecarTraced);
+        let mut down = TargetResults::new(Target::SidecarTracedDown);
+        let full = super::super::tests::run(Vec::new(), Vec::new());
+        let f = full.of(Target::SidecarFull).unwrap().clone();
+        traced.one_client = f.one_client.clone();
+        traced.cpu_run = f.cpu_run.clone().map(|mut l| {
+            l.cpu_us_per_request = Some(54.0);
+            l
+        });
+        down.one_client = f.one_client.clone();
+        down.cpu_run = f.cpu_run.clone();
+        let mut r = super::super::tests::run(Vec::new(), vec![traced, down]);
+        r.tracing = Some(Tracing {
+            requests: 100,
+            spans: 200,
+            exports: 3,
+            not_measured: None,
+        });
+        let md = super::super::markdown(&r, None, &Extras::default());
+        assert!(md.contains(
+            "| sidecar (full, tracing on) ÷ untraced full (issue 22) | measured, no goal | added p50 1.00×, added p99 1.00×, CPU 2.00×; 200 spans received for 100 requests | measured |"
+        ));
+        assert!(md.contains("| sidecar (full, tracing on, collector down) ÷ untraced full (issue 22) | no change beyond noise (≤ 1.10×) | added p50 1.00×, added p99 1.00×, CPU 1.00× | met |"));
+    }
+
+    #[test]
     fn thousands_are_grouped() {
         assert_eq!(group(5_000), "5,000");
         assert_eq!(group(100), "100");
