@@ -48,7 +48,8 @@ def series(target):
 def main(results_path, out_path):
     with open(results_path) as f:
         run = json.load(f)
-    targets = {t["target"]: t for t in run["targets"]}
+    # The tracing rows are measured with one client only; they are in the report, not the plot.
+    targets = {t["target"]: t for t in run["targets"] if not t["target"].startswith("sidecar-traced")}
     direct = dict(series(targets["direct"]))
     labels = [x for x, _ in series(targets["direct"])]
     xs = range(len(labels))

@@ -13,6 +13,7 @@ pub mod procs;
 pub mod report;
 pub mod results;
 pub mod streams;
+mod tracing;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use self::apis::{Api, RequestKind};
 use self::manifests::Features;
 use self::oha::{Oha, Shape};
 use self::procs::{Proc, Sidecar};
-use self::results::{Load, PeerStatus, Run, Streaming, Target, TargetResults};
+use self::results::{Load, PeerStatus, Run, Streaming, Target, TargetResults, Tracing};
 
 /// What to run and where to put it.
 #[derive(Debug, Clone)]
@@ -242,6 +243,21 @@ pub async fn run(opts: &Options) -> Result<Run> {
             headers: Vec::new(),
         },
     ];
+    step("starting the full-path sidecar with tracing on, and its collector");
+    let mut traced = match tracing::Traced::start(opts, &full_dir, &logs).await {
+        Ok(t) => {
+            ours.extend(t.pids());
+            for e in t.endpoints() {
+                results.push(TargetResults::new(e.target));
+                endpoints.push(e);
+            }
+            Some(t)
+        }
+        Err(e) => {
+            notes.push(format!("tracing row: not measured: {e:#}"));
+            None
+        }
+    };
 
     let mut statuses: Vec<PeerStatus> = Vec::new();
     let mut peer_procs: Vec<(Target, Proc)> = Vec::new();
@@ -311,7 +327,7 @@ pub async fn run(opts: &Options) -> Result<Run> {
 
     for &(rate, connections) in &plan.rates {
         step(&format!("fixed rate {rate}/s"));
-        for e in &endpoints {
+        for e in endpoints.iter().filter(|e| !e.target.is_traced()) {
             let shape = Shape::Rate {
                 rate,
                 connections,
@@ -326,7 +342,7 @@ pub async fn run(opts: &Options) -> Result<Run> {
 
     for &connections in &plan.concurrency {
         step(&format!("concurrency {connections}"));
-        for e in &endpoints {
+        for e in endpoints.iter().filter(|e| !e.target.is_traced()) {
             let shape = Shape::Closed {
                 connections,
                 duration: plan.concurrency_duration,
@@ -356,7 +372,7 @@ pub async fn run(opts: &Options) -> Result<Run> {
     }
 
     step("streaming: time to first token and per chunk");
-    for e in &endpoints {
+    for e in endpoints.iter().filter(|e| !e.target.is_traced()) {
         let body = Api::Chat.stream_request(manifests::STREAM_MODEL);
         let (warmup, count) = if e.target.is_peer() {
             (plan.peer_stream_warmup, plan.peer_streams)
@@ -433,6 +449,18 @@ pub async fn run(opts: &Options) -> Result<Run> {
     for p in [&mut upstream, &mut floor] {
         p.check_alive()?;
     }
+    let tracing = match &mut traced {
+        Some(t) => {
+            let r = run_of(&results, Target::SidecarTraced);
+            let counted = |l: &Option<Load>| l.as_ref().map_or(0, |l| l.ok + l.failed);
+            let requests = plan.warmup_requests + counted(&r.one_client) + counted(&r.cpu_run);
+            Some(t.counted(requests).await)
+        }
+        None => Some(Tracing {
+            not_measured: Some("the traced sidecars or their collector did not start (see the notes)".into()),
+            ..Tracing::default()
+        }),
+    };
     for (target, p) in &mut peer_procs {
         if let Err(e) = p.check_alive() {
             notes.push(format!("{}: {e:#} before the end of the run", target.label()));
@@ -445,6 +473,13 @@ pub async fn run(opts: &Options) -> Result<Run> {
         .iter()
         .filter_map(|p| p.cpu().ok())
         .sum();
+    if let Some(t) = &traced {
+        live += t
+            .pids()
+            .into_iter()
+            .filter_map(|p| procs::cpu_of(p).ok())
+            .sum::<Duration>();
+    }
     for (_, p) in &peer_procs {
         live += procs::tree_cpu(p.pid()).unwrap_or_default();
         ours.extend(procs::tree_of(p.pid()));
@@ -468,6 +503,14 @@ pub async fn run(opts: &Options) -> Result<Run> {
         opts.streams_held,
         manifests::HOLD_MODEL
     ));
+    settings.push(
+        "tracing row (issue 22): two more full-path sidecars with `OTEL_EXPORTER_OTLP_ENDPOINT` set \
+         (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, the default sampler: every request traced), one exporting to \
+         `bench-collector` (an OTLP/gRPC receiver from `opentelemetry-proto` that counts spans), one to a \
+         loopback port bound and released (nothing listens); measured in the warm-up, one-client and CPU runs \
+         beside the others"
+            .to_owned(),
+    );
     settings.push(format!(
         "sidecar log level: `SLUICE_LOG={}` (default `info`: one access-log line per request, written to a file)",
         std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into())
@@ -485,6 +528,7 @@ pub async fn run(opts: &Options) -> Result<Run> {
         notes,
         peers: statuses,
         apis,
+        tracing,
     })
 }
 
@@ -667,6 +711,15 @@ async fn note_accounting(notes: &mut Vec<String>, sidecar: &Sidecar, target: Tar
     }
 }
 
+/// The results of `t` (an empty record when this run had none).
+fn run_of(results: &[TargetResults], t: Target) -> TargetResults {
+    results
+        .iter()
+        .find(|r| r.target == t)
+        .cloned()
+        .unwrap_or_else(|| TargetResults::new(t))
+}
+
 /// The results of `t`, created if this run had none yet.
 fn slot(results: &mut Vec<TargetResults>, t: Target) -> &mut TargetResults {
     let i = match results.iter().position(|r| r.target == t) {
@@ -685,6 +738,8 @@ fn target_name(t: Target) -> &'static str {
         Target::Floor => "floor",
         Target::SidecarMinimal => "minimal",
         Target::SidecarFull => "full",
+        Target::SidecarTraced => "traced",
+        Target::SidecarTracedDown => "traced-down",
         Target::Litellm => "litellm",
         Target::Portkey => "portkey",
         Target::Onwards => "onwards",

@@ -4,6 +4,7 @@
 //! Nothing here is a test: the driver measures and reports, it never fails on a timing.
 
 pub mod budget;
+pub mod collector;
 pub mod driver;
 pub mod fanout;
 pub mod floor;

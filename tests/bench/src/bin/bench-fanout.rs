@@ -26,7 +26,8 @@ struct Cli {
     #[arg(long)]
     out_dir: PathBuf,
     /// Simulated sidecars.
-    #[arg(long, default_value_t = 1000)]
+    /// (Issue 21's target is for 5,000.)
+    #[arg(long, default_value_t = 5000)]
     sidecars: usize,
     /// Route changes applied one after another.
     #[arg(long, default_value_t = 5)]

@@ -12,6 +12,7 @@
 pub mod load;
 pub mod manifests;
 pub mod report;
+pub mod route;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,7 @@ pub struct Options {
 
 /// One sidecar process of the fleet.
 struct Sidecar {
-    _proc: Proc,
+    proc: Proc,
     addr: SocketAddr,
     admin: SocketAddr,
 }
@@ -116,6 +117,15 @@ pub async fn run(opts: &Options) -> Result<Shared> {
     for s in &fleet {
         wait_granted(s.admin).await?;
     }
+    eprintln!("bench-budget: measuring the route with its own budget and a route-wide limit");
+    let targets: Vec<route::Target> = fleet
+        .iter()
+        .map(|s| route::Target {
+            addr: s.addr,
+            pid: s.proc.pid(),
+        })
+        .collect();
+    let route = route::measure(&targets, upstream).await?;
     eprintln!(
         "bench-budget: every sidecar holds an allowance; {} req/s until the budget is spent",
         opts.rate
@@ -168,6 +178,7 @@ pub async fn run(opts: &Options) -> Result<Shared> {
         stopped_by,
         in_status,
         status_after_ms: millis(status_wait.elapsed()),
+        route: Some(route),
     });
     drop(fleet);
     operator.process.terminate().await?;
@@ -249,7 +260,7 @@ async fn start_sidecar(opts: &Options, pod: &Pod, control: &str, ca: &Path, logs
     Ok(Sidecar {
         addr: listener("listen")?,
         admin: listener("admin-listen")?,
-        _proc: proc,
+        proc,
     })
 }
 

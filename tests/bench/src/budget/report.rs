@@ -75,6 +75,8 @@ pub struct Shared {
     pub status_spent: Option<MicroUsd>,
     /// From the end of the load until status showed what was served (or the bound ran out).
     pub status_after_ms: f64,
+    /// The measured route's request path (its own Budget and a route-wide limit).
+    pub route: Option<super::route::RouteFigures>,
 }
 
 /// What [`build`] takes.
@@ -96,6 +98,8 @@ pub struct Inputs<'a> {
     pub in_status: Option<MicroUsd>,
     /// How long status took to show it.
     pub status_after_ms: f64,
+    /// The measured route's figures.
+    pub route: Option<super::route::RouteFigures>,
 }
 
 /// The results of a run.
@@ -137,6 +141,7 @@ pub fn build(i: Inputs<'_>) -> Shared {
         failure_samples: t.failure_samples.clone(),
         status_spent: i.in_status,
         status_after_ms: i.status_after_ms,
+        route: i.route,
     }
 }
 
@@ -248,7 +253,44 @@ pub fn markdown(r: &Shared) -> String {
     if !r.failure_samples.is_empty() {
         let _ = writeln!(out, "\nFailures (sample): {}", r.failure_samples.join("; "));
     }
+    route_section(&mut out, r);
     out
+}
+
+/// The measured route: the request path of sidecars sharing a Budget and a route-wide limit.
+fn route_section(out: &mut String, r: &Shared) {
+    let Some(m) = &r.route else { return };
+    let _ = writeln!(
+        out,
+        "\n### The request path of a shared route\n\n\
+         Before the budget above is spent, the same {} sidecars serve a second route, `{}`, with its own hard \
+         Budget and route-wide request and token limits (`rateLimit`), both split among them by the operator. \
+         One client alternates a direct call to the upstream and a call through one sidecar, {} each; then {} \
+         connections spread {} requests over every sidecar, and the fleet's CPU is read from `/proc` before \
+         and after.\n\n\
+         | figure | measured |\n|---|---|\n\
+         | added latency p50, one client | {} (direct {}) |\n\
+         | added latency p99, one client | {} |\n\
+         | CPU per request (all sidecars) | {} |\n\
+         | throughput at {} connections | {:.0} req/s |\n\
+         | requests not answered 200 | {} |",
+        m.sidecars,
+        super::manifests::MEASURE_MODEL,
+        super::route::ONE_CLIENT_REQUESTS,
+        m.connections,
+        super::route::LOAD_REQUESTS,
+        us(m.added_p50_us),
+        us(m.direct_p50_us),
+        us(m.added_p99_us),
+        us(m.cpu_us_per_request),
+        m.connections,
+        m.rps,
+        m.not_ok
+    );
+}
+
+fn us(v: f64) -> String {
+    crate::driver::report::fmt_us(v)
 }
 
 #[cfg(test)]
@@ -297,6 +339,7 @@ mod tests {
                 stopped_by: "spent",
                 in_status: Some(MicroUsd::new(900)),
                 status_after_ms: 3.0,
+                route: None,
             })
         };
         let r = inputs(&tally);

@@ -383,6 +383,18 @@ pub async fn start_sidecar(
     manifests: &Path,
     logs: &Path,
 ) -> Result<Sidecar> {
+    start_sidecar_with_env(bin_dir, work_dir, name, manifests, logs, &[]).await
+}
+
+/// [`start_sidecar`] with `env` added to the inherited environment (the tracing row's `OTEL_*`).
+pub async fn start_sidecar_with_env(
+    bin_dir: &Path,
+    work_dir: &Path,
+    name: &str,
+    manifests: &Path,
+    logs: &Path,
+    env: &[(&str, String)],
+) -> Result<Sidecar> {
     // Port 0 and the addresses the sidecar reports: a port probed free could be taken first.
     let state = fresh_dir(work_dir, &format!("state-{name}"))?;
     let address_file = state.join("addresses.json");
@@ -400,10 +412,11 @@ pub async fn start_sidecar(
     ];
     let since = Instant::now();
     let started = async {
-        let mut proc = Proc::spawn(
+        let mut proc = Proc::spawn_with_env(
             &format!("sluice-sidecar ({name})"),
             &bin_dir.join("sluice-sidecar"),
             &args,
+            env,
             &logs.join(format!("sidecar-{name}.log")),
         )?;
         let reported = proc.wait_for_addresses(&address_file).await?;

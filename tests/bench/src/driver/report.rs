@@ -1,7 +1,8 @@
-//! `BENCHMARKS.md` from a [`Run`]: the targets of DESIGN §10 first, then every figure beside
+//! `BENCHMARKS.md` from a [`Run`]: the targets of issue 21 and DESIGN §10 first, then every figure beside
 //! the direct call and the floor of the same run.
 
 mod apis;
+mod targets;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -45,28 +46,6 @@ pub fn added_per_chunk(s: &Streaming, direct: &Streaming) -> f64 {
     (after_first(s) - after_first(direct)) / f64::from(STREAM_CHUNKS - 1)
 }
 
-/// One row of the targets table.
-struct Check {
-    what: String,
-    goal: String,
-    measured: String,
-    verdict: String,
-}
-
-fn check(what: &str, goal: f64, measured: Option<f64>, unit: fn(f64) -> String) -> Check {
-    let verdict = match measured {
-        None => "not measured".to_owned(),
-        Some(m) if m <= goal => "met".to_owned(),
-        Some(m) => format!("missed by {} ({})", unit(m - goal), ratio(m, goal)),
-    };
-    Check {
-        what: what.to_owned(),
-        goal: format!("≤ {}", unit(goal)),
-        measured: measured.map_or_else(|| "–".to_owned(), unit),
-        verdict,
-    }
-}
-
 fn mib(x: f64) -> String {
     format!("{x:.1} MiB")
 }
@@ -108,6 +87,27 @@ pub struct BudgetHeadline {
     pub overspend: Option<String>,
     /// The largest outstanding allowance of the run, dollars as written.
     pub bound: Option<String>,
+    /// The shared route's request-path figures, when measured.
+    pub route: Option<SharedRoute>,
+}
+
+/// The request path through sidecars sharing a Budget and a route-wide limit (`budget.json`'s
+/// `route`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedRoute {
+    /// Sidecars the load was spread over.
+    pub sidecars: u64,
+    /// Their CPU per request, microseconds.
+    pub cpu_us_per_request: f64,
+    /// One client: the sidecar's p50 less the direct call's, microseconds.
+    pub added_p50_us: f64,
+    /// The same at p99.
+    pub added_p99_us: f64,
+    /// Requests per second at `connections`.
+    pub rps: f64,
+    /// Connections of the throughput run.
+    pub connections: u64,
 }
 
 /// What the report includes beside the driver's own run: the operator fan-out and the profile.
@@ -177,6 +177,7 @@ impl Extras {
                     rate: json["rate"].as_u64(),
                     overspend: text("overspendUSD"),
                     bound: text("boundMaxUSD"),
+                    route: serde_json::from_value(json["route"].clone()).ok(),
                 });
             }
             match std::fs::read_to_string(&md) {
@@ -200,8 +201,8 @@ pub fn markdown(run: &Run, plot: Option<&str>, extras: &Extras) -> String {
         out,
         "Written by `tests/bench/run{}{}` on {} (commit `{}`); the driver measured for {:.0} s. Benchmarks \
          measure; they are not tests and never fail on a timing. Reproduce with `tests/bench/run --peers` \
-         (fan-out, driver and micro-benchmarks measure for about 13 minutes after the builds and installs; \
-         without `--peers` about 7; `--quick` for a smoke run).\n",
+         (fan-out, driver and micro-benchmarks measure for about 17 minutes after the builds and installs; \
+         without `--peers` about 11; `--quick` for a smoke run).\n",
         if run.quick { " --quick" } else { "" },
         if peers { " --peers" } else { "" },
         run.date,
@@ -209,7 +210,7 @@ pub fn markdown(run: &Run, plot: Option<&str>, extras: &Extras) -> String {
         run.seconds
     );
     machine_section(&mut out, run);
-    targets_section(&mut out, run, extras);
+    targets::section(&mut out, run, extras);
     peers_section(&mut out, run);
     decomposition_section(&mut out, run);
     if let Some(plot) = plot {
@@ -283,140 +284,6 @@ fn machine_section(out: &mut String, run: &Run) {
             format!("; the peers {}", peers.join(", "))
         }
     );
-}
-
-fn targets_section(out: &mut String, run: &Run, extras: &Extras) {
-    let (Some(d), Some(f), Some(full)) = (
-        run.of(Target::Direct),
-        run.of(Target::Floor),
-        run.of(Target::SidecarFull),
-    ) else {
-        return;
-    };
-    let one = |t: &TargetResults, pick: fn(&Load) -> f64| t.one_client.as_ref().map(pick);
-    let added = |t: &TargetResults, pick: fn(&Load) -> f64| Some(one(t, pick)? - one(d, pick)?);
-    let at_rate = |t: &TargetResults, rate: u32| t.rates.iter().find(|(r, _)| *r == rate).map(|(_, l)| l.p99_us);
-    let added_1000 = at_rate(full, 1_000).zip(at_rate(d, 1_000)).map(|(a, b)| a - b);
-    let cpu = |t: &TargetResults| t.cpu_run.as_ref().and_then(|l| l.cpu_us_per_request);
-    let stream = |t: &TargetResults| t.streaming.clone();
-    let ttft = stream(full)
-        .zip(stream(d))
-        .map(|(s, ds)| s.ttft_p50_us - ds.ttft_p50_us);
-    let chunk = stream(full).zip(stream(d)).map(|(s, ds)| added_per_chunk(&s, &ds));
-    let to_mib = |b: Option<u64>| b.map(|b| b as f64 / (1024.0 * 1024.0));
-    let streams = full.footprint.streams_held;
-    let checks = [
-        check("added latency p50, one client", 50.0, added(full, |l| l.p50_us), fmt_us),
-        check(
-            "added latency p99, one client",
-            150.0,
-            added(full, |l| l.p99_us),
-            fmt_us,
-        ),
-        check("added latency p99 at 1,000 req/s", 1_000.0, added_1000, fmt_us),
-        check("CPU per request, full feature path", 30.0, cpu(full), fmt_us),
-        check(
-            "CPU per request, full path ÷ floor",
-            1.5,
-            cpu(full).zip(cpu(f)).map(|(a, b)| a / b),
-            times,
-        ),
-        check("streaming: added time to first token (p50)", 100.0, ttft, fmt_us),
-        check("streaming: added time per chunk", 5.0, chunk, fmt_us),
-        check(
-            "RSS idle (ready, no traffic yet)",
-            20.0,
-            to_mib(full.footprint.rss_ready),
-            mib,
-        ),
-        check(
-            &format!("RSS with {streams} open streams (fresh process)"),
-            100.0,
-            to_mib(full.footprint.rss_streams),
-            mib,
-        ),
-        check("start to ready (median)", 100.0, median(&full.footprint.ready_ms), msf),
-    ];
-    let _ = writeln!(out, "## Against the targets (DESIGN §10)\n");
-    let _ = writeln!(
-        out,
-        "The sidecar with the **full feature path** (rules, per-user, route and backend limits, budget \
-         reservation with pricing, accounting, metrics). *Added* = the sidecar's percentile minus the direct \
-         call's percentile in the same run.\n"
-    );
-    let _ = writeln!(out, "| target | goal | measured | verdict |\n|---|---|---|---|");
-    for c in &checks {
-        let _ = writeln!(out, "| {} | {} | {} | {} |", c.what, c.goal, c.measured, c.verdict);
-    }
-    let _ = writeln!(out, "{}", throughput_row(run));
-    let _ = writeln!(out, "{}", fanout_row(extras));
-    let _ = writeln!(out, "{}\n", budget_row(extras));
-}
-
-/// The fastest measured peer: its target and max req/s.
-fn fastest_peer(run: &Run) -> Option<(Target, f64)> {
-    Target::PEERS
-        .into_iter()
-        .filter_map(|p| Some((p, run.max_throughput(p)?.1)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-}
-
-fn throughput_row(run: &Run) -> String {
-    let what = "max throughput ≥ 1.5× the fastest peer's (best of the fixed-concurrency runs)";
-    let sidecar = run.max_throughput(Target::SidecarFull);
-    match (sidecar, fastest_peer(run)) {
-        (Some((c, rps)), Some((peer, peer_rps))) if peer_rps > 0.0 => {
-            let r = rps / peer_rps;
-            let verdict = if r >= 1.5 {
-                "met".to_owned()
-            } else {
-                format!("missed by {:.2}× ({:.0} req/s short)", 1.5 - r, 1.5 * peer_rps - rps)
-            };
-            format!(
-                "| {what} | ≥ 1.50× | {r:.2}× ({rps:.0} req/s at {c} connections; {} {peer_rps:.0} req/s) | {verdict} |",
-                peer.label()
-            )
-        }
-        _ => {
-            let why = if run.peers.is_empty() {
-                "peers are measured by `tests/bench/run --peers` only".to_owned()
-            } else {
-                "no peer could be measured (see the peers below)".to_owned()
-            };
-            format!("| {what} | ≥ 1.50× | – | not measured: {why} |")
-        }
-    }
-}
-
-fn fanout_row(extras: &Extras) -> String {
-    let what = "operator: a route change acked by every one of 1,000 connected sidecars";
-    match &extras.fanout {
-        Some(h) if h.acked_p50_ms.is_some() => {
-            let ms = |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |v| format!("{v:.0} ms"));
-            let verdict = match h.acked_max_ms {
-                Some(max) if max <= 1_000.0 => "met".to_owned(),
-                Some(max) => format!("missed by {:.0} ms ({:.2}×)", max - 1_000.0, max / 1_000.0),
-                None => "missed: a sidecar never acked a change".to_owned(),
-            };
-            let fewer = match h.sidecars {
-                Some(n) if n != 1_000 => format!(" ({n} sidecars, not 1,000)"),
-                _ => String::new(),
-            };
-            format!(
-                "| {what} | ≤ 1000 ms (slowest) | p50 {}, p99 {}, max {}{fewer} | {verdict} |",
-                ms(h.acked_p50_ms),
-                ms(h.acked_p99_ms),
-                ms(h.acked_max_ms)
-            )
-        }
-        _ => format!(
-            "| {what} | ≤ 1000 ms (slowest) | – | not measured: {} |",
-            extras
-                .fanout_missing
-                .as_deref()
-                .unwrap_or("`bench-fanout` reported no change-to-ack times")
-        ),
-    }
 }
 
 /// The sidecar beside each peer, in the figures users choose a gateway by.
@@ -920,6 +787,7 @@ fn budget_row(extras: &Extras) -> String {
         rate,
         overspend: Some(overspend),
         bound: Some(bound),
+        ..
     }) = &extras.budget
     else {
         return format!("| {what} | {goal} | – | not measured: {} |", budget_missing(extras));
@@ -1070,6 +938,7 @@ mod tests {
             notes: Vec::new(),
             peers,
             apis: Vec::new(),
+            tracing: None,
         }
     }
 
@@ -1083,7 +952,7 @@ mod tests {
     }
 
     #[test]
-    fn the_throughput_target_compares_with_the_fastest_peer() {
+    fn the_throughput_target_compares_with_onwards() {
         let r = run(
             vec![
                 status(Target::Litellm, None),
@@ -1097,7 +966,9 @@ mod tests {
         );
         let md = markdown(&r, None, &Extras::default());
         // Sidecar 40,000 at c=32 against onwards' 20,000: 2.00×.
-        assert!(md.contains("| ≥ 1.50× | 2.00× (40000 req/s at 32 connections; onwards 20000 req/s) | met |"));
+        assert!(md.contains(
+            "| max throughput ÷ onwards' (best of the fixed-concurrency runs) | ≥ 1.50× | 2.00× (40000 req/s at 32 connections; onwards 20000 req/s) | met |"
+        ));
         assert!(md.contains("## Sluice beside the peers"));
         assert!(md.contains("- **Portkey gateway: not measured**: install failed: npm"));
         assert!(md.contains("**Portkey gateway**: not measured: install failed: npm."));
@@ -1111,10 +982,10 @@ mod tests {
         let extras = Extras {
             fanout_md: Some("## Operator fan-out\n\nfigures\n".into()),
             fanout: Some(FanoutHeadline {
-                sidecars: Some(1_000),
+                sidecars: Some(5_000),
                 acked_p50_ms: Some(120.0),
                 acked_p99_ms: Some(480.0),
-                acked_max_ms: Some(1_200.0),
+                acked_max_ms: Some(2_200.0),
             }),
             fanout_missing: None,
             budget_md: Some("## Shared budget: 50 sidecars at 1000 req/s\n\n| overspend | $0 |\n".into()),
@@ -1123,13 +994,14 @@ mod tests {
                 rate: Some(1_000),
                 overspend: Some("0.000000".into()),
                 bound: Some("2.700000".into()),
+                route: None,
             }),
             budget_missing: None,
             profile: Some("## Profile\n\nbefore/after\n".into()),
         };
         let md = markdown(&run(Vec::new(), Vec::new()), None, &extras);
         assert!(md.contains("not measured: peers are measured by `tests/bench/run --peers` only"));
-        assert!(md.contains("p50 120 ms, p99 480 ms, max 1200 ms | missed by 200 ms (1.20×) |"));
+        assert!(md.contains("p50 120 ms, p99 480 ms, max 2200 ms | missed by 200 ms (1.10×); bounded by"));
         assert!(md.contains("## Profile\n\nbefore/after\n"));
         assert!(!md.contains("## Sluice beside the peers"));
         assert!(!md.contains("**Operator fan-out**: not measured"));

@@ -16,6 +16,10 @@ pub enum Target {
     SidecarMinimal,
     /// Through the sidecar with the full feature path.
     SidecarFull,
+    /// The full feature path with tracing on, exporting to the bench's OTLP collector.
+    SidecarTraced,
+    /// The full feature path with tracing on and its collector's port closed.
+    SidecarTracedDown,
     /// Through LiteLLM proxy (`--peers`).
     Litellm,
     /// Through Portkey's gateway (`--peers`).
@@ -37,6 +41,14 @@ impl Target {
     /// The peers `--peers` measures beside them, in report order.
     pub const PEERS: [Target; 3] = [Target::Litellm, Target::Portkey, Target::Onwards];
 
+    /// The full-path sidecars with tracing on (issue 22): measured with one client and for CPU only.
+    pub const TRACED: [Target; 2] = [Target::SidecarTraced, Target::SidecarTracedDown];
+
+    /// Whether this is one of [`Target::TRACED`].
+    pub fn is_traced(self) -> bool {
+        Self::TRACED.contains(&self)
+    }
+
     /// Whether this is one of [`Target::PEERS`].
     pub fn is_peer(self) -> bool {
         Self::PEERS.contains(&self)
@@ -49,6 +61,8 @@ impl Target {
             Target::Floor => "floor",
             Target::SidecarMinimal => "sidecar (minimal)",
             Target::SidecarFull => "sidecar (full)",
+            Target::SidecarTraced => "sidecar (full, tracing on)",
+            Target::SidecarTracedDown => "sidecar (full, tracing on, collector down)",
             Target::Litellm => "LiteLLM proxy",
             Target::Portkey => "Portkey gateway",
             Target::Onwards => "onwards",
@@ -196,6 +210,21 @@ pub struct Run {
     pub peers: Vec<PeerStatus>,
     /// Each client API through the targets that serve it, chat measured again beside the others.
     pub apis: Vec<ApiResults>,
+    /// The tracing row: what the bench's collector received (`None`: not measured).
+    pub tracing: Option<Tracing>,
+}
+
+/// What the tracing row's collector saw (issue 22).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tracing {
+    /// Requests sent through the sidecar exporting to the collector.
+    pub requests: u64,
+    /// Spans the collector received from it.
+    pub spans: u64,
+    /// Export calls that brought them.
+    pub exports: u64,
+    /// Why it was not measured, when it was not (the collector did not start, say).
+    pub not_measured: Option<String>,
 }
 
 /// One client API measured through one target.
