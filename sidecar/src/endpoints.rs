@@ -35,7 +35,7 @@ pub const TOKEN_COUNT_HEADER: HeaderName = HeaderName::from_static("x-sluice-tok
 pub fn set_served_by(resp: &mut Response, served: &Served) {
     set_headers(
         resp,
-        Some(&served.route.to_string()),
+        Some(&served.route.key.to_string()),
         Some(served.backend.name.as_str()),
         served.attempts,
     );

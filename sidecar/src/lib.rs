@@ -25,6 +25,7 @@ pub mod formats;
 pub mod limits;
 pub mod listener;
 pub mod log_fields;
+pub mod log_line;
 pub mod manifests;
 pub mod metrics;
 pub mod pipeline;

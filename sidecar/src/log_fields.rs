@@ -39,7 +39,9 @@ struct PlainVisitor<'a, W> {
 impl<W: Write> PlainVisitor<'_, W> {
     /// Writes the separator and `name=` (nothing for the message), then the value.
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_err() {
+        // The metadata of a record forwarded from the `log` crate, which the line's target
+        // and location already say: the default visitor leaves these out too.
+        if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
         self.result = (|| {
@@ -188,6 +190,14 @@ mod tests {
             plain.contains(r#"request finished endpoint="chat" route=team-a/chat backend="openai" user="""#),
             "{plain}"
         );
+    }
+
+    #[test]
+    fn the_fields_of_a_forwarded_log_record_are_left_out_as_by_default() {
+        let record = || tracing::info!("log.target" = "hyper::proto", "log.line" = 12_u64, n = 1_u64, "read");
+        let plain = written(true, record);
+        assert_eq!(plain, written(false, record));
+        assert!(plain.ends_with("read n=1\n"), "{plain}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use sluice_sidecar::{
     config::ConfigStore,
     control,
     listener::{self, ApiState, DEFAULT_MAX_BODY_BYTES},
-    log_fields, manifests,
+    log_fields, log_line, manifests,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -138,9 +138,13 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .with_timer(log_line::UtcMicros)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.fmt_fields(log_fields::PlainFields).init(),
+        LogFormat::Text => builder
+            .fmt_fields(log_fields::PlainFields)
+            .event_format(log_line::PlainLine::new())
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
 }

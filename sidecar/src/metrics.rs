@@ -123,6 +123,7 @@ pub struct Metrics {
     budget_spent: Family<BudgetLabels, Gauge>,
     budget_remaining: Family<BudgetLabels, Gauge>,
     budget_limit: Family<BudgetLabels, Gauge>,
+    tokenizer_tables: Gauge,
 }
 
 fn seconds_buckets() -> Family<LatencyLabels, Histogram> {
@@ -216,6 +217,12 @@ impl Default for Metrics {
             "The budget's limit",
             budget_limit.clone(),
         );
+        let tokenizer_tables = Gauge::default();
+        registry.register(
+            "sluice_tokenizer_tables_loaded",
+            "BPE encodings this process has loaded to count prompts (tens of MiB each; 0 until a count needs one)",
+            tokenizer_tables.clone(),
+        );
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
@@ -232,6 +239,7 @@ impl Default for Metrics {
             budget_spent,
             budget_remaining,
             budget_limit,
+            tokenizer_tables,
         }
     }
 }
@@ -242,7 +250,7 @@ impl Metrics {
         self.id
     }
 
-    /// The text exposition, with budget and circuit gauges read fresh;
+    /// The text exposition, with budget, circuit and tokenizer gauges read fresh;
     /// `circuits` says, for each route's backend, whether its breaker is open now.
     pub fn encode(
         &self,
@@ -263,6 +271,8 @@ impl Metrics {
             self.budget_remaining.get_or_create(&labels).set(gauge(view.remaining));
             self.budget_limit.get_or_create(&labels).set(gauge(view.limit));
         }
+        self.tokenizer_tables
+            .set(i64::try_from(crate::tokenizer::tables_loaded()).unwrap_or(i64::MAX));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

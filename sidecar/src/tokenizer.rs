@@ -2,7 +2,10 @@
 //!
 //! A route counts with the tokenizer of its primary backend (the first by priority): its rules'
 //! token bounds, least-cost estimates and token limits all use that count. `/config` shows
-//! which one each route uses. The BPE tables load once, on the first count that needs them.
+//! which one each route uses. The BPE tables load once, on the first count that needs them: a
+//! sidecar whose counts are all estimates, or that never needs a count, never loads them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_crds::Provider;
 use tiktoken_rs::{CoreBPE, tokenizer::Tokenizer as Family};
@@ -68,17 +71,91 @@ impl Tokenizer {
 
     /// Prompt tokens of a chat request: each message's text plus its framing.
     pub fn count_chat(self, request: &ChatRequest) -> u64 {
-        let framing = match self {
-            Self::Estimate => 0,
-            Self::O200kBase | Self::Cl100kBase => PER_MESSAGE,
+        let texts: u64 = request.messages.iter().flat_map(texts).map(|t| self.count(t)).sum();
+        self.chat_total(request.messages.len(), texts)
+    }
+
+    /// Prompt tokens of a plain list of texts (embeddings inputs, completion prompts).
+    pub fn count_texts<'t>(self, texts: impl IntoIterator<Item = &'t str>) -> u64 {
+        texts.into_iter().map(|t| self.count(t)).sum::<u64>().max(1)
+    }
+
+    /// A chat prompt of `messages` messages whose texts count `texts` tokens, with its framing.
+    fn chat_total(self, messages: usize, texts: u64) -> u64 {
+        let (framing, priming) = match self {
+            Self::Estimate => (0, 0),
+            Self::O200kBase | Self::Cl100kBase => (PER_MESSAGE, REPLY_PRIMING),
         };
-        let messages: u64 = request
-            .messages
-            .iter()
-            .map(|m| framing + texts(m).map(|t| self.count(t)).sum::<u64>())
-            .sum();
-        let priming = if framing == 0 { 0 } else { REPLY_PRIMING };
-        (messages + priming).max(1)
+        (framing.saturating_mul(messages as u64) + texts + priming).max(1)
+    }
+
+    /// The prompt of a chat request, to count later if at all: an estimate costs a pass over
+    /// the text and is taken now; a BPE count keeps a copy of the texts instead, so that an
+    /// answer whose provider reports usage never pays the count (nor loads the tables).
+    pub fn keep_chat(self, request: &ChatRequest) -> Prompt {
+        if self == Self::Estimate {
+            return Prompt::counted(self.count_chat(request));
+        }
+        let texts = request.messages.iter().flat_map(texts).map(Box::from).collect();
+        Prompt(Kept::Texts {
+            tokenizer: self,
+            texts,
+            messages: Some(request.messages.len()),
+        })
+    }
+
+    /// A plain list of texts, to count later if at all (see [`Tokenizer::keep_chat`]).
+    pub fn keep_texts<'t>(self, texts: impl IntoIterator<Item = &'t str>) -> Prompt {
+        if self == Self::Estimate {
+            return Prompt::counted(self.count_texts(texts));
+        }
+        Prompt(Kept::Texts {
+            tokenizer: self,
+            texts: texts.into_iter().map(Box::from).collect(),
+            messages: None,
+        })
+    }
+}
+
+/// Prompt tokens of a request whose answer is still open: counted, or the texts kept to count
+/// when the figure is needed (the provider reported no usage).
+#[derive(Debug, Clone)]
+pub struct Prompt(Kept);
+
+#[derive(Debug, Clone)]
+enum Kept {
+    Counted(u64),
+    Texts {
+        tokenizer: Tokenizer,
+        texts: Box<[Box<str>]>,
+        /// Chat messages, each framed; `None` for a plain list of texts.
+        messages: Option<usize>,
+    },
+}
+
+impl Prompt {
+    /// A prompt counted already.
+    pub fn counted(tokens: u64) -> Self {
+        Self(Kept::Counted(tokens))
+    }
+
+    /// Its tokens: the same figure [`Tokenizer::count_chat`] or [`Tokenizer::count_texts`]
+    /// gives for the request it was kept from.
+    pub fn tokens(&self) -> u64 {
+        match &self.0 {
+            Kept::Counted(n) => *n,
+            Kept::Texts {
+                tokenizer,
+                texts,
+                messages,
+            } => {
+                let texts = texts.iter().map(|t| &**t);
+                match messages {
+                    Some(messages) => tokenizer.chat_total(*messages, texts.map(|t| tokenizer.count(t)).sum()),
+                    None => tokenizer.count_texts(texts),
+                }
+            }
+        }
     }
 }
 
@@ -148,11 +225,22 @@ mod memo {
     }
 }
 
+/// Whether each encoding's tables were asked for (o200k_base, cl100k_base).
+static LOADED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+/// How many BPE encodings this process has loaded (0, 1 or 2): tens of MiB each, so a
+/// sidecar that never needs an exact count should say 0.
+pub fn tables_loaded() -> usize {
+    LOADED.iter().filter(|l| l.load(Ordering::Relaxed)).count()
+}
+
 fn o200k() -> &'static CoreBPE {
+    LOADED[0].store(true, Ordering::Relaxed);
     tiktoken_rs::o200k_base_singleton()
 }
 
 fn cl100k() -> &'static CoreBPE {
+    LOADED[1].store(true, Ordering::Relaxed);
     tiktoken_rs::cl100k_base_singleton()
 }
 
@@ -223,5 +311,23 @@ mod tests {
         // Two messages of 2 tokens, 3 framing tokens each, 3 to prime the reply.
         assert_eq!(Tokenizer::O200kBase.count_chat(&request), 2 * (2 + 3) + 3);
         assert_eq!(Tokenizer::Estimate.count_chat(&request), 6);
+    }
+
+    #[test]
+    fn a_kept_prompt_counts_what_counting_at_once_would() {
+        let request = parse_chat(
+            br#"{"model":"m","messages":[{"role":"system","content":"You are terse."},
+                {"role":"user","content":[{"type":"text","text":"Hello world"},{"type":"text","text":"again"}]},
+                {"role":"assistant","content":null},{"role":"user","content":"Bye"}]}"#,
+        )
+        .unwrap();
+        let empty = parse_chat(br#"{"model":"m","messages":[{"role":"assistant","content":null}]}"#).unwrap();
+        let texts = ["one text", "and another, longer one"];
+        for tokenizer in [Tokenizer::O200kBase, Tokenizer::Cl100kBase, Tokenizer::Estimate] {
+            assert_eq!(tokenizer.keep_chat(&request).tokens(), tokenizer.count_chat(&request));
+            assert_eq!(tokenizer.keep_chat(&empty).tokens(), tokenizer.count_chat(&empty));
+            assert_eq!(tokenizer.keep_texts(texts).tokens(), tokenizer.count_texts(texts));
+            assert_eq!(tokenizer.keep_texts([]).tokens(), 1);
+        }
     }
 }

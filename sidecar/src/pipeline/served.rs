@@ -2,19 +2,20 @@
 
 use std::sync::Arc;
 
-use sluice_crds::{MicroUsd, ObjectKey};
+use sluice_crds::MicroUsd;
 use tokio::time::Instant;
 
 use crate::{
-    route::BackendRuntime,
+    route::{BackendRuntime, Route},
     wire::{CacheStatus, Usage},
 };
 
 /// What is known of one served request when its usage is recorded.
 #[derive(Debug, Clone)]
 pub struct Served {
-    /// The route.
-    pub route: ObjectKey,
+    /// The route (shared, not its key copied: a request is recorded and its headers written
+    /// from it, and copying the key cost allocations on every request).
+    pub route: Arc<Route>,
     /// The backend that answered.
     pub backend: Arc<BackendRuntime>,
     /// Attempts made.

@@ -31,6 +31,7 @@ use crate::{
     failover::Guard,
     limits::Charge,
     telemetry::{self, StreamedAnswer},
+    tokenizer::Prompt,
     wire::{CacheStatus, ChunkStream, ProviderError, StreamEvent, Usage, estimate_tokens},
 };
 
@@ -51,8 +52,9 @@ pub struct Holds {
     pub recorder: Arc<Recorder>,
     /// The user, when named.
     pub user: Option<String>,
-    /// Prompt tokens as counted here, for an estimate when the provider reports none.
-    pub prompt_tokens: u64,
+    /// Prompt tokens as counted here (or the prompt kept to count them), for an estimate when
+    /// the provider reports none.
+    pub prompt: Prompt,
 }
 
 /// How an answer ended.
@@ -73,10 +75,11 @@ const EXTEND_BY_TOKENS: u64 = 1024;
 
 impl Holds {
     /// Settles everything. Without usage from the provider, tokens are estimated (prompt as
-    /// counted here, completion from the text that was streamed) and the record says so.
+    /// counted here, now if not before; completion from the text that was streamed) and the
+    /// record says so.
     pub fn settle(self, usage: Option<Usage>, end: End, streamed_chars: usize, time_to_first_token: Option<Duration>) {
         let usage = usage.unwrap_or_else(|| Usage {
-            input: Tokens(self.prompt_tokens),
+            input: Tokens(self.prompt.tokens()),
             cached_input: Tokens(0),
             cache_write_input: Tokens(0),
             output: if streamed_chars == 0 {
@@ -110,7 +113,7 @@ impl Holds {
         };
         self.recorder.record(&Finished {
             endpoint: self.served.endpoint,
-            route: &self.served.route,
+            route: &self.served.route.key,
             backend: Some(&self.served.backend),
             user: self.user.as_deref(),
             outcome,
@@ -321,8 +324,9 @@ impl Tap {
         ) else {
             return Verdict::Fits;
         };
+        // A reserved budget counted the prompt at admission: this reads that count.
         let so_far = Usage {
-            input: Tokens(holds.prompt_tokens),
+            input: Tokens(holds.prompt.tokens()),
             cached_input: Tokens(0),
             cache_write_input: Tokens(0),
             output: estimate_tokens(self.streamed_chars),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::{
     formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest, Role},
-    tokenizer::Tokenizer,
+    tokenizer::{Prompt, Tokenizer},
 };
 
 /// Completion tokens assumed when the request sets no cap.
@@ -57,15 +57,22 @@ impl<'a> Facts<'a> {
     pub fn prompt_tokens(&self) -> u64 {
         *self.prompt_tokens.get_or_init(|| match self.body {
             Body::Chat(r) => self.tokenizer.count_chat(r),
-            Body::Embeddings(r) => r
-                .input
-                .texts()
-                .iter()
-                .map(|t| self.tokenizer.count(t))
-                .sum::<u64>()
-                .max(1),
-            Body::Completions(r) => r.texts().iter().map(|t| self.tokenizer.count(t)).sum::<u64>().max(1),
+            Body::Embeddings(r) => self.tokenizer.count_texts(r.input.texts().iter().map(String::as_str)),
+            Body::Completions(r) => self.tokenizer.count_texts(r.texts().iter().map(String::as_str)),
         })
+    }
+
+    /// Prompt tokens for after the request: the count if something counted them already, else
+    /// the prompt kept to count only if the answer brings no usage.
+    pub fn kept_prompt(&self) -> Prompt {
+        if let Some(&n) = self.prompt_tokens.get() {
+            return Prompt::counted(n);
+        }
+        match self.body {
+            Body::Chat(r) => self.tokenizer.keep_chat(r),
+            Body::Embeddings(r) => self.tokenizer.keep_texts(r.input.texts().iter().map(String::as_str)),
+            Body::Completions(r) => self.tokenizer.keep_texts(r.texts().iter().map(String::as_str)),
+        }
     }
 
     /// Prompt tokens if something has counted them already; `None` rather than counting now.

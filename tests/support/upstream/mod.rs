@@ -34,6 +34,7 @@
 //! | `mock-quote-key` | 401 whose message quotes the whole API key back, as a careless provider might |
 //! | `mock-error-event`, `mock-overloaded-early` | Anthropic's `error` event mid-stream, or before any content |
 //! | `mock-safety`, `mock-blocked` | Gemini's answer stopped for safety, or its prompt refused |
+//! | `gpt-4o-` and one of the above (e.g. `gpt-4o-mock-ok`) | the same, under a name the sidecar counts with OpenAI's `o200k_base` |
 //! | anything else | the provider's 404 for an unknown model |
 //!
 //! A behaviour a provider has no form for is that provider's unknown model. A test can also

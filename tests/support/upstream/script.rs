@@ -50,6 +50,8 @@ pub enum Behaviour {
 impl Behaviour {
     /// The behaviour a model's name stands for (see the table in [`super`]).
     pub fn of_model(model: &str) -> Self {
+        // An OpenAI family's prefix, so that the sidecar counts the prompt with a real BPE.
+        let model = model.strip_prefix("gpt-4o-").unwrap_or(model);
         let status = model
             .strip_prefix("mock-")
             .filter(|code| code.len() == 3)
@@ -178,5 +180,6 @@ mod tests {
         assert_eq!(Behaviour::of_model("mock-4000"), Behaviour::UnknownModel);
         assert_eq!(Behaviour::of_model("mock-tool"), Behaviour::Tool);
         assert_eq!(Behaviour::of_model("gpt-4.1"), Behaviour::UnknownModel);
+        assert_eq!(Behaviour::of_model("gpt-4o-mock-cut-stream"), Behaviour::CutStream);
     }
 }
