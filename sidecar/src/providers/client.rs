@@ -61,6 +61,11 @@ impl UpstreamClient {
     /// A client whose connections must be up within `connect_timeout`, sending `headers` with
     /// every request that does not set them itself.
     pub fn new(connect_timeout: Duration, headers: Vec<ExtraHeader>) -> Result<Self, ClientError> {
+        Ok(Self::with_tls(connect_timeout, headers, tls_config()?))
+    }
+
+    /// [`UpstreamClient::new`] with its TLS settings given.
+    fn with_tls(connect_timeout: Duration, headers: Vec<ExtraHeader>, tls: rustls::ClientConfig) -> Self {
         let mut http = HttpConnector::new();
         // The TLS layer takes https:// URLs; this one only connects.
         http.enforce_http(false);
@@ -68,7 +73,7 @@ impl UpstreamClient {
         http.set_connect_timeout(Some(connect_timeout));
         http.set_keepalive(Some(TCP_KEEPALIVE));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
@@ -77,10 +82,10 @@ impl UpstreamClient {
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .pool_timer(TokioTimer::new())
             .build(https);
-        Ok(Self {
+        Self {
             pool,
             headers: headers.into(),
-        })
+        }
     }
 
     /// A client with a ten-second connect timeout and no extra headers, for tests.
@@ -252,5 +257,91 @@ mod tests {
         assert!(timed_out(&timeout));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(!timed_out(&refused));
+    }
+
+    /// A loopback TLS server for `127.0.0.1` offering h2 and http/1.1 that answers each request
+    /// with its HTTP version, and a client config that trusts it.
+    async fn tls_upstream() -> (std::net::SocketAddr, rustls::ClientConfig) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service =
+                        hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                            let version = format!("{:?}", request.version());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(version))))
+                        });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        (addr, client)
+    }
+
+    #[tokio::test]
+    async fn a_provider_offering_http2_over_tls_is_spoken_to_in_http2() {
+        let (addr, trusting) = tls_upstream().await;
+        let client = UpstreamClient::with_tls(Duration::from_secs(5), Vec::new(), trusting);
+        let request = post(
+            &uri(&format!("https://{addr}/v1/chat/completions")).unwrap(),
+            Bytes::new(),
+        )
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+
+        let response = tokio::time::timeout_at(deadline, client.send(request))
+            .await
+            .unwrap()
+            .unwrap();
+        let body = super::super::read_body(response, 1024, deadline).await.unwrap();
+
+        assert_eq!(body, Bytes::from_static(b"HTTP/2.0"));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_the_platform_does_not_trust_is_a_connect_error() {
+        let (addr, _) = tls_upstream().await;
+        let client = UpstreamClient::new(Duration::from_secs(5), Vec::new()).unwrap();
+        let request = post(
+            &uri(&format!("https://{addr}/v1/chat/completions")).unwrap(),
+            Bytes::new(),
+        )
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+
+        let error = tokio::time::timeout_at(deadline, client.send(request))
+            .await
+            .unwrap()
+            .unwrap_err();
+
+        assert!(
+            matches!(&error, ProviderError::Connect(why) if why.contains("certificate")),
+            "{error:?}"
+        );
     }
 }
