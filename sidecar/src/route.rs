@@ -27,7 +27,7 @@ use sluice_crds::{
 
 use crate::{
     error::ApiError,
-    providers::{Upstream, UpstreamError},
+    providers::{Upstream, UpstreamError, client::UpstreamClient},
     tokenizer::Tokenizer,
 };
 use state::{BackendState, Pending, RouteState, StateRegistry};
@@ -166,13 +166,31 @@ pub enum CompileError {
     Client(String),
 }
 
-/// Connection pools shared across config versions, one per connect timeout and set of extra
-/// headers (sent as the client's default headers, so no provider needs to know of them), so a
-/// reload keeps warm connections. A pool no config uses any more is dropped at the next one.
+/// Connection pools shared across config versions, so a reload keeps warm connections: for model
+/// calls one per connect timeout and set of extra headers (the client adds them to every request,
+/// so no provider needs to know of them), for identity exchanges one per connect timeout. A pool
+/// no config uses any more is dropped at the next one.
 #[derive(Debug, Default)]
-pub struct ClientCache(Mutex<BTreeMap<PoolKey, Pool>>);
+pub struct ClientCache(Mutex<Pools>);
 
-/// What a pool is shared by.
+/// The pools of both kinds.
+#[derive(Debug, Default)]
+struct Pools {
+    /// Model calls' pools.
+    upstream: BTreeMap<PoolKey, Pool<UpstreamClient>>,
+    /// Identity exchanges' pools (token endpoints, STS): reqwest, never any extra headers.
+    identity: BTreeMap<std::time::Duration, Pool<reqwest::Client>>,
+}
+
+impl Pools {
+    /// How many pools there are.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.upstream.len() + self.identity.len()
+    }
+}
+
+/// What a model calls' pool is shared by.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct PoolKey {
     connect: std::time::Duration,
@@ -192,18 +210,39 @@ impl std::fmt::Debug for PoolKey {
 }
 
 #[derive(Debug)]
-struct Pool {
-    client: reqwest::Client,
+struct Pool<C> {
+    client: C,
     /// Whether the config being compiled uses it.
     used: bool,
 }
 
-/// A backend's extra header, ready to send.
-pub type ExtraHeader = (http::HeaderName, http::HeaderValue);
+pub use crate::providers::client::ExtraHeader;
+
+/// The pool under `key` marked used, built by `build` when there is none.
+fn pooled<K: Ord, C: Clone>(
+    pools: &mut BTreeMap<K, Pool<C>>,
+    key: K,
+    build: impl FnOnce() -> Result<C, CompileError>,
+) -> Result<C, CompileError> {
+    if let Some(pool) = pools.get_mut(&key) {
+        pool.used = true;
+        return Ok(pool.client.clone());
+    }
+    let client = build()?;
+    pools.insert(
+        key,
+        Pool {
+            client: client.clone(),
+            used: true,
+        },
+    );
+    Ok(client)
+}
 
 impl ClientCache {
-    /// The pool for `timeouts` that sends `headers` with every request.
-    fn get(&self, timeouts: &Timeouts, headers: &[ExtraHeader]) -> Result<reqwest::Client, CompileError> {
+    /// The model calls' pool for `timeouts` that sends `headers` with every request (a
+    /// request's own headers win: a provider's auth header is never replaced).
+    fn upstream(&self, timeouts: &Timeouts, headers: &[ExtraHeader]) -> Result<UpstreamClient, CompileError> {
         let connect = timeouts.connect.get();
         let key = PoolKey {
             connect,
@@ -212,38 +251,39 @@ impl ClientCache {
                 .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec(), v.is_sensitive()))
                 .collect(),
         };
-        let mut pools = self
-            .0
+        let mut pools = self.lock()?;
+        pooled(&mut pools.upstream, key, || {
+            UpstreamClient::new(connect, headers.to_vec()).map_err(|e| CompileError::Client(e.to_string()))
+        })
+    }
+
+    /// The identity exchanges' pool for `timeouts`, which sends no extra headers.
+    fn identity(&self, timeouts: &Timeouts) -> Result<reqwest::Client, CompileError> {
+        let connect = timeouts.connect.get();
+        let mut pools = self.lock()?;
+        pooled(&mut pools.identity, connect, || {
+            reqwest::Client::builder()
+                .connect_timeout(connect)
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .tcp_nodelay(true)
+                // A token request must never follow a redirect to another host.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| CompileError::Client(e.to_string()))
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Pools>, CompileError> {
+        self.0
             .lock()
-            .map_err(|_| CompileError::Client("client cache poisoned".into()))?;
-        if let Some(pool) = pools.get_mut(&key) {
-            pool.used = true;
-            return Ok(pool.client.clone());
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // An API key must never follow a redirect to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            // A request's own headers win over these: a provider's auth header is never replaced.
-            .default_headers(headers.iter().cloned().collect())
-            .build()
-            .map_err(|e| CompileError::Client(e.to_string()))?;
-        pools.insert(
-            key,
-            Pool {
-                client: client.clone(),
-                used: true,
-            },
-        );
-        Ok(client)
+            .map_err(|_| CompileError::Client("client cache poisoned".into()))
     }
 
     /// Starts a compile: no pool is in use until the new config asks for it.
     fn begin(&self) {
         if let Ok(mut pools) = self.0.lock() {
-            pools.values_mut().for_each(|p| p.used = false);
+            pools.upstream.values_mut().for_each(|p| p.used = false);
+            pools.identity.values_mut().for_each(|p| p.used = false);
         }
     }
 
@@ -251,7 +291,8 @@ impl ClientCache {
     /// keeps its own clones while it drains), so rotated header values do not pile up.
     fn keep_used(&self) {
         if let Ok(mut pools) = self.0.lock() {
-            pools.retain(|_, p| p.used);
+            pools.upstream.retain(|_, p| p.used);
+            pools.identity.retain(|_, p| p.used);
         }
     }
 }
@@ -337,8 +378,8 @@ fn compile_route(
             });
         }
         let headers = extra_headers(config, backend)?;
-        let client = clients.get(&backend.timeouts, &headers)?;
-        let identity_client = clients.get(&backend.timeouts, &[])?;
+        let client = clients.upstream(&backend.timeouts, &headers)?;
+        let identity_client = clients.identity(&backend.timeouts)?;
         let upstream =
             Upstream::new(backend, api_key, client, identity_client).map_err(|source| CompileError::Unsupported {
                 route: config.key.clone(),

@@ -11,7 +11,8 @@ use sluice_crds::ApiKey;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, read_body, sse_events, translate_stream, transport_error, unix_now,
+    client::{self, Response, UpstreamClient},
+    error_from_response, read_body, sse_events, translate_stream, unix_now,
 };
 use crate::{
     formats::{anthropic, openai::Untranslatable},
@@ -25,20 +26,21 @@ pub const API_VERSION: &str = "2023-06-01";
 /// An Anthropic upstream at one API root.
 #[derive(Debug)]
 pub struct Anthropic {
-    client: reqwest::Client,
-    messages_url: String,
-    count_tokens_url: String,
+    client: UpstreamClient,
+    /// Parsed once; a base URL that is no URL fails every call.
+    messages_url: Result<http::Uri, ProviderError>,
+    count_tokens_url: Result<http::Uri, ProviderError>,
     api_key: Option<ApiKey>,
 }
 
 impl Anthropic {
     /// An upstream at `base_url` (e.g. `https://api.anthropic.com`), where `/v1/messages` is.
-    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: UpstreamClient) -> Self {
         let base = base_url.trim_end_matches('/');
         Self {
             client,
-            messages_url: format!("{base}/v1/messages"),
-            count_tokens_url: format!("{base}/v1/messages/count_tokens"),
+            messages_url: client::uri(&format!("{base}/v1/messages")),
+            count_tokens_url: client::uri(&format!("{base}/v1/messages/count_tokens")),
             api_key,
         }
     }
@@ -95,23 +97,25 @@ impl Anthropic {
             .map_err(|e| ProviderError::InvalidResponse(format!("the body is not a token count: {e}")))
     }
 
-    async fn send(&self, body: &anthropic::MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+    async fn send(&self, body: &anthropic::MessagesRequest) -> Result<Response, ProviderError> {
         self.send_to(&self.messages_url, body).await
     }
 
-    async fn send_to(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self
-            .client
-            .post(url)
-            .header("anthropic-version", API_VERSION)
-            .json(body);
+    async fn send_to(
+        &self,
+        url: &Result<http::Uri, ProviderError>,
+        body: &impl serde::Serialize,
+    ) -> Result<Response, ProviderError> {
+        let mut request = client::post_json(url.as_ref().map_err(Clone::clone)?, body)?;
+        let headers = request.headers_mut();
+        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         if let Some(key) = &self.api_key {
             let mut value = HeaderValue::from_str(key.expose())
                 .map_err(|_| ProviderError::Connect("the API key is not a valid HTTP header value".into()))?;
             value.set_sensitive(true);
-            request = request.header("x-api-key", value);
+            headers.insert("x-api-key", value);
         }
-        super::traced(request).send().await.map_err(|e| transport_error(&e))
+        self.client.send(request).await
     }
 }
 

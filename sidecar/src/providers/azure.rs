@@ -20,6 +20,7 @@
 use sluice_crds::{ApiKey, AzureAuth, AzureSpec};
 
 use super::{
+    client::UpstreamClient,
     entra::{COGNITIVE_SERVICES_SCOPE, Identity, Tokens},
     openai::{Auth, Endpoints, OpenAi, Target, parsed},
 };
@@ -34,7 +35,7 @@ pub fn upstream(
     base_url: &str,
     spec: &AzureSpec,
     api_key: Option<ApiKey>,
-    client: reqwest::Client,
+    client: UpstreamClient,
     identity_client: reqwest::Client,
     env: impl Fn(&str) -> Option<String>,
 ) -> OpenAi {
@@ -83,10 +84,10 @@ pub fn endpoints(base_url: &str, spec: &AzureSpec) -> Endpoints {
 }
 
 /// `base` with `segments` appended (each percent-encoded, so a deployment name stays one
-/// segment) and `api-version` when given; a base that is no URL is kept as text for reqwest to
-/// refuse, as for any backend.
+/// segment) and `api-version` when given; a base that is no URL is kept as text for every call
+/// to refuse, as for any backend.
 fn url(base: &str, segments: &[&str], api_version: Option<&str>) -> Target {
-    let mut url = parsed(base.to_owned())?;
+    let mut url = reqwest::Url::parse(base).map_err(|_| base.to_owned())?;
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty().extend(segments);
     } else {
@@ -95,7 +96,7 @@ fn url(base: &str, segments: &[&str], api_version: Option<&str>) -> Target {
     if let Some(version) = api_version {
         url.query_pairs_mut().append_pair("api-version", version);
     }
-    Ok(url)
+    parsed(url.into())
 }
 
 #[cfg(test)]

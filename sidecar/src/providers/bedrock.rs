@@ -30,7 +30,9 @@ use tokio::time::Instant;
 use self::credentials::{Cache, Source};
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_ERROR_BODY, MAX_UPSTREAM_BODY, ProviderError,
-    Reply, body_stream, read_body, redact, retry_after, translate_stream, transport_error, unix_now,
+    Reply, body_stream,
+    client::{self, Response, UpstreamClient},
+    read_body, redact, retry_after, translate_stream, unix_now,
 };
 use crate::{
     formats::{
@@ -53,7 +55,7 @@ pub struct CredentialsError(pub String);
 /// A Bedrock runtime endpoint in one region.
 #[derive(Debug)]
 pub struct Bedrock {
-    client: reqwest::Client,
+    client: UpstreamClient,
     endpoint: String,
     region: String,
     credentials: Cache,
@@ -66,7 +68,7 @@ impl Bedrock {
     pub fn new(
         backend: &Backend,
         secret: Option<ApiKey>,
-        client: reqwest::Client,
+        client: UpstreamClient,
         identity_client: reqwest::Client,
     ) -> Self {
         let (region, profile) = match &backend.bedrock {
@@ -136,12 +138,7 @@ impl Bedrock {
 
     /// Signs and sends a request; once more with fresh credentials when the answer says they
     /// expired. Returns the answer and the credentials it was sent with.
-    async fn send(
-        &self,
-        url: &str,
-        body: Bytes,
-        deadline: Instant,
-    ) -> Result<(reqwest::Response, Credentials), ProviderError> {
+    async fn send(&self, url: &str, body: Bytes, deadline: Instant) -> Result<(Response, Credentials), ProviderError> {
         let credentials = self.credentials(deadline).await?;
         let resp = self.attempt(url, body.clone(), &credentials).await?;
         if !(self.credentials.refreshable() && expired(&resp)) {
@@ -161,29 +158,24 @@ impl Bedrock {
             .map_err(|e| ProviderError::Connect(e.to_string()))
     }
 
-    async fn attempt(
-        &self,
-        url: &str,
-        body: Bytes,
-        credentials: &Credentials,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let mut request = http::Request::post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
+    async fn attempt(&self, url: &str, body: Bytes, credentials: &Credentials) -> Result<Response, ProviderError> {
+        let url = http::Uri::try_from(url)
             .map_err(|e| ProviderError::Connect(format!("the bedrock URL is not valid: {e}")))?;
+        if url.scheme().is_none() || url.authority().is_none() {
+            return Err(ProviderError::Connect(format!(
+                "the bedrock URL is not valid: {url} is not absolute"
+            )));
+        }
+        let mut request = client::post(&url, body)?;
         sign::sign(&mut request, credentials, &self.region, SERVICE, SystemTime::now())
             .map_err(|e| ProviderError::Connect(e.to_string()))?;
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| ProviderError::Connect(format!("the bedrock request is not valid: {e}")))?;
-        // The trace context goes on after signing: outside the signed headers, as AWS allows.
-        super::traced(reqwest::RequestBuilder::from_parts(self.client.clone(), request))
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))
+        // The client adds the trace context after signing: outside the signed headers, as AWS
+        // allows; so are the backend's extra headers, as before.
+        self.client.send(request).await
     }
 
     /// A Bedrock error answer as the sidecar's, with every credential blanked out of its text.
-    async fn error(&self, resp: reqwest::Response, deadline: Instant, used: &Credentials) -> ProviderError {
+    async fn error(&self, resp: Response, deadline: Instant, used: &Credentials) -> ProviderError {
         let status = resp.status();
         let kind = error_type(&resp).unwrap_or_default();
         let retry_after = retry_after(resp.headers(), jiff::Timestamp::now());
@@ -209,13 +201,13 @@ pub fn converse_url(endpoint: &str, model: &str, stream: bool) -> String {
 }
 
 /// The exception's name from `x-amzn-errortype` (`ThrottlingException:http://…`).
-fn error_type(resp: &reqwest::Response) -> Option<String> {
+fn error_type(resp: &Response) -> Option<String> {
     let value = resp.headers().get("x-amzn-errortype")?.to_str().ok()?;
     Some(value.split(':').next().unwrap_or(value).to_owned())
 }
 
 /// Whether an answer says the credentials it was sent with expired.
-fn expired(resp: &reqwest::Response) -> bool {
+fn expired(resp: &Response) -> bool {
     let status = resp.status();
     status == StatusCode::UNAUTHORIZED
         || (status == StatusCode::FORBIDDEN && error_type(resp).is_some_and(|kind| kind == "ExpiredTokenException"))

@@ -5,16 +5,55 @@ use std::{collections::VecDeque, pin::Pin};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::{ChunkStream, MAX_UPSTREAM_BODY, ProviderError, StreamEvent, TimeoutPhase};
+use super::{ChunkStream, MAX_UPSTREAM_BODY, ProviderError, StreamEvent, TimeoutPhase, client::Response};
 use crate::{
     sse::{SseDecoder, SseEvent},
     translate::StreamTranslator,
 };
 
 /// Reads a whole body, refusing one larger than `limit` or slower than the deadline.
-pub(super) async fn read_body(
+pub(super) async fn read_body(resp: Response, limit: usize, deadline: Instant) -> Result<Bytes, ProviderError> {
+    let mut body = resp.into_body();
+    // Most answers arrive in one chunk: it is kept as it came, copied only when a second follows.
+    let mut first: Option<Bytes> = None;
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))?;
+        let chunk = match frame {
+            None => break,
+            Some(Err(e)) => return Err(ProviderError::Interrupted(crate::wire::with_causes(&e))),
+            // Trailers carry no body.
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(chunk) => chunk,
+                Err(_) => continue,
+            },
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + out.len();
+        if held + chunk.len() > limit {
+            return Err(ProviderError::InvalidResponse(format!(
+                "answer larger than {limit} bytes"
+            )));
+        }
+        match first.take() {
+            None if out.is_empty() => first = Some(chunk),
+            None => out.extend_from_slice(&chunk),
+            Some(earlier) => {
+                out.reserve(earlier.len() + chunk.len());
+                out.extend_from_slice(&earlier);
+                out.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| out.freeze()))
+}
+
+/// [`read_body`] for an identity exchange's answer (reqwest's).
+pub(super) async fn read_identity_body(
     mut resp: reqwest::Response,
     limit: usize,
     deadline: Instant,
@@ -41,8 +80,9 @@ pub trait BodyStream: Stream<Item = Result<Bytes, ProviderError>> + Send + 'stat
 impl<S: Stream<Item = Result<Bytes, ProviderError>> + Send + 'static> BodyStream for S {}
 
 /// The body of an upstream response as a [`BodyStream`].
-pub(super) fn body_stream(resp: reqwest::Response) -> impl BodyStream {
-    resp.bytes_stream()
+pub(super) fn body_stream(resp: Response) -> impl BodyStream {
+    resp.into_body()
+        .into_data_stream()
         .map(|chunk| chunk.map_err(|e| ProviderError::Interrupted(crate::wire::with_causes(&e))))
 }
 

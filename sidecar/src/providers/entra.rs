@@ -216,7 +216,7 @@ impl Tokens {
             })?;
         let status = resp.status();
         let deadline = Instant::now() + EXCHANGE_TIMEOUT;
-        let body = super::read_body(resp, 64 << 10, deadline).await?;
+        let body = super::read_identity_body(resp, 64 << 10, deadline).await?;
         // The identity provider's refusals can quote the assertion: it never goes further.
         let body = super::redact(&body, assertion.trim());
         if !status.is_success() {

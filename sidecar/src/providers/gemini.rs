@@ -18,7 +18,8 @@ use tokio::time::Instant;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, body_stream,
-    error_from_response, read_body, sse_events_until_close, translate_stream, transport_error, unix_now,
+    client::{self, Response, UpstreamClient},
+    error_from_response, read_body, sse_events_until_close, translate_stream, unix_now,
 };
 use crate::{
     formats::{gemini, openai::Untranslatable},
@@ -32,7 +33,7 @@ use crate::{
 /// A Gemini upstream at one API root.
 #[derive(Debug)]
 pub struct Gemini {
-    client: reqwest::Client,
+    client: UpstreamClient,
     models_url: String,
     api_key: Option<ApiKey>,
 }
@@ -40,7 +41,7 @@ pub struct Gemini {
 impl Gemini {
     /// An upstream at `base_url` (e.g. `https://generativelanguage.googleapis.com`), where
     /// `/v1beta/models/…` is.
-    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: UpstreamClient) -> Self {
         Self {
             client,
             models_url: format!("{}/v1beta/models", base_url.trim_end_matches('/')),
@@ -125,15 +126,15 @@ impl Gemini {
         parse_answer(&read_body(resp, MAX_UPSTREAM_BODY, deadline).await?)
     }
 
-    async fn send(&self, url: &str, body: &impl serde::Serialize) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self.client.post(url).json(body);
+    async fn send(&self, url: &str, body: &impl serde::Serialize) -> Result<Response, ProviderError> {
+        let mut request = client::post_json(&client::uri(url)?, body)?;
         if let Some(key) = &self.api_key {
             let mut value = HeaderValue::from_str(key.expose())
                 .map_err(|_| ProviderError::Connect("the API key is not a valid HTTP header value".into()))?;
             value.set_sensitive(true);
-            request = request.header("x-goog-api-key", value);
+            request.headers_mut().insert("x-goog-api-key", value);
         }
-        super::traced(request).send().await.map_err(|e| transport_error(&e))
+        self.client.send(request).await
     }
 }
 

@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 mod body;
+pub mod client;
 pub mod entra;
 pub mod gemini;
 pub mod openai;
@@ -21,17 +22,13 @@ use sluice_crds::{ApiKey, AzureAuth, AzureSpec, Backend, ModelName, Provider};
 use tokio::time::Instant;
 
 pub use self::body::BodyStream;
-use self::body::{body_stream, read_body, sse_events, sse_events_until_close, translate_stream};
+use self::{
+    body::{body_stream, read_body, read_identity_body, sse_events, sse_events_until_close, translate_stream},
+    client::UpstreamClient,
+};
 use crate::formats::openai::{ChatRequest, CompletionsRequest, EmbeddingsRequest};
 use crate::wire::Usage;
 pub use crate::wire::{ChunkStream, Complete, ProviderError, Reply, StreamEvent, TimeoutPhase};
-
-/// Adds the current attempt's W3C trace context (`traceparent`, `tracestate`) to an upstream
-/// request: every provider passes its request through this just before sending it. Nothing is
-/// added when tracing is off.
-pub fn traced(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    crate::telemetry::attempt::traced(builder)
-}
 
 /// The largest upstream answer or single stream event the sidecar reads.
 pub const MAX_UPSTREAM_BODY: usize = 64 << 20;
@@ -131,12 +128,12 @@ impl Complete {
 
 impl Upstream {
     /// Builds the upstream for a backend; `client` is the shared connection pool for its timeouts
-    /// and extra headers, `identity_client` the one for identity providers (token exchanges),
-    /// which must not be sent the backend's headers.
+    /// that adds its extra headers, `identity_client` the one for identity providers (token
+    /// exchanges), which must not be sent the backend's headers.
     pub fn new(
         backend: &Backend,
         api_key: Option<ApiKey>,
-        client: reqwest::Client,
+        client: UpstreamClient,
         identity_client: reqwest::Client,
     ) -> Result<Self, UpstreamError> {
         let base_url = || {
@@ -236,20 +233,9 @@ impl Upstream {
     }
 }
 
-/// Classifies a reqwest failure.
-fn transport_error(e: &reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::Timeout(TimeoutPhase::FirstByte)
-    } else if e.is_connect() {
-        ProviderError::Connect(crate::wire::with_causes(e))
-    } else {
-        ProviderError::Interrupted(crate::wire::with_causes(e))
-    }
-}
-
 /// Turns a non-success upstream response into an error, keeping a bounded body with the key
 /// blanked out: some upstreams quote the key they were sent, and this body reaches clients and logs.
-async fn error_from_response(resp: reqwest::Response, deadline: Instant, key: Option<&ApiKey>) -> ProviderError {
+async fn error_from_response(resp: client::Response, deadline: Instant, key: Option<&ApiKey>) -> ProviderError {
     let status = resp.status();
     let retry_after = retry_after(resp.headers(), jiff::Timestamp::now());
     let body = read_body(resp, MAX_ERROR_BODY, deadline).await.unwrap_or_default();

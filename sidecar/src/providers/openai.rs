@@ -20,8 +20,9 @@ pub use self::auth::Auth;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, CompletionsCall, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError,
-    Reply, ResponsesCall, StreamEvent, body_stream, error_from_response, read_body, replayed_stream, sse_events,
-    transport_error,
+    Reply, ResponsesCall, StreamEvent, body_stream,
+    client::{self, Response, UpstreamClient},
+    error_from_response, read_body, replayed_stream, sse_events,
 };
 use crate::{
     formats::openai::{self, StreamOptions, usage::openai_usage},
@@ -30,8 +31,8 @@ use crate::{
 };
 
 /// Where an upstream takes a request: a parsed URL, or (when it does not parse) its text, for
-/// reqwest to refuse on every call as it would any bad URL.
-pub type Target = Result<reqwest::Url, String>;
+/// every call to be refused as reqwest refused any bad URL.
+pub type Target = Result<http::Uri, String>;
 
 /// Where an OpenAI-protocol upstream serves each API.
 #[derive(Debug)]
@@ -65,21 +66,20 @@ impl Endpoints {
 /// An OpenAI-protocol upstream.
 #[derive(Debug)]
 pub struct OpenAi {
-    client: reqwest::Client,
-    /// Parsed once: reqwest would parse a `&str` again on every request. Boxed: it keeps the
-    /// provider enum small.
+    client: UpstreamClient,
+    /// Parsed once, not again on every request. Boxed: it keeps the provider enum small.
     endpoints: Box<Endpoints>,
     auth: Auth,
 }
 
 impl OpenAi {
     /// An upstream at `base_url` (e.g. `https://api.openai.com/v1`) sent `api_key` as a bearer token.
-    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: reqwest::Client) -> Self {
+    pub fn new(base_url: &str, api_key: Option<ApiKey>, client: UpstreamClient) -> Self {
         Self::with(Endpoints::under(base_url), Auth::bearer(api_key), client)
     }
 
     /// An upstream with its own layout and credentials.
-    pub fn with(endpoints: Endpoints, auth: Auth, client: reqwest::Client) -> Self {
+    pub fn with(endpoints: Endpoints, auth: Auth, client: UpstreamClient) -> Self {
         Self {
             client,
             endpoints: Box::new(endpoints),
@@ -174,7 +174,7 @@ impl OpenAi {
         url: &Target,
         body: &impl serde::Serialize,
         deadline: tokio::time::Instant,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<Response, ProviderError> {
         let (mut resp, mut sent) = self.send_once(url, body).await?;
         if resp.status() == http::StatusCode::UNAUTHORIZED
             && let Some(rejected) = &sent
@@ -192,20 +192,21 @@ impl OpenAi {
         &self,
         url: &Target,
         body: &impl serde::Serialize,
-    ) -> Result<(reqwest::Response, Option<ApiKey>), ProviderError> {
-        let request = match url {
-            Ok(url) => self.client.post(url.clone()),
-            Err(text) => self.client.post(text),
-        };
-        let (request, sent) = self.auth.apply(request.json(body)).await?;
-        let resp = super::traced(request).send().await.map_err(|e| transport_error(&e))?;
+    ) -> Result<(Response, Option<ApiKey>), ProviderError> {
+        let url = url.as_ref().map_err(|text| client::bad_url(text))?;
+        let (request, sent) = self.auth.apply(client::post_json(url, body)?).await?;
+        let resp = self.client.send(request).await?;
         Ok((resp, sent))
     }
 }
 
-/// `url` parsed, or its text when it does not parse.
-pub fn parsed(url: String) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(&url).map_err(|_| url)
+/// `url` parsed (as a URL first, which normalizes it as reqwest did), or its text when it does
+/// not parse.
+pub fn parsed(url: String) -> Target {
+    match reqwest::Url::parse(&url) {
+        Ok(parsed) => http::Uri::try_from(parsed.as_str()).map_err(|_| url),
+        Err(_) => Err(url),
+    }
 }
 
 /// The chunks of a streamed answer's body (server-sent events up to `[DONE]`), with usage split
@@ -229,14 +230,14 @@ pub fn translate_body(body: impl BodyStream, deadline: tokio::time::Instant, cli
 
 /// Reads a whole JSON answer and its usage.
 /// Whether the answer says it is a JSON document (rather than an event stream).
-fn is_json(resp: &reqwest::Response) -> bool {
+fn is_json(resp: &Response) -> bool {
     resp.headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
 }
 
-async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
+async fn complete(resp: Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
     parse_complete(read_body(resp, MAX_UPSTREAM_BODY, deadline).await?)
 }
 

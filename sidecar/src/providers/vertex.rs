@@ -36,7 +36,8 @@ use self::{
 };
 use super::{
     ChatCall, Complete, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError, Reply, anthropic, body_stream,
-    error_from_response, gemini, read_body, redact, transport_error, unix_now,
+    client::{self, Response, UpstreamClient},
+    error_from_response, gemini, read_body, redact, unix_now,
 };
 use crate::{
     formats::{
@@ -54,7 +55,7 @@ pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 /// A Vertex AI upstream for one backend: one project, region and publisher.
 #[derive(Debug)]
 pub struct Vertex {
-    client: reqwest::Client,
+    client: UpstreamClient,
     publisher: VertexPublisher,
     /// `…/publishers/{publisher}/models`.
     models_url: String,
@@ -105,7 +106,7 @@ impl Vertex {
         base_url: Option<&str>,
         key: Option<&ApiKey>,
         metadata_host: Option<&str>,
-        client: reqwest::Client,
+        client: UpstreamClient,
         token_client: reqwest::Client,
     ) -> Result<Self, KeyError> {
         let origin = match key {
@@ -126,7 +127,7 @@ impl Vertex {
     pub fn for_backend(
         backend: &Backend,
         key: Option<&ApiKey>,
-        client: reqwest::Client,
+        client: UpstreamClient,
         token_client: reqwest::Client,
     ) -> Result<Self, SetupError> {
         let spec = backend.vertex.as_ref().ok_or(SetupError::MissingSettings)?;
@@ -271,19 +272,16 @@ impl Vertex {
         url: &str,
         body: &impl serde::Serialize,
         deadline: Instant,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<Response, ProviderError> {
         let mut refreshed = false;
         loop {
             let token = self.tokens.token(deadline).await.map_err(token_failure)?;
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| ProviderError::Connect("the access token is not a valid HTTP header value".into()))?;
             value.set_sensitive(true);
-            let request = self
-                .client
-                .post(url)
-                .header(http::header::AUTHORIZATION, value)
-                .json(body);
-            let resp = super::traced(request).send().await.map_err(|e| transport_error(&e))?;
+            let mut request = client::post_json(&client::uri(url)?, body)?;
+            request.headers_mut().insert(http::header::AUTHORIZATION, value);
+            let resp = self.client.send(request).await?;
             if resp.status().is_success() {
                 return Ok(resp);
             }

@@ -83,8 +83,36 @@ pub fn failed(attempt: Option<Context>, error: &ProviderError, fails_over: bool)
     span.end();
 }
 
-/// Adds the current attempt's `traceparent` (and `tracestate`) to an upstream request and
-/// records where it goes; returns `builder` untouched when no attempt is traced.
+/// Adds the current attempt's `traceparent` (and `tracestate`) to an upstream model call and
+/// records where it goes; leaves `request` untouched when no attempt is traced.
+pub fn traced_request<B>(request: &mut http::Request<B>) {
+    if sluice_telemetry::tracer().is_none() {
+        return;
+    }
+    let Ok(cx) = ATTEMPT.try_with(Context::clone) else {
+        return;
+    };
+    let span = cx.span();
+    if span.is_recording() {
+        let uri = request.uri();
+        if let Some(host) = uri.host() {
+            // A URI keeps an IPv6 host in brackets; a URL's host does not.
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            span.set_attribute(KeyValue::new("server.address", host.to_owned()));
+        }
+        let known = match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        };
+        if let Some(port) = uri.port_u16().or(known) {
+            span.set_attribute(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    sluice_telemetry::propagation::inject(&cx, request.headers_mut());
+}
+
+/// [`traced_request`] for a reqwest request (the control plane's).
 pub fn traced(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     if sluice_telemetry::tracer().is_none() {
         return builder;

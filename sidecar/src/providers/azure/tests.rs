@@ -39,7 +39,7 @@ fn keyed(base: &str, spec: &AzureSpec) -> OpenAi {
         base,
         spec,
         Some(ApiKey::new(KEY)),
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
         |_| None,
     )
@@ -314,7 +314,7 @@ fn entra(azure: &Scripted, dir: &tempfile::TempDir) -> OpenAi {
         &azure.url(),
         &spec,
         None,
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
         env,
     )
@@ -398,7 +398,7 @@ async fn entra_without_the_workload_identity_environment_fails_the_attempt_namin
         &azure.url(),
         &spec,
         None,
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
         |_| None,
     );

@@ -30,17 +30,19 @@ impl Auth {
     /// error bodies, and to name the token a 401 rejected).
     pub async fn apply(
         &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(reqwest::RequestBuilder, Option<ApiKey>), ProviderError> {
-        Ok(match self {
-            Self::None => (request, None),
-            Self::Bearer(key) => (request.bearer_auth(key.expose()), Some(key.clone())),
-            Self::Header(name, key) => (request.header(*name, sensitive(key)?), Some(key.clone())),
+        mut request: http::Request<bytes::Bytes>,
+    ) -> Result<(http::Request<bytes::Bytes>, Option<ApiKey>), ProviderError> {
+        let (name, value, sent) = match self {
+            Self::None => return Ok((request, None)),
+            Self::Bearer(key) => (http::header::AUTHORIZATION, bearer(key)?, key.clone()),
+            Self::Header(name, key) => (http::HeaderName::from_static(name), sensitive(key)?, key.clone()),
             Self::Entra(tokens) => {
                 let token = tokens.get().await?;
-                (request.bearer_auth(token.expose()), Some(token))
+                (http::header::AUTHORIZATION, bearer(&token)?, token)
             }
-        })
+        };
+        request.headers_mut().insert(name, value);
+        Ok((request, Some(sent)))
     }
 
     /// After a 401 to a request that carried `sent`: whether one more try may succeed, because
@@ -51,6 +53,14 @@ impl Auth {
             Self::None | Self::Bearer(_) | Self::Header(..) => false,
         }
     }
+}
+
+/// `Bearer <key>` as a header value treated as secret, as reqwest's `bearer_auth` made it.
+fn bearer(key: &ApiKey) -> Result<http::HeaderValue, ProviderError> {
+    let mut value = http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+        .map_err(|_| ProviderError::Connect("the API key is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A key as a header value that debug output and HTTP/2 header compression treat as secret.

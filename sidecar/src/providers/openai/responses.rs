@@ -7,8 +7,8 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::super::{
-    BodyStream, ChunkStream, Complete, MAX_UPSTREAM_BODY, ProviderError, StreamEvent, body_stream, read_body,
-    sse_events,
+    BodyStream, ChunkStream, Complete, MAX_UPSTREAM_BODY, ProviderError, StreamEvent, body_stream, client::Response,
+    read_body, sse_events,
 };
 use crate::{sse::SseEvent, wire::Usage};
 
@@ -16,7 +16,7 @@ use crate::{sse::SseEvent, wire::Usage};
 const TERMINAL: [&str; 4] = ["response.completed", "response.incomplete", "response.failed", "error"];
 
 /// A whole Response and its usage.
-pub async fn complete(resp: reqwest::Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
+pub async fn complete(resp: Response, deadline: tokio::time::Instant) -> Result<Complete, ProviderError> {
     let body = read_body(resp, MAX_UPSTREAM_BODY, deadline).await?;
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::InvalidResponse(format!("the answer is not a Response: {e}")))?;
@@ -72,7 +72,7 @@ pub fn body(request: &Value, model: &str) -> Value {
 }
 
 /// The upstream's body as a stream.
-pub fn events(resp: reqwest::Response, deadline: tokio::time::Instant) -> ChunkStream {
+pub fn events(resp: Response, deadline: tokio::time::Instant) -> ChunkStream {
     stream(body_stream(resp), deadline)
 }
 

@@ -47,7 +47,7 @@ fn metadata_vertex(publisher: VertexPublisher) -> Vertex {
         None,
         None,
         Some("127.0.0.1:9"),
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
     )
     .unwrap()
@@ -60,7 +60,7 @@ fn gemini_urls_are_regional_or_global_under_the_google_publisher() {
         None,
         None,
         None,
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
     )
     .unwrap();
@@ -111,7 +111,7 @@ fn a_base_url_replaces_the_regional_endpoint() {
         Some("http://127.0.0.1:8080/"),
         None,
         None,
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
     )
     .unwrap();
@@ -263,7 +263,7 @@ fn a_backend_with_an_unusable_key_is_refused_when_built() {
         None,
         Some(&ApiKey::new("{}")),
         None,
-        reqwest::Client::new(),
+        crate::providers::client::UpstreamClient::plain(),
         reqwest::Client::new(),
     )
     .unwrap_err();

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 mod tests;
 
 use super::service_account::{KeyError, ServiceAccount};
-use crate::providers::{MAX_ERROR_BODY, read_body};
+use crate::providers::{MAX_ERROR_BODY, read_identity_body};
 
 /// The environment variable naming the metadata server's host (and port), as Google's client
 /// libraries read it.
@@ -294,10 +294,12 @@ async fn request_token(client: &reqwest::Client, origin: &Origin) -> Result<(Acc
     } else {
         MAX_ERROR_BODY
     };
-    let body = read_body(resp, limit, far).await.map_err(|e| TokenError::Unreachable {
-        endpoint: endpoint.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let body = read_identity_body(resp, limit, far)
+        .await
+        .map_err(|e| TokenError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        })?;
     if !status.is_success() {
         let reason = match serde_json::from_slice::<Refusal>(&body) {
             Ok(refusal) => match refusal.error_description {
