@@ -5,14 +5,9 @@
 pub mod auth;
 pub mod responses;
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::{
-    Deserialize, Deserializer,
-    de::{MapAccess, Visitor},
-};
+use http::HeaderValue;
 use serde_json::{Value, value::RawValue};
 use sluice_crds::ApiKey;
 
@@ -24,7 +19,14 @@ use super::{
     transport_error,
 };
 use crate::{
-    formats::openai::{self, StreamOptions, usage::openai_usage},
+    formats::{
+        members::Members,
+        openai::{
+            self, ChatRequest, CompletionsRequest, EmbeddingsRequest, StreamOptions,
+            splice::{Edits, upstream_body},
+            usage::openai_usage,
+        },
+    },
     sse::SseEvent,
     wire::Usage,
 };
@@ -89,16 +91,20 @@ impl OpenAi {
 
     /// Sends a chat completion, streaming or not.
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
-        let mut body = call.request.clone();
-        body.model = call.model.to_string();
-        let client_wants_usage = call.request.wants_stream_usage();
-        if call.request.is_stream() {
-            // Always ask for usage so streams are accounted; the client gets it only if it asked.
-            body.stream_options
-                .get_or_insert_with(StreamOptions::default)
-                .include_usage = Some(true);
-        }
-        let resp = self.send(&self.endpoints.chat, &body, call.deadline).await?;
+        let request = call.request;
+        let client_wants_usage = request.wants_stream_usage();
+        let options = usage_asked(request.is_stream(), request.stream_options.as_ref());
+        let edits = Edits {
+            model: call.model.as_str(),
+            stream_options: options.as_ref(),
+        };
+        let body = upstream_body(&request.raw, edits, || ChatRequest {
+            model: call.model.to_string(),
+            stream_options: options.clone().or_else(|| request.stream_options.clone()),
+            ..request.clone()
+        })
+        .map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.chat, body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -123,15 +129,20 @@ impl OpenAi {
 
     /// Sends a legacy completion, streaming or not, with usage asked for as for chat.
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
-        let mut body = call.request.clone();
-        body.model = call.model.to_string();
-        let client_wants_usage = call.request.wants_stream_usage();
-        if call.request.is_stream() {
-            body.stream_options
-                .get_or_insert_with(StreamOptions::default)
-                .include_usage = Some(true);
-        }
-        let resp = self.send(&self.endpoints.completions, &body, call.deadline).await?;
+        let request = call.request;
+        let client_wants_usage = request.wants_stream_usage();
+        let options = usage_asked(request.is_stream(), request.stream_options.as_ref());
+        let edits = Edits {
+            model: call.model.as_str(),
+            stream_options: options.as_ref(),
+        };
+        let body = upstream_body(&request.raw, edits, || CompletionsRequest {
+            model: call.model.to_string(),
+            stream_options: options.clone().or_else(|| request.stream_options.clone()),
+            ..request.clone()
+        })
+        .map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.completions, body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -151,8 +162,8 @@ impl OpenAi {
     /// Passes a Responses request through to OpenAI's own `/responses`, `model` rewritten.
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
         let model = self.endpoints.responses_model.as_deref().unwrap_or(call.model.as_str());
-        let body = responses::body(call.body, model);
-        let resp = self.send(&self.endpoints.responses, &body, call.deadline).await?;
+        let body = responses::body(call.body, model).map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.responses, body, call.deadline).await?;
         if !call.stream || is_json(&resp) {
             return responses::complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -161,9 +172,16 @@ impl OpenAi {
 
     /// Sends an embeddings request.
     pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
-        let mut body = call.request.clone();
-        body.model = call.model.to_string();
-        let resp = self.send(&self.endpoints.embeddings, &body, call.deadline).await?;
+        let edits = Edits {
+            model: call.model.as_str(),
+            stream_options: None,
+        };
+        let body = upstream_body(&call.request.raw, edits, || EmbeddingsRequest {
+            model: call.model.to_string(),
+            ..call.request.clone()
+        })
+        .map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.embeddings, body, call.deadline).await?;
         complete(resp, call.deadline).await
     }
 
@@ -172,10 +190,10 @@ impl OpenAi {
     async fn send(
         &self,
         url: &Target,
-        body: &impl serde::Serialize,
+        body: Bytes,
         deadline: tokio::time::Instant,
     ) -> Result<reqwest::Response, ProviderError> {
-        let (mut resp, mut sent) = self.send_once(url, body).await?;
+        let (mut resp, mut sent) = self.send_once(url, body.clone()).await?;
         if resp.status() == http::StatusCode::UNAUTHORIZED
             && let Some(rejected) = &sent
             && self.auth.renew(rejected)
@@ -188,19 +206,34 @@ impl OpenAi {
         Ok(resp)
     }
 
-    async fn send_once(
-        &self,
-        url: &Target,
-        body: &impl serde::Serialize,
-    ) -> Result<(reqwest::Response, Option<ApiKey>), ProviderError> {
+    async fn send_once(&self, url: &Target, body: Bytes) -> Result<(reqwest::Response, Option<ApiKey>), ProviderError> {
         let request = match url {
             Ok(url) => self.client.post(url.clone()),
             Err(text) => self.client.post(text),
         };
-        let (request, sent) = self.auth.apply(request.json(body)).await?;
+        let request = request
+            .header(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        let (request, sent) = self.auth.apply(request).await?;
         let resp = super::traced(request).send().await.map_err(|e| transport_error(&e))?;
         Ok((resp, sent))
     }
+}
+
+/// The `stream_options` to send when they must change: a stream whose client did not ask for
+/// usage asks for it all the same, so that it is accounted (the client gets it only if it asked).
+fn usage_asked(stream: bool, asked: Option<&StreamOptions>) -> Option<StreamOptions> {
+    let wants_usage = asked.and_then(|o| o.include_usage) == Some(true);
+    (stream && !wants_usage).then(|| StreamOptions {
+        include_usage: Some(true),
+        ..asked.cloned().unwrap_or_default()
+    })
+}
+
+/// A body that could not be encoded (no parsed request fails to): the call ends as reqwest
+/// ended one whose body failed to encode.
+fn unencodable(e: serde_json::Error) -> ProviderError {
+    ProviderError::Interrupted(format!("the request could not be encoded: {e}"))
 }
 
 /// `url` parsed, or its text when it does not parse.
@@ -298,21 +331,17 @@ fn to_stream_events(
 /// A stream chunk's top-level members, borrowed from its text in order: what a chunk needs
 /// (its `error`, its `usage`, whether it has choices, itself less `usage`) without building
 /// the tree of maps and strings a [`Value`] would be for every chunk of every stream.
-struct Chunk<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+struct Chunk<'a>(Members<'a>);
 
 impl<'a> Chunk<'a> {
     /// The members of `data` when it is one JSON object; the same verdict as parsing a [`Value`].
     fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
-        // Raw values check escapes but not that surrogates pair up, which a `Value` refuses.
-        if openai::usage::escapes_a_surrogate(data.as_bytes()) {
-            serde_json::from_str::<Value>(data)?;
-        }
-        serde_json::from_str(data)
+        Members::parse(data.as_bytes()).map(Self)
     }
 
     /// The value of `key`; the last one when a key repeats, as in a parsed [`Value`].
     fn member(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.0.member(key)
     }
 
     /// Whether `choices` is missing, not an array, or empty (a usage-only chunk).
@@ -325,67 +354,7 @@ impl<'a> Chunk<'a> {
 
     /// The chunk's text without any `key` member, the others as they came.
     fn without(&self, key: &str) -> Result<Bytes, serde_json::Error> {
-        let mut out = Vec::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum());
-        out.push(b'{');
-        for (k, v) in self.0.iter().filter(|(k, _)| k != key) {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, k.as_ref())?;
-            out.push(b':');
-            out.extend_from_slice(v.get().as_bytes());
-        }
-        out.push(b'}');
-        Ok(Bytes::from(out))
-    }
-}
-
-impl<'de> Deserialize<'de> for Chunk<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ChunkVisitor)
-    }
-}
-
-struct ChunkVisitor;
-
-impl<'de> Visitor<'de> for ChunkVisitor {
-    type Value = Chunk<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Chunk<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(key) = map.next_key::<MemberKey<'de>>()? {
-            members.push((key.0, map.next_value()?));
-        }
-        Ok(Chunk(members))
-    }
-}
-
-/// An object key, borrowed unless it had escapes (serde's own `Cow<str>` always copies).
-struct MemberKey<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for MemberKey<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = MemberKey<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object key")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-                Ok(MemberKey(Cow::Borrowed(key)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-                Ok(MemberKey(Cow::Owned(key.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
+        self.0.without(key).map(Bytes::from)
     }
 }
 
