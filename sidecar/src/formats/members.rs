@@ -100,7 +100,8 @@ impl<'de> Visitor<'de> for ListVisitor {
 }
 
 /// An object key, borrowed unless it had escapes (serde's own `Cow<str>` always copies).
-struct MemberKey<'a>(Cow<'a, str>);
+#[derive(Debug)]
+pub struct MemberKey<'a>(pub Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for MemberKey<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -3,15 +3,17 @@
 //! named ([`Auth`]) are all that differ between them.
 
 pub mod auth;
+mod chunk;
 pub mod responses;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use http::HeaderValue;
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use sluice_crds::ApiKey;
 
 pub use self::auth::Auth;
+use self::chunk::Chunk;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, CompletionsCall, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError,
@@ -19,13 +21,10 @@ use super::{
     transport_error,
 };
 use crate::{
-    formats::{
-        members::Members,
-        openai::{
-            self, ChatRequest, CompletionsRequest, EmbeddingsRequest, StreamOptions,
-            splice::{Edits, upstream_body},
-            usage::openai_usage,
-        },
+    formats::openai::{
+        self, ChatRequest, CompletionsRequest, EmbeddingsRequest, StreamOptions,
+        splice::{Edits, upstream_body},
+        usage::openai_usage,
     },
     sse::SseEvent,
     wire::Usage,
@@ -295,7 +294,7 @@ fn to_stream_events(
             "a stream event is not a JSON object".into(),
         ))]);
     };
-    if let Some(error) = chunk.member("error") {
+    if let Some(error) = chunk.error() {
         let body = Bytes::from(format!(r#"{{"error":{}}}"#, error.get()));
         let status = http::StatusCode::BAD_GATEWAY;
         return Some(vec![Err(ProviderError::Status {
@@ -304,7 +303,7 @@ fn to_stream_events(
             body,
         })]);
     }
-    let usage_member = chunk.member("usage");
+    let usage_member = chunk.usage();
     let usage = usage_member
         .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
         .and_then(|usage| Usage::from_openai(&usage));
@@ -317,8 +316,8 @@ fn to_stream_events(
     } else if usage.is_some() && chunk.has_no_choices() {
         None
     } else if usage_member.is_some() {
-        match chunk.without("usage") {
-            Ok(stripped) => Some(stripped),
+        match chunk.without_usage() {
+            Ok(stripped) => Some(Bytes::from(stripped)),
             Err(e) => return Some(vec![Err(ProviderError::InvalidResponse(e.to_string()))]),
         }
     } else {
@@ -326,36 +325,6 @@ fn to_stream_events(
     };
     out.extend(forward.map(|b| Ok(StreamEvent::Data(b))));
     Some(out)
-}
-
-/// A stream chunk's top-level members, borrowed from its text in order: what a chunk needs
-/// (its `error`, its `usage`, whether it has choices, itself less `usage`) without building
-/// the tree of maps and strings a [`Value`] would be for every chunk of every stream.
-struct Chunk<'a>(Members<'a>);
-
-impl<'a> Chunk<'a> {
-    /// The members of `data` when it is one JSON object; the same verdict as parsing a [`Value`].
-    fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
-        Members::parse(data.as_bytes()).map(Self)
-    }
-
-    /// The value of `key`; the last one when a key repeats, as in a parsed [`Value`].
-    fn member(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.member(key)
-    }
-
-    /// Whether `choices` is missing, not an array, or empty (a usage-only chunk).
-    fn has_no_choices(&self) -> bool {
-        self.member("choices").is_none_or(|raw| {
-            let text = raw.get();
-            !text.starts_with('[') || text[1..].trim_start().starts_with(']')
-        })
-    }
-
-    /// The chunk's text without any `key` member, the others as they came.
-    fn without(&self, key: &str) -> Result<Bytes, serde_json::Error> {
-        self.0.without(key).map(Bytes::from)
-    }
 }
 
 #[cfg(test)]
