@@ -5,5 +5,6 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod gemini;
+pub mod members;
 pub mod openai;
 pub mod responses;

@@ -137,7 +137,7 @@ pub async fn chat(
 #[derive(Debug, Clone, Copy)]
 pub struct Passthrough<'a> {
     /// The client's body.
-    pub body: &'a serde_json::Value,
+    pub body: &'a bytes::Bytes,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// Whether only a backend that takes it as it is may serve it (it names a stored response):

@@ -1,31 +1,49 @@
 //! A client's request body, parsed once into the OpenAI request types (`formats::openai`) and
 //! checked: a refusal names the field at fault, as the 400 the client gets.
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
     error::ApiError,
-    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingInput, EmbeddingsRequest},
+    formats::openai::{ChatRequest, CompletionsRequest, EmbeddingInput, EmbeddingsRequest, splice::RawBody},
 };
 
-/// Parses and checks a chat request body.
+/// Parses and checks a chat request body (a copy of it is kept beside the request).
 pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, ApiError> {
-    let request: ChatRequest = parse_json(body)?;
+    parse_chat_body(Bytes::copy_from_slice(body))
+}
+
+/// Parses and checks a chat request body, kept beside the request to be sent on as it came.
+pub fn parse_chat_body(body: Bytes) -> Result<ChatRequest, ApiError> {
+    let mut request: ChatRequest = parse_json(&body)?;
     check_chat(&request)?;
+    request.raw = RawBody::new(body);
     Ok(request)
 }
 
-/// Parses and checks an embeddings request body.
+/// Parses and checks an embeddings request body (a copy of it is kept beside the request).
 pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
-    let request: EmbeddingsRequest = parse_json(body)?;
+    parse_embeddings_body(Bytes::copy_from_slice(body))
+}
+
+/// Parses and checks an embeddings request body, kept beside the request.
+pub fn parse_embeddings_body(body: Bytes) -> Result<EmbeddingsRequest, ApiError> {
+    let mut request: EmbeddingsRequest = parse_json(&body)?;
     check_embeddings(&request)?;
+    request.raw = RawBody::new(body);
     Ok(request)
 }
 
-/// Parses and checks a legacy completions request body.
+/// Parses and checks a legacy completions request body (a copy of it is kept beside the request).
 pub fn parse_completions(body: &[u8]) -> Result<CompletionsRequest, ApiError> {
-    let request: CompletionsRequest = parse_json(body)?;
+    parse_completions_body(Bytes::copy_from_slice(body))
+}
+
+/// Parses and checks a legacy completions request body, kept beside the request.
+pub fn parse_completions_body(body: Bytes) -> Result<CompletionsRequest, ApiError> {
+    let mut request: CompletionsRequest = parse_json(&body)?;
     let empty = match &request.prompt {
         Value::String(_) => false,
         Value::Array(items) => items.is_empty(),
@@ -43,6 +61,7 @@ pub fn parse_completions(body: &[u8]) -> Result<CompletionsRequest, ApiError> {
             Some("max_tokens"),
         ));
     }
+    request.raw = RawBody::new(body);
     Ok(request)
 }
 

@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`: OpenAI in, OpenAI out.
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{COST_HEADER, refused_response, set_served_by, sse_body::SseBody};
@@ -7,13 +8,13 @@ use crate::{
     config::ActiveConfig,
     pipeline::{self, ChatServed},
     providers::Reply,
-    request::parse_chat,
+    request::parse_chat_body,
     response::{self, Response},
 };
 
 /// Serves one chat completion, plain or streamed.
-pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Response {
-    let request = match parse_chat(body) {
+pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &Bytes) -> Response {
+    let request = match parse_chat_body(body.clone()) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

@@ -1,18 +1,19 @@
 //! `POST /v1/embeddings`.
 
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use super::{refused_response, set_served_by};
 use crate::{
     config::ActiveConfig,
     pipeline,
-    request::parse_embeddings,
+    request::parse_embeddings_body,
     response::{self, Response},
 };
 
 /// Serves one embeddings request.
-pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Response {
-    let request = match parse_embeddings(body) {
+pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &Bytes) -> Response {
+    let request = match parse_embeddings_body(body.clone()) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

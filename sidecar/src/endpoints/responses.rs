@@ -11,9 +11,9 @@ pub mod stream;
 #[cfg(test)]
 mod tests;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full};
-use serde_json::Value;
 
 use super::{COST_HEADER, refused_response, set_served_by};
 use crate::{
@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Serves one Responses request, plain or streamed.
-pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Response {
+pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &Bytes) -> Response {
     serve(config, headers, body).await.unwrap_or_else(|resp| resp)
 }
 
@@ -58,9 +58,8 @@ pub fn stored(id: &str) -> Response {
     ApiError::NotStored { id: id.to_owned() }.into_response()
 }
 
-async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
+async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &Bytes) -> Result<Response, Response> {
     let request: ResponsesRequest = parse_json(body).map_err(ApiError::into_response)?;
-    let raw: Value = parse_json(body).map_err(ApiError::into_response)?;
     let required = request.previous_response_id.is_some();
     if required {
         let route = config.routes.resolve(&request.model).map_err(ApiError::into_response)?;
@@ -84,7 +83,8 @@ async fn serve(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Resul
     let chat = responses_to_openai::request(&readable)
         .map_err(|e| ApiError::bad_request(e.to_string(), None).into_response())?;
     let passthrough = Passthrough {
-        body: &raw,
+        // The parse above checked it is one JSON object: it goes to an `openai` backend as it came.
+        body,
         stream: request.is_stream(),
         required,
     };

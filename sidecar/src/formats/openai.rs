@@ -6,6 +6,7 @@
 mod chunks;
 mod content;
 mod request;
+pub mod splice;
 #[cfg(test)]
 mod tests;
 pub mod usage;

@@ -105,7 +105,7 @@ pub struct CompletionsCall<'a> {
 #[derive(Debug)]
 pub struct ResponsesCall<'a> {
     /// The client's body as it came.
-    pub body: &'a serde_json::Value,
+    pub body: &'a Bytes,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// The backend's model name.

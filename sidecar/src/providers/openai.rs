@@ -3,20 +3,16 @@
 //! named ([`Auth`]) are all that differ between them.
 
 pub mod auth;
+mod chunk;
 pub mod responses;
-
-use std::borrow::Cow;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::{
-    Deserialize, Deserializer,
-    de::{MapAccess, Visitor},
-};
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use sluice_crds::ApiKey;
 
 pub use self::auth::Auth;
+use self::chunk::Chunk;
 
 use super::{
     BodyStream, ChatCall, ChunkStream, Complete, CompletionsCall, EmbeddingsCall, MAX_UPSTREAM_BODY, ProviderError,
@@ -25,7 +21,11 @@ use super::{
     error_from_response, read_body, replayed_stream, sse_events,
 };
 use crate::{
-    formats::openai::{self, StreamOptions, usage::openai_usage},
+    formats::openai::{
+        self, ChatRequest, CompletionsRequest, EmbeddingsRequest, StreamOptions,
+        splice::{Edits, upstream_body},
+        usage::openai_usage,
+    },
     sse::SseEvent,
     wire::Usage,
 };
@@ -89,16 +89,20 @@ impl OpenAi {
 
     /// Sends a chat completion, streaming or not.
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
-        let mut body = call.request.clone();
-        body.model = call.model.to_string();
-        let client_wants_usage = call.request.wants_stream_usage();
-        if call.request.is_stream() {
-            // Always ask for usage so streams are accounted; the client gets it only if it asked.
-            body.stream_options
-                .get_or_insert_with(StreamOptions::default)
-                .include_usage = Some(true);
-        }
-        let resp = self.send(&self.endpoints.chat, &body, call.deadline).await?;
+        let request = call.request;
+        let client_wants_usage = request.wants_stream_usage();
+        let options = usage_asked(request.is_stream(), request.stream_options.as_ref());
+        let edits = Edits {
+            model: call.model.as_str(),
+            stream_options: options.as_ref(),
+        };
+        let body = upstream_body(&request.raw, edits, || ChatRequest {
+            model: call.model.to_string(),
+            stream_options: options.clone().or_else(|| request.stream_options.clone()),
+            ..request.clone()
+        })
+        .map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.chat, body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -123,15 +127,20 @@ impl OpenAi {
 
     /// Sends a legacy completion, streaming or not, with usage asked for as for chat.
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
-        let mut body = call.request.clone();
-        body.model = call.model.to_string();
-        let client_wants_usage = call.request.wants_stream_usage();
-        if call.request.is_stream() {
-            body.stream_options
-                .get_or_insert_with(StreamOptions::default)
-                .include_usage = Some(true);
-        }
-        let resp = self.send(&self.endpoints.completions, &body, call.deadline).await?;
+        let request = call.request;
+        let client_wants_usage = request.wants_stream_usage();
+        let options = usage_asked(request.is_stream(), request.stream_options.as_ref());
+        let edits = Edits {
+            model: call.model.as_str(),
+            stream_options: options.as_ref(),
+        };
+        let body = upstream_body(&request.raw, edits, || CompletionsRequest {
+            model: call.model.to_string(),
+            stream_options: options.clone().or_else(|| request.stream_options.clone()),
+            ..request.clone()
+        })
+        .map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.completions, body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -151,8 +160,8 @@ impl OpenAi {
     /// Passes a Responses request through to OpenAI's own `/responses`, `model` rewritten.
     pub async fn responses(&self, call: &ResponsesCall<'_>) -> Result<Reply, ProviderError> {
         let model = self.endpoints.responses_model.as_deref().unwrap_or(call.model.as_str());
-        let body = responses::body(call.body, model);
-        let resp = self.send(&self.endpoints.responses, &body, call.deadline).await?;
+        let body = responses::body(call.body, model).map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.responses, body, call.deadline).await?;
         if !call.stream || is_json(&resp) {
             return responses::complete(resp, call.deadline).await.map(Reply::Complete);
         }
@@ -161,21 +170,23 @@ impl OpenAi {
 
     /// Sends an embeddings request.
     pub async fn embeddings(&self, call: &EmbeddingsCall<'_>) -> Result<Complete, ProviderError> {
-        let mut body = call.request.clone();
-        body.model = call.model.to_string();
-        let resp = self.send(&self.endpoints.embeddings, &body, call.deadline).await?;
+        let edits = Edits {
+            model: call.model.as_str(),
+            stream_options: None,
+        };
+        let body = upstream_body(&call.request.raw, edits, || EmbeddingsRequest {
+            model: call.model.to_string(),
+            ..call.request.clone()
+        })
+        .map_err(unencodable)?;
+        let resp = self.send(&self.endpoints.embeddings, body, call.deadline).await?;
         complete(resp, call.deadline).await
     }
 
     /// Sends `body` to `url` and returns a successful answer, or the failure with the secret it
     /// carried blanked out. A 401 for a token that has since expired is tried once more.
-    async fn send(
-        &self,
-        url: &Target,
-        body: &impl serde::Serialize,
-        deadline: tokio::time::Instant,
-    ) -> Result<Response, ProviderError> {
-        let (mut resp, mut sent) = self.send_once(url, body).await?;
+    async fn send(&self, url: &Target, body: Bytes, deadline: tokio::time::Instant) -> Result<Response, ProviderError> {
+        let (mut resp, mut sent) = self.send_once(url, body.clone()).await?;
         if resp.status() == http::StatusCode::UNAUTHORIZED
             && let Some(rejected) = &sent
             && self.auth.renew(rejected)
@@ -188,16 +199,28 @@ impl OpenAi {
         Ok(resp)
     }
 
-    async fn send_once(
-        &self,
-        url: &Target,
-        body: &impl serde::Serialize,
-    ) -> Result<(Response, Option<ApiKey>), ProviderError> {
+    async fn send_once(&self, url: &Target, body: Bytes) -> Result<(Response, Option<ApiKey>), ProviderError> {
         let url = url.as_ref().map_err(|text| client::bad_url(text))?;
-        let (request, sent) = self.auth.apply(client::post_json(url, body)?).await?;
+        let (request, sent) = self.auth.apply(client::post(url, body)?).await?;
         let resp = self.client.send(request).await?;
         Ok((resp, sent))
     }
+}
+
+/// The `stream_options` to send when they must change: a stream whose client did not ask for
+/// usage asks for it all the same, so that it is accounted (the client gets it only if it asked).
+fn usage_asked(stream: bool, asked: Option<&StreamOptions>) -> Option<StreamOptions> {
+    let wants_usage = asked.and_then(|o| o.include_usage) == Some(true);
+    (stream && !wants_usage).then(|| StreamOptions {
+        include_usage: Some(true),
+        ..asked.cloned().unwrap_or_default()
+    })
+}
+
+/// A body that could not be encoded (no parsed request fails to): the call ends as reqwest
+/// ended one whose body failed to encode.
+fn unencodable(e: serde_json::Error) -> ProviderError {
+    ProviderError::Interrupted(format!("the request could not be encoded: {e}"))
 }
 
 /// `url` parsed (as a URL first, which normalizes it as reqwest did), or its text when it does
@@ -263,7 +286,7 @@ fn to_stream_events(
             "a stream event is not a JSON object".into(),
         ))]);
     };
-    if let Some(error) = chunk.member("error") {
+    if let Some(error) = chunk.error() {
         let body = Bytes::from(format!(r#"{{"error":{}}}"#, error.get()));
         let status = http::StatusCode::BAD_GATEWAY;
         return Some(vec![Err(ProviderError::Status {
@@ -272,7 +295,7 @@ fn to_stream_events(
             body,
         })]);
     }
-    let usage_member = chunk.member("usage");
+    let usage_member = chunk.usage();
     let usage = usage_member
         .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
         .and_then(|usage| Usage::from_openai(&usage));
@@ -285,8 +308,8 @@ fn to_stream_events(
     } else if usage.is_some() && chunk.has_no_choices() {
         None
     } else if usage_member.is_some() {
-        match chunk.without("usage") {
-            Ok(stripped) => Some(stripped),
+        match chunk.without_usage() {
+            Ok(stripped) => Some(Bytes::from(stripped)),
             Err(e) => return Some(vec![Err(ProviderError::InvalidResponse(e.to_string()))]),
         }
     } else {
@@ -294,100 +317,6 @@ fn to_stream_events(
     };
     out.extend(forward.map(|b| Ok(StreamEvent::Data(b))));
     Some(out)
-}
-
-/// A stream chunk's top-level members, borrowed from its text in order: what a chunk needs
-/// (its `error`, its `usage`, whether it has choices, itself less `usage`) without building
-/// the tree of maps and strings a [`Value`] would be for every chunk of every stream.
-struct Chunk<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Chunk<'a> {
-    /// The members of `data` when it is one JSON object; the same verdict as parsing a [`Value`].
-    fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
-        // Raw values check escapes but not that surrogates pair up, which a `Value` refuses.
-        if openai::usage::escapes_a_surrogate(data.as_bytes()) {
-            serde_json::from_str::<Value>(data)?;
-        }
-        serde_json::from_str(data)
-    }
-
-    /// The value of `key`; the last one when a key repeats, as in a parsed [`Value`].
-    fn member(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    /// Whether `choices` is missing, not an array, or empty (a usage-only chunk).
-    fn has_no_choices(&self) -> bool {
-        self.member("choices").is_none_or(|raw| {
-            let text = raw.get();
-            !text.starts_with('[') || text[1..].trim_start().starts_with(']')
-        })
-    }
-
-    /// The chunk's text without any `key` member, the others as they came.
-    fn without(&self, key: &str) -> Result<Bytes, serde_json::Error> {
-        let mut out = Vec::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum());
-        out.push(b'{');
-        for (k, v) in self.0.iter().filter(|(k, _)| k != key) {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, k.as_ref())?;
-            out.push(b':');
-            out.extend_from_slice(v.get().as_bytes());
-        }
-        out.push(b'}');
-        Ok(Bytes::from(out))
-    }
-}
-
-impl<'de> Deserialize<'de> for Chunk<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ChunkVisitor)
-    }
-}
-
-struct ChunkVisitor;
-
-impl<'de> Visitor<'de> for ChunkVisitor {
-    type Value = Chunk<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Chunk<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(key) = map.next_key::<MemberKey<'de>>()? {
-            members.push((key.0, map.next_value()?));
-        }
-        Ok(Chunk(members))
-    }
-}
-
-/// An object key, borrowed unless it had escapes (serde's own `Cow<str>` always copies).
-struct MemberKey<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for MemberKey<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = MemberKey<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object key")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-                Ok(MemberKey(Cow::Borrowed(key)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-                Ok(MemberKey(Cow::Owned(key.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::formats::anthropic::{
 use crate::formats::openai::{
     self, AssistantMessage, ChatCompletion, ChatMessage, ChatRequest, Choice, CompletionUsage, ContentPart, FilePart,
     FunctionCall, FunctionDefinition, ImageUrl, PromptTokensDetails, Role, StreamOptions, Tool, ToolCall, ToolChoice,
-    Untranslatable,
+    Untranslatable, splice::RawBody,
 };
 use crate::wire::{self, ProviderError};
 
@@ -204,6 +204,7 @@ pub fn request(request: MessagesRequest) -> Result<ChatRequest, Untranslatable> 
         max_completion_tokens: Some(request.max_tokens),
         user: request.metadata.and_then(|m| m.user_id),
         rest,
+        raw: RawBody::default(),
     })
 }
 

@@ -21,7 +21,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::formats::{
-    openai::{ChatMessage, ChatRequest, Role, StreamOptions, Untranslatable},
+    openai::{ChatMessage, ChatRequest, Role, StreamOptions, Untranslatable, splice::RawBody},
     responses::{
         ContentPart, FunctionCallOutput, Input, InputItem, InputMessage, MessageContent, ResponsesRequest, TextFormat,
         Tool,
@@ -123,6 +123,7 @@ pub fn request(request: &ResponsesRequest) -> Result<ChatRequest, Untranslatable
         max_completion_tokens: None,
         user: request.user.clone(),
         rest,
+        raw: RawBody::default(),
     })
 }
 

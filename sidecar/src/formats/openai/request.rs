@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::splice::RawBody;
+
 /// An OpenAI Chat Completions request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChatRequest {
@@ -29,6 +31,10 @@ pub struct ChatRequest {
     /// Every other field, passed through untouched.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// The bytes it was parsed from, to send on with only `model` changed; whoever changes
+    /// the request must empty this.
+    #[serde(skip)]
+    pub raw: RawBody,
 }
 
 /// One message of a conversation.
@@ -127,6 +133,9 @@ pub struct EmbeddingsRequest {
     /// Every other field, passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// The bytes it was parsed from (see [`ChatRequest::raw`]).
+    #[serde(skip)]
+    pub raw: RawBody,
 }
 
 /// What to embed.
@@ -177,6 +186,9 @@ pub struct CompletionsRequest {
     /// Every other field (`suffix` for fill-in-the-middle, `echo`, `n`, …), passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// The bytes it was parsed from (see [`ChatRequest::raw`]).
+    #[serde(skip)]
+    pub raw: RawBody,
 }
 
 impl CompletionsRequest {

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+pub(crate) use crate::formats::members::escapes_a_surrogate;
 use crate::wire::Usage;
 
 /// Why a body has no usage to read.
@@ -36,13 +37,6 @@ pub fn openai_usage(body: &[u8]) -> Result<Option<Usage>, BodyError> {
         Shape::Object(usage) => Ok(usage.as_ref().and_then(Usage::from_openai)),
         Shape::Other => Err(BodyError::NotObject),
     }
-}
-
-/// Whether `body` may hold a `\uD…` escape (an escaped backslash before `ud` counts too: it only
-/// costs the slow road).
-pub(crate) fn escapes_a_surrogate(body: &[u8]) -> bool {
-    body.windows(3)
-        .any(|w| w[0] == b'\\' && w[1] == b'u' && w[2].eq_ignore_ascii_case(&b'd'))
 }
 
 /// A body as [`openai_usage`] sees it: an object and its last `usage` value, or anything else.

@@ -162,7 +162,7 @@ async fn a_deployment_responses_request_names_the_deployment_as_its_model() {
         &azure.url(),
         &spec(Some("gpt4o-prod"), Some("2025-04-01-preview"), AzureAuth::ApiKey),
     );
-    let body = serde_json::json!({"model": "gpt-4o", "input": "hi"});
+    let body = bytes::Bytes::from(serde_json::json!({"model": "gpt-4o", "input": "hi"}).to_string());
     let model = ModelName::try_from("gpt-4o").unwrap();
     let call = ResponsesCall {
         body: &body,

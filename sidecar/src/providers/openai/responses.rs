@@ -10,7 +10,11 @@ use super::super::{
     BodyStream, ChunkStream, Complete, MAX_UPSTREAM_BODY, ProviderError, StreamEvent, body_stream, client::Response,
     read_body, sse_events,
 };
-use crate::{sse::SseEvent, wire::Usage};
+use crate::{
+    formats::openai::splice::{Edits, splice},
+    sse::SseEvent,
+    wire::Usage,
+};
 
 /// The events that end a Responses stream.
 const TERMINAL: [&str; 4] = ["response.completed", "response.incomplete", "response.failed", "error"];
@@ -62,13 +66,21 @@ fn items(event: Result<SseEvent, ProviderError>) -> Vec<Result<StreamEvent, Prov
     out
 }
 
-/// The client's body with `model` rewritten to the backend's.
-pub fn body(request: &Value, model: &str) -> Value {
-    let mut body = request.clone();
+/// The client's body with `model` rewritten to the backend's: spliced into its bytes, or (when
+/// they do not splice) set in the parsed body.
+pub fn body(request: &Bytes, model: &str) -> Result<Bytes, serde_json::Error> {
+    let edits = Edits {
+        model,
+        stream_options: None,
+    };
+    if let Ok(spliced) = splice(request, edits) {
+        return Ok(spliced);
+    }
+    let mut body: Value = serde_json::from_slice(request)?;
     if let Some(o) = body.as_object_mut() {
         o.insert("model".into(), Value::from(model));
     }
-    body
+    serde_json::to_vec(&body).map(Bytes::from)
 }
 
 /// The upstream's body as a stream.

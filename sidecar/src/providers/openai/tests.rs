@@ -51,7 +51,25 @@ fn strips_a_null_usage_from_every_chunk_and_keeps_the_rest_as_sent() {
     let out = to_stream_events(event(chunk), false).unwrap();
     assert_eq!(
         data_of(&out),
-        vec![r#"{"id":"1","choices":[ {"index":0,"delta":{"content":"h\u00e9"}} ],"x\"y":1}"#]
+        vec![r#"{"id":"1",  "choices":[ {"index":0,"delta":{"content":"h\u00e9"}} ],"x\"y":1}"#]
+    );
+}
+
+#[test]
+fn strips_a_usage_that_comes_last_or_alone_with_its_comma() {
+    let strip = |chunk: &str| data_of(&to_stream_events(event(chunk), false).unwrap());
+    assert_eq!(
+        strip(r#"{"id":"1","choices":[{"delta":{}}] , "usage" : null }"#),
+        vec![r#"{"id":"1","choices":[{"delta":{}}]  }"#]
+    );
+    assert_eq!(strip(r#"{ "usage":null }"#), vec![r#"{  }"#]);
+    assert_eq!(
+        strip(r#"{"us\u0061ge":null,"choices":[{"delta":{}}]}"#),
+        vec![r#"{"choices":[{"delta":{}}]}"#]
+    );
+    assert_eq!(
+        strip(r#"{"usage":null,"choices":[{"delta":{}}],"usage":null}"#),
+        vec![r#"{"choices":[{"delta":{}}]}"#]
     );
 }
 
