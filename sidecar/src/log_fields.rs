@@ -118,16 +118,16 @@ impl<W: Write> Write for Escaping<'_, W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
 
-    /// Every line written, kept for the test to read.
+    /// Every line written, kept for the test to read (the log line's tests use it too).
     #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Lines(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Lines {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -149,7 +149,8 @@ mod tests {
     }
 
     impl Lines {
-        fn text(&self) -> String {
+        /// What was written so far.
+        pub(crate) fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
     }

@@ -139,15 +139,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::{Arc, Mutex},
-        time::Duration,
-    };
-
-    use tracing_subscriber::fmt::MakeWriter;
+    use std::time::Duration;
 
     use super::*;
-    use crate::log_fields::PlainFields;
+    use crate::log_fields::{PlainFields, tests::Lines};
 
     #[test]
     fn times_read_as_the_default_timer_writes_them() {
@@ -166,29 +161,6 @@ mod tests {
         }
     }
 
-    /// Every line written, kept for the test to read.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
-
     /// What `log` writes with this line format, or with the default one; timestamps cut off
     /// (their length checked), since the two read the clock at different moments.
     fn written(plain: bool, log: impl Fn()) -> Vec<String> {
@@ -203,7 +175,7 @@ mod tests {
         } else {
             tracing::subscriber::with_default(builder.finish(), log);
         }
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         text.split_inclusive('\n')
             .map(|line| {
                 let (time, rest) = line.split_at(27);
