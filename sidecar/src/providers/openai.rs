@@ -23,7 +23,7 @@ use super::{
 use crate::{
     formats::openai::{
         self, ChatRequest, CompletionsRequest, EmbeddingsRequest, StreamOptions,
-        splice::{Edits, upstream_body},
+        splice::{Edits, RawBody, upstream_body},
         usage::openai_usage,
     },
     sse::SseEvent,
@@ -91,17 +91,17 @@ impl OpenAi {
     pub async fn chat(&self, call: &ChatCall<'_>) -> Result<Reply, ProviderError> {
         let request = call.request;
         let client_wants_usage = request.wants_stream_usage();
-        let options = usage_asked(request.is_stream(), request.stream_options.as_ref());
-        let edits = Edits {
-            model: call.model.as_str(),
-            stream_options: options.as_ref(),
-        };
-        let body = upstream_body(&request.raw, edits, || ChatRequest {
-            model: call.model.to_string(),
-            stream_options: options.clone().or_else(|| request.stream_options.clone()),
-            ..request.clone()
-        })
-        .map_err(unencodable)?;
+        let body = streamed_body(
+            &request.raw,
+            call.model.as_str(),
+            request.is_stream(),
+            request.stream_options.as_ref(),
+            |stream_options| ChatRequest {
+                model: call.model.to_string(),
+                stream_options,
+                ..request.clone()
+            },
+        )?;
         let resp = self.send(&self.endpoints.chat, body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
@@ -129,17 +129,17 @@ impl OpenAi {
     pub async fn completions(&self, call: &CompletionsCall<'_>) -> Result<Reply, ProviderError> {
         let request = call.request;
         let client_wants_usage = request.wants_stream_usage();
-        let options = usage_asked(request.is_stream(), request.stream_options.as_ref());
-        let edits = Edits {
-            model: call.model.as_str(),
-            stream_options: options.as_ref(),
-        };
-        let body = upstream_body(&request.raw, edits, || CompletionsRequest {
-            model: call.model.to_string(),
-            stream_options: options.clone().or_else(|| request.stream_options.clone()),
-            ..request.clone()
-        })
-        .map_err(unencodable)?;
+        let body = streamed_body(
+            &request.raw,
+            call.model.as_str(),
+            request.is_stream(),
+            request.stream_options.as_ref(),
+            |stream_options| CompletionsRequest {
+                model: call.model.to_string(),
+                stream_options,
+                ..request.clone()
+            },
+        )?;
         let resp = self.send(&self.endpoints.completions, body, call.deadline).await?;
         if !call.request.is_stream() {
             return complete(resp, call.deadline).await.map(Reply::Complete);
@@ -215,6 +215,24 @@ fn usage_asked(stream: bool, asked: Option<&StreamOptions>) -> Option<StreamOpti
         include_usage: Some(true),
         ..asked.cloned().unwrap_or_default()
     })
+}
+
+/// The body of a request that may stream (chat, legacy completions): the client's bytes with the
+/// backend's `model` spliced in and, for a stream, the `stream_options` that ask for usage; or,
+/// without bytes to splice into, what `rebuild` makes of the stream options to send, serialized.
+fn streamed_body<T: serde::Serialize>(
+    raw: &RawBody,
+    model: &str,
+    stream: bool,
+    asked: Option<&StreamOptions>,
+    rebuild: impl FnOnce(Option<StreamOptions>) -> T,
+) -> Result<Bytes, ProviderError> {
+    let options = usage_asked(stream, asked);
+    let edits = Edits {
+        model,
+        stream_options: options.as_ref(),
+    };
+    upstream_body(raw, edits, || rebuild(options.clone().or_else(|| asked.cloned()))).map_err(unencodable)
 }
 
 /// A body that could not be encoded (no parsed request fails to): the call ends as reqwest
