@@ -5,12 +5,18 @@
 //! which one each route uses. The BPE tables load once, on the first count that needs them: a
 //! sidecar whose counts are all estimates, or that never needs a count, never loads them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod bpe;
+
+use std::sync::{
+    LazyLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use sluice_crds::Provider;
-use tiktoken_rs::{CoreBPE, tokenizer::Tokenizer as Family};
+use tiktoken_rs::tokenizer::Tokenizer as Family;
 
 use crate::formats::openai::{ChatMessage, ChatRequest};
+use bpe::{Encoding, LoadError};
 
 /// Texts longer than this are estimated even under a BPE: exact counts of megabyte prompts
 /// would cost more CPU than the routing decision is worth.
@@ -66,7 +72,15 @@ impl Tokenizer {
             Self::Cl100kBase => cl100k(),
             Self::Estimate => return estimate(text),
         };
-        memo::count(self, text, || bpe.encode_ordinary(text).len() as u64)
+        // A table that failed to load (a build defect, logged once) or a text the pattern
+        // gives up on (its backtracking limit) is estimated rather than failing the request.
+        let Some(bpe) = bpe else { return estimate(text) };
+        memo::count(self, text, || {
+            bpe.count(text).unwrap_or_else(|error| {
+                tracing::warn!(tokenizer = self.name(), %error, "counting estimated a text the BPE could not split");
+                estimate(text)
+            })
+        })
     }
 
     /// Prompt tokens of a chat request: each message's text plus its framing.
@@ -228,20 +242,31 @@ mod memo {
 /// Whether each encoding's tables were asked for (o200k_base, cl100k_base).
 static LOADED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
-/// How many BPE encodings this process has loaded (0, 1 or 2): tens of MiB each, so a
-/// sidecar that never needs an exact count should say 0.
+/// How many BPE encodings this process has loaded (0, 1 or 2): a few MiB each (see `bpe`), so
+/// a sidecar that never needs an exact count should say 0.
 pub fn tables_loaded() -> usize {
     LOADED.iter().filter(|l| l.load(Ordering::Relaxed)).count()
 }
 
-fn o200k() -> &'static CoreBPE {
-    LOADED[0].store(true, Ordering::Relaxed);
-    tiktoken_rs::o200k_base_singleton()
+static O200K: LazyLock<Option<Encoding>> = LazyLock::new(|| loaded(bpe::o200k_base()));
+
+static CL100K: LazyLock<Option<Encoding>> = LazyLock::new(|| loaded(bpe::cl100k_base()));
+
+/// The encoding, or `None` after logging why it did not load.
+fn loaded(encoding: Result<Encoding, LoadError>) -> Option<Encoding> {
+    encoding
+        .inspect_err(|error| tracing::error!(%error, "a BPE did not load: its counts are estimated"))
+        .ok()
 }
 
-fn cl100k() -> &'static CoreBPE {
+fn o200k() -> Option<&'static Encoding> {
+    LOADED[0].store(true, Ordering::Relaxed);
+    O200K.as_ref()
+}
+
+fn cl100k() -> Option<&'static Encoding> {
     LOADED[1].store(true, Ordering::Relaxed);
-    tiktoken_rs::cl100k_base_singleton()
+    CL100K.as_ref()
 }
 
 #[cfg(test)]
@@ -282,9 +307,10 @@ mod tests {
             .map(|i| format!("text number {i} of many, {}", "x".repeat(i % 7)))
             .collect();
         for tokenizer in [Tokenizer::O200kBase, Tokenizer::Cl100kBase] {
+            // tiktoken's own encoder is the reference.
             let bpe = match tokenizer {
-                Tokenizer::O200kBase => o200k(),
-                _ => cl100k(),
+                Tokenizer::O200kBase => tiktoken_rs::o200k_base_singleton(),
+                _ => tiktoken_rs::cl100k_base_singleton(),
             };
             // Twice over more texts than slots: hits, misses and evictions, the two encodings
             // sharing the table.
@@ -297,7 +323,7 @@ mod tests {
         let long = "word ".repeat(memo::MAX_BYTES);
         assert_eq!(
             Tokenizer::O200kBase.count(&long),
-            o200k().encode_ordinary(&long).len() as u64
+            tiktoken_rs::o200k_base_singleton().encode_ordinary(&long).len() as u64
         );
     }
 
