@@ -67,7 +67,7 @@ pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
 }
 
 /// A pod's allowance in one budget, as its snapshot carries it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Grant {
     /// Money it may spend in the period (the persisted part of its grant).
     pub allowance: MicroUsd,

@@ -41,9 +41,11 @@ pub mod status;
 pub mod telemetry;
 #[cfg(test)]
 mod testing;
+pub mod token;
 pub mod usage;
 pub mod verdicts;
 pub mod webhook;
+pub mod wire;
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "sluice-operator";

@@ -57,8 +57,8 @@ pub struct Inputs<'a> {
 pub struct SidecarPlan {
     /// Its pod's UID.
     pub uid: String,
-    /// What it should run.
-    pub snapshot: ConfigSnapshot,
+    /// What it should run (shared with every other sidecar planned the same snapshot).
+    pub snapshot: Arc<ConfigSnapshot>,
     /// Routes left out because an earlier route serves one of their models for it.
     pub conflicts: Vec<ObjectKey>,
 }
@@ -85,10 +85,13 @@ pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Pl
         budget_pods: &budget_pods,
         totals: budgets.clone(),
         outstanding: HashMap::new(),
+        windows: HashMap::new(),
         changed: false,
     };
     let route_refs: Vec<&AcceptedRoute> = inputs.routes.iter().map(Arc::as_ref).collect();
     let mut sidecars = Vec::with_capacity(inputs.sidecars.len());
+    // Sidecars planned alike share one snapshot, built (and digested) once.
+    let mut built: HashMap<Variant, (Arc<ConfigSnapshot>, Vec<ObjectKey>)> = HashMap::new();
     for sidecar in inputs.sidecars {
         let granted = grants.for_sidecar(sidecar);
         let share = |k: &ObjectKey| {
@@ -98,15 +101,22 @@ pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Pl
                 .copied()
                 .unwrap_or_default()
         };
-        let allowance = |k: &ObjectKey| granted.get(k).copied().unwrap_or_default();
-        let (snapshot, conflicts) = desired::snapshot_for(&PodInputs {
-            namespace: inputs.namespace,
-            labels: &sidecar.labels,
-            routes: &route_refs,
-            budgets: inputs.budgets,
-            allowance: &allowance,
-            share: &share,
-        });
+        let variant = Variant::of(inputs.namespace, &route_refs, sidecar, &share, &granted);
+        let (snapshot, conflicts) = built
+            .entry(variant)
+            .or_insert_with(|| {
+                let allowance = |k: &ObjectKey| granted.get(k).copied().unwrap_or_default();
+                let (snapshot, conflicts) = desired::snapshot_for(&PodInputs {
+                    namespace: inputs.namespace,
+                    labels: &sidecar.labels,
+                    routes: &route_refs,
+                    budgets: inputs.budgets,
+                    allowance: &allowance,
+                    share: &share,
+                });
+                (Arc::new(snapshot), conflicts)
+            })
+            .clone();
         sidecars.push(SidecarPlan {
             uid: sidecar.uid.clone(),
             snapshot,
@@ -123,6 +133,41 @@ pub fn plan(inputs: &Inputs<'_>, budgets: &BTreeMap<String, BudgetTotals>) -> Pl
         budgets: grants.totals,
         ledger_changed: grants.changed,
         outstanding,
+    }
+}
+
+/// Everything a sidecar's snapshot is made of besides what is the same for the whole namespace:
+/// which routes select it, its share of each, its grant in each budget. Two sidecars with equal
+/// variants get equal snapshots ([`desired::snapshot_for`] reads nothing else of a pod).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Variant {
+    /// Indices of the routes that select the sidecar, with its share of each.
+    routes: Vec<(usize, Option<u32>, Option<u32>)>,
+    /// Its grant in each budget.
+    grants: Vec<(ObjectKey, Grant)>,
+}
+
+impl Variant {
+    fn of(
+        namespace: &str,
+        routes: &[&AcceptedRoute],
+        sidecar: &Sidecar,
+        share: &dyn Fn(&ObjectKey) -> LimitShare,
+        granted: &BTreeMap<ObjectKey, Grant>,
+    ) -> Self {
+        let routes = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.key.namespace == namespace && desired::selects(r.spec.pod_selector.as_ref(), &sidecar.labels)
+            })
+            .map(|(i, r)| {
+                let s = share(&r.key);
+                (i, s.requests_per_minute, s.tokens_per_minute)
+            })
+            .collect();
+        let grants = granted.iter().map(|(k, g)| (k.clone(), *g)).collect();
+        Self { routes, grants }
     }
 }
 
@@ -198,6 +243,8 @@ struct Grants<'p, 'a> {
     /// Each budget's outstanding allowance, summed once and then kept current as grants change:
     /// summing every pod's grant again for every sidecar would be quadratic in the sidecars.
     outstanding: HashMap<String, MicroUsd>,
+    /// Each budget's current period, found once per plan (`now` does not move during one).
+    windows: HashMap<String, Option<period::Window>>,
     changed: bool,
 }
 
@@ -232,20 +279,36 @@ impl Grants<'_, '_> {
     /// money neither spent nor granted. Returns what its snapshot may carry: the persisted part
     /// of the grant. `None` when the budget's period cannot be computed.
     fn grant(&mut self, name: &str, spec: &BudgetSpec, uid: &str) -> Option<Grant> {
-        let window = period::window_in(spec.period, &spec.time_zone, self.inputs.now).ok()?;
-        let totals = self.totals.entry(name.to_owned()).or_default();
+        let now = self.inputs.now;
+        // Looked up before inserting: a key is copied only the first time, not for every pod.
+        if !self.windows.contains_key(name) {
+            let window = period::window_in(spec.period, &spec.time_zone, now).ok();
+            self.windows.insert(name.to_owned(), window);
+        }
+        let window = self.windows.get(name).copied().flatten()?;
+        if !self.totals.contains_key(name) {
+            self.totals.insert(name.to_owned(), BudgetTotals::default());
+        }
+        let totals = self.totals.get_mut(name)?;
         if totals.roll(window.start) {
             self.changed = true;
             self.outstanding.remove(name);
         }
-        let out = *self
-            .outstanding
-            .entry(name.to_owned())
-            .or_insert_with(|| outstanding_of(totals));
+        let out = match self.outstanding.get(name) {
+            Some(out) => *out,
+            None => {
+                let out = outstanding_of(totals);
+                self.outstanding.insert(name.to_owned(), out);
+                out
+            }
+        };
         let free = allowance::free(spec.limit_usd, totals.spent, out);
         let active = self.budget_pods.get(name).copied().unwrap_or(1);
         let spent = totals.spent;
-        let grant = totals.pods.entry(uid.to_owned()).or_default();
+        if !totals.pods.contains_key(uid) {
+            totals.pods.insert(uid.to_owned(), Default::default());
+        }
+        let grant = totals.pods.get_mut(uid)?;
         let asked = std::mem::take(&mut grant.asked);
         if asked > MicroUsd::ZERO {
             grant.idle_windows = 0;
@@ -264,9 +327,10 @@ impl Grants<'_, '_> {
             let before = pod.headroom();
             grant.set_granted(next);
             self.changed = true;
-            // `out` includes `before`, so this is the sum over the pods as they are now.
-            self.outstanding
-                .insert(name.to_owned(), out.saturating_sub(before) + grant.use_().headroom());
+            if let Some(sum) = self.outstanding.get_mut(name) {
+                // `out` includes `before`, so this is the sum over the pods as they are now.
+                *sum = out.saturating_sub(before) + grant.use_().headroom();
+            }
         }
         Some(Grant {
             allowance: grant.pushable(),

@@ -6,12 +6,14 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use jiff::Timestamp;
-use sluice_crds::{BudgetSpec, ConfigSnapshot, ConfigVersion, ObjectKey, control::PodIdentity};
+use sluice_crds::{BudgetSpec, ConfigVersion, ObjectKey, control::PodIdentity};
 use tokio::sync::watch;
 
 use crate::{
     context::{Context, key_of},
     plan::{self, Inputs},
+    sessions::Latest,
+    token::TokenDigest,
 };
 
 /// Like [`recompute`], for events that come in storms (sidecars connecting after an operator
@@ -78,15 +80,16 @@ fn count_sidecars(ctx: &Context) {
         .set(i64::try_from(ctx.sessions.len()).unwrap_or(i64::MAX));
 }
 
-/// Registers a connected sidecar and sends it its snapshot; returns its connection id and the
-/// receiver of its snapshots.
+/// Registers a connected sidecar (whose stream was authenticated with the token of `token`)
+/// and sends it its snapshot; returns its connection id and the receiver of its snapshots.
 pub fn register(
     ctx: &Context,
     identity: PodIdentity,
     labels: BTreeMap<String, String>,
-) -> (u64, watch::Receiver<Option<Arc<ConfigSnapshot>>>) {
+    token: Option<TokenDigest>,
+) -> (u64, watch::Receiver<Latest>) {
     let namespace = identity.namespace.clone();
-    let registered = ctx.sessions.register(identity, labels);
+    let registered = ctx.sessions.register(identity, labels, token);
     ctx.marks.routes(registered.replaced);
     count_sidecars(ctx);
     recompute_soon(ctx, &namespace);
@@ -119,6 +122,7 @@ pub fn ack(ctx: &Context, uid: &str, version: ConfigVersion) {
 /// others) and forgets the routes it was sent once its last report is applied
 /// ([`crate::ledgers::Ledgers::reclaim_due`]).
 pub fn pod_deleted(ctx: &Context, namespace: &str, uid: &str) {
+    ctx.sessions.revoke_token(uid);
     ctx.ledgers.pod_gone(namespace, uid, std::time::Instant::now());
     recompute_soon(ctx, namespace);
 }

@@ -2,7 +2,10 @@
 //! what it acked, and the channel its snapshots go down; and, per pod, every route ever sent to
 //! it (what it may report usage for, [`crate::usage::scope`]). Two locks, sessions before sent
 //! routes, never held across an await; what to send is decided by [`crate::plan`], and
-//! [`Sessions::apply`] only sends it.
+//! [`Sessions::apply`] only sends it, each distinct snapshot encoded once ([`crate::wire`]).
+//!
+//! A session also knows the token its stream was opened with, so that the stream's acks are
+//! recognised without another TokenReview ([`Sessions::identity_of`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -13,10 +16,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_crds::{ConfigSnapshot, ConfigVersion, ObjectKey, control::PodIdentity};
+use sluice_crds::{ConfigVersion, ObjectKey, control::PodIdentity};
 use tokio::sync::watch;
 
-use crate::plan::{Sidecar, SidecarPlan};
+use crate::{
+    plan::{Sidecar, SidecarPlan},
+    token::TokenDigest,
+    wire::Pushed,
+};
+
+/// What a stream's channel carries: the last snapshot pushed to it, if any.
+pub type Latest = Option<Arc<Pushed>>;
 
 /// One connected sidecar.
 #[derive(Debug)]
@@ -27,8 +37,10 @@ struct Session {
     labels: BTreeMap<String, String>,
     /// Which connection this is (a reconnect replaces an older one).
     conn: u64,
+    /// The token its stream was opened with (reviewed then), until its pod is deleted.
+    token: Option<TokenDigest>,
     /// Where its snapshots go.
-    tx: watch::Sender<Option<Arc<ConfigSnapshot>>>,
+    tx: watch::Sender<Latest>,
     /// The version last sent.
     desired: Option<ConfigVersion>,
     /// Routes in that version.
@@ -45,7 +57,7 @@ pub struct Registered {
     /// Its id (a reconnect replaces an older one).
     pub conn: u64,
     /// Where its snapshots arrive.
-    pub rx: watch::Receiver<Option<Arc<ConfigSnapshot>>>,
+    pub rx: watch::Receiver<Latest>,
     /// The routes of the connection it replaced (their counts change).
     pub replaced: BTreeSet<ObjectKey>,
 }
@@ -59,10 +71,34 @@ pub struct Applied {
     pub pushed: u64,
 }
 
+/// The sessions by pod UID, and the UID of each session's token.
+#[derive(Debug, Default)]
+struct Inner {
+    by_uid: HashMap<String, Session>,
+    by_token: HashMap<TokenDigest, String>,
+}
+
+impl Inner {
+    /// Removes the session of `uid`, and its token's entry.
+    fn remove(&mut self, uid: &str) -> Option<Session> {
+        let old = self.by_uid.remove(uid)?;
+        self.forget_token(uid, old.token);
+        Some(old)
+    }
+
+    fn forget_token(&mut self, uid: &str, token: Option<TokenDigest>) {
+        if let Some(token) = token
+            && self.by_token.get(&token).is_some_and(|u| u == uid)
+        {
+            self.by_token.remove(&token);
+        }
+    }
+}
+
 /// The connected sidecars by pod UID.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    inner: Mutex<HashMap<String, Session>>,
+    inner: Mutex<Inner>,
     /// Per pod UID, every route a snapshot sent to it held, kept across reconnects until the
     /// pod is deleted: a sidecar serves a route until it applies a snapshot without it, and
     /// reports that usage afterwards, however long the operator was away meanwhile.
@@ -84,12 +120,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Sessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.inner)
     }
 
-    /// Registers a connected sidecar, replacing an older connection of the same pod.
-    pub fn register(&self, identity: PodIdentity, labels: BTreeMap<String, String>) -> Registered {
+    /// Registers a connected sidecar, replacing an older connection of the same pod; `token` is
+    /// the digest of the token its stream was authenticated with.
+    pub fn register(
+        &self,
+        identity: PodIdentity,
+        labels: BTreeMap<String, String>,
+        token: Option<TokenDigest>,
+    ) -> Registered {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let conn = NEXT.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
@@ -98,33 +140,59 @@ impl Sessions {
             identity,
             labels,
             conn,
+            token,
             tx,
             desired: None,
             routes: BTreeSet::new(),
             acked: None,
             pushed_at: None,
         };
-        let replaced = self
-            .lock()
-            .insert(uid, session)
-            .map(|old| old.routes)
-            .unwrap_or_default();
+        let mut inner = self.lock();
+        let replaced = inner.remove(&uid).map(|old| old.routes).unwrap_or_default();
+        if let Some(token) = token {
+            inner.by_token.insert(token, uid.clone());
+        }
+        inner.by_uid.insert(uid, session);
         Registered { conn, rx, replaced }
+    }
+
+    /// The pod whose live stream was opened with the token of `digest`: the stream's own acks
+    /// need no review of their own. Such a token was reviewed when the stream opened, and is
+    /// trusted here only while that stream lasts and its pod is not known deleted
+    /// ([`Self::revoke_token`]); an ack changes nothing but which version the pod is known to run.
+    pub fn identity_of(&self, digest: &TokenDigest) -> Option<PodIdentity> {
+        let inner = self.lock();
+        let uid = inner.by_token.get(digest)?;
+        inner
+            .by_uid
+            .get(uid)
+            .filter(|s| s.token.as_ref() == Some(digest))
+            .map(|s| s.identity.clone())
+    }
+
+    /// Stops recognising the token of `uid`'s stream (its pod was deleted): its calls are
+    /// reviewed again, and refused once the API server no longer authenticates the token.
+    pub fn revoke_token(&self, uid: &str) {
+        let mut inner = self.lock();
+        let Some(token) = inner.by_uid.get_mut(uid).and_then(|s| s.token.take()) else {
+            return;
+        };
+        inner.forget_token(uid, Some(token));
     }
 
     /// Forgets a sidecar whose stream ended, unless a newer connection replaced it; returns the
     /// routes it had.
     pub fn unregister(&self, uid: &str, conn: u64) -> BTreeSet<ObjectKey> {
-        let mut sessions = self.lock();
-        if sessions.get(uid).is_some_and(|s| s.conn == conn) {
-            return sessions.remove(uid).map(|old| old.routes).unwrap_or_default();
+        let mut inner = self.lock();
+        if inner.by_uid.get(uid).is_some_and(|s| s.conn == conn) {
+            return inner.remove(uid).map(|old| old.routes).unwrap_or_default();
         }
         BTreeSet::new()
     }
 
     /// The connected pod's labels and the routes ever sent to the pod.
     pub fn scope(&self, uid: &str) -> PodScope {
-        let labels = self.lock().get(uid).map(|s| s.labels.clone());
+        let labels = self.lock().by_uid.get(uid).map(|s| s.labels.clone());
         let sent = lock(&self.sent).get(uid).cloned().unwrap_or_default();
         PodScope { labels, sent }
     }
@@ -136,19 +204,19 @@ impl Sessions {
 
     /// How many sidecars are connected.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_uid.len()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().by_uid.is_empty()
     }
 
     /// Records that a sidecar runs `version`: the routes it has, and how long the push took when
     /// this is the version last sent (first ack only).
     pub fn ack(&self, uid: &str, version: ConfigVersion) -> (BTreeSet<ObjectKey>, Option<Duration>) {
-        let mut sessions = self.lock();
-        let Some(session) = sessions.get_mut(uid) else {
+        let mut inner = self.lock();
+        let Some(session) = inner.by_uid.get_mut(uid) else {
             return (BTreeSet::new(), None);
         };
         let mut latency = None;
@@ -165,6 +233,7 @@ impl Sessions {
     /// has gone without acking the version last sent to it; zero when every one has.
     pub fn oldest_unacked(&self, now: Instant) -> Duration {
         self.lock()
+            .by_uid
             .values()
             .filter_map(|s| s.pushed_at)
             .map(|at| now.saturating_duration_since(at))
@@ -174,20 +243,25 @@ impl Sessions {
 
     /// Updates the labels of a connected pod (they decide which routes select it).
     pub fn relabel(&self, uid: &str, labels: BTreeMap<String, String>) {
-        if let Some(s) = self.lock().get_mut(uid) {
+        if let Some(s) = self.lock().by_uid.get_mut(uid) {
             s.labels = labels;
         }
     }
 
     /// The namespaces with a connected sidecar.
     pub fn namespaces(&self) -> BTreeSet<String> {
-        self.lock().values().map(|s| s.identity.namespace.clone()).collect()
+        self.lock()
+            .by_uid
+            .values()
+            .map(|s| s.identity.namespace.clone())
+            .collect()
     }
 
     /// The connected sidecars of `namespace`, by UID.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Sidecar> {
         let mut sidecars: Vec<Sidecar> = self
             .lock()
+            .by_uid
             .values()
             .filter(|s| s.identity.namespace == namespace)
             .map(|s| Sidecar {
@@ -203,49 +277,69 @@ impl Sessions {
     /// How many sidecars run the version last sent, when it has `route`.
     pub fn in_sync(&self, route: &ObjectKey) -> usize {
         self.lock()
+            .by_uid
             .values()
             .filter(|s| s.routes.contains(route) && s.desired.is_some() && s.acked == s.desired)
             .count()
     }
 
     /// Sends each sidecar its planned snapshot when its version differs from the one last sent.
+    /// Each distinct snapshot is encoded once and its routes listed once, however many
+    /// sidecars it goes to.
     pub fn apply(
         &self,
         namespace: &str,
         plans: Vec<SidecarPlan>,
         mut traced: Option<&mut crate::telemetry::Push>,
     ) -> Applied {
-        let mut sessions = self.lock();
+        let mut inner = self.lock();
+        let mut sent = lock(&self.sent);
         let mut applied = Applied::default();
+        let mut encoded: HashMap<ConfigVersion, (Arc<Pushed>, BTreeSet<ObjectKey>)> = HashMap::new();
         for plan in plans {
-            let Some(session) = sessions.get_mut(&plan.uid) else {
+            let Some(session) = inner.by_uid.get_mut(&plan.uid) else {
                 continue;
             };
             for c in plan.conflicts {
                 tracing::warn!(route = %c, pod = %session.identity.name,
                     "route left out of this pod's config: one of its models is served by an earlier route");
             }
-            let snapshot = plan.snapshot;
-            if session.desired.as_ref() == Some(&snapshot.version) {
+            let version = &plan.snapshot.version;
+            if session.desired.as_ref() == Some(version) {
                 continue;
             }
-            let keys: BTreeSet<ObjectKey> = snapshot.routes.iter().map(|r| r.key.clone()).collect();
-            applied.routes.extend(session.routes.iter().cloned());
-            applied.routes.extend(keys.iter().cloned());
-            tracing::info!(pod = %session.identity.name, namespace, version = %snapshot.version,
-                routes = keys.len(), "pushing config");
-            session.desired = Some(snapshot.version.clone());
-            session.routes = keys;
-            session.pushed_at = Some(Instant::now());
-            lock(&self.sent)
-                .entry(plan.uid.clone())
-                .or_default()
-                .extend(session.routes.iter().cloned());
-            if let Some(push) = traced.as_deref_mut() {
-                push.sending(&snapshot.version);
+            let (pushed, keys) = encoded.entry(version.clone()).or_insert_with(|| {
+                let keys: BTreeSet<ObjectKey> = plan.snapshot.routes.iter().map(|r| r.key.clone()).collect();
+                applied.routes.extend(keys.iter().cloned());
+                (Arc::new(Pushed::new(plan.snapshot.clone())), keys)
+            });
+            if session.routes != *keys {
+                applied.routes.extend(session.routes.iter().cloned());
+                session.routes = keys.clone();
             }
-            session.tx.send_replace(Some(Arc::new(snapshot)));
+            tracing::debug!(pod = %session.identity.name, namespace, version = %version,
+                routes = keys.len(), "pushing config");
+            session.desired = Some(version.clone());
+            session.pushed_at = Some(Instant::now());
+            match sent.get_mut(&plan.uid) {
+                Some(routes) => routes.extend(keys.iter().cloned()),
+                None => {
+                    sent.insert(plan.uid.clone(), keys.clone());
+                }
+            }
+            if let Some(push) = traced.as_deref_mut() {
+                push.sending(version);
+            }
+            session.tx.send_replace(Some(pushed.clone()));
             applied.pushed += 1;
+        }
+        if applied.pushed > 0 {
+            tracing::info!(
+                namespace,
+                sidecars = applied.pushed,
+                versions = encoded.len(),
+                "pushed config"
+            );
         }
         applied
     }
@@ -264,7 +358,7 @@ mod tests {
     }
 
     fn push(sessions: &Sessions, uid: &str) -> ConfigVersion {
-        let snapshot = ConfigSnapshot::new(Vec::new(), Vec::new());
+        let snapshot = Arc::new(sluice_crds::ConfigSnapshot::new(Vec::new(), Vec::new()));
         let version = snapshot.version.clone();
         let plan = SidecarPlan {
             uid: uid.into(),
@@ -279,8 +373,8 @@ mod tests {
     fn the_oldest_unacked_push_is_the_longest_wait_of_a_sidecar_that_has_not_acked() {
         let sessions = Sessions::default();
         assert_eq!(sessions.oldest_unacked(Instant::now()), Duration::ZERO);
-        let _a = sessions.register(pod("a"), BTreeMap::new());
-        let _b = sessions.register(pod("b"), BTreeMap::new());
+        let _a = sessions.register(pod("a"), BTreeMap::new(), None);
+        let _b = sessions.register(pod("b"), BTreeMap::new(), None);
         let version = push(&sessions, "a");
         push(&sessions, "b");
         let later = Instant::now() + Duration::from_secs(90);
@@ -293,5 +387,57 @@ mod tests {
         );
         sessions.ack("b", version);
         assert_eq!(sessions.oldest_unacked(later), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_streams_token_names_its_pod_until_the_stream_ends_or_the_pod_is_deleted() {
+        let sessions = Sessions::default();
+        let token = TokenDigest::of("token-a");
+        let first = sessions.register(pod("a"), BTreeMap::new(), Some(token));
+        assert_eq!(sessions.identity_of(&token), Some(pod("a")));
+        assert_eq!(sessions.identity_of(&TokenDigest::of("token-b")), None);
+        sessions.revoke_token("a");
+        assert_eq!(sessions.identity_of(&token), None, "its pod was deleted");
+
+        let second = sessions.register(pod("a"), BTreeMap::new(), Some(token));
+        sessions.unregister("a", first.conn);
+        assert_eq!(
+            sessions.identity_of(&token),
+            Some(pod("a")),
+            "the end of a replaced stream changes nothing"
+        );
+        sessions.unregister("a", second.conn);
+        assert_eq!(sessions.identity_of(&token), None, "its stream ended");
+    }
+
+    #[test]
+    fn a_reconnect_with_another_token_forgets_the_old_one() {
+        let sessions = Sessions::default();
+        let (old, new) = (TokenDigest::of("old"), TokenDigest::of("new"));
+        let _first = sessions.register(pod("a"), BTreeMap::new(), Some(old));
+        let _second = sessions.register(pod("a"), BTreeMap::new(), Some(new));
+        assert_eq!(sessions.identity_of(&old), None);
+        assert_eq!(sessions.identity_of(&new), Some(pod("a")));
+    }
+
+    #[test]
+    fn sidecars_sent_the_same_snapshot_share_one_encoded_line() {
+        let sessions = Sessions::default();
+        let mut a = sessions.register(pod("a"), BTreeMap::new(), None);
+        let mut b = sessions.register(pod("b"), BTreeMap::new(), None);
+        let snapshot = Arc::new(sluice_crds::ConfigSnapshot::new(Vec::new(), Vec::new()));
+        let plans = ["a", "b"].map(|uid| SidecarPlan {
+            uid: uid.into(),
+            snapshot: snapshot.clone(),
+            conflicts: Vec::new(),
+        });
+        assert_eq!(sessions.apply("team-a", plans.to_vec(), None).pushed, 2);
+        let (sent_a, sent_b) = (a.rx.borrow_and_update().clone(), b.rx.borrow_and_update().clone());
+        let (Some(sent_a), Some(sent_b)) = (sent_a, sent_b) else {
+            unreachable!("both were sent the snapshot")
+        };
+        assert!(Arc::ptr_eq(&sent_a, &sent_b));
+        assert_eq!(sent_a.snapshot.version, snapshot.version);
+        assert_eq!(sessions.apply("team-a", plans.to_vec(), None).pushed, 0, "nothing new");
     }
 }

@@ -10,8 +10,9 @@ use std::{
 use http::HeaderMap;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::{Api, Client, api::PostParams};
-use sha2::{Digest, Sha256};
 use sluice_crds::control::{AUDIENCE, PodIdentity};
+
+use crate::token::{self, TokenDigest};
 
 /// How long a successful review is reused for the same token.
 const CACHE_FOR: Duration = Duration::from_secs(30);
@@ -56,7 +57,7 @@ impl AuthError {
 /// Reviews tokens, remembering recent answers so a busy sidecar does not cost a review per call.
 pub struct Authenticator {
     client: Client,
-    cache: Mutex<HashMap<[u8; 32], (PodIdentity, Instant)>>,
+    cache: Mutex<HashMap<TokenDigest, (PodIdentity, Instant)>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -76,14 +77,8 @@ impl Authenticator {
 
     /// The pod the request's token is bound to.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<PodIdentity, AuthError> {
-        let token = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::MissingToken)?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let token = token::bearer(headers).ok_or(AuthError::MissingToken)?;
+        let digest = TokenDigest::of(token);
         if let Some(identity) = self.cached(&digest) {
             return Ok(identity);
         }
@@ -109,7 +104,7 @@ impl Authenticator {
         Ok(identity)
     }
 
-    fn cached(&self, digest: &[u8; 32]) -> Option<PodIdentity> {
+    fn cached(&self, digest: &TokenDigest) -> Option<PodIdentity> {
         let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cache
             .get(digest)

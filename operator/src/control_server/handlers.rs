@@ -21,7 +21,13 @@ use tokio::sync::watch;
 
 use super::auth::Authenticator;
 pub use crate::serve::Body;
-use crate::{context::Context, push, usage};
+use crate::{
+    context::Context,
+    push,
+    token::{self, TokenDigest},
+    usage,
+    wire::{self, line},
+};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -120,31 +126,6 @@ async fn labels_of(ctx: &Context, pod: &PodIdentity) -> Result<std::collections:
     Ok(stored.metadata.labels.unwrap_or_default())
 }
 
-fn line(event: &WatchEvent) -> Bytes {
-    let mut bytes = serde_json::to_vec(event).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
-}
-
-/// `event`'s line with the push's `traceparent` (and `tracestate`) as members of its object,
-/// which a sidecar that does not trace ignores.
-fn traced_line(event: &WatchEvent, carried: Option<http::HeaderMap>) -> Bytes {
-    let Some(headers) = carried else {
-        return line(event);
-    };
-    let Ok(serde_json::Value::Object(mut object)) = serde_json::to_value(event) else {
-        return line(event);
-    };
-    for (name, value) in &headers {
-        if let Ok(value) = value.to_str() {
-            object.insert(name.as_str().to_owned(), serde_json::Value::String(value.to_owned()));
-        }
-    }
-    let mut bytes = serde_json::to_vec(&object).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
-}
-
 /// Forgets the session when its stream is dropped (the sidecar went away).
 struct SessionGuard {
     ctx: Arc<Context>,
@@ -201,7 +182,8 @@ async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
     let labels = labels_of(&ctx, &pod).await?;
     let hello = hello(&ctx, &pod);
     tracing::info!(pod = %pod.name, namespace = %pod.namespace, "sidecar connected");
-    let (conn, rx) = push::register(&ctx, pod.clone(), labels);
+    let token = token::bearer(req.headers()).map(TokenDigest::of);
+    let (conn, rx) = push::register(&ctx, pod.clone(), labels, token);
     let guard = SessionGuard {
         ctx: ctx.clone(),
         uid: pod.uid.clone(),
@@ -221,15 +203,17 @@ async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
                     changed = rx.changed() => {
                         // The session was replaced by a newer connection or the operator stops.
                         changed.ok()?;
-                        let snapshot = rx.borrow_and_update().clone();
-                        if let Some(snapshot) = snapshot {
-                            let carried = crate::telemetry::carried(&snapshot.version);
-                            let bytes = traced_line(&WatchEvent::Snapshot(snapshot.as_ref().clone()), carried);
+                        let pushed = rx.borrow_and_update().clone();
+                        if let Some(pushed) = pushed {
+                            let bytes = match crate::telemetry::carried(&pushed.snapshot.version) {
+                                Some(carried) => wire::traced(&pushed.line, &carried),
+                                None => pushed.line.clone(),
+                            };
                             return Some((Ok(Frame::data(bytes)), (None, rx, tick, guard)));
                         }
                     }
                     _ = tick.tick() => {
-                        return Some((Ok(Frame::data(line(&WatchEvent::Heartbeat))), (None, rx, tick, guard)));
+                        return Some((Ok(Frame::data(wire::heartbeat())), (None, rx, tick, guard)));
                     }
                 }
             }
@@ -245,11 +229,22 @@ async fn watch(req: Request<Incoming>, server: &ControlServer) -> Result<Respons
     Ok(response)
 }
 
+/// An ack: from the token of the pod's open stream, recognised as that pod's
+/// ([`crate::sessions::Sessions::identity_of`]); from any other token, reviewed like every call.
 async fn ack(req: Request<Incoming>, server: &ControlServer) -> Result<Response<Body>, Refusal> {
-    let pod = identity(&req, server).await?;
-    let headers = req.headers().clone();
+    let streaming = token::bearer(req.headers())
+        .map(TokenDigest::of)
+        .and_then(|digest| server.ctx.sessions.identity_of(&digest));
+    let pod = match streaming {
+        Some(pod) => pod,
+        None => identity(&req, server).await?,
+    };
+    // Only a trace needs the headers once the body is read.
+    let headers = sluice_telemetry::tracer().is_some().then(|| req.headers().clone());
     let ack: ConfigAck = read_json(req, MAX_ACK_BYTES).await?;
-    crate::telemetry::acked(&headers, &pod, &ack.version);
+    if let Some(headers) = &headers {
+        crate::telemetry::acked(headers, &pod, &ack.version);
+    }
     tracing::debug!(pod = %pod.name, version = %ack.version, "sidecar acked");
     push::ack(&server.ctx, &pod.uid, ack.version);
     let mut response = Response::new(Full::new(Bytes::new()).boxed());

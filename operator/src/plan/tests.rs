@@ -420,3 +420,19 @@ fn a_snapshot_says_when_the_budget_is_spent() {
     let plan = world.plan(noon(), &today(999_999, &[("a", 1_000_000, 999_999)]));
     assert!(!plan.sidecars[0].snapshot.budgets[0].exhausted);
 }
+
+#[test]
+fn sidecars_planned_alike_share_one_snapshot_and_the_others_get_their_own() {
+    let w = World::new(
+        vec![route("r", "  rateLimit: {requestsPerMinute: 10}\n")],
+        "100.00",
+        &["u1", "u2", "u3"],
+    );
+    let p = w.plan(noon(), &BTreeMap::new());
+    let (a, b, c) = (&p.sidecars[0], &p.sidecars[1], &p.sidecars[2]);
+    assert!(Arc::ptr_eq(&b.snapshot, &c.snapshot));
+    assert_ne!(a.snapshot.version, b.snapshot.version);
+    assert_eq!(a.snapshot.routes[0].share.requests_per_minute, Some(4));
+    assert_eq!(b.snapshot.routes[0].share.requests_per_minute, Some(3));
+    assert_eq!((b.uid.as_str(), c.uid.as_str()), ("u2", "u3"));
+}
