@@ -15,7 +15,7 @@ use serde_json::Value;
 use sluice_crds::{Pricing, Provider, Tokens};
 use sluice_sidecar::limits::bucket::TokenBucket;
 use sluice_sidecar::request::parse_chat;
-use sluice_sidecar::sse::{SseDecoder, encode_data};
+use sluice_sidecar::sse::{SseDecoder, encode_data_into};
 use sluice_sidecar::tokenizer::Tokenizer;
 use sluice_sidecar::wire::Usage;
 
@@ -122,10 +122,10 @@ mod sse {
     /// Decoding a 100-chunk stream that arrives in one read.
     #[divan::bench]
     fn decode_100_chunks(b: Bencher) {
-        let stream = CHUNK.repeat(100);
+        let stream = bytes::Bytes::from(CHUNK.repeat(100));
         b.counter(divan::counter::ItemsCount::new(100usize)).bench(|| {
             let mut decoder = SseDecoder::new(1 << 20);
-            decoder.push(black_box(stream.as_bytes()));
+            decoder.push(black_box(stream.clone()));
             let mut n = 0;
             while let Some(event) = decoder.next_event() {
                 black_box(event.unwrap());
@@ -140,7 +140,7 @@ mod sse {
     fn decode_one_chunk_per_read(b: Bencher) {
         let mut decoder = SseDecoder::new(1 << 20);
         b.bench_local(|| {
-            decoder.push(black_box(CHUNK.as_bytes()));
+            decoder.push(black_box(bytes::Bytes::from_static(CHUNK.as_bytes())));
             decoder.next_event().unwrap().unwrap()
         });
     }
@@ -149,10 +149,12 @@ mod sse {
     fn decode_parse_and_reencode_one_chunk(b: Bencher) {
         let mut decoder = SseDecoder::new(1 << 20);
         b.bench_local(|| {
-            decoder.push(black_box(CHUNK.as_bytes()));
+            decoder.push(black_box(bytes::Bytes::from_static(CHUNK.as_bytes())));
             let event = decoder.next_event().unwrap().unwrap();
             let value: Value = serde_json::from_str(&event.data).unwrap();
-            encode_data(&serde_json::to_vec(&value).unwrap())
+            let mut out = bytes::BytesMut::new();
+            encode_data_into(&mut out, &serde_json::to_vec(&value).unwrap());
+            out
         });
     }
 }

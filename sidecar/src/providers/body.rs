@@ -134,7 +134,7 @@ fn decoded_events(
             let failure = match next {
                 Err(_) => ProviderError::Timeout(TimeoutPhase::Total),
                 Ok(Some(Ok(bytes))) => {
-                    s.decoder.push(&bytes);
+                    s.decoder.push(bytes);
                     continue;
                 }
                 Ok(Some(Err(e))) => e,

@@ -288,53 +288,57 @@ pub fn parse_complete(body: Bytes) -> Result<Complete, ProviderError> {
     Ok(Complete { body, usage })
 }
 
+/// At most two items one event yields: its usage, then its chunk (or one error); no allocation.
+type EventItems = std::iter::Chain<
+    std::option::IntoIter<Result<StreamEvent, ProviderError>>,
+    std::option::IntoIter<Result<StreamEvent, ProviderError>>,
+>;
+
+fn one_error(e: ProviderError) -> EventItems {
+    Some(Err(e)).into_iter().chain(None)
+}
+
 /// Maps one upstream event to what goes on: `None` at `[DONE]`, usage split out, and the
 /// `usage` field removed from chunks when the client did not ask for it.
-fn to_stream_events(
-    event: Result<SseEvent, ProviderError>,
-    client_wants_usage: bool,
-) -> Option<Vec<Result<StreamEvent, ProviderError>>> {
+fn to_stream_events(event: Result<SseEvent, ProviderError>, client_wants_usage: bool) -> Option<EventItems> {
     let event = match event {
         Ok(e) if e.data == "[DONE]" => return None,
         Ok(e) => e,
-        Err(e) => return Some(vec![Err(e)]),
+        Err(e) => return Some(one_error(e)),
     };
     let Ok(chunk) = Chunk::parse(&event.data) else {
-        return Some(vec![Err(ProviderError::InvalidResponse(
+        return Some(one_error(ProviderError::InvalidResponse(
             "a stream event is not a JSON object".into(),
-        ))]);
+        )));
     };
     if let Some(error) = chunk.error() {
         let body = Bytes::from(format!(r#"{{"error":{}}}"#, error.get()));
         let status = http::StatusCode::BAD_GATEWAY;
-        return Some(vec![Err(ProviderError::Status {
+        return Some(one_error(ProviderError::Status {
             status,
             retry_after: None,
             body,
-        })]);
+        }));
     }
     let usage_member = chunk.usage();
     let usage = usage_member
         .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
         .and_then(|usage| Usage::from_openai(&usage));
-    let mut out = Vec::with_capacity(2);
-    if let Some(u) = usage {
-        out.push(Ok(StreamEvent::Usage(u)));
-    }
+    // The chunk is forwarded as the bytes it came in unless its usage must go.
     let forward = if client_wants_usage {
-        Some(Bytes::from(event.data))
+        Some(event.data.clone().into_inner())
     } else if usage.is_some() && chunk.has_no_choices() {
         None
     } else if usage_member.is_some() {
         match chunk.without_usage() {
             Ok(stripped) => Some(Bytes::from(stripped)),
-            Err(e) => return Some(vec![Err(ProviderError::InvalidResponse(e.to_string()))]),
+            Err(e) => return Some(one_error(ProviderError::InvalidResponse(e.to_string()))),
         }
     } else {
-        Some(Bytes::from(event.data))
+        Some(event.data.clone().into_inner())
     };
-    out.extend(forward.map(|b| Ok(StreamEvent::Data(b))));
-    Some(out)
+    let usage = usage.map(|u| Ok(StreamEvent::Usage(u)));
+    Some(usage.into_iter().chain(forward.map(|b| Ok(StreamEvent::Data(b)))))
 }
 
 #[cfg(test)]

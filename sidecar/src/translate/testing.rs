@@ -15,7 +15,7 @@ pub fn translate_transcript(
     transcript: &str,
 ) -> (Vec<Value>, Vec<Usage>, Option<ProviderError>) {
     let mut decoder = SseDecoder::new(1 << 20);
-    decoder.push(transcript.as_bytes());
+    decoder.push(bytes::Bytes::copy_from_slice(transcript.as_bytes()));
     let mut results: Vec<_> = std::iter::from_fn(|| decoder.next_event())
         .map(|e| translator.event(&e.unwrap().data))
         .collect();

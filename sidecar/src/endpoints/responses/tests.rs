@@ -19,7 +19,7 @@ use crate::{
 
 fn events_of(text: &[u8]) -> Vec<(String, Value)> {
     let mut decoder = SseDecoder::new(1 << 20);
-    decoder.push(text);
+    decoder.push(bytes::Bytes::copy_from_slice(text));
     std::iter::from_fn(|| decoder.next_event())
         .map(|e| {
             let e = e.unwrap();

@@ -114,7 +114,7 @@ fn event(message: &Message) -> Result<Option<SseEvent>, ProviderError> {
             let payload = if payload.trim().is_empty() { "{}" } else { payload };
             Ok(Some(SseEvent {
                 event: Some(kind.to_owned()),
-                data: format!("{{\"{kind}\":{payload}}}"),
+                data: format!("{{\"{kind}\":{payload}}}").into(),
             }))
         }
         "exception" => {

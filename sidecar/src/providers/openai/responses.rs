@@ -62,7 +62,7 @@ fn items(event: Result<SseEvent, ProviderError>) -> Vec<Result<StreamEvent, Prov
     if let Some(usage) = doc.pointer("/response/usage").and_then(Usage::from_responses) {
         out.push(Ok(StreamEvent::Usage(usage)));
     }
-    out.push(Ok(StreamEvent::Data(Bytes::from(event.data))));
+    out.push(Ok(StreamEvent::Data(event.data.into_inner())));
     out
 }
 
