@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue};
 use crate::{
     pipeline::{Refused, Served},
     response::Response,
+    route::{BackendRuntime, Route},
 };
 
 /// `x-sluice-route`: the `namespace/name` of the route that served.
@@ -33,35 +34,29 @@ pub const TOKEN_COUNT_HEADER: HeaderName = HeaderName::from_static("x-sluice-tok
 
 /// Sets the headers that say who served a request.
 pub fn set_served_by(resp: &mut Response, served: &Served) {
-    set_headers(
-        resp,
-        Some(&served.route.key.to_string()),
-        Some(served.backend.name.as_str()),
-        served.attempts,
-    );
+    set_headers(resp, &served.route, Some(served.backend.as_ref()), served.attempts);
     resp.headers_mut()
         .insert(CACHE_HEADER, HeaderValue::from_static(served.cache.as_str()));
 }
 
 /// The error response for a refused request, with who tried.
 pub fn refused_response(refused: Refused) -> Response {
-    let route = refused.route.as_ref().map(|r| r.key.to_string());
-    let backend = refused.backend.as_ref().map(|b| b.name.to_string());
     let attempts = refused.attempts;
     let mut resp = refused.error.into_response();
-    if route.is_some() {
-        set_headers(&mut resp, route.as_deref(), backend.as_deref(), attempts);
+    if let Some(route) = &refused.route {
+        set_headers(&mut resp, route, refused.backend.as_deref(), attempts);
     }
     resp
 }
 
-fn set_headers(resp: &mut Response, route: Option<&str>, backend: Option<&str>, attempts: u32) {
+/// Sets the route, backend and attempts headers, from the values the route compiled once.
+fn set_headers(resp: &mut Response, route: &Route, backend: Option<&BackendRuntime>, attempts: u32) {
     let headers = resp.headers_mut();
-    if let Some(v) = route.and_then(|r| HeaderValue::try_from(r).ok()) {
-        headers.insert(ROUTE_HEADER, v);
+    if let Some(v) = &route.key_header {
+        headers.insert(ROUTE_HEADER, v.clone());
     }
-    if let Some(v) = backend.and_then(|b| HeaderValue::try_from(b).ok()) {
-        headers.insert(BACKEND_HEADER, v);
+    if let Some(v) = backend.and_then(|b| b.name_header.as_ref()) {
+        headers.insert(BACKEND_HEADER, v.clone());
     }
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
 }

@@ -19,6 +19,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use http::HeaderValue;
 use sluice_crds::{
     BackendName, CircuitBreaker, ConfigSnapshot, ModelName, ObjectKey, Pricing, Provider, RetryPolicy, RouteConfig,
     Strategy, Timeouts,
@@ -60,6 +61,8 @@ pub struct Route {
     pub state: RouteState,
     /// The Budget this route spends from.
     pub budget: Option<ObjectKey>,
+    /// `key` as the `x-sluice-route` value, made once (`None` if it cannot be one).
+    pub key_header: Option<HeaderValue>,
 }
 
 /// One backend, ready to call.
@@ -87,6 +90,8 @@ pub struct BackendRuntime {
     pub state: Arc<BackendState>,
     /// The metric series its requests count into, looked up once.
     pub series: series::SeriesCache,
+    /// `name` as the `x-sluice-backend` value, made once (`None` if it cannot be one).
+    pub name_header: Option<HeaderValue>,
 }
 
 /// Why a snapshot could not become the active config.
@@ -398,6 +403,7 @@ fn compile_route(
             index,
             state: states.backend(pending, &config.key, backend),
             series: Default::default(),
+            name_header: HeaderValue::try_from(backend.name.as_str()).ok(),
         }));
     }
     // Priority order, stable so equal priorities keep their written order; the strategy
@@ -419,6 +425,7 @@ fn compile_route(
             namespace: config.key.namespace.clone(),
             name: b.name.clone(),
         }),
+        key_header: HeaderValue::try_from(config.key.to_string()).ok(),
     })
 }
 

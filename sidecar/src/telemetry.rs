@@ -19,6 +19,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use futures::FutureExt as _;
 use http::{HeaderMap, Method, StatusCode};
 use opentelemetry::{
     Context, KeyValue,
@@ -61,7 +62,11 @@ pub fn start_request(method: &Method, path: &str, headers: &HeaderMap) -> Option
 }
 
 /// Runs `served` with `cx` as its request span, then records the status it answered.
-pub async fn serve<F>(cx: Context, served: F) -> crate::response::Response
+///
+/// Not an `async fn`: one would hold `served` twice (as its argument and inside the scope it
+/// is moved into), doubling the request handler's future, which the listener boxes (a copy of
+/// its whole size) on every request, traced or not.
+pub fn serve<F>(cx: Context, served: F) -> impl Future<Output = crate::response::Response>
 where
     F: Future<Output = crate::response::Response>,
 {
@@ -69,9 +74,10 @@ where
         cx: cx.clone(),
         operation: Arc::default(),
     };
-    let response = REQUEST.scope(traced, served).await;
-    answered(&cx, response.status());
-    response
+    REQUEST.scope(traced, served).map(move |response| {
+        answered(&cx, response.status());
+        response
+    })
 }
 
 /// The status the client got; `error.type` is the status for an error status, as the HTTP

@@ -30,7 +30,9 @@ use crate::{
 
 /// Serves one Messages request, plain or streamed.
 pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &[u8]) -> Response {
-    match serve(config, headers, body).await {
+    // Boxed: inline, this endpoint's future (the largest after the Responses one) would set the
+    // size of every request's handler future, which the listener boxes whole on each request.
+    match Box::pin(serve(config, headers, body)).await {
         Ok(resp) => resp,
         Err(openai_shaped) => anthropic_error(openai_shaped).await,
     }

@@ -32,7 +32,9 @@ use crate::{
 
 /// Serves one Responses request, plain or streamed.
 pub async fn handle(config: &ActiveConfig, headers: &HeaderMap, body: &Bytes) -> Response {
-    serve(config, headers, body).await.unwrap_or_else(|resp| resp)
+    // Boxed: inline, this endpoint's future (the largest of all) would set the size of every
+    // request's handler future, which the listener boxes whole on each request.
+    Box::pin(serve(config, headers, body)).await.unwrap_or_else(|resp| resp)
 }
 
 /// An `openai` backend's own answer, as it wrote it: the Response, or its events framed with

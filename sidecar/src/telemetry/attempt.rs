@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use futures::future::Either;
 use opentelemetry::{
     Context, KeyValue,
     trace::{SpanKind, Status, TraceContextExt, Tracer as _},
@@ -51,10 +52,13 @@ pub fn start(backend: Target<'_>, number: u32) -> Option<Context> {
 }
 
 /// Runs the provider call with `attempt` as the context [`traced`] sends on.
-pub async fn scope<F: Future>(attempt: Option<Context>, call: F) -> F::Output {
+///
+/// Not an `async fn`: one would hold `call` twice (as its argument and inside the scope),
+/// doubling the attempt's future and every future around it.
+pub fn scope<F: Future>(attempt: Option<Context>, call: F) -> impl Future<Output = F::Output> {
     match attempt {
-        Some(cx) => ATTEMPT.scope(cx, call).await,
-        None => call.await,
+        Some(cx) => Either::Left(ATTEMPT.scope(cx, call)),
+        None => Either::Right(call),
     }
 }
 

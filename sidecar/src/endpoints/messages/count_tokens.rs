@@ -48,7 +48,7 @@ pub async fn handle(config: &ActiveConfig, _headers: &HeaderMap, body: &[u8]) ->
         _ => (count_locally(request, route.tokenizer)?, "estimate"),
     };
     let mut resp = response::json(StatusCode::OK, serde_json::to_vec(&count).unwrap_or_default());
-    set_headers(&mut resp, Some(&route.key.to_string()), Some(backend.name.as_str()), 0);
+    set_headers(&mut resp, route, Some(backend.as_ref()), 0);
     resp.headers_mut()
         .insert(TOKEN_COUNT_HEADER, HeaderValue::from_static(how));
     Ok(resp)
