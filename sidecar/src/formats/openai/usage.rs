@@ -11,7 +11,7 @@ use serde_json::Value;
 pub(crate) use crate::formats::members::escapes_a_surrogate;
 use sluice_crds::Tokens;
 
-use crate::wire::Usage;
+use crate::{formats::members::MemberKey, wire::Usage};
 
 /// Why a body has no usage to read.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +155,7 @@ impl<'de> Visitor<'de> for UsageVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UsageValue, A::Error> {
         // A repeated member counts once, its last value, as in a parsed `Value`.
         let (mut input, mut output, mut details) = (0, 0, Details::default());
-        while let Some(name) = map.next_key::<Name>()? {
+        while let Some(name) = map.next_key::<MemberKey>()? {
             match &*name.0 {
                 "prompt_tokens" => input = map.next_value::<Count>()?.0,
                 "completion_tokens" => output = map.next_value::<Count>()?.0,
@@ -227,7 +227,7 @@ impl<'de> Visitor<'de> for DetailsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Details, A::Error> {
         let mut details = Details::default();
-        while let Some(name) = map.next_key::<Name>()? {
+        while let Some(name) = map.next_key::<MemberKey>()? {
             match &*name.0 {
                 "cached_tokens" => details.cached = map.next_value::<Count>()?.0,
                 "cache_creation_tokens" => details.cache_creation = map.next_value::<Count>()?.0,
@@ -324,33 +324,6 @@ impl<'de> Visitor<'de> for CountVisitor {
 fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
-}
-
-/// A member name, its escapes decoded (borrowed from the body when it has none).
-struct Name<'de>(std::borrow::Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(NameVisitor)
-    }
-}
-
-struct NameVisitor;
-
-impl<'de> Visitor<'de> for NameVisitor {
-    type Value = Name<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
-        Ok(Name(std::borrow::Cow::Borrowed(name)))
-    }
-
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<Name<'de>, E> {
-        Ok(Name(std::borrow::Cow::Owned(name.to_owned())))
-    }
 }
 
 #[cfg(test)]
